@@ -1,0 +1,1 @@
+"""DataArts Studio API: authentication, client and a local simulator."""

@@ -1,0 +1,1 @@
+"""Everything that turns export archives into a git history."""
