@@ -1,0 +1,1214 @@
+"""A local DataArts Studio (DataArts Factory / DLF v1) over real HTTP on loopback.
+
+It powers the test-suite and ``backupd demo``. Everything is in memory, deterministic for a
+given seed and sequence of operations, and served by a stdlib ``ThreadingHTTPServer`` in a
+daemon thread. Only the calls backupd makes are modelled (see ``docs/dlf-api.md``):
+
+* ``GET  /v1/{project_id}/jobs``               job list, one ``jobType`` per call, paged
+* ``GET  /v1/{project_id}/scripts``            script list with full definitions, paged
+* ``POST /v1/{project_id}/jobs/batch-export``  zip of ``jobs/<job>/<job>.job`` (+ scripts)
+
+plus a control API under ``/_sim/`` (no auth) so that tests driving backupd as a subprocess can
+change the state and read the call log.
+
+Layout of this module, top to bottom: public records, in-memory state, the generator of
+realistic definitions, the ``Simulator`` (state API, then HTTP API), the HTTP plumbing, ``serve``.
+
+Seams for later additions: every HTTP request goes through ``Simulator._dispatch`` which
+resolves a ``_Route`` from a table and turns its ``_Response`` into bytes in one place -- fault
+injection (5xx, 429, truncated bodies, delays, empty listings) belongs there; AK/SK checking
+plugs into the ``authenticate`` hook; new endpoints are new rows in ``_dlf_routes``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import hmac
+import json
+import logging
+import random
+import re
+import sys
+import threading
+import uuid
+import zipfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from io import BytesIO
+from typing import Any, Literal
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PROJECT_ID = "0123456789abcdef0123456789abcdef"
+DEFAULT_TOKEN = "sim-token"  # noqa: S105 -- a public, fake token for the local simulator
+
+CLOCK_START_MS = 1764547200000  # 2025-12-01T00:00:00Z; moves +1000 ms per mutation
+BATCH_EXPORT_MAX_NAMES = 100
+SCRIPT_LIST_MAX_LIMIT = 100
+DEFAULT_LIMIT = 10
+JOB_TYPES = ("BATCH", "REAL_TIME")
+
+Json = dict[str, Any]
+
+
+# --------------------------------------------------------------------------------------------
+# Public records
+
+
+@dataclass(frozen=True)
+class AuthRequest:
+    """What the ``authenticate`` hook sees of a request."""
+
+    method: str
+    raw_path: str  # path + query exactly as received
+    headers: dict[str, str]  # original case
+    body: bytes
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One authenticated DLF API call, as the simulator answered it."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    workspace: str | None
+    job_names: tuple[str, ...]  # batch-export: the jobList sent; otherwise ()
+    status: int
+
+
+Authenticator = Callable[[AuthRequest], "str | None"]
+
+
+# --------------------------------------------------------------------------------------------
+# In-memory state
+
+
+@dataclass
+class _Job:
+    definition: Json  # exactly what the .job file holds, in insertion order
+    create_time: int
+    create_user: str
+    last_update_time: int
+    status: str
+
+    @property
+    def name(self) -> str:
+        return str(self.definition["name"])
+
+    @property
+    def job_type(self) -> str:
+        return str(self.definition["processType"])
+
+
+@dataclass
+class _Workspace:
+    id: str
+    name: str
+    jobs: dict[str, _Job] = field(default_factory=dict)
+    scripts: dict[str, Json] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------------
+# Realistic definitions
+
+_USERS = ("alice", "bob", "carol", "dave", "王伟", "li.na")
+_DOMAINS = ("sales", "finance", "orders", "users", "inventory", "marketing", "logistics")
+_LAYERS = ("ods", "dwd", "dws", "ads", "dim")
+_ACTIONS = ("daily", "hourly", "sync", "load", "agg", "clean", "report")
+_CHINESE_JOBS = ("每日销售汇总", "订单清洗", "库存同步", "财务月报", "用户画像更新", "渠道日报")
+_CHINESE_SCRIPTS = ("清洗脚本", "汇总查询", "数据校验", "维表加载", "指标计算")
+_ASCII_SEPARATORS = ("_", "_", "_", "-", ".")
+_POPULATED_SCRIPT_TYPES = ("HiveSQL", "HiveSQL", "DWSSQL", "SparkSQL", "DLISQL", "Shell", "PYTHON")
+_SCRIPT_NODE_TYPES = {
+    "HiveSQL": "HiveSQL",
+    "DWSSQL": "DWSSQL",
+    "SparkSQL": "SparkSQL",
+    "DLISQL": "DLISQL",
+    "Shell": "Shell",
+    "PYTHON": "Python",
+}
+_CONNECTIONS = {
+    "HiveSQL": "mrs_hive_prod",
+    "DWSSQL": "dws_cluster_prod",
+    "SparkSQL": "mrs_spark_prod",
+    "DLISQL": "",
+    "Shell": "ecs_etl_host",
+    "PYTHON": "ecs_etl_host",
+}
+_SCRIPT_SUFFIXES = {
+    "HiveSQL": "sql",
+    "DWSSQL": "sql",
+    "SparkSQL": "sql",
+    "DLISQL": "sql",
+    "Shell": "sh",
+    "PYTHON": "py",
+}
+_BIZDATE = '#{DateUtil.format(DateUtil.addDays(Job.planTime,-1),"yyyyMMdd")}'
+
+
+def _sql_content(rng: random.Random, domain: str, chinese: bool) -> str:
+    table = f"{rng.choice(_LAYERS)}_{domain}_{rng.choice(_ACTIONS)}"
+    source = f"dwd_{domain}_detail"
+    comment = f"-- {rng.choice(_CHINESE_JOBS)} 按天汇总\n" if chinese else f"-- {domain} rollup\n"
+    return (
+        f"{comment}"
+        f"INSERT OVERWRITE TABLE {table} PARTITION (dt = '${{bizdate}}')\n"
+        f"SELECT shop_id,\n"
+        f"       COUNT(DISTINCT order_id) AS orders,\n"
+        f"       SUM(amount)              AS amount\n"
+        f"FROM {source}\n"
+        f"WHERE dt = '${{bizdate}}'\n"
+        f"  AND amount > {rng.randint(0, 50)}\n"
+        f"GROUP BY shop_id;\n"
+    )
+
+
+def _shell_content(rng: random.Random, domain: str, chinese: bool) -> str:
+    comment = "# 拉取上游文件\n" if chinese else "# fetch upstream files\n"
+    return (
+        "#!/bin/bash\n"
+        "set -euo pipefail\n"
+        f"{comment}"
+        f"SRC=obs://landing-{domain}/$1\n"
+        f"DST=/data/{domain}/$1\n"
+        'mkdir -p "$DST"\n'
+        f'obsutil cp -r -f "$SRC" "$DST" --parallel={rng.randint(2, 16)}\n'
+        'echo "done: $(ls "$DST" | wc -l) files"\n'
+    )
+
+
+def _python_content(rng: random.Random, domain: str, chinese: bool) -> str:
+    comment = "# 校验行数\n" if chinese else "# check row counts\n"
+    return (
+        "import sys\n"
+        "\n"
+        f"{comment}"
+        f"THRESHOLD = {rng.randint(100, 10000)}\n"
+        "\n"
+        "\n"
+        "def main(argv):\n"
+        "    rows = int(argv[1])\n"
+        f"    if rows < THRESHOLD:\n"
+        f'        print("{domain}: too few rows", rows)\n'
+        "        return 1\n"
+        "    return 0\n"
+        "\n"
+        "\n"
+        'if __name__ == "__main__":\n'
+        "    sys.exit(main(sys.argv))\n"
+    )
+
+
+def _script_definition(
+    rng: random.Random, name: str, script_type: str, content: str, domain: str
+) -> Json:
+    is_dli = script_type == "DLISQL"
+    is_sql = script_type.endswith("SQL")
+    return {
+        "name": name,
+        "type": script_type,
+        "content": content,
+        "directory": f"/scripts/{domain}",
+        "connectionName": _CONNECTIONS.get(script_type, ""),
+        "database": f"{domain}_dw" if is_sql and not is_dli else ("default" if is_dli else ""),
+        "queueName": "default" if is_dli else "",
+        "configuration": {"spark.sql.shuffle.partitions": str(rng.choice((50, 200)))}
+        if is_dli
+        else {},
+        "description": f"{domain} {script_type} script",
+    }
+
+
+def _generated_script(
+    rng: random.Random, name: str, script_type: str, domain: str, chinese: bool
+) -> Json:
+    if script_type == "Shell":
+        content = _shell_content(rng, domain, chinese)
+    elif script_type == "PYTHON":
+        content = _python_content(rng, domain, chinese)
+    else:
+        content = _sql_content(rng, domain, chinese)
+    return _script_definition(rng, name, script_type, content, domain)
+
+
+def _location(rng: random.Random, index: int) -> dict[str, str]:
+    return {"x": f"{-45.5 + 180 * index:.1f}", "y": f"{rng.randint(40, 260)}.0"}
+
+
+def _lineage(rng: random.Random, domain: str) -> str:
+    lineage = {
+        "inputTables": [{"database": f"{domain}_dw", "table": f"dwd_{domain}_detail"}],
+        "outputTables": [
+            {"database": f"{domain}_dw", "table": f"dws_{domain}_{rng.randint(1, 9)}"}
+        ],
+    }
+    return json.dumps(lineage, separators=(",", ":"))
+
+
+def _node(
+    rng: random.Random,
+    *,
+    name: str,
+    node_type: str,
+    index: int,
+    previous: str | None,
+    properties: list[Json],
+    domain: str,
+) -> Json:
+    return {
+        "name": name,
+        "type": node_type,
+        "location": _location(rng, index),
+        "preNodeName": [previous] if previous else [],
+        "conditions": [],
+        "properties": properties,
+        "pollingInterval": 20,
+        "maxExecutionTime": rng.choice((60, 120, 360)),
+        "retryTimes": rng.randint(0, 3),
+        "retryInterval": 120,
+        "failPolicy": rng.choice(("FAIL", "FAIL", "IGNORE", "FAIL_CHILD")),
+        "execTimeOutRetry": "false",
+        "lineageInfo": _lineage(rng, domain) if node_type in _SCRIPT_NODE_TYPES.values() else "",
+        "resouces": [],
+    }
+
+
+def _script_node_properties(script: Json) -> list[Json]:
+    script_type = str(script["type"])
+    properties: list[Json] = [{"name": "scriptName", "value": script["name"]}]
+    if script_type in ("Shell", "PYTHON"):
+        properties.append({"name": "connectionName", "value": script["connectionName"]})
+        properties.append({"name": "arguments", "value": "${bizdate}"})
+        interpreter = "BASH" if script_type == "Shell" else "python3"
+        properties.append({"name": "interpreter", "value": interpreter})
+        return properties
+    if script_type == "DLISQL":
+        properties.append({"name": "database", "value": script["database"]})
+        properties.append({"name": "queueName", "value": script["queueName"]})
+    else:
+        properties.append({"name": "connectionName", "value": script["connectionName"]})
+        properties.append({"name": "database", "value": script["database"]})
+    properties.append({"name": "scriptArgs", "value": "bizdate=${bizdate}"})
+    return properties
+
+
+def _extra_node(rng: random.Random, kind: str, domain: str) -> list[Json]:
+    if kind == "CDMJob":
+        return [
+            {"name": "clusterName", "value": "cdm-prod"},
+            {"name": "jobName", "value": f"{domain}_mysql_to_obs_{rng.randint(1, 99)}"},
+        ]
+    if kind == "RESTAPI":
+        return [
+            {"name": "url", "value": f"https://hooks.example.com/dlf/{domain}"},
+            {"name": "method", "value": "POST"},
+            {"name": "headers", "value": "Content-Type:application/json"},
+            {"name": "body", "value": '{"job":"${job_name}","date":"${bizdate}"}'},
+        ]
+    return []
+
+
+def _nodes(rng: random.Random, scripts: Sequence[Json], domain: str) -> list[Json]:
+    plan: list[tuple[str, str, list[Json]]] = []
+    if not scripts or rng.random() < 0.3:
+        plan.append(("start", "Dummy", []))
+    if not scripts or rng.random() < 0.25:
+        plan.append(("extract", "CDMJob", _extra_node(rng, "CDMJob", domain)))
+    for script in scripts:
+        node_type = _SCRIPT_NODE_TYPES.get(str(script["type"]), str(script["type"]))
+        plan.append((str(script["name"]), node_type, _script_node_properties(script)))
+    if rng.random() < 0.2:
+        plan.append(("notify", "RESTAPI", _extra_node(rng, "RESTAPI", domain)))
+    nodes: list[Json] = []
+    previous: str | None = None
+    for index, (name, node_type, properties) in enumerate(plan):
+        nodes.append(
+            _node(
+                rng,
+                name=name,
+                node_type=node_type,
+                index=index,
+                previous=previous,
+                properties=properties,
+                domain=domain,
+            )
+        )
+        previous = name
+    return nodes
+
+
+def _schedule(rng: random.Random, job_type: str, depend_on: Sequence[str]) -> Json:
+    if job_type == "REAL_TIME" or rng.random() < 0.15:
+        return {"type": "EXECUTE_ONCE"}
+    hour, minute = rng.randint(0, 6), rng.choice((0, 10, 15, 30, 45))
+    return {
+        "type": "CRON",
+        "cron": {
+            "startTime": "2025-01-01T00:00:00+08",
+            "endTime": "2099-12-31T23:59:59+08",
+            "expression": f"0 {minute} {hour} * * ?",
+            "expressionTimeZone": "Asia/Shanghai",
+            "period": "1 days",
+            "dependPrePeriod": False,
+            "dependJobs": {
+                "jobs": list(depend_on),
+                "dependPeriod": "SAME_PERIOD",
+                "dependFailPolicy": "FAIL",
+                "sameWorkSpaceJobs": [],
+                "otherWorkSpaceJobs": [],
+            },
+            "concurrent": 1,
+            "intervalType": 0,
+            "calendarScheduling": False,
+        },
+    }
+
+
+def _job_definition(
+    rng: random.Random,
+    *,
+    name: str,
+    job_type: str,
+    scripts: Sequence[Json],
+    user: str,
+    job_id: int,
+    domain: str,
+    depend_on: Sequence[str],
+    workspace_id: str,
+) -> Json:
+    nodes = _nodes(rng, scripts, domain)
+    if job_type == "REAL_TIME":
+        for node in nodes:
+            node["cronTrigger"] = {
+                "startTime": "2025-01-01T00:00:00+08",
+                "expression": f"0 */{rng.choice((5, 10, 15))} * * * ?",
+                "expressionTimeZone": "Asia/Shanghai",
+                "concurrent": 1,
+            }
+    return {
+        "name": name,
+        "nodes": nodes,
+        "schedule": _schedule(rng, job_type, depend_on),
+        "params": [
+            {"name": "bizdate", "value": _BIZDATE, "type": "variable"},
+            {
+                "name": "batch_size",
+                "value": str(rng.choice((500, 1000, 5000))),
+                "type": "constants",
+            },
+        ],
+        "directory": f"/{domain}/{rng.choice(_ACTIONS)}",
+        "processType": job_type,
+        "id": job_id,
+        "lastUpdateUser": user,
+        "logPath": f"obs://dlf-log-{workspace_id[:8]}/",
+        "basicConfig": {
+            "owner": user,
+            "priority": rng.randint(0, 2),
+            "executeUser": "",
+            "instanceTimeout": rng.choice((0, 0, 120)),
+            "customFields": {"team": domain} if rng.random() < 0.5 else {},
+            "agency": "",
+            "isIgnoreWaiting": 0,
+        },
+        "emptyRunningJob": "0",
+        "singleNodeJobFlag": len(nodes) == 1,
+        "cleanOverdueDays": 60,
+        "cleanWaitingJob": "clean",
+        "version": 1,
+    }
+
+
+def _change_definition(definition: Json) -> None:
+    """A real edit, alternating between the cron expression and a parameter value."""
+    schedule = definition.get("schedule", {})
+    if schedule.get("type") == "CRON" and int(definition.get("version", 1)) % 2 == 1:
+        seconds, minute, rest = schedule["cron"]["expression"].split(" ", 2)
+        schedule["cron"]["expression"] = f"{seconds} {(int(minute) + 7) % 60} {rest}"
+        return
+    params: list[Json] = definition.setdefault("params", [])
+    for param in params:
+        if param.get("name") == "batch_size":
+            param["value"] = str(int(param["value"]) + 100)
+            return
+    params.append({"name": "batch_size", "value": "1000", "type": "constants"})
+
+
+def _job_scripts(definition: Json) -> list[str]:
+    names: list[str] = []
+    for node in definition.get("nodes", []):
+        for prop in node.get("properties", []):
+            value = prop.get("value")
+            if prop.get("name") == "scriptName" and value and value not in names:
+                names.append(str(value))
+    return names
+
+
+def _to_json_bytes(value: Any) -> bytes:
+    """Serialise the way a server does: compact, insertion order, raw UTF-8."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+# --------------------------------------------------------------------------------------------
+# HTTP request/response values
+
+
+@dataclass(frozen=True)
+class _Request:
+    method: str
+    raw_path: str
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def path(self) -> str:
+        return urlsplit(self.raw_path).path
+
+    @property
+    def query(self) -> dict[str, str]:
+        return dict(parse_qsl(urlsplit(self.raw_path).query, keep_blank_values=True))
+
+    def header(self, name: str) -> str | None:
+        wanted = name.lower()
+        for key, value in self.headers.items():
+            if key.lower() == wanted:
+                return value
+        return None
+
+
+@dataclass
+class _Response:
+    status: int
+    body: bytes
+    content_type: str = "application/json;charset=UTF-8"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class _Call:
+    """One DLF API call being answered: the request plus what the route learned."""
+
+    request: _Request
+    params: dict[str, str]  # path parameters, percent-decoded
+    workspace: _Workspace
+    job_names: tuple[str, ...] = ()
+
+
+class _DlfError(Exception):
+    """Raised by route handlers; turned into a DLF error body."""
+
+    def __init__(self, code: str, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status
+
+
+def _json_response(status: int, value: Any) -> _Response:
+    return _Response(status, _to_json_bytes(value))
+
+
+def _error_response(status: int, code: str, message: str) -> _Response:
+    return _json_response(status, {"error_code": code, "error_msg": message})
+
+
+_INVALID_PARAMETER = ("DLF.3051", "The request parameter is invalid.")
+
+
+def _invalid_parameter() -> _DlfError:
+    return _DlfError(*_INVALID_PARAMETER)
+
+
+_API_NOT_FOUND = (
+    "APIGW.0101",
+    "The API does not exist or has not been published in the environment.",
+)
+
+
+@dataclass(frozen=True)
+class _Route:
+    method: str
+    pattern: re.Pattern[str]  # matched against the path after /v1/{project_id}
+    handler: Callable[[_Call], _Response]
+    needs_workspace: bool = True
+
+
+# --------------------------------------------------------------------------------------------
+# The simulator
+
+
+class Simulator:
+    """A DataArts Studio in memory, served over HTTP on loopback. Thread-safe."""
+
+    def __init__(
+        self,
+        *,
+        project_id: str = DEFAULT_PROJECT_ID,
+        token: str | None = DEFAULT_TOKEN,
+        offset_mode: Literal["page", "record"] = "page",
+        max_page_size: int = 1000,
+        seed: int = 0,
+        authenticate: Authenticator | None = None,
+    ) -> None:
+        if offset_mode not in ("page", "record"):
+            raise ValueError(f"offset_mode must be 'page' or 'record', not {offset_mode!r}")
+        self.project_id = project_id
+        self.token = token
+        self.offset_mode = offset_mode
+        self.max_page_size = max_page_size
+        self._authenticate = authenticate
+        self._lock = threading.RLock()
+        self._rng = random.Random(seed)  # definitions: depends only on the mutation sequence
+        self._noise = random.Random(seed + 1)  # list-call noise: never affects exports
+        self._clock_ms = CLOCK_START_MS
+        self._next_job_id = 100_000 + seed % 1000 * 1000
+        self._workspaces: dict[str, _Workspace] = {}
+        self._calls: list[CallRecord] = []
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._dlf_routes: tuple[_Route, ...] = (
+            _Route("GET", re.compile(r"/jobs"), self._list_jobs),
+            _Route("POST", re.compile(r"/jobs/batch-export"), self._batch_export),
+            _Route("GET", re.compile(r"/scripts"), self._list_scripts),
+        )
+        self._control_routes: dict[tuple[str, str], Callable[[_Request], _Response]] = {
+            ("POST", "/_sim/mutate"): self._control_mutate,
+            ("GET", "/_sim/state"): self._control_state,
+            ("GET", "/_sim/calls"): self._control_calls,
+        }
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+
+    def start(self, *, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Bind (an ephemeral port by default), serve in a daemon thread, return the base URL."""
+        if self._server is not None:
+            raise RuntimeError("simulator already started")
+        server = _Server((host, port), self)
+        thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="dataarts-simulator",
+            daemon=True,
+        )
+        thread.start()
+        self._server, self._thread = server, thread
+        return self.url
+
+    def stop(self) -> None:
+        server, thread = self._server, self._thread
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
+        self._server = self._thread = None
+
+    def __enter__(self) -> Simulator:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("simulator not started")
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    # ---- state: mutations --------------------------------------------------------------------
+
+    def add_workspace(self, workspace_id: str, name: str) -> None:
+        with self._lock:
+            if workspace_id in self._workspaces:
+                raise ValueError(f"workspace {workspace_id!r} already exists")
+            self._workspaces[workspace_id] = _Workspace(workspace_id, name)
+
+    def populate(
+        self,
+        workspace_id: str,
+        jobs: int,
+        *,
+        realtime_fraction: float = 0.2,
+        chinese_fraction: float = 0.1,
+        scripts: int | None = None,
+    ) -> list[str]:
+        """Add ``jobs`` realistic jobs and their scripts; return the new job names.
+
+        At least one script is shared by the first two jobs (when there are two) and about a
+        fifth of the scripts are standalone (used by no job).
+        """
+        with self._lock:
+            workspace = self._workspace(workspace_id)
+            rng = self._rng
+            script_count = (
+                scripts if scripts is not None else (max(2, jobs * 3 // 5) if jobs else 0)
+            )
+            pool = [
+                self._new_populated_script(workspace, rng.random() < chinese_fraction)
+                for _ in range(script_count)
+            ]
+            standalone = max(1, script_count // 5) if script_count >= 2 else 0
+            usable = pool[: script_count - standalone]
+            names: list[str] = []
+            for index in range(jobs):
+                chosen = self._pick_scripts(usable, shared_first=index < 2)
+                name = self._new_name(
+                    workspace.jobs, rng.random() < chinese_fraction, _CHINESE_JOBS, job=True
+                )
+                job_type = "REAL_TIME" if rng.random() < realtime_fraction else "BATCH"
+                depend_on = [names[-1]] if names and rng.random() < 0.2 else []
+                self._create_job(
+                    workspace, name, job_type, chosen, rng.choice(_USERS), depend_on=depend_on
+                )
+                names.append(name)
+            return names
+
+    def add_job(
+        self,
+        workspace_id: str,
+        name: str,
+        *,
+        job_type: str = "BATCH",
+        scripts: Sequence[str] = (),
+        user: str = "alice",
+    ) -> None:
+        """Add a job; scripts that do not exist yet are created (HiveSQL)."""
+        if job_type not in JOB_TYPES:
+            raise ValueError(f"job_type must be one of {JOB_TYPES}, not {job_type!r}")
+        with self._lock:
+            workspace = self._workspace(workspace_id)
+            if name in workspace.jobs:
+                raise ValueError(f"job {name!r} already exists")
+            for script in scripts:
+                if script not in workspace.scripts:
+                    domain = self._rng.choice(_DOMAINS)
+                    workspace.scripts[script] = _generated_script(
+                        self._rng, script, "HiveSQL", domain, chinese=False
+                    )
+            self._create_job(workspace, name, job_type, list(scripts), user, depend_on=[])
+
+    def modify_job(self, workspace_id: str, name: str, *, user: str = "bob") -> None:
+        """A real definition change; bumps lastUpdateTime, lastUpdateUser and version."""
+        with self._lock:
+            job = self._job(workspace_id, name)
+            _change_definition(job.definition)
+            self._touch(job, user)
+
+    def delete_job(self, workspace_id: str, name: str) -> None:
+        with self._lock:
+            self._job(workspace_id, name)
+            del self._workspaces[workspace_id].jobs[name]
+            self._tick()
+
+    def rename_job(self, workspace_id: str, old: str, new: str, *, user: str = "bob") -> None:
+        with self._lock:
+            workspace = self._workspace(workspace_id)
+            job = self._job(workspace_id, old)
+            if new in workspace.jobs:
+                raise ValueError(f"job {new!r} already exists")
+            del workspace.jobs[old]
+            job.definition["name"] = new
+            workspace.jobs[new] = job
+            self._touch(job, user)
+
+    def set_script(
+        self, workspace_id: str, name: str, content: str, *, script_type: str = "HiveSQL"
+    ) -> None:
+        """Create or change a script. Jobs using it keep their lastUpdateTime (as on DataArts)."""
+        with self._lock:
+            workspace = self._workspace(workspace_id)
+            script = workspace.scripts.get(name)
+            if script is None:
+                domain = self._rng.choice(_DOMAINS)
+                workspace.scripts[name] = _script_definition(
+                    self._rng, name, script_type, content, domain
+                )
+            else:
+                script["type"] = script_type
+                script["content"] = content
+            self._tick()
+
+    # ---- state: queries (deep copies) --------------------------------------------------------
+
+    def jobs(self, workspace_id: str) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            workspace = self._workspace(workspace_id)
+            return {name: copy.deepcopy(job.definition) for name, job in workspace.jobs.items()}
+
+    def scripts(self, workspace_id: str) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            return copy.deepcopy(self._workspace(workspace_id).scripts)
+
+    def job_scripts(self, workspace_id: str, name: str) -> list[str]:
+        with self._lock:
+            return _job_scripts(self._job(workspace_id, name).definition)
+
+    def export_files(
+        self, workspace_id: str, names: Sequence[str], *, export_depend: bool = True
+    ) -> dict[str, bytes]:
+        """The entries (path -> bytes, in zip order) a batch export of ``names`` holds."""
+        with self._lock:
+            workspace = self._workspace(workspace_id)
+            files: dict[str, bytes] = {}
+            for name in dict.fromkeys(names):
+                job = self._job(workspace_id, name)
+                files[f"jobs/{name}/{name}.job"] = _to_json_bytes(job.definition)
+                if not export_depend:
+                    continue
+                for script_name in _job_scripts(job.definition):
+                    script = workspace.scripts.get(script_name)
+                    if script is not None:
+                        files[f"jobs/{name}/{script_name}.script"] = _to_json_bytes(script)
+            return files
+
+    @property
+    def calls(self) -> list[CallRecord]:
+        with self._lock:
+            return list(self._calls)
+
+    def clear_calls(self) -> None:
+        with self._lock:
+            self._calls.clear()
+
+    # ---- state: helpers (caller holds the lock) ----------------------------------------------
+
+    def _workspace(self, workspace_id: str) -> _Workspace:
+        try:
+            return self._workspaces[workspace_id]
+        except KeyError:
+            raise KeyError(f"unknown workspace {workspace_id!r}") from None
+
+    def _job(self, workspace_id: str, name: str) -> _Job:
+        try:
+            return self._workspace(workspace_id).jobs[name]
+        except KeyError:
+            raise KeyError(f"unknown job {name!r} in workspace {workspace_id!r}") from None
+
+    def _tick(self) -> int:
+        self._clock_ms += 1000
+        return self._clock_ms
+
+    def _touch(self, job: _Job, user: str) -> None:
+        job.last_update_time = self._tick()
+        job.definition["lastUpdateUser"] = user
+        job.definition["version"] = int(job.definition.get("version", 0)) + 1
+
+    def _new_name(
+        self, taken: dict[str, Any], chinese: bool, chinese_words: Sequence[str], *, job: bool
+    ) -> str:
+        rng = self._rng
+        while True:
+            number = len(taken) + rng.randint(1, 99)
+            if chinese:
+                candidate = f"{rng.choice(chinese_words)}_{number}"
+            elif job:
+                sep = rng.choice(_ASCII_SEPARATORS)
+                domain, action = rng.choice(_DOMAINS), rng.choice(_ACTIONS)
+                candidate = f"{rng.choice(_LAYERS)}_{domain}{sep}{action}_{number}"
+            else:
+                candidate = f"{rng.choice(_LAYERS)}_{rng.choice(_DOMAINS)}_{number}"
+            if candidate not in taken:
+                return candidate
+
+    def _new_populated_script(self, workspace: _Workspace, chinese: bool) -> str:
+        rng = self._rng
+        script_type = rng.choice(_POPULATED_SCRIPT_TYPES)
+        base = self._new_name(workspace.scripts, chinese, _CHINESE_SCRIPTS, job=False)
+        name = base if chinese else f"{base}_{_SCRIPT_SUFFIXES[script_type]}"
+        while name in workspace.scripts:
+            name += "_x"
+        domain = rng.choice(_DOMAINS)
+        workspace.scripts[name] = _generated_script(rng, name, script_type, domain, chinese)
+        return name
+
+    def _pick_scripts(self, usable: Sequence[str], *, shared_first: bool) -> list[str]:
+        if not usable:
+            return []
+        count = min(len(usable), self._rng.choice((0, 1, 1, 2, 2, 3)))
+        chosen = self._rng.sample(list(usable), count)
+        if shared_first and usable[0] not in chosen:
+            chosen.insert(0, usable[0])
+        return chosen
+
+    def _create_job(
+        self,
+        workspace: _Workspace,
+        name: str,
+        job_type: str,
+        script_names: Sequence[str],
+        user: str,
+        *,
+        depend_on: Sequence[str],
+    ) -> None:
+        now = self._tick()
+        self._next_job_id += 1
+        definition = _job_definition(
+            self._rng,
+            name=name,
+            job_type=job_type,
+            scripts=[workspace.scripts[script] for script in script_names],
+            user=user,
+            job_id=self._next_job_id,
+            domain=self._rng.choice(_DOMAINS),
+            depend_on=depend_on,
+            workspace_id=workspace.id,
+        )
+        if job_type == "REAL_TIME":
+            status = "NORMAL"
+        else:
+            status = "SCHEDULING" if definition["schedule"]["type"] == "CRON" else "STOPPED"
+        workspace.jobs[name] = _Job(definition, now, user, now, status)
+
+    # ---- HTTP: dispatch ----------------------------------------------------------------------
+
+    def _dispatch(self, request: _Request) -> _Response:
+        """Answer one HTTP request. The single place to add fault injection later."""
+        try:
+            response = self._route(request)
+        except Exception:
+            logger.exception("simulator: unhandled error for %s %s", request.method, request.path)
+            response = _error_response(500, "DLF.0000", "Internal server error.")
+        response.headers.setdefault("X-Request-Id", uuid.uuid4().hex)
+        return response
+
+    def _route(self, request: _Request) -> _Response:
+        path = request.path
+        if path.startswith("/_sim/"):
+            control = self._control_routes.get((request.method, path))
+            if control is None:
+                return _json_response(404, {"ok": False, "error": f"no control route {path}"})
+            return control(request)
+        match = re.fullmatch(r"/v1/([^/]+)(/.*)", path)
+        if match is None or match[1] != self.project_id:
+            return _error_response(404, *_API_NOT_FOUND)
+        for route in self._dlf_routes:
+            params = route.pattern.fullmatch(match[2])
+            if route.method == request.method and params is not None:
+                return self._answer_dlf(route, request, params.groupdict())
+        return _error_response(404, *_API_NOT_FOUND)
+
+    def _answer_dlf(
+        self, route: _Route, request: _Request, raw_params: dict[str, str]
+    ) -> _Response:
+        auth_error = self._check_auth(request)
+        if auth_error is not None:
+            return _error_response(401, "APIGW.0301", auth_error)
+        workspace_id = request.header("workspace")
+        call: _Call | None = None
+        with self._lock:
+            workspace = self._workspaces.get(workspace_id or "")
+        if workspace is None and route.needs_workspace:
+            response = _error_response(400, *_INVALID_PARAMETER)
+        else:
+            call = _Call(
+                request=request,
+                params={key: unquote(value) for key, value in raw_params.items()},
+                workspace=workspace or _Workspace("", ""),
+            )
+            try:
+                response = route.handler(call)
+            except _DlfError as error:
+                response = _error_response(error.status, error.code, error.message)
+        self._record(request, workspace_id, call.job_names if call else (), response.status)
+        return response
+
+    def _check_auth(self, request: _Request) -> str | None:
+        if self._authenticate is not None:
+            return self._authenticate(
+                AuthRequest(request.method, request.raw_path, dict(request.headers), request.body)
+            )
+        if self.token is None:
+            return None
+        sent = request.header("X-Auth-Token")
+        if sent is None:
+            return "Incorrect IAM authentication information: x-auth-token not found"
+        if not hmac.compare_digest(sent.encode(), self.token.encode()):
+            return "Incorrect IAM authentication information: verify aksk signature fail"
+        return None
+
+    def _record(
+        self, request: _Request, workspace: str | None, job_names: tuple[str, ...], status: int
+    ) -> None:
+        record = CallRecord(
+            method=request.method,
+            path=request.path,
+            query=request.query,
+            workspace=workspace,
+            job_names=job_names,
+            status=status,
+        )
+        with self._lock:
+            self._calls.append(record)
+
+    # ---- HTTP: DLF routes --------------------------------------------------------------------
+
+    def _page(self, rows: Sequence[Any], query: dict[str, str], max_limit: int) -> list[Any]:
+        limit = _int_param(query, "limit", DEFAULT_LIMIT)
+        offset = _int_param(query, "offset", 0)
+        if not 1 <= limit <= max_limit or offset < 0:
+            raise _invalid_parameter()
+        start = offset * limit if self.offset_mode == "page" else offset
+        return list(rows[start : start + limit])
+
+    def _list_jobs(self, call: _Call) -> _Response:
+        query = call.request.query
+        job_type = query.get("jobType", "BATCH")
+        if job_type not in JOB_TYPES:
+            raise _invalid_parameter()
+        with self._lock:
+            selected = sorted(
+                (job for job in call.workspace.jobs.values() if job.job_type == job_type),
+                key=lambda job: job.name,
+            )
+            page = self._page(selected, query, self.max_page_size)
+            rows = [self._job_row(job) for job in page]
+        return _json_response(200, {"total": len(selected), "jobs": rows})
+
+    def _job_row(self, job: _Job) -> Json:
+        definition = job.definition
+        basic = definition.get("basicConfig", {})
+        row: Json = {
+            "name": job.name,
+            "jobType": job.job_type,
+            "owner": basic.get("owner", job.create_user),
+            "priority": basic.get("priority", 0),
+            "status": job.status,
+            "createUser": job.create_user,
+            "createTime": job.create_time,
+            "lastUpdateTime": job.last_update_time,
+            "lastUpdateUser": definition.get("lastUpdateUser", job.create_user),
+            "path": definition.get("directory", "/"),
+            "singleNodeJobFlag": bool(definition.get("singleNodeJobFlag", False)),
+        }
+        if job.job_type == "BATCH":  # these change with every run of the job
+            row["lastInstanceStatus"] = self._noise.choice(
+                ("success", "success", "fail", "running")
+            )
+            row["lastInstanceEndTime"] = self._clock_ms + self._noise.randint(1, 86_400) * 1000
+        return row
+
+    def _list_scripts(self, call: _Call) -> _Response:
+        with self._lock:
+            scripts = [call.workspace.scripts[name] for name in sorted(call.workspace.scripts)]
+            page = self._page(
+                scripts, call.request.query, min(SCRIPT_LIST_MAX_LIMIT, self.max_page_size)
+            )
+            body = _to_json_bytes({"total": len(scripts), "scripts": page})
+        return _Response(200, body)
+
+    def _batch_export(self, call: _Call) -> _Response:
+        names, export_depend = _parse_export_body(call.request.body)
+        call.job_names = names
+        with self._lock:
+            missing = [name for name in names if name not in call.workspace.jobs]
+            if missing:
+                raise _DlfError("DLF.0100", "The job does not exist.")
+            files = self.export_files(call.workspace.id, names, export_depend=export_depend)
+            stamp = self._clock_ms
+        return _Response(
+            200,
+            _zip(files, stamp),
+            content_type="application/octet-stream",
+            headers={"Content-Disposition": "attachment; filename=jobs.zip"},
+        )
+
+    # ---- HTTP: control routes (no auth) ------------------------------------------------------
+
+    def _mutations(self) -> dict[str, Callable[..., Any]]:
+        return {
+            "add_workspace": self.add_workspace,
+            "populate": self.populate,
+            "add_job": self.add_job,
+            "modify_job": self.modify_job,
+            "delete_job": self.delete_job,
+            "rename_job": self.rename_job,
+            "set_script": self.set_script,
+        }
+
+    def _control_mutate(self, request: _Request) -> _Response:
+        try:
+            payload = json.loads(request.body or b"{}")
+            operation = self._mutations()[payload["op"]]
+            args = payload.get("args", {})
+            if not isinstance(args, dict):
+                raise TypeError("args must be an object")
+            result = operation(**args)
+        except (KeyError, TypeError, ValueError) as error:
+            return _json_response(400, {"ok": False, "error": f"{type(error).__name__}: {error}"})
+        return _json_response(200, {"ok": True, "result": result})
+
+    def _control_state(self, request: _Request) -> _Response:
+        workspace_id = request.query.get("workspace", "")
+        try:
+            state = {"jobs": self.jobs(workspace_id), "scripts": self.scripts(workspace_id)}
+        except KeyError as error:
+            return _json_response(404, {"ok": False, "error": str(error)})
+        return _json_response(200, state)
+
+    def _control_calls(self, request: _Request) -> _Response:
+        return _json_response(200, [dataclasses.asdict(call) for call in self.calls])
+
+
+def _int_param(query: dict[str, str], name: str, default: int) -> int:
+    raw = query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise _invalid_parameter() from None
+
+
+def _parse_export_body(body: bytes) -> tuple[tuple[str, ...], bool]:
+    try:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise _invalid_parameter() from None
+    if not isinstance(payload, dict):
+        raise _invalid_parameter()
+    names = payload.get("jobList")
+    export_depend = payload.get("exportDepend", True)
+    if (
+        not isinstance(names, list)
+        or not 1 <= len(names) <= BATCH_EXPORT_MAX_NAMES
+        or not all(isinstance(name, str) and name for name in names)
+        or not isinstance(export_depend, bool)
+    ):
+        raise _invalid_parameter()
+    return tuple(names), export_depend
+
+
+class _Utf8ZipInfo(zipfile.ZipInfo):
+    """Flags every name as UTF-8 (general-purpose bit 11), as Java's ZipOutputStream does.
+
+    ``zipfile`` only sets the flag for non-ASCII names and resets ``flag_bits`` on write, so the
+    name encoding hook is the one place to do it.
+    """
+
+    def _encodeFilenameFlags(self) -> tuple[bytes, int]:
+        return self.filename.encode("utf-8"), self.flag_bits | 0x800
+
+
+def _zip(files: dict[str, bytes], stamp_ms: int) -> bytes:
+    """A deflated zip with UTF-8 flagged names and a timestamp from the simulated clock."""
+    moment = datetime.fromtimestamp(stamp_ms / 1000, tz=UTC)
+    date_time = (moment.year, moment.month, moment.day, moment.hour, moment.minute, moment.second)
+    buffer = BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, data in files.items():
+            info = _Utf8ZipInfo(name, date_time=date_time)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, data)
+    return buffer.getvalue()
+
+
+# --------------------------------------------------------------------------------------------
+# HTTP plumbing
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], simulator: Simulator) -> None:
+        self.simulator = simulator
+        super().__init__(address, _Handler)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+    server_version = "APIG-sim"
+    sys_version = ""
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    def do_POST(self) -> None:
+        self._handle()
+
+    def do_PUT(self) -> None:
+        self._handle()
+
+    def do_DELETE(self) -> None:
+        self._handle()
+
+    def _handle(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length > 0 else b""
+        request = _Request(self.command, self.path, dict(self.headers.items()), body)
+        response = self.server.simulator._dispatch(request)
+        self.send_response(response.status)
+        self.send_header("Content-Type", response.content_type)
+        self.send_header("Content-Length", str(len(response.body)))
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(response.body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.debug("simulator: " + format, *args)
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+
+
+_DEMO_WORKSPACE_NAMES = ("sales", "finance", "marketing", "logistics", "risk", "hr")
+
+
+def demo_workspaces(count: int, seed: int = 0) -> Iterator[tuple[str, str]]:
+    """``count`` (workspace id, name) pairs: 32 hex ids, stable for a seed."""
+    rng = random.Random(f"workspaces-{seed}")
+    for index in range(count):
+        name = _DEMO_WORKSPACE_NAMES[index % len(_DEMO_WORKSPACE_NAMES)]
+        if index >= len(_DEMO_WORKSPACE_NAMES):
+            name = f"{name}{index // len(_DEMO_WORKSPACE_NAMES) + 1}"
+        yield f"{rng.getrandbits(128):032x}", name
+
+
+def serve(port: int, host: str = "127.0.0.1", *, workspaces: int = 2, jobs: int = 20) -> None:
+    """Run a populated simulator in the foreground until Ctrl-C."""
+    simulator = Simulator()
+    demo = list(demo_workspaces(workspaces))
+    for workspace_id, name in demo:
+        simulator.add_workspace(workspace_id, name)
+        simulator.populate(workspace_id, jobs)
+    url = simulator.start(host=host, port=port)
+    lines = [
+        f"DataArts simulator listening on {url}",
+        f"project id: {simulator.project_id}",
+        f"token:      {simulator.token}   (header X-Auth-Token)",
+        *(f"workspace:  {workspace_id}  {name}" for workspace_id, name in demo),
+        "Ctrl-C to stop.",
+    ]
+    sys.stdout.write("\n".join(lines) + "\n")
+    sys.stdout.flush()
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        simulator.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Run a local DataArts Studio simulator.")
+    parser.add_argument("--port", type=int, default=8089)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--workspaces", type=int, default=2)
+    parser.add_argument("--jobs", type=int, default=20)
+    options = parser.parse_args(argv)
+    serve(options.port, options.host, workspaces=options.workspaces, jobs=options.jobs)
+
+
+if __name__ == "__main__":
+    main()
