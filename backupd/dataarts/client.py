@@ -1,0 +1,418 @@
+"""DataArts Factory (DLF v1) REST client: job and script listings, batch export.
+
+Facts behind the choices here are in dlf-api.md: the 'workspace' and 'X-Project-Id' headers
+on every call, two listings (BATCH and REAL_TIME), undocumented paging semantics (§2.3),
+at most 100 names per batch export, and error bodies in several shapes (§7.3).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+
+from backupd.dataarts.auth import encode_query, is_clock_skew_message
+from backupd.dataarts.retry import RateLimiter, RetryPolicy, call_with_retries
+from backupd.errors import (
+    ApiError,
+    AuthError,
+    ClockSkewError,
+    ServerError,
+    ThrottledError,
+    TransportError,
+)
+from backupd.logs import log
+
+logger = logging.getLogger(__name__)
+
+MAX_EXPORT_NAMES = 100  # documented per-call limit of batch-export
+JOB_TYPES = ("BATCH", "REAL_TIME")
+OffsetMode = Literal["page", "record"]
+
+
+@dataclass(frozen=True)
+class JobSummary:
+    """One row of the job list: what identifies a job and tells whether it changed."""
+
+    name: str
+    job_type: str
+    last_update_time: int | None
+    last_update_user: str | None
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    endpoint: str
+    project_id: str
+    page_size: int = 100
+    timeout: float = 60.0
+    verify: bool | str = True
+    retry: RetryPolicy = RetryPolicy()
+    requests_per_second: float = 5.0  # well under the documented 10/s per user for exports
+    user_agent: str = "backupd"
+
+
+class DataArtsClient:
+    """One pooled HTTP client per source; safe to share between threads."""
+
+    def __init__(
+        self,
+        settings: ClientSettings,
+        auth: httpx.Auth,
+        *,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.settings = settings
+        self._rate = RateLimiter(settings.requests_per_second, burst=2)
+        self._http = httpx.Client(
+            base_url=settings.endpoint,
+            auth=auth,
+            timeout=httpx.Timeout(settings.timeout, connect=min(settings.timeout, 15.0)),
+            verify=settings.verify,
+            transport=transport,
+            headers={
+                "X-Project-Id": settings.project_id,
+                "Content-Type": "application/json;charset=UTF-8",
+                "User-Agent": settings.user_agent,
+            },
+            follow_redirects=False,
+        )
+        self._offset_modes: dict[str, OffsetMode] = {}
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> DataArtsClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"DataArtsClient(endpoint={self.settings.endpoint!r})"
+
+    # --- public operations ---------------------------------------------------------------
+
+    def list_jobs(self, workspace_id: str) -> list[JobSummary]:
+        """Every job of the workspace (BATCH and REAL_TIME), unique by name, sorted."""
+        jobs: dict[str, JobSummary] = {}
+        for job_type in JOB_TYPES:
+            rows = self._list_all(
+                "jobs", "jobs", workspace_id, extra=[("jobType", job_type)], what="list jobs"
+            )
+            for row in rows:
+                summary = _job_summary(row, job_type)
+                jobs.setdefault(summary.name, summary)
+        return [jobs[name] for name in sorted(jobs)]
+
+    def list_scripts(self, workspace_id: str) -> list[dict[str, Any]]:
+        """Every standalone script definition of the workspace (content included)."""
+        rows = self._list_all(
+            "scripts", "scripts", workspace_id, extra=[], what="list scripts", max_limit=100
+        )
+        return sorted(rows, key=lambda row: str(row["name"]))
+
+    def export_jobs(
+        self,
+        workspace_id: str,
+        names: Sequence[str],
+        destination: Path,
+        *,
+        export_depend: bool = True,
+        max_bytes: int = 1024**3,
+    ) -> int:
+        """Batch-export ``names`` into the zip file ``destination``; returns its size.
+
+        The body is streamed to disk: a 100-job zip never sits in memory.
+        """
+        if not 0 < len(names) <= MAX_EXPORT_NAMES:
+            raise ValueError(f"batch export takes 1 to {MAX_EXPORT_NAMES} names, got {len(names)}")
+        body = json.dumps(
+            {"jobList": list(names), "exportDepend": export_depend},
+            ensure_ascii=False,
+            separators=(",", ":"),
+        ).encode("utf-8")
+        path = f"/v1/{self.settings.project_id}/jobs/batch-export"
+
+        def attempt() -> int:
+            request = self._build("POST", path, workspace_id, body=body)
+            request.headers["Accept"] = "application/octet-stream"
+            return self._stream_to_file(request, destination, max_bytes, "batch export")
+
+        return self._call(attempt, "batch export")
+
+    # --- listing ----------------------------------------------------------------------------
+
+    def _list_all(
+        self,
+        resource: str,
+        item_key: str,
+        workspace_id: str,
+        *,
+        extra: list[tuple[str, str]],
+        what: str,
+        max_limit: int = 1000,
+    ) -> list[dict[str, Any]]:
+        """Page through a listing until ``total`` distinct names are seen (dlf-api.md §2.3)."""
+        limit = min(self.settings.page_size, max_limit)
+        items, total = self._page_through(resource, item_key, workspace_id, extra, limit, what)
+        if len(items) < total:
+            # Jobs created or deleted while paging shift the pages: list once more.
+            log(
+                logger,
+                "list.inconsistent",
+                level=logging.WARNING,
+                what=what,
+                seen=len(items),
+                total=total,
+                workspace=workspace_id,
+            )
+            items, total = self._page_through(resource, item_key, workspace_id, extra, limit, what)
+            if len(items) < total:
+                raise ApiError(
+                    f"listing returned {len(items)} distinct entries but reported {total}; "
+                    "refusing to work from a partial listing",
+                    operation=what,
+                )
+        return list(items.values())
+
+    def _page_through(
+        self,
+        resource: str,
+        item_key: str,
+        workspace_id: str,
+        extra: list[tuple[str, str]],
+        limit: int,
+        what: str,
+    ) -> tuple[dict[str, dict[str, Any]], int]:
+        path = f"/v1/{self.settings.project_id}/{resource}"
+
+        def fetch(offset: int) -> tuple[list[dict[str, Any]], int]:
+            query = [*extra, ("limit", str(limit)), ("offset", str(offset))]
+            data = self._get_json(path, workspace_id, query, what)
+            rows = data.get(item_key) or []
+            if not isinstance(rows, list) or not all(
+                isinstance(row, dict) and isinstance(row.get("name"), str) for row in rows
+            ):
+                raise ApiError(f"unexpected {item_key!r} in response", operation=what)
+            total = data.get("total")
+            if not isinstance(total, int) or total < 0:
+                raise ApiError("response has no valid 'total'", operation=what)
+            return rows, total
+
+        seen: dict[str, dict[str, Any]] = {}
+        first, total = fetch(0)
+        for row in first:
+            seen.setdefault(row["name"], row)
+        if len(first) < limit or len(seen) >= total:
+            return seen, total
+
+        mode_key = f"{resource}?{limit}"
+        with self._lock:
+            mode = self._offset_modes.get(mode_key)
+        offset = 1
+        if mode is None:
+            # offset is documented both as a page number and as a record offset: probe once.
+            second, total = fetch(1)
+            mode = "record" if second and second[0]["name"] == first[1]["name"] else "page"
+            with self._lock:
+                self._offset_modes[mode_key] = mode
+            for row in second:
+                seen.setdefault(row["name"], row)
+            if mode == "page" and (len(second) < limit or len(seen) >= total):
+                return seen, total
+            offset = 2 if mode == "page" else limit
+        else:
+            offset = 1 if mode == "page" else limit
+        step = 1 if mode == "page" else limit
+        max_pages = total // limit + 5
+        for _ in range(max_pages):
+            rows, total = fetch(offset)
+            before = len(seen)
+            for row in rows:
+                seen.setdefault(row["name"], row)
+            if len(rows) < limit or len(seen) >= total or len(seen) == before:
+                break
+            offset += step
+        return seen, total
+
+    # --- HTTP plumbing ------------------------------------------------------------------------
+
+    def _build(
+        self,
+        method: str,
+        path: str,
+        workspace_id: str,
+        *,
+        query: Sequence[tuple[str, str]] = (),
+        body: bytes | None = None,
+    ) -> httpx.Request:
+        # The query is encoded exactly as the signer canonicalises it, so wire and signature agree.
+        url = path + ("?" + encode_query(query) if query else "")
+        return self._http.build_request(
+            method, url, content=body, headers={"workspace": workspace_id}
+        )
+
+    def _call(self, attempt: Any, what: str) -> Any:
+        def limited() -> Any:
+            self._rate.acquire()
+            return attempt()
+
+        return call_with_retries(limited, policy=self.settings.retry, what=what)
+
+    def _get_json(
+        self, path: str, workspace_id: str, query: Sequence[tuple[str, str]], what: str
+    ) -> dict[str, Any]:
+        def attempt() -> dict[str, Any]:
+            request = self._build("GET", path, workspace_id, query=query)
+            response = self._send(request, what)
+            try:
+                data = response.json()
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                raise TransportError(
+                    "response is not valid JSON (cut short?)",
+                    operation=what,
+                    status=response.status_code,
+                    request_id=_request_id(response),
+                ) from None
+            if not isinstance(data, dict):
+                raise ApiError("response is not a JSON object", operation=what)
+            return data
+
+        result: dict[str, Any] = self._call(attempt, what)
+        return result
+
+    def _send(self, request: httpx.Request, what: str) -> httpx.Response:
+        try:
+            response = self._http.send(request)
+        except httpx.TimeoutException as error:
+            raise TransportError(f"timed out ({type(error).__name__})", operation=what) from None
+        except httpx.TransportError as error:
+            raise TransportError(f"{type(error).__name__}: {error}", operation=what) from None
+        if response.status_code >= 400:
+            raise error_from_response(response, what)
+        return response
+
+    def _stream_to_file(
+        self, request: httpx.Request, destination: Path, max_bytes: int, what: str
+    ) -> int:
+        try:
+            response = self._http.send(request, stream=True)
+            try:
+                if response.status_code >= 400:
+                    response.read()
+                    raise error_from_response(response, what)
+                content_type = response.headers.get("content-type", "")
+                if "json" in content_type:
+                    # Some gateways answer 200 with an error document instead of the zip.
+                    response.read()
+                    raise error_from_response(response, what)
+                expected = response.headers.get("content-length")
+                written = 0
+                with open(destination, "wb") as file:
+                    for chunk in response.iter_bytes(1024 * 1024):
+                        written += len(chunk)
+                        if written > max_bytes:
+                            raise ApiError(
+                                f"export is larger than limits.max_archive_bytes ({max_bytes})",
+                                operation=what,
+                            )
+                        file.write(chunk)
+                if expected is not None and expected.isdigit() and int(expected) != written:
+                    raise TransportError(
+                        f"body cut short: {written} of {expected} bytes", operation=what
+                    )
+                return written
+            finally:
+                response.close()
+        except httpx.TimeoutException as error:
+            raise TransportError(f"timed out ({type(error).__name__})", operation=what) from None
+        except httpx.TransportError as error:
+            raise TransportError(f"{type(error).__name__}: {error}", operation=what) from None
+
+
+def _job_summary(row: Mapping[str, Any], job_type: str) -> JobSummary:
+    last_update = row.get("lastUpdateTime")
+    user = row.get("lastUpdateUser")
+    return JobSummary(
+        name=str(row["name"]),
+        job_type=str(row.get("jobType") or job_type),
+        last_update_time=last_update if isinstance(last_update, int) else None,
+        last_update_user=user if isinstance(user, str) and user else None,
+    )
+
+
+def _request_id(response: httpx.Response) -> str | None:
+    return response.headers.get("X-Request-Id") or response.headers.get("X-Request-ID")
+
+
+def parse_error_body(body: bytes) -> tuple[str | None, str | None]:
+    """(code, message) from any of the error shapes of dlf-api.md §7.3."""
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        text = body.decode("utf-8", "replace").strip()
+        return None, text[:200] or None
+    for candidate in _error_dicts(data):
+        for code_key, message_key in (
+            ("error_code", "error_msg"),
+            ("errorCode", "errorMsg"),
+            ("code", "message"),
+        ):
+            if code_key in candidate or message_key in candidate:
+                code = candidate.get(code_key)
+                message = candidate.get(message_key)
+                return (
+                    str(code) if code is not None else None,
+                    str(message) if message is not None else None,
+                )
+    return None, None
+
+
+def _error_dicts(data: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(data, dict):
+        yield data
+        for value in data.values():
+            if isinstance(value, dict):
+                yield value
+
+
+def error_from_response(response: httpx.Response, what: str) -> ApiError:
+    """Turn an error response into the matching exception."""
+    code, message = parse_error_body(response.content)
+    status = response.status_code
+    message = message or response.reason_phrase or "no error message"
+    details: dict[str, Any] = {
+        "status": status,
+        "code": code,
+        "request_id": _request_id(response),
+        "operation": what,
+    }
+    if status in (401, 403) or code in {"APIGW.0301", "DLF.6888"}:
+        if is_clock_skew_message(message):
+            return ClockSkewError(
+                f"{message} — the local clock differs from the server's by more than 15 "
+                "minutes; synchronise it (NTP)",
+                **details,
+            )
+        return AuthError(message, **details)
+    if status == 429 or code == "APIGW.0308":
+        return ThrottledError(message, retry_after=_retry_after(response), **details)
+    if status >= 500:
+        return ServerError(message, **details)
+    return ApiError(message, **details)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After", "")
+    try:
+        return float(value)
+    except ValueError:
+        return None

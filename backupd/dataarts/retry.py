@@ -1,0 +1,108 @@
+"""Bounded retries with exponential backoff and jitter, and a client-side rate limit.
+
+Our own loop rather than a retry library: it is a dozen lines, and it must honour the
+server's Retry-After and re-run the whole request (re-signing it), which a decorator-based
+library would hide behind callbacks.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from backupd.errors import ServerError, ThrottledError, TransportError
+from backupd.logs import log
+
+T = TypeVar("T")
+logger = logging.getLogger(__name__)
+
+RETRYABLE = (ThrottledError, ServerError, TransportError)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 6
+    base_delay: float = 0.5
+    max_delay: float = 30.0
+    max_retry_after: float = 120.0
+
+    def delay(self, attempt: int, error: Exception, rng: random.Random) -> float:
+        """Seconds to wait before attempt ``attempt + 1`` (attempt counts from 1)."""
+        retry_after = getattr(error, "retry_after", None)
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.max_retry_after)
+        ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
+        return rng.uniform(ceiling / 2, ceiling)  # "equal jitter": never zero, never synchronised
+
+
+def call_with_retries(
+    operation: Callable[[], T],
+    *,
+    policy: RetryPolicy,
+    what: str,
+    sleep: Callable[[float], None] = time.sleep,
+    rng: random.Random | None = None,
+    on_retry: Callable[[Exception], None] | None = None,
+) -> T:
+    """Run ``operation``; retry only errors that a later attempt can fix."""
+    rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+    attempt = 1
+    while True:
+        try:
+            return operation()
+        except RETRYABLE as error:
+            if attempt >= policy.attempts:
+                raise
+            wait = policy.delay(attempt, error, rng)
+            log(
+                logger,
+                "api.retry",
+                level=logging.WARNING,
+                operation=what,
+                attempt=attempt,
+                wait=round(wait, 2),
+                error=str(error),
+            )
+            if on_retry is not None:
+                on_retry(error)
+            sleep(wait)
+            attempt += 1
+
+
+class RateLimiter:
+    """Token bucket: at most ``rate`` acquisitions per second, bursts up to ``burst``."""
+
+    def __init__(
+        self,
+        rate: float,
+        burst: int = 1,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._clock = clock
+        self._sleep = sleep
+        self._tokens = float(burst)
+        self._updated = clock()
+        self._lock = threading.Lock()
+
+    def acquire(self) -> None:
+        if self.rate <= 0:
+            return
+        while True:
+            with self._lock:
+                now = self._clock()
+                self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
+                self._updated = now
+                if self._tokens >= 1:
+                    self._tokens -= 1
+                    return
+                wait = (1 - self._tokens) / self.rate
+            self._sleep(wait)
