@@ -1,0 +1,66 @@
+"""Pure transformations from exported bytes to what the repository stores.
+
+JSON files (.job, .script, .resource, .json) are re-emitted canonically: sorted keys, 2-space
+indent, UTF-8, trailing newline. That keeps every value (the file is still a real export,
+restorable as is) while making diffs independent of the server's key order and whitespace.
+Script bodies also get a plain-text *view* beside their .script file so reviewers read SQL,
+not an escaped JSON string; views are derived and never restored.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+JSON_SUFFIXES = (".job", ".script", ".resource", ".json")
+
+# Script type (as in the 'type' field of a .script) → extension of its readable view.
+_VIEW_EXTENSIONS = {
+    "shell": ".sh",
+    "python": ".py",
+    "spark python": ".py",
+    "pyspark": ".py",
+}
+VIEW_SUFFIXES = frozenset({".sql", ".sh", ".py"})
+
+
+def canonical_json(data: Any) -> bytes:
+    return (json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def parse_json(content: bytes) -> Any:
+    """Parse exported JSON (UTF-8, with or without BOM); raises ValueError when it is not."""
+    text = content.decode("utf-8-sig")
+    return json.loads(text)
+
+
+def is_json_file(path: str) -> bool:
+    return path.endswith(JSON_SUFFIXES)
+
+
+def normalise_file(path: str, content: bytes) -> bytes:
+    """The bytes to store for an exported file; non-JSON or unparsable files are kept as is."""
+    if not is_json_file(path):
+        return content
+    try:
+        return canonical_json(parse_json(content))
+    except ValueError:
+        return content
+
+
+def view_extension(script_type: str) -> str:
+    return _VIEW_EXTENSIONS.get(script_type.strip().lower(), ".sql")
+
+
+def script_view(script: Any) -> tuple[str, bytes] | None:
+    """(extension, text) of the readable view of a parsed .script, or None if it has no body."""
+    if not isinstance(script, dict):
+        return None
+    content = script.get("content")
+    if not isinstance(content, str) or not content:
+        return None
+    script_type = script.get("type")
+    extension = view_extension(script_type if isinstance(script_type, str) else "")
+    if not content.endswith("\n"):
+        content += "\n"
+    return extension, content.encode("utf-8")

@@ -1,0 +1,114 @@
+"""What a ChangeSet means in DataArts terms (jobs and scripts), and the commit message."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from backupd.store.tree import ChangeSet
+
+MAX_LISTED = 200  # names listed per section of a commit body; the rest are counted
+
+
+@dataclass(frozen=True)
+class ChangeSummary:
+    jobs_added: tuple[str, ...] = ()
+    jobs_changed: tuple[str, ...] = ()
+    jobs_removed: tuple[str, ...] = ()
+    scripts_added: tuple[str, ...] = ()
+    scripts_changed: tuple[str, ...] = ()
+    scripts_removed: tuple[str, ...] = ()
+
+
+def _job_of(path: str) -> str | None:
+    parts = PurePosixPath(path).parts
+    if len(parts) >= 2 and parts[0] == "jobs":
+        return PurePosixPath(parts[1]).stem if len(parts) == 2 else parts[1]
+    return None
+
+
+def _is_job_file(path: str) -> bool:
+    parts = PurePosixPath(path).parts
+    if len(parts) == 3 and parts[0] == "jobs":  # jobs/<job>/<job>.job
+        return parts[2] == f"{parts[1]}.job"
+    return len(parts) == 2 and parts[0] == "jobs" and parts[1].endswith(".job")
+
+
+def _script_of(path: str) -> str | None:
+    pure = PurePosixPath(path)
+    return pure.stem if pure.suffix == ".script" else None
+
+
+def summarise(changes: ChangeSet) -> ChangeSummary:
+    """Jobs and scripts touched by ``changes`` (paths relative to the workspace folder)."""
+    jobs_added = {_job_of(p) for p in changes.added if _is_job_file(p)} - {None}
+    jobs_removed = {_job_of(p) for p in changes.removed if _is_job_file(p)} - {None}
+    jobs_touched = {_job_of(p) for p in changes.paths} - {None}
+    jobs_changed = jobs_touched - jobs_added - jobs_removed
+
+    def standalone(paths: tuple[str, ...]) -> set[str]:
+        return {
+            name for p in paths if p.startswith("scripts/") and (name := _script_of(p)) is not None
+        }
+
+    scripts_added = standalone(changes.added)
+    scripts_removed = standalone(changes.removed)
+    # A script a job depends on is repeated in each job folder: any changed copy names it.
+    scripts_changed = (
+        {name for p in changes.paths if (name := _script_of(p)) is not None}
+        - scripts_added
+        - scripts_removed
+    )
+    return ChangeSummary(
+        jobs_added=tuple(sorted(jobs_added)),  # type: ignore[arg-type]
+        jobs_changed=tuple(sorted(jobs_changed)),  # type: ignore[arg-type]
+        jobs_removed=tuple(sorted(jobs_removed)),  # type: ignore[arg-type]
+        scripts_added=tuple(sorted(scripts_added)),
+        scripts_changed=tuple(sorted(scripts_changed)),
+        scripts_removed=tuple(sorted(scripts_removed)),
+    )
+
+
+def commit_subject(label: str, summary: ChangeSummary) -> str:
+    subject = (
+        f"{label}: {len(summary.jobs_added)} added, {len(summary.jobs_changed)} changed, "
+        f"{len(summary.jobs_removed)} removed"
+    )
+    script_parts = [
+        f"{len(names)} {word}"
+        for names, word in (
+            (summary.scripts_added, "added"),
+            (summary.scripts_changed, "changed"),
+            (summary.scripts_removed, "removed"),
+        )
+        if names
+    ]
+    if script_parts:
+        subject += "; scripts: " + ", ".join(script_parts)
+    return subject
+
+
+def commit_message(
+    label: str, summary: ChangeSummary, *, users: dict[str, str] | None = None
+) -> str:
+    """Subject plus a body listing every job and script by name (``users``: job → editor)."""
+    users = users or {}
+    sections = (
+        ("Added jobs", "+", summary.jobs_added, True),
+        ("Changed jobs", "~", summary.jobs_changed, True),
+        ("Removed jobs", "-", summary.jobs_removed, False),
+        ("Added scripts", "+", summary.scripts_added, False),
+        ("Changed scripts", "~", summary.scripts_changed, False),
+        ("Removed scripts", "-", summary.scripts_removed, False),
+    )
+    lines = [commit_subject(label, summary)]
+    for title, mark, names, with_user in sections:
+        if not names:
+            continue
+        lines += ["", f"{title}:"]
+        for name in names[:MAX_LISTED]:
+            user = users.get(name) if with_user else None
+            lines.append(f"  {mark} {name}" + (f" (by {user})" if user else ""))
+        if len(names) > MAX_LISTED:
+            lines.append(f"  … and {len(names) - MAX_LISTED} more")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,107 @@
+"""Compare a staged workspace tree with the working tree and apply the difference.
+
+Only files whose bytes differ are written (atomically, via a temporary file and rename), so
+an unchanged job is never rewritten and git sees exactly what changed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# Paths under this folder are backupd's own bookkeeping, not content: they never justify a
+# commit on their own.
+META_DIR = ".backupd"
+
+
+@dataclass(frozen=True)
+class ChangeSet:
+    """Relative POSIX paths (within one workspace folder) that differ from the stored tree."""
+
+    added: tuple[str, ...] = ()
+    modified: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    unchanged_count: int = field(default=0, compare=False)
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        return self.added + self.modified + self.removed
+
+    @property
+    def has_content_changes(self) -> bool:
+        return any(not _is_meta(path) for path in self.paths)
+
+    def __bool__(self) -> bool:
+        return bool(self.paths)
+
+
+def _is_meta(path: str) -> bool:
+    return path == META_DIR or path.startswith(META_DIR + "/")
+
+
+def walk_files(root: Path) -> Iterator[str]:
+    """Relative POSIX paths of regular files below root, sorted, skipping nothing but .git."""
+    if not root.is_dir():
+        return
+    for directory, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d != ".git")
+        base = Path(directory).relative_to(root)
+        for name in sorted(filenames):
+            yield (base / name).as_posix()
+
+
+def _same_bytes(left: Path, right: Path) -> bool:
+    try:
+        if left.stat().st_size != right.stat().st_size:
+            return False
+    except FileNotFoundError:
+        return False
+    return left.read_bytes() == right.read_bytes()
+
+
+def plan_changes(staged: Path, current: Path) -> ChangeSet:
+    """What must change in ``current`` so that it equals ``staged`` byte for byte."""
+    staged_files = set(walk_files(staged))
+    current_files = set(walk_files(current))
+    added = sorted(staged_files - current_files)
+    removed = sorted(current_files - staged_files)
+    modified: list[str] = []
+    unchanged = 0
+    for path in sorted(staged_files & current_files):
+        if _same_bytes(staged / path, current / path):
+            unchanged += 1
+        else:
+            modified.append(path)
+    return ChangeSet(tuple(added), tuple(modified), tuple(removed), unchanged)
+
+
+def apply_changes(staged: Path, current: Path, changes: ChangeSet) -> None:
+    """Make ``current`` equal ``staged`` for the paths in ``changes``."""
+    for path in changes.added + changes.modified:
+        _replace_file(staged / path, current / path)
+    for path in changes.removed:
+        target = current / path
+        target.unlink(missing_ok=True)
+        _prune_empty_parents(target.parent, current)
+
+
+def _replace_file(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.backupd-tmp")
+    data = source.read_bytes()
+    with open(temporary, "wb") as file:
+        file.write(data)
+        file.flush()
+        os.fsync(file.fileno())
+    temporary.replace(target)
+
+
+def _prune_empty_parents(directory: Path, stop: Path) -> None:
+    while directory != stop and directory.is_relative_to(stop):
+        try:
+            directory.rmdir()
+        except OSError:
+            return
+        directory = directory.parent
