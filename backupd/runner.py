@@ -1,0 +1,94 @@
+"""Snapshot every configured workspace: config → repository → per source client → workspaces.
+
+Each workspace is isolated: one failing never stops the others (borgmatic's rule).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from contextlib import ExitStack
+
+from backupd.config import Config, SourceConfig
+from backupd.credentials import read_secret
+from backupd.dataarts.auth import StaticTokenAuth
+from backupd.dataarts.client import ClientSettings, DataArtsClient
+from backupd.snapshot import SnapshotOptions, SnapshotResult, WorkspaceTarget, snapshot_workspace
+from backupd.store.archive import ArchiveLimits
+from backupd.store.gitrepo import GitRepo, Identity, repository_lock
+
+logger = logging.getLogger(__name__)
+
+ClientFactory = Callable[[SourceConfig], DataArtsClient]
+
+
+def make_client(source: SourceConfig) -> DataArtsClient:
+    """The API client for one source, authenticated as its config says."""
+    auth = StaticTokenAuth(
+        read_secret(
+            key=f"sources[{source.name}].auth.token",
+            value=source.auth.token,
+            file=source.auth.token_file,
+            credential=source.auth.token_credential,
+        )
+    )
+    settings = ClientSettings(
+        endpoint=source.dlf_endpoint,
+        project_id=source.project_id,
+        page_size=source.page_size,
+        timeout=source.timeout,
+    )
+    return DataArtsClient(settings, auth)
+
+
+def snapshot_options(
+    config: Config, source: SourceConfig, *, allow_mass_delete: bool
+) -> SnapshotOptions:
+    limits = config.limits
+    return SnapshotOptions(
+        export_depend=source.export_depend,
+        batch_size=source.batch_size,
+        archive_limits=ArchiveLimits(
+            max_entries=limits.max_entries, max_total_bytes=limits.max_uncompressed_bytes
+        ),
+        max_archive_bytes=limits.max_archive_bytes,
+        staging_root=config.staging_dir,
+        allow_mass_delete=allow_mass_delete,
+    )
+
+
+def targets(source: SourceConfig) -> list[WorkspaceTarget]:
+    return [
+        WorkspaceTarget(source=source.name, workspace_id=w.id, folder=w.folder)
+        for w in source.workspaces
+    ]
+
+
+def run_snapshots(
+    config: Config,
+    *,
+    only: Iterable[str] = (),
+    allow_mass_delete: bool = False,
+    client_factory: ClientFactory = make_client,
+) -> list[SnapshotResult]:
+    """Snapshot the configured workspaces (``only``: labels or folder names) into the repo."""
+    wanted = set(only)
+    identity = Identity(config.repository.author.name, config.repository.author.email)
+    results: list[SnapshotResult] = []
+    with ExitStack() as stack:
+        repo = stack.enter_context(
+            GitRepo.open(config.repository.path, branch=config.repository.branch)
+        )
+        stack.enter_context(repository_lock(repo))
+        repo.prepare(identity)
+        for source in config.sources:
+            chosen = [
+                t for t in targets(source) if not wanted or t.label in wanted or t.folder in wanted
+            ]
+            if not chosen:
+                continue
+            options = snapshot_options(config, source, allow_mass_delete=allow_mass_delete)
+            with client_factory(source) as client:
+                for target in chosen:
+                    results.append(snapshot_workspace(client, repo, target, options, identity))
+    return results
