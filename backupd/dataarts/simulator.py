@@ -82,7 +82,7 @@ class CallRecord:
     status: int
 
 
-Authenticator = Callable[[AuthRequest], "str | None"]
+Authenticator = Callable[[AuthRequest], str | None]
 
 
 # --------------------------------------------------------------------------------------------
@@ -1127,6 +1127,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
     server_version = "APIG-sim"
+    disable_nagle_algorithm = True  # headers and body go out in two writes
     sys_version = ""
 
     def do_GET(self) -> None:
