@@ -1,19 +1,19 @@
 """One exception tree for backupd.
 
-    BackupdError                      anything backupd raises on purpose
-    ├── UserError                     shown as one line, no traceback
-    │   ├── ConfigError               bad configuration (exit 78)
-    │   ├── CredentialError           a secret could not be read
-    │   ├── SnapshotRefused           a safety rule stopped a snapshot (mass deletion, …)
-    │   └── LockedError               another backupd holds the repository
-    ├── ApiError                      DataArts answered with an error (or not at all)
-    │   ├── AuthError                 401/403: credentials wrong or not allowed
-    │   │   └── ClockSkewError        the signature was rejected for its date
-    │   ├── ThrottledError            429 / APIGW.0308
-    │   ├── ServerError               5xx
-    │   └── TransportError            connect error, timeout, truncated body
-    ├── ArchiveError                  an export zip was rejected
-    └── RepoError                     git failed
+BackupdError                      anything backupd raises on purpose
+├── UserError                     shown as one line, no traceback
+│   ├── ConfigError               bad configuration (exit 78)
+│   ├── CredentialError           a secret could not be read
+│   ├── SnapshotRefused           a safety rule stopped a snapshot (mass deletion, …)
+│   └── LockedError               another backupd holds the repository
+├── ApiError                      DataArts answered with an error (or not at all)
+│   ├── AuthError                 401/403: credentials wrong or not allowed
+│   │   └── ClockSkewError        the signature was rejected for its date
+│   ├── ThrottledError            429 / APIGW.0308
+│   ├── ServerError               5xx
+│   └── TransportError            connect error, timeout, truncated body
+├── ArchiveError                  an export zip was rejected
+└── RepoError                     git failed
 """
 
 from __future__ import annotations
