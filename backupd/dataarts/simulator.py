@@ -563,6 +563,8 @@ class Simulator:
         self.offset_mode = offset_mode
         self.max_page_size = max_page_size
         self._authenticate = authenticate
+        # Test seam: rewrites every export zip before it is sent (hostile or broken archives).
+        self.export_hook: Callable[[bytes], bytes] | None = None
         self._lock = threading.RLock()
         self._rng = random.Random(seed)  # definitions: depends only on the mutation sequence
         self._noise = random.Random(seed + 1)  # list-call noise: never affects exports
@@ -1014,9 +1016,12 @@ class Simulator:
                 raise _DlfError("DLF.0100", "The job does not exist.")
             files = self.export_files(call.workspace.id, names, export_depend=export_depend)
             stamp = self._clock_ms
+        archive = _zip(files, stamp)
+        if self.export_hook is not None:
+            archive = self.export_hook(archive)
         return _Response(
             200,
-            _zip(files, stamp),
+            archive,
             content_type="application/octet-stream",
             headers={"Content-Disposition": "attachment; filename=jobs.zip"},
         )
