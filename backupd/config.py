@@ -152,6 +152,16 @@ class SourceConfig:
         check=_between(1, 1000),
     )
     timeout: float = option("Seconds to wait for any single API response.", 60.0, check=_positive)
+    requests_per_second: float = option(
+        "Client-side limit for listing calls (DataArts allows 30/s per user).",
+        10.0,
+        check=_between(0.1, 1000),
+    )
+    exports_per_second: float = option(
+        "Client-side limit for batch-export calls (DataArts allows 10/s per user).",
+        4.0,
+        check=_between(0.1, 1000),
+    )
 
     @property
     def dlf_endpoint(self) -> str:

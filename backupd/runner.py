@@ -37,6 +37,8 @@ def make_client(source: SourceConfig) -> DataArtsClient:
         project_id=source.project_id,
         page_size=source.page_size,
         timeout=source.timeout,
+        requests_per_second=source.requests_per_second,
+        exports_per_second=source.exports_per_second,
     )
     return DataArtsClient(settings, auth)
 

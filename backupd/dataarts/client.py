@@ -54,7 +54,8 @@ class ClientSettings:
     timeout: float = 60.0
     verify: bool | str = True
     retry: RetryPolicy = RetryPolicy()
-    requests_per_second: float = 5.0  # well under the documented 10/s per user for exports
+    requests_per_second: float = 10.0  # listing: documented 30/s per user
+    exports_per_second: float = 4.0  # export: documented 10/s per user; stay well under
     user_agent: str = "backupd"
 
 
@@ -69,7 +70,8 @@ class DataArtsClient:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.settings = settings
-        self._rate = RateLimiter(settings.requests_per_second, burst=2)
+        self._list_rate = RateLimiter(settings.requests_per_second, burst=2)
+        self._export_rate = RateLimiter(settings.exports_per_second, burst=1)
         self._http = httpx.Client(
             base_url=settings.endpoint,
             auth=auth,
@@ -146,7 +148,7 @@ class DataArtsClient:
             request.headers["Accept"] = "application/octet-stream"
             return self._stream_to_file(request, destination, max_bytes, "batch export")
 
-        return self._call(attempt, "batch export")
+        return self._call(attempt, "batch export", self._export_rate)
 
     # --- listing ----------------------------------------------------------------------------
 
@@ -260,9 +262,11 @@ class DataArtsClient:
             method, url, content=body, headers={"workspace": workspace_id}
         )
 
-    def _call(self, attempt: Any, what: str) -> Any:
+    def _call(self, attempt: Any, what: str, rate: RateLimiter | None = None) -> Any:
+        limiter = rate or self._list_rate
+
         def limited() -> Any:
-            self._rate.acquire()
+            limiter.acquire()
             return attempt()
 
         return call_with_retries(limited, policy=self.settings.retry, what=what)

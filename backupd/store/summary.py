@@ -53,9 +53,10 @@ def summarise(changes: ChangeSet) -> ChangeSummary:
 
     scripts_added = standalone(changes.added)
     scripts_removed = standalone(changes.removed)
-    # A script a job depends on is repeated in each job folder: any changed copy names it.
+    # A script a job depends on is repeated in each job folder: any modified copy names it.
+    # Copies that appear or vanish with their job are that job's change, not the script's.
     scripts_changed = (
-        {name for p in changes.paths if (name := _script_of(p)) is not None}
+        {name for p in changes.modified if (name := _script_of(p)) is not None}
         - scripts_added
         - scripts_removed
     )
