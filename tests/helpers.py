@@ -1,0 +1,95 @@
+"""Test helpers: config files that point at the simulator, expected trees, git queries."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from backupd.dataarts.simulator import DEFAULT_PROJECT_ID, DEFAULT_TOKEN, Simulator
+from backupd.store.normalise import canonical_json, script_view
+
+
+def workspace_id(number: int) -> str:
+    return f"{number:032x}"
+
+
+def make_config(
+    tmp_path: Path,
+    simulator: Simulator,
+    workspaces: dict[str, str],
+    *,
+    source: str = "prod",
+    extra_source: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write a config file for ``workspaces`` (folder name → id) and return its path."""
+    token_file = tmp_path / "token"
+    token_file.write_text(DEFAULT_TOKEN)
+    data: dict[str, Any] = {
+        "repository": {"path": str(tmp_path / "repo")},
+        "staging_dir": str(tmp_path / "staging"),
+        "sources": [
+            {
+                "name": source,
+                "endpoint": simulator.url,
+                "project_id": DEFAULT_PROJECT_ID,
+                "auth": {"type": "token", "token_file": str(token_file)},
+                "workspaces": [{"id": wid, "name": name} for name, wid in workspaces.items()],
+                # The simulator is local: no need to be polite, and tests stay fast.
+                "requests_per_second": 1000,
+                "exports_per_second": 1000,
+                **(extra_source or {}),
+            }
+        ],
+        **(extra or {}),
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True))
+    return path
+
+
+def expected_tree(simulator: Simulator, wid: str) -> dict[str, bytes]:
+    """What the workspace folder must hold, derived independently from the simulator's state.
+
+    Job files and the scripts they use are canonical JSON of the simulator's definitions;
+    views hold the script body; standalone scripts mirror the script list.
+    """
+    jobs = simulator.jobs(wid)
+    scripts = simulator.scripts(wid)
+    tree: dict[str, bytes] = {}
+
+    def add_script(folder: str, name: str) -> None:
+        tree[f"{folder}/{name}.script"] = canonical_json(scripts[name])
+        view = script_view(scripts[name])
+        if view is not None:
+            tree[f"{folder}/{name}{view[0]}"] = view[1]
+
+    for job, definition in jobs.items():
+        tree[f"jobs/{job}/{job}.job"] = canonical_json(definition)
+        for script in simulator.job_scripts(wid, job):
+            add_script(f"jobs/{job}", script)
+    for script in scripts:
+        add_script("scripts", script)
+    return tree
+
+
+def read_tree(folder: Path) -> dict[str, bytes]:
+    """Every file under folder except backupd's own metadata."""
+    return {
+        path.relative_to(folder).as_posix(): path.read_bytes()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and ".backupd" not in path.relative_to(folder).parts
+    }
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True
+    ).stdout
+
+
+def commit_count(repo: Path) -> int:
+    return int(git(repo, "rev-list", "--count", "HEAD").strip())

@@ -1,0 +1,212 @@
+"""The snapshot pipeline end to end: real HTTP to the simulator, real git repositories."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from backupd.config import load_config
+from backupd.dataarts.simulator import Simulator
+from backupd.runner import run_snapshots
+from backupd.snapshot import SnapshotResult
+from tests.helpers import commit_count, expected_tree, git, make_config, read_tree, workspace_id
+
+
+def snapshot(config_path: Path) -> list[SnapshotResult]:
+    results = run_snapshots(load_config(config_path))
+    assert all(r.ok for r in results), [r.error for r in results]
+    return results
+
+
+def file_stamps(folder: Path) -> dict[str, tuple[int, int]]:
+    return {
+        str(p): (p.stat().st_ino, p.stat().st_mtime_ns)
+        for p in folder.rglob("*")
+        if p.is_file() and ".git" not in p.parts
+    }
+
+
+@pytest.fixture
+def three_workspaces(tmp_path: Path, simulator: Simulator) -> tuple[Path, dict[str, str]]:
+    workspaces = {"sales": workspace_id(1), "finance": workspace_id(2), "ops": workspace_id(3)}
+    for name, wid in workspaces.items():
+        simulator.add_workspace(wid, name)
+        simulator.populate(wid, 250, realtime_fraction=0.3, chinese_fraction=0.15)
+    return make_config(tmp_path, simulator, workspaces), workspaces
+
+
+def test_full_snapshot_holds_exactly_the_services_jobs(
+    simulator: Simulator, three_workspaces: tuple[Path, dict[str, str]]
+) -> None:
+    config_path, workspaces = three_workspaces
+    results = snapshot(config_path)
+    repo = config_path.parent / "repo"
+
+    assert [r.jobs for r in results] == [250, 250, 250]
+    for name, wid in workspaces.items():
+        stored = read_tree(repo / "prod" / name)
+        expected = expected_tree(simulator, wid)
+        assert stored.keys() == expected.keys()
+        assert stored == expected
+        assert any(job_type == "REAL_TIME" for job_type in _job_types(simulator, wid))
+        assert any(not job.isascii() for job in simulator.jobs(wid))
+    exports = [c for c in simulator.calls if c.path.endswith("/jobs/batch-export")]
+    assert len(exports) == 3 * 3
+    assert max(len(c.job_names) for c in exports) <= 100
+    assert commit_count(repo) == 1 + 3  # README + one per workspace
+
+
+def _job_types(simulator: Simulator, wid: str) -> set[str]:
+    return {d["processType"] for d in simulator.jobs(wid).values()}
+
+
+def test_second_snapshot_without_changes_commits_and_rewrites_nothing(
+    three_workspaces: tuple[Path, dict[str, str]],
+) -> None:
+    config_path, _ = three_workspaces
+    snapshot(config_path)
+    repo = config_path.parent / "repo"
+    head, before = git(repo, "rev-parse", "HEAD"), file_stamps(repo)
+
+    results = snapshot(config_path)
+
+    assert [r.commit for r in results] == [None, None, None]
+    assert git(repo, "rev-parse", "HEAD") == head
+    assert file_stamps(repo) == before
+    assert git(repo, "status", "--porcelain") == ""
+
+
+def test_changes_make_one_commit_per_changed_workspace_naming_them(
+    simulator: Simulator, three_workspaces: tuple[Path, dict[str, str]]
+) -> None:
+    config_path, workspaces = three_workspaces
+    snapshot(config_path)
+    repo = config_path.parent / "repo"
+    sales = workspaces["sales"]
+    jobs = sorted(simulator.jobs(sales))
+    modified, deleted, (old_name, _) = jobs[:3], jobs[3], (jobs[4], None)
+    for name in modified:
+        simulator.modify_job(sales, name, user="li.wei")
+    simulator.add_job(sales, "new_daily_load", scripts=[], user="zhang.min")
+    simulator.add_job(sales, "新增作业_1", scripts=[], user="zhang.min")
+    simulator.delete_job(sales, deleted)
+    simulator.rename_job(sales, old_name, "renamed_job")
+    shared = next(
+        s
+        for s in simulator.scripts(sales)
+        if sum(s in simulator.job_scripts(sales, j) for j in simulator.jobs(sales)) >= 2
+    )
+    users_of_shared = {
+        j for j in simulator.jobs(sales) if shared in simulator.job_scripts(sales, j)
+    }
+    simulator.set_script(sales, shared, "SELECT 42;\n", script_type="HiveSQL")
+    before = commit_count(repo)
+    old_tree = read_tree(repo / "prod" / "sales")
+
+    results = snapshot(config_path)
+
+    by_folder = {r.target.folder: r for r in results}
+    assert by_folder["finance"].commit is None and by_folder["ops"].commit is None
+    assert by_folder["sales"].commit is not None
+    assert commit_count(repo) == before + 1
+    new_tree = read_tree(repo / "prod" / "sales")
+    assert new_tree == expected_tree(simulator, sales)
+    # The commit's diff is exactly the difference between the two states, nothing more.
+    changed_paths = set(
+        git(repo, "diff", "--no-renames", "--name-only", "-z", "HEAD~1", "HEAD")
+        .strip("\0")
+        .split("\0")
+    )
+    expected_paths = {
+        f"prod/sales/{p}"
+        for p in old_tree.keys() | new_tree.keys()
+        if old_tree.get(p) != new_tree.get(p)
+    }
+    assert changed_paths - {"prod/sales/.backupd/index.json"} == expected_paths
+    assert all(p.startswith("prod/sales/") for p in changed_paths)
+
+    message = git(repo, "log", "-1", "--format=%B")
+    changed_jobs = set(modified) | users_of_shared
+    changed_jobs -= {deleted, old_name}
+    assert message.splitlines()[0] == (
+        f"prod/sales: 3 added, {len(changed_jobs)} changed, 2 removed; scripts: 1 changed"
+    )
+    for name in [*modified, "new_daily_load", "新增作业_1", deleted, old_name, "renamed_job"]:
+        assert name in message
+    assert shared in message
+    assert "(by li.wei)" in message
+
+
+def test_1200_job_workspace_exports_in_12_batches_and_round_trips(
+    tmp_path: Path, simulator: Simulator
+) -> None:
+    wid = workspace_id(7)
+    simulator.add_workspace(wid, "big")
+    simulator.populate(wid, 1200)
+    config_path = make_config(tmp_path, simulator, {"big": wid})
+
+    snapshot(config_path)
+
+    exports = [c for c in simulator.calls if c.path.endswith("/jobs/batch-export")]
+    assert len(exports) == 12
+    assert all(len(c.job_names) == 100 for c in exports)
+    assert sorted(n for c in exports for n in c.job_names) == sorted(simulator.jobs(wid))
+    assert read_tree(tmp_path / "repo" / "prod" / "big") == expected_tree(simulator, wid)
+
+
+def _zip(entries: list[tuple[zipfile.ZipInfo | str, bytes]]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for info, data in entries:
+            archive.writestr(info, data)
+    return buffer.getvalue()
+
+
+def _symlink_entry() -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo("jobs/a/link")
+    info.create_system = 3
+    info.external_attr = 0o120777 << 16
+    return info
+
+
+HOSTILE = {
+    "parent traversal": [("../evil", b"x")],
+    "nested traversal": [("jobs/a/../../../evil", b"x")],
+    "absolute path": [("/tmp/backupd-evil-absolute", b"x")],
+    "symlink": [(_symlink_entry(), b"/etc/passwd")],
+}
+
+
+@pytest.mark.parametrize("kind", [*HOSTILE, "oversize"])
+def test_hostile_export_is_rejected_and_nothing_is_written(
+    tmp_path: Path, simulator: Simulator, kind: str
+) -> None:
+    wid = workspace_id(9)
+    simulator.add_workspace(wid, "target")
+    simulator.populate(wid, 20)
+    extra = {"limits": {"max_uncompressed_bytes": 4096}} if kind == "oversize" else None
+    config_path = make_config(tmp_path, simulator, {"target": wid}, extra=extra)
+    if kind != "oversize":
+        snapshot(config_path)  # a good first snapshot to compare against
+    repo = tmp_path / "repo"
+    folder = repo / "prod" / "target"
+    before_tree = read_tree(folder)
+    before_head = git(repo, "rev-parse", "HEAD") if (repo / ".git").exists() else None
+    simulator.modify_job(wid, sorted(simulator.jobs(wid))[0])
+    if kind != "oversize":
+        simulator.export_hook = lambda data: _zip(HOSTILE[kind])
+
+    results = run_snapshots(load_config(config_path))
+
+    assert [r.ok for r in results] == [False]
+    assert results[0].error is not None
+    assert not (tmp_path / "evil").exists()
+    assert not Path("/tmp/backupd-evil-absolute").exists()
+    assert not list(tmp_path.rglob("evil"))
+    assert read_tree(folder) == before_tree
+    if before_head is not None:
+        assert git(repo, "rev-parse", "HEAD") == before_head
+    assert list((tmp_path / "staging").iterdir()) == []  # staging cleaned up
