@@ -75,6 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
         "safety.max_delete_fraction of them vanished",
     )
 
+    config_command = commands.add_parser("config", help="generate or validate a config file")
+    config_actions = config_command.add_subparsers(dest="action", metavar="ACTION", required=True)
+    config_actions.add_parser(
+        "generate", help="print a complete commented sample config (config.example.yaml)"
+    )
+    validate = config_actions.add_parser("validate", help="check a config file and exit")
+    with_config(validate)
+
     demo = commands.add_parser(
         "demo", help="run a local simulator, snapshot it twice and show the git history"
     )
@@ -117,6 +125,17 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_config(args: argparse.Namespace) -> int:
+    if args.action == "generate":
+        from backupd.config_doc import render_example
+
+        sys.stdout.write(render_example())
+        return EXIT_OK
+    load_config(args.config)
+    print(f"{args.config}: valid")  # noqa: T201
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from backupd.demo import run_demo
 
@@ -131,7 +150,12 @@ def cmd_simulator(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"snapshot": cmd_snapshot, "demo": cmd_demo, "simulator": cmd_simulator}
+COMMANDS = {
+    "snapshot": cmd_snapshot,
+    "config": cmd_config,
+    "demo": cmd_demo,
+    "simulator": cmd_simulator,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -25,9 +25,20 @@ from backupd.secret import Secret
 Check = Callable[[Any], str | None]
 
 
-def option(doc: str, default: Any = dataclasses.MISSING, *, check: Check | None = None) -> Any:
-    """A documented config field; ``check`` returns a problem description or None."""
-    metadata = {"doc": doc, "check": check}
+def option(
+    doc: str,
+    default: Any = dataclasses.MISSING,
+    *,
+    check: Check | None = None,
+    example: Any = None,
+    sample: bool = False,
+) -> Any:
+    """A documented config field; ``check`` returns a problem description or None.
+
+    ``example`` is shown in the generated sample config where there is no default;
+    ``sample=True`` shows an optional key set to its example rather than commented out.
+    """
+    metadata = {"doc": doc, "check": check, "example": example, "sample": sample}
     if isinstance(default, list | dict):
         raise TypeError("mutable defaults are not allowed")
     if default is dataclasses.MISSING:
@@ -90,7 +101,11 @@ class AuthorConfig:
 
 @dataclass(frozen=True)
 class RepositoryConfig:
-    path: Path = option("Git working tree that receives the snapshots; created if missing.")
+    path: Path = option(
+        "Git working tree that receives the snapshots; created if missing. Relative paths "
+        "are taken from the config file's folder.",
+        example="/var/lib/backupd/repo",
+    )
     branch: str = option("Branch the snapshots are committed to.", "main")
     author: AuthorConfig = option("Identity of snapshot commits.", AuthorConfig())
 
@@ -101,11 +116,14 @@ class TokenAuthConfig:
 
     type: Literal["token"] = option("Authentication kind.")
     token: Secret | None = option("The token itself (prefer ${ENV_VAR} or a file).", None)
-    token_file: Path | None = option("File holding the token.", None)
+    token_file: Path | None = option(
+        "File holding the token.", None, example="/etc/backupd/token", sample=True
+    )
     token_credential: str | None = option(
         "systemd credential name holding the token ($CREDENTIALS_DIRECTORY/<name>).",
         None,
         check=_credential_name,
+        example="dlf-token",
     )
 
 
@@ -114,12 +132,17 @@ AuthConfig = TokenAuthConfig
 
 @dataclass(frozen=True)
 class WorkspaceConfig:
-    id: str = option("DataArts Studio workspace id (sent in the 'workspace' header).")
+    id: str = option(
+        "DataArts Studio workspace id (sent in the 'workspace' header).",
+        example="0123456789abcdef0123456789abcdef",
+    )
     name: str | None = option(
         "Readable name; also the folder name in the repository (default: the id). Keep it "
         "stable: renaming it starts a new folder.",
         None,
         check=_folder_name,
+        example="sales",
+        sample=True,
     )
 
     @property
@@ -132,15 +155,26 @@ class SourceConfig:
     name: str = option(
         "Short name of this account/region; the top folder in the repository.",
         check=_folder_name,
+        example="prod",
     )
-    project_id: str = option("IAM project id of the region (32 hex characters).", check=_project_id)
+    project_id: str = option(
+        "IAM project id of the region (32 hex characters).",
+        check=_project_id,
+        example="fedcba9876543210fedcba9876543210",
+    )
     auth: AuthConfig = option("How to authenticate to DataArts Studio.")
     workspaces: tuple[WorkspaceConfig, ...] = option("Workspaces to back up.")
     region: str | None = option(
-        "Region id, e.g. cn-north-4; builds https://dayu-dlf.<region>.myhuaweicloud.com.", None
+        "Region id; builds the endpoint https://dayu-dlf.<region>.myhuaweicloud.com.",
+        None,
+        example="cn-north-4",
+        sample=True,
     )
     endpoint: str | None = option(
-        "DataArts Factory endpoint overriding the one built from region.", None, check=_url
+        "DataArts Factory endpoint overriding the one built from region (other clouds, proxies).",
+        None,
+        check=_url,
+        example="https://dayu-dlf.eu-de.otc.t-systems.com",
     )
     export_depend: bool = option("Export the scripts and resources each job uses.", True)
     batch_size: int = option(
@@ -182,19 +216,24 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True)
-class ScheduleConfig:
-    cron: str | None = option(
-        "When the daemon snapshots, as a 5-field cron expression (used by 'backupd run').",
-        "0 3 * * *",
+class SafetyConfig:
+    max_delete_fraction: float = option(
+        "Refuse a snapshot that would delete more than this fraction of a workspace's jobs "
+        "(a listing glitch looks exactly like a mass deletion). An empty listing for a "
+        "workspace that holds jobs is always refused.",
+        0.5,
+        check=_between(0, 1),
     )
-    timezone: str = option("Time zone of the cron expression.", "UTC")
+    allow_mass_delete: bool = option(
+        "Record such deletions anyway (same as 'backupd snapshot --allow-mass-delete').", False
+    )
 
 
 @dataclass(frozen=True)
 class Config:
     repository: RepositoryConfig = option("Where snapshots are committed.")
     sources: tuple[SourceConfig, ...] = option("DataArts Studio accounts/regions to back up.")
-    schedule: ScheduleConfig = option("When 'backupd run' takes snapshots.", ScheduleConfig())
+    safety: SafetyConfig = option("Guards against recording a false history.", SafetyConfig())
     limits: LimitsConfig = option(
         "Caps protecting against broken or hostile archives.", LimitsConfig()
     )

@@ -55,7 +55,8 @@ def snapshot_options(
         ),
         max_archive_bytes=limits.max_archive_bytes,
         staging_root=config.staging_dir,
-        allow_mass_delete=allow_mass_delete,
+        max_delete_fraction=config.safety.max_delete_fraction,
+        allow_mass_delete=allow_mass_delete or config.safety.allow_mass_delete,
     )
 
 

@@ -1,0 +1,105 @@
+"""The installed command line, run as a subprocess the way a person or systemd runs it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.helpers import commit_count
+
+
+def backupd(
+    *args: str, cwd: Path | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "backupd", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=timeout,
+        check=False,
+    )
+
+
+GOOD = {
+    "repository": {"path": "repo"},
+    "sources": [
+        {
+            "name": "prod",
+            "region": "cn-north-4",
+            "project_id": "0123456789abcdef0123456789abcdef",
+            "auth": {"type": "token", "token": "x"},
+            "workspaces": [{"id": "fedcba9876543210fedcba9876543210"}],
+        }
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [
+        ({"colour": "blue"}, "sources[0].colour"),
+        ({"batch_size": "many"}, "sources[0].batch_size"),
+        ({"project_id": None}, "sources[0].project_id"),
+        ({"batch_size": 101}, "sources[0].batch_size"),
+    ],
+)
+def test_bad_config_gives_one_line_naming_the_key_and_exit_78(
+    tmp_path: Path, change: dict[str, object], key: str
+) -> None:
+    source = {**GOOD["sources"][0], **change}  # type: ignore[dict-item]
+    if change.get("project_id", "") is None:
+        del source["project_id"]
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({**GOOD, "sources": [source]}))
+
+    result = backupd("snapshot", "-c", str(config))
+
+    assert result.returncode == 78
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert key in lines[0]
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "repo").exists()
+
+
+def test_unreadable_yaml_and_missing_file_exit_78(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("sources: [\n")
+    result = backupd("snapshot", "-c", str(broken))
+    assert result.returncode == 78 and "line" in result.stderr
+    result = backupd("snapshot", "-c", str(tmp_path / "missing.yaml"))
+    assert result.returncode == 78 and "cannot read" in result.stderr
+
+
+def test_usage_error_exits_2() -> None:
+    assert backupd("no-such-command").returncode == 2
+
+
+def test_help_lists_every_command() -> None:
+    result = backupd("--help")
+    assert result.returncode == 0
+    for command in ("snapshot", "config", "demo", "simulator"):
+        assert command in result.stdout
+
+
+def test_demo_runs_to_completion_in_a_fresh_directory(tmp_path: Path) -> None:
+    result = backupd("demo", str(tmp_path / "demo"), cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert "Second snapshot" in result.stdout
+    repo = tmp_path / "demo" / "repo"
+    assert commit_count(repo) == 4  # README, two workspaces, one change
+    assert "demo/sales:" in result.stdout
+
+
+def test_demo_refuses_a_non_empty_directory(tmp_path: Path) -> None:
+    (tmp_path / "keep.txt").write_text("mine")
+    result = backupd("demo", str(tmp_path))
+    assert result.returncode == 1
+    assert "not empty" in result.stderr
+    assert (tmp_path / "keep.txt").read_text() == "mine"
