@@ -32,6 +32,7 @@ import random
 import re
 import sys
 import threading
+import time
 import uuid
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
@@ -488,6 +489,22 @@ class _Response:
     body: bytes
     content_type: str = "application/json;charset=UTF-8"
     headers: dict[str, str] = field(default_factory=dict)
+    # Send only this many bytes of the body (Content-Length still announces all), then hang up.
+    truncate_to: int | None = None
+
+
+@dataclass
+class Faults:
+    """Misbehaviour of the simulated service, for robustness tests. Change fields at will
+    (Python) or with ``POST /_sim/faults`` (JSON object of the same fields)."""
+
+    latency: float = 0.0  # seconds added to every DLF call
+    export_latency: float = 0.0  # further seconds added to every batch-export call
+    error_rate: float = 0.0  # fraction of DLF calls answered 500/503
+    throttle_rps: float = 0.0  # above this many DLF calls/second: 429 APIGW.0308 (0 = off)
+    truncate_rate: float = 0.0  # fraction of export bodies cut short mid-transfer
+    empty_listings: int = 0  # the next N job-list calls answer an empty list (total 0)
+    seed: int = 0
 
 
 @dataclass
@@ -565,6 +582,9 @@ class Simulator:
         self._authenticate = authenticate
         # Test seam: rewrites every export zip before it is sent (hostile or broken archives).
         self.export_hook: Callable[[bytes], bytes] | None = None
+        self.faults = Faults()
+        self._fault_rng = random.Random(seed + 2)
+        self._recent_calls: list[float] = []
         self._lock = threading.RLock()
         self._rng = random.Random(seed)  # definitions: depends only on the mutation sequence
         self._noise = random.Random(seed + 1)  # list-call noise: never affects exports
@@ -583,6 +603,7 @@ class Simulator:
             ("POST", "/_sim/mutate"): self._control_mutate,
             ("GET", "/_sim/state"): self._control_state,
             ("GET", "/_sim/calls"): self._control_calls,
+            ("POST", "/_sim/faults"): self._control_faults,
         }
 
     # ---- lifecycle ---------------------------------------------------------------------------
@@ -895,8 +916,54 @@ class Simulator:
         for route in self._dlf_routes:
             params = route.pattern.fullmatch(match[2])
             if route.method == request.method and params is not None:
-                return self._answer_dlf(route, request, params.groupdict())
+                fault = self._injected_fault(route)
+                if fault is not None:
+                    return fault
+                response = self._answer_dlf(route, request, params.groupdict())
+                return self._maybe_truncate(route, response)
         return _error_response(404, *_API_NOT_FOUND)
+
+    # ---- faults ------------------------------------------------------------------------------
+
+    def _injected_fault(self, route: _Route) -> _Response | None:
+        """Latency, throttling and server errors, decided before the real answer."""
+        faults = self.faults
+        delay = faults.latency + (
+            faults.export_latency if route.handler == self._batch_export else 0.0
+        )
+        if delay > 0:
+            time.sleep(delay)
+        with self._lock:
+            now = time.monotonic()
+            if faults.throttle_rps > 0:
+                self._recent_calls = [t for t in self._recent_calls if now - t < 1.0]
+                if len(self._recent_calls) >= faults.throttle_rps:
+                    response = _error_response(
+                        429,
+                        "APIGW.0308",
+                        "The throttling threshold has been reached: policy user over ratelimit",
+                    )
+                    response.headers["Retry-After"] = "1"
+                    return response
+                self._recent_calls.append(now)
+            if faults.error_rate > 0 and self._fault_rng.random() < faults.error_rate:
+                status = self._fault_rng.choice((500, 503))
+                return _error_response(status, "DLF.0000", "Internal server error.")
+            if route.handler == self._list_jobs and faults.empty_listings > 0:
+                faults.empty_listings -= 1
+                return _json_response(200, {"total": 0, "jobs": []})
+        return None
+
+    def _maybe_truncate(self, route: _Route, response: _Response) -> _Response:
+        if route.handler != self._batch_export or response.status != 200:
+            return response
+        with self._lock:
+            cut = self.faults.truncate_rate > 0 and (
+                self._fault_rng.random() < self.faults.truncate_rate
+            )
+        if cut:
+            response.truncate_to = len(response.body) // 2
+        return response
 
     def _answer_dlf(
         self, route: _Route, request: _Request, raw_params: dict[str, str]
@@ -1059,6 +1126,21 @@ class Simulator:
             return _json_response(404, {"ok": False, "error": str(error)})
         return _json_response(200, state)
 
+    def _control_faults(self, request: _Request) -> _Response:
+        try:
+            changes = json.loads(request.body or b"{}")
+            known = {f.name for f in dataclasses.fields(Faults)}
+            if not isinstance(changes, dict) or not set(changes) <= known:
+                raise ValueError(f"fields must be among {sorted(known)}")
+            with self._lock:
+                for name, value in changes.items():
+                    setattr(self.faults, name, value)
+                if "seed" in changes:
+                    self._fault_rng = random.Random(changes["seed"])
+        except ValueError as error:
+            return _json_response(400, {"ok": False, "error": str(error)})
+        return _json_response(200, {"ok": True, "result": dataclasses.asdict(self.faults)})
+
     def _control_calls(self, request: _Request) -> _Response:
         return _json_response(200, [dataclasses.asdict(call) for call in self.calls])
 
@@ -1158,6 +1240,11 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in response.headers.items():
             self.send_header(name, value)
         self.end_headers()
+        if response.truncate_to is not None:
+            self.wfile.write(response.body[: response.truncate_to])
+            self.wfile.flush()
+            self.close_connection = True
+            return
         self.wfile.write(response.body)
 
     def log_message(self, format: str, *args: Any) -> None:

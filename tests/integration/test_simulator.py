@@ -462,3 +462,28 @@ def test_concurrent_requests_while_mutating(sim: Simulator) -> None:
         statuses = list(pool.map(export_and_list, range(16)))
     assert statuses == [200] * 16
     assert len(sim.calls) == 32
+
+
+def test_faults_throttle_fail_truncate_and_empty_listings() -> None:
+    with Simulator() as sim:
+        sim.add_workspace("a" * 32, "ws")
+        sim.populate("a" * 32, 3)
+        headers = {"X-Auth-Token": DEFAULT_TOKEN, "workspace": "a" * 32}
+        base = f"{sim.url}/v1/{sim.project_id}"
+        with httpx.Client(headers=headers) as http:
+            reply = http.post(f"{sim.url}/_sim/faults", json={"empty_listings": 1})
+            assert reply.json()["ok"] is True
+            assert http.get(f"{base}/jobs").json() == {"total": 0, "jobs": []}
+            assert http.get(f"{base}/jobs").json()["total"] > 0
+            sim.faults.error_rate = 1.0
+            assert http.get(f"{base}/jobs").status_code in (500, 503)
+            sim.faults.error_rate = 0.0
+            sim.faults.throttle_rps = 2
+            statuses = [http.get(f"{base}/jobs").status_code for _ in range(4)]
+            assert 429 in statuses
+            sim.faults.throttle_rps = 0
+            sim.faults.truncate_rate = 1.0
+            names = sorted(sim.jobs("a" * 32))
+            with pytest.raises(httpx.RemoteProtocolError):
+                http.post(f"{base}/jobs/batch-export", json={"jobList": names})
+            assert http.post(f"{sim.url}/_sim/faults", json={"nope": 1}).status_code == 400
