@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
@@ -103,3 +104,29 @@ def test_demo_refuses_a_non_empty_directory(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "not empty" in result.stderr
     assert (tmp_path / "keep.txt").read_text() == "mine"
+
+
+def test_simulator_command_serves_the_dataarts_api(tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "backupd", "simulator", "--port", "0", "--jobs", "5"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        lines = [process.stdout.readline() for _ in range(4)]
+        url = lines[0].split()[-1]
+        project = lines[1].split()[-1]
+        token = lines[2].split()[1]
+        workspace = lines[3].split()[1]
+        reply = httpx.get(
+            f"{url}/v1/{project}/jobs",
+            params={"limit": 100},
+            headers={"X-Auth-Token": token, "workspace": workspace},
+            timeout=10,
+        )
+        assert reply.status_code == 200
+        assert reply.json()["total"] > 0
+    finally:
+        process.terminate()
+        process.communicate(timeout=10)

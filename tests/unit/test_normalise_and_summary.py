@@ -1,0 +1,62 @@
+"""Pure parts of the store: canonical JSON, script views, change summaries, commit messages."""
+
+from __future__ import annotations
+
+import json
+
+from backupd.store.normalise import canonical_json, normalise_file, script_view
+from backupd.store.summary import commit_message, summarise
+from backupd.store.tree import ChangeSet
+
+
+def test_canonical_json_is_stable_whatever_the_servers_formatting() -> None:
+    compact = b'{"b":1,"a":{"y":[1,2],"x":"\\u4f5c\\u4e1a"}}'
+    pretty = json.dumps({"a": {"x": "作业", "y": [1, 2]}, "b": 1}, indent=4).encode()
+    assert normalise_file("jobs/j/j.job", compact) == normalise_file("jobs/j/j.job", pretty)
+    assert normalise_file("jobs/j/j.job", compact).decode() == (
+        '{\n  "a": {\n    "x": "作业",\n    "y": [\n      1,\n      2\n    ]\n  },\n  "b": 1\n}\n'
+    )
+
+
+def test_normalising_keeps_every_value() -> None:
+    data = {"name": "j", "nodes": [{"n": 1.5, "big": 2**63, "none": None, "t": True}]}
+    assert json.loads(canonical_json(data)) == data
+
+
+def test_non_json_and_broken_json_are_kept_byte_for_byte() -> None:
+    assert normalise_file("jobs/j/readme.txt", b"a  b\r\n") == b"a  b\r\n"
+    assert normalise_file("jobs/j/j.job", b"{not json") == b"{not json"
+
+
+def test_script_views_follow_the_script_type() -> None:
+    assert script_view({"type": "HiveSQL", "content": "SELECT 1"}) == (".sql", b"SELECT 1\n")
+    assert script_view({"type": "Shell", "content": "echo hi\n"}) == (".sh", b"echo hi\n")
+    assert script_view({"type": "PYTHON", "content": "print(1)"}) == (".py", b"print(1)\n")
+    assert script_view({"type": "DLISQL", "content": ""}) is None
+    assert script_view(["not", "a", "script"]) is None
+
+
+def test_summary_separates_jobs_from_scripts_and_renames_from_edits() -> None:
+    changes = ChangeSet(
+        added=("jobs/new/new.job", "jobs/new/s1.script", "jobs/new/s1.sql", "scripts/s9.script"),
+        modified=("jobs/old/old.job", "jobs/other/s2.script", "jobs/other/s2.sql"),
+        removed=("jobs/gone/gone.job", "jobs/gone/s1.script", "scripts/s8.script"),
+    )
+    summary = summarise(changes)
+    assert summary.jobs_added == ("new",)
+    assert summary.jobs_changed == ("old", "other")
+    assert summary.jobs_removed == ("gone",)
+    assert summary.scripts_added == ("s9",)
+    assert summary.scripts_changed == ("s2",)
+    assert summary.scripts_removed == ("s8",)
+    message = commit_message("prod/sales", summary, users={"old": "li.wei"})
+    assert message.splitlines()[0] == (
+        "prod/sales: 1 added, 2 changed, 1 removed; scripts: 1 added, 1 changed, 1 removed"
+    )
+    assert "  ~ old (by li.wei)" in message
+    assert "  - gone" in message
+
+
+def test_only_metadata_changes_are_not_content_changes() -> None:
+    assert not ChangeSet(modified=(".backupd/index.json",)).has_content_changes
+    assert ChangeSet(modified=("jobs/a/a.job",)).has_content_changes
