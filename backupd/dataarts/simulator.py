@@ -500,6 +500,7 @@ class Faults:
 
     latency: float = 0.0  # seconds added to every DLF call
     export_latency: float = 0.0  # further seconds added to every batch-export call
+    export_cost_per_job: float = 0.0  # further seconds per job named in a batch-export call
     error_rate: float = 0.0  # fraction of DLF calls answered 500/503
     throttle_rps: float = 0.0  # above this many DLF calls/second: 429 APIGW.0308 (0 = off)
     truncate_rate: float = 0.0  # fraction of export bodies cut short mid-transfer
@@ -1077,6 +1078,8 @@ class Simulator:
     def _batch_export(self, call: _Call) -> _Response:
         names, export_depend = _parse_export_body(call.request.body)
         call.job_names = names
+        if self.faults.export_cost_per_job > 0:
+            time.sleep(self.faults.export_cost_per_job * len(names))
         with self._lock:
             missing = [name for name in names if name not in call.workspace.jobs]
             if missing:
