@@ -1,6 +1,7 @@
 """Command line: argparse sub-commands; every error becomes one readable line and an exit code.
 
-Exit codes: 0 ok, 1 a snapshot failed (or the repository is busy), 2 usage, 78 bad config.
+Exit codes: 0 ok, 1 a snapshot failed (or the repository is busy), 2 usage, 78 bad config or
+credentials (unreadable, or rejected by the service).
 """
 
 from __future__ import annotations
@@ -11,11 +12,22 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from backupd import __version__
 from backupd.config import load_config
-from backupd.errors import BackupdError, ConfigError, CredentialError, UserError
+from backupd.errors import (
+    BackupdError,
+    ClockSkewError,
+    ConfigError,
+    CredentialError,
+    CredentialsRejected,
+    UserError,
+)
 from backupd.logs import log, setup_logging
+
+if TYPE_CHECKING:
+    from backupd.snapshot import SnapshotResult
 
 logger = logging.getLogger("backupd")
 
@@ -24,6 +36,11 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_CONFIG = 78  # EX_CONFIG from sysexits.h; systemd's RestartPreventExitStatus= uses it
 
+_PROBLEM_KINDS: tuple[tuple[type[BackupdError], str], ...] = (
+    (ClockSkewError, "clock problem: "),
+    (CredentialsRejected, "credentials rejected: "),
+)
+
 DEFAULT_CONFIG = "/etc/backupd/config.yaml"
 
 
@@ -31,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="backupd",
         description="Back up Huawei Cloud DataArts Studio (DataArts Factory) jobs into git.",
+        epilog="Exit codes: 0 ok, 1 a snapshot failed, 2 usage error, 78 configuration or "
+        "credential error (including credentials the service rejected).",
     )
     parser.add_argument("--version", action="version", version=f"backupd {__version__}")
     parser.add_argument(
@@ -111,18 +130,43 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     results = run_snapshots(config, only=args.workspace, allow_mass_delete=args.allow_mass_delete)
     if args.workspace and not results:
         raise UserError(f"no configured workspace matches {', '.join(args.workspace)}")
-    failed = [r.target.label for r in results if not r.ok]
-    if failed:
-        log(
-            logger,
-            "snapshot.summary",
-            level=logging.ERROR,
-            failed=",".join(failed),
-            ok=len(results) - len(failed),
+    failed = [r for r in results if not r.ok]
+    if not failed:
+        return EXIT_OK
+    labels = [r.target.label for r in failed]
+    log(
+        logger,
+        "snapshot.summary",
+        level=logging.ERROR,
+        failed=",".join(labels),
+        ok=len(results) - len(failed),
+    )
+    for line in failure_lines(failed):
+        print(f"backupd: {line}", file=sys.stderr)  # noqa: T201
+    print(f"backupd: snapshot failed for {', '.join(labels)}", file=sys.stderr)  # noqa: T201
+    rejected = any(
+        r.error_type is not None
+        and issubclass(r.error_type, CredentialsRejected)
+        and not issubclass(r.error_type, ClockSkewError)
+        for r in failed
+    )
+    return EXIT_CONFIG if rejected else EXIT_FAILED
+
+
+def failure_lines(failed: Sequence[SnapshotResult]) -> list[str]:
+    """One line per distinct error, naming its workspaces and the kind of problem first."""
+    by_error: dict[tuple[str, str], list[str]] = {}
+    for result in failed:
+        kind = next(
+            (
+                label
+                for cls, label in _PROBLEM_KINDS
+                if result.error_type is not None and issubclass(result.error_type, cls)
+            ),
+            "",
         )
-        print(f"backupd: snapshot failed for {', '.join(failed)}", file=sys.stderr)  # noqa: T201
-        return EXIT_FAILED
-    return EXIT_OK
+        by_error.setdefault((kind, result.error or "unknown error"), []).append(result.target.label)
+    return [f"{', '.join(labels)}: {kind}{error}" for (kind, error), labels in by_error.items()]
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -164,7 +208,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(args.log_level, args.log_format)
     try:
         return COMMANDS[args.command](args)
-    except (ConfigError, CredentialError) as error:
+    except ClockSkewError as error:
+        print(f"backupd: clock problem: {error}", file=sys.stderr)  # noqa: T201
+        return EXIT_FAILED
+    except (ConfigError, CredentialError, CredentialsRejected) as error:
         print(f"backupd: {error}", file=sys.stderr)  # noqa: T201
         return EXIT_CONFIG
     except UserError as error:

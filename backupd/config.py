@@ -8,6 +8,7 @@ validation, defaults and documentation, so they cannot drift apart.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import re
 import types
@@ -20,7 +21,10 @@ from typing import Any, Literal, Union
 import yaml
 
 from backupd.errors import ConfigError
+from backupd.logs import log
 from backupd.secret import Secret
+
+logger = logging.getLogger(__name__)
 
 Check = Callable[[Any], str | None]
 
@@ -32,18 +36,20 @@ def option(
     check: Check | None = None,
     example: Any = None,
     sample: bool = False,
+    shown: bool = True,
 ) -> Any:
     """A documented config field; ``check`` returns a problem description or None.
 
     ``example`` is shown in the generated sample config where there is no default;
-    ``sample=True`` shows an optional key set to its example rather than commented out.
+    ``sample=True`` shows an optional key set to its example rather than commented out;
+    ``shown=False`` keeps the value out of the config objects' reprs.
     """
     metadata = {"doc": doc, "check": check, "example": example, "sample": sample}
     if isinstance(default, list | dict):
         raise TypeError("mutable defaults are not allowed")
     if default is dataclasses.MISSING:
-        return field(metadata=metadata)
-    return field(default=default, metadata=metadata)
+        return field(metadata=metadata, repr=shown)
+    return field(default=default, metadata=metadata, repr=shown)
 
 
 # --- checks -----------------------------------------------------------------------------------
@@ -90,6 +96,26 @@ def _credential_name(value: str) -> str | None:
     return None
 
 
+def _access_key_id(value: str) -> str | None:
+    # Checked here rather than at the first request: a space or comma would break the header.
+    if not re.fullmatch(r"[\x21-\x7e]+", value) or "," in value:
+        return "must be printable ASCII without spaces or commas"
+    return None
+
+
+def _existing_file(value: Path) -> str | None:
+    return None if value.is_file() else f"{value} is not a readable file"
+
+
+def _one_source(instance: Any, key: str, names: tuple[str, ...], *, required: bool) -> None:
+    """Require exactly one (``required``) or at most one of the fields ``names``."""
+    given = [name for name in names if getattr(instance, name) is not None]
+    if len(given) > 1:
+        raise ConfigError(key, f"set only one of {', '.join(names)} (found {', '.join(given)})")
+    if required and not given:
+        raise ConfigError(key, f"set one of {', '.join(names)}")
+
+
 # --- schema -----------------------------------------------------------------------------------
 
 
@@ -111,6 +137,77 @@ class RepositoryConfig:
 
 
 @dataclass(frozen=True)
+class AkSkAuthConfig:
+    """Access key (AK/SK): every request is signed; no token, no password (recommended)."""
+
+    type: Literal["aksk"] = option("Authentication kind.")
+    ak: str = option(
+        "Access key id (AK). Not secret by itself, but never shown in full.",
+        check=_access_key_id,
+        example="EXAMPLEAK0123456789A",
+        shown=False,
+    )
+    sk: Secret | None = option("Secret access key (SK) itself (prefer a file or credential).", None)
+    sk_file: Path | None = option(
+        "File holding the SK (mode 0600).", None, example="/etc/backupd/sk", sample=True
+    )
+    sk_credential: str | None = option(
+        "systemd credential name holding the SK ($CREDENTIALS_DIRECTORY/<name>).",
+        None,
+        check=_credential_name,
+        example="dlf-sk",
+    )
+    security_token: Secret | None = option(
+        "Security token of temporary AK/SK credentials (sent as X-Security-Token).", None
+    )
+    security_token_file: Path | None = option(
+        "File holding the security token.", None, example="/run/backupd/security-token"
+    )
+    security_token_credential: str | None = option(
+        "systemd credential name holding the security token.",
+        None,
+        check=_credential_name,
+        example="dlf-security-token",
+    )
+
+    def _validate(self, key: str) -> None:
+        _one_source(self, key, ("sk", "sk_file", "sk_credential"), required=True)
+        names = ("security_token", "security_token_file", "security_token_credential")
+        _one_source(self, key, names, required=False)
+
+
+@dataclass(frozen=True)
+class PasswordAuthConfig:
+    """IAM user and password: backupd gets a project-scoped IAM token and reuses it."""
+
+    type: Literal["password"] = option("Authentication kind.")
+    user: str = option("IAM user name (needs programmatic access).", example="backupd")
+    domain: str = option("Account (domain) name the IAM user belongs to.", example="my-account")
+    password: Secret | None = option("The password itself (prefer a file or credential).", None)
+    password_file: Path | None = option(
+        "File holding the password (mode 0600).",
+        None,
+        example="/etc/backupd/password",
+        sample=True,
+    )
+    password_credential: str | None = option(
+        "systemd credential name holding the password ($CREDENTIALS_DIRECTORY/<name>).",
+        None,
+        check=_credential_name,
+        example="dlf-password",
+    )
+    iam_endpoint: str | None = option(
+        "IAM endpoint issuing the token (default: https://iam.<region>.myhuaweicloud.com).",
+        None,
+        check=_url,
+        example="https://iam.eu-de.otc.t-systems.com",
+    )
+
+    def _validate(self, key: str) -> None:
+        _one_source(self, key, ("password", "password_file", "password_credential"), required=True)
+
+
+@dataclass(frozen=True)
 class TokenAuthConfig:
     """A ready-made IAM token (X-Auth-Token): for tests, the simulator and short-lived use."""
 
@@ -126,8 +223,11 @@ class TokenAuthConfig:
         example="dlf-token",
     )
 
+    def _validate(self, key: str) -> None:
+        _one_source(self, key, ("token", "token_file", "token_credential"), required=True)
 
-AuthConfig = TokenAuthConfig
+
+AuthConfig = AkSkAuthConfig | PasswordAuthConfig | TokenAuthConfig
 
 
 @dataclass(frozen=True)
@@ -176,6 +276,13 @@ class SourceConfig:
         check=_url,
         example="https://dayu-dlf.eu-de.otc.t-systems.com",
     )
+    ca_bundle: Path | None = option(
+        "PEM file of extra CA certificates to trust, besides the public ones, for DataArts and "
+        "IAM (a private CA or a TLS-inspecting proxy). Certificates are always verified.",
+        None,
+        check=_existing_file,
+        example="/etc/backupd/ca.pem",
+    )
     export_depend: bool = option("Export the scripts and resources each job uses.", True)
     batch_size: int = option(
         "Jobs per batch-export call (the API allows at most 100).", 100, check=_between(1, 100)
@@ -202,6 +309,14 @@ class SourceConfig:
         if self.endpoint:
             return self.endpoint.rstrip("/")
         return f"https://dayu-dlf.{self.region}.myhuaweicloud.com"
+
+    @property
+    def iam_endpoint(self) -> str:
+        """Where a password is exchanged for a token (only meaningful for password auth)."""
+        configured = getattr(self.auth, "iam_endpoint", None)
+        if configured:
+            return str(configured).rstrip("/")
+        return f"https://iam.{self.region}.myhuaweicloud.com"
 
 
 @dataclass(frozen=True)
@@ -247,6 +362,7 @@ class Config:
 # --- loading ----------------------------------------------------------------------------------
 
 _ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_ENV_VAR_ONLY = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
 
 
 def _interpolate(text: str, key: str, environ: Mapping[str, str]) -> str:
@@ -279,6 +395,8 @@ class _Loader:
     def __init__(self, base_dir: Path, environ: Mapping[str, str]) -> None:
         self.base_dir = base_dir
         self.environ = environ
+        # Keys of secrets written into the file itself (not ${ENV}): the file must stay private.
+        self.inline_secrets: list[str] = []
 
     def value(self, tp: Any, raw: Any, key: str) -> Any:
         origin = typing.get_origin(tp)
@@ -308,6 +426,8 @@ class _Loader:
 
     def scalar(self, tp: Any, raw: Any, key: str) -> Any:
         if isinstance(raw, str):
+            if tp is Secret and _ENV_VAR_ONLY.sub("", raw):
+                self.inline_secrets.append(key)
             raw = _interpolate(raw, key, self.environ)
         if tp is bool:
             if isinstance(raw, bool):
@@ -386,7 +506,12 @@ def _validate_config(config: Config) -> None:
         seen_sources.add(source.name)
         if not source.region and not source.endpoint:
             raise ConfigError(key, "needs 'region' or 'endpoint'")
-        _validate_auth(source.auth, f"{key}.auth")
+        if isinstance(source.auth, PasswordAuthConfig) and not (
+            source.auth.iam_endpoint or source.region
+        ):
+            raise ConfigError(
+                f"{key}.auth.iam_endpoint", "is required when the source has no region"
+            )
         if not source.workspaces:
             raise ConfigError(f"{key}.workspaces", "must list at least one workspace")
         folders: set[str] = set()
@@ -406,24 +531,39 @@ def _validate_config(config: Config) -> None:
             raise ConfigError("staging_dir", "must be outside the repository working tree")
 
 
-def _validate_auth(auth: AuthConfig, key: str) -> None:
-    given = [
-        name
-        for name in ("token", "token_file", "token_credential")
-        if getattr(auth, name) is not None
-    ]
-    if len(given) != 1:
-        raise ConfigError(key, "set exactly one of token, token_file, token_credential")
-
-
-def parse_config(data: Any, *, base_dir: Path, environ: Mapping[str, str] | None = None) -> Config:
-    """Validate already-parsed YAML data; relative paths are taken from ``base_dir``."""
+def _parse(data: Any, base_dir: Path, environ: Mapping[str, str] | None) -> tuple[Config, _Loader]:
     loader = _Loader(base_dir, os.environ if environ is None else environ)
     if not isinstance(data, dict):
         raise ConfigError("", "the file must hold a mapping at the top level")
     config: Config = loader.dataclass(Config, data, "")
     _validate_config(config)
-    return config
+    return config, loader
+
+
+def parse_config(data: Any, *, base_dir: Path, environ: Mapping[str, str] | None = None) -> Config:
+    """Validate already-parsed YAML data; relative paths are taken from ``base_dir``."""
+    return _parse(data, base_dir, environ)[0]
+
+
+def _warn_inline_secrets(path: Path, keys: list[str]) -> None:
+    """Warn about secrets written into a config file that others may read (never the value)."""
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError:
+        return
+    if not mode & 0o044:
+        return
+    for key in keys:
+        log(
+            logger,
+            "config.inline_secret",
+            level=logging.WARNING,
+            file=str(path),
+            key=key,
+            mode=f"{mode:04o}",
+            hint="the file is readable by group or others: chmod 600 it, or move the secret to "
+            "a *_file, a *_credential or ${ENV_VAR}",
+        )
 
 
 def load_config(path: Path, *, environ: Mapping[str, str] | None = None) -> Config:
@@ -439,4 +579,6 @@ def load_config(path: Path, *, environ: Mapping[str, str] | None = None) -> Conf
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(error, "problem", None) or "invalid YAML"
         raise ConfigError("", f"{path}: {problem}{where}") from None
-    return parse_config(data, base_dir=path.resolve().parent, environ=environ)
+    config, loader = _parse(data, path.resolve().parent, environ)
+    _warn_inline_secrets(path, loader.inline_secrets)
+    return config

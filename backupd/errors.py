@@ -8,10 +8,12 @@ BackupdError                      anything backupd raises on purpose
 │   └── LockedError               another backupd holds the repository
 ├── ApiError                      DataArts answered with an error (or not at all)
 │   ├── AuthError                 401/403: credentials wrong or not allowed
-│   │   └── ClockSkewError        the signature was rejected for its date
+│   │   └── CredentialsRejected   401 / IAM refused: no call with these credentials can succeed
+│   │       └── ClockSkewError    the signature was rejected for its date
 │   ├── ThrottledError            429 / APIGW.0308
 │   ├── ServerError               5xx
-│   └── TransportError            connect error, timeout, truncated body
+│   ├── TransportError            connect error, timeout, truncated body
+│   └── CertificateError          the server's TLS certificate is not trusted (not retried)
 ├── ArchiveError                  an export zip was rejected
 └── RepoError                     git failed
 """
@@ -81,7 +83,14 @@ class AuthError(ApiError, UserError):
     """Credentials were rejected or lack permission: retrying cannot help."""
 
 
-class ClockSkewError(AuthError):
+class CredentialsRejected(AuthError):
+    """The credentials themselves were refused (HTTP 401 or IAM): true for every workspace.
+
+    Unlike a 403 on one workspace (a missing workspace role), this ends a source's run.
+    """
+
+
+class ClockSkewError(CredentialsRejected):
     """The gateway rejected the request's X-Sdk-Date: the local clock is off."""
 
 
@@ -99,6 +108,10 @@ class ServerError(ApiError):
 
 class TransportError(ApiError):
     """No usable answer: connection failed, timed out, or the body was cut short."""
+
+
+class CertificateError(ApiError):
+    """The server's TLS certificate failed verification: retrying cannot help."""
 
 
 class ArchiveError(BackupdError):

@@ -80,6 +80,7 @@ class SnapshotResult:
     summary: ChangeSummary = field(default_factory=ChangeSummary)
     commit: str | None = None
     error: str | None = None
+    error_type: type[BackupdError] | None = None  # tells credential and clock problems apart
     duration: float = 0.0
 
 
@@ -320,7 +321,11 @@ def snapshot_workspace(
             logger, "snapshot.failed", level=logging.ERROR, workspace=target.label, error=str(error)
         )
         return SnapshotResult(
-            target, ok=False, error=str(error), duration=time.monotonic() - started
+            target,
+            ok=False,
+            error=str(error),
+            error_type=type(error),
+            duration=time.monotonic() - started,
         )
     except OSError as error:
         message = f"{error.strerror or error} ({error.filename or 'file system'})"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import ssl
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -17,12 +18,13 @@ from typing import Any, Literal
 
 import httpx
 
-from backupd.dataarts.auth import encode_query, is_clock_skew_message
+from backupd.dataarts.auth import connection_error, encode_query, is_clock_skew_message
 from backupd.dataarts.retry import RateLimiter, RetryPolicy, call_with_retries
 from backupd.errors import (
     ApiError,
     AuthError,
     ClockSkewError,
+    CredentialsRejected,
     ServerError,
     ThrottledError,
     TransportError,
@@ -52,7 +54,7 @@ class ClientSettings:
     project_id: str
     page_size: int = 100
     timeout: float = 60.0
-    verify: bool | str = True
+    verify: bool | ssl.SSLContext = True  # a context carries an extra CA bundle
     retry: RetryPolicy = RetryPolicy()
     requests_per_second: float = 10.0  # listing: documented 30/s per user
     exports_per_second: float = 4.0  # export: documented 10/s per user; stay well under
@@ -296,10 +298,8 @@ class DataArtsClient:
     def _send(self, request: httpx.Request, what: str) -> httpx.Response:
         try:
             response = self._http.send(request)
-        except httpx.TimeoutException as error:
-            raise TransportError(f"timed out ({type(error).__name__})", operation=what) from None
         except httpx.TransportError as error:
-            raise TransportError(f"{type(error).__name__}: {error}", operation=what) from None
+            raise connection_error(error, what) from None
         if response.status_code >= 400:
             raise error_from_response(response, what)
         return response
@@ -336,10 +336,8 @@ class DataArtsClient:
                 return written
             finally:
                 response.close()
-        except httpx.TimeoutException as error:
-            raise TransportError(f"timed out ({type(error).__name__})", operation=what) from None
         except httpx.TransportError as error:
-            raise TransportError(f"{type(error).__name__}: {error}", operation=what) from None
+            raise connection_error(error, what) from None
 
 
 def _job_summary(row: Mapping[str, Any], job_type: str) -> JobSummary:
@@ -399,13 +397,20 @@ def error_from_response(response: httpx.Response, what: str) -> ApiError:
         "request_id": _request_id(response),
         "operation": what,
     }
-    if status in (401, 403) or code in {"APIGW.0301", "DLF.6888"}:
+    if status == 401 or code == "APIGW.0301":
         if is_clock_skew_message(message):
             return ClockSkewError(
                 f"{message} — the local clock differs from the server's by more than 15 "
                 "minutes; synchronise it (NTP)",
                 **details,
             )
+        return CredentialsRejected(
+            f"{message} — the credentials were rejected (wrong or expired AK/SK, password or "
+            "token?)",
+            **details,
+        )
+    if status == 403 or code == "DLF.6888":
+        # Authenticated but not allowed: often one workspace only (a missing workspace role).
         return AuthError(message, **details)
     if status == 429 or code == "APIGW.0308":
         return ThrottledError(message, retry_after=_retry_after(response), **details)

@@ -7,17 +7,25 @@ daemon thread. Only the calls backupd makes are modelled (see ``docs/dlf-api.md`
 * ``GET  /v1/{project_id}/jobs``               job list, one ``jobType`` per call, paged
 * ``GET  /v1/{project_id}/scripts``            script list with full definitions, paged
 * ``POST /v1/{project_id}/jobs/batch-export``  zip of ``jobs/<job>/<job>.job`` (+ scripts)
+* ``POST /v3/auth/tokens``                     IAM: a password login → a project-scoped token
 
-plus a control API under ``/_sim/`` (no auth) so that tests driving backupd as a subprocess can
-change the state and read the call log.
+DLF calls must be authenticated like on the real API Gateway: an AK/SK signature (checked with
+``auth.verify`` on the simulator's own, skewable clock), an IAM token this simulator issued, or
+the fixed ``DEFAULT_TOKEN``; see ``sim_auth.py``. The default ``Simulator()`` knows
+``DEFAULT_AK``/``DEFAULT_SK`` and the IAM user ``DEFAULT_IAM_USER``; ``simulator.auth`` holds the
+knobs (``clock_offset``, ``token_lifetime``, ``expire_tokens()``) and logs (token requests,
+refused calls).
+
+There is also a control API under ``/_sim/`` (no auth) so that tests driving backupd as a
+subprocess can change the state and read the call log.
 
 Layout of this module, top to bottom: public records, in-memory state, the generator of
 realistic definitions, the ``Simulator`` (state API, then HTTP API), the HTTP plumbing, ``serve``.
 
 Seams for later additions: every HTTP request goes through ``Simulator._dispatch`` which
 resolves a ``_Route`` from a table and turns its ``_Response`` into bytes in one place -- fault
-injection (5xx, 429, truncated bodies, delays, empty listings) belongs there; AK/SK checking
-plugs into the ``authenticate`` hook; new endpoints are new rows in ``_dlf_routes``.
+injection (5xx, 429, truncated bodies, delays, empty listings) belongs there; the ``authenticate``
+hook replaces the built-in check; new endpoints are new rows in ``_dlf_routes``.
 """
 
 from __future__ import annotations
@@ -25,11 +33,11 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
-import hmac
 import json
 import logging
 import random
 import re
+import ssl
 import sys
 import threading
 import time
@@ -37,16 +45,30 @@ import uuid
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from io import BytesIO
 from typing import Any, Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from backupd.dataarts.sim_auth import (
+    DEFAULT_AK,
+    DEFAULT_IAM_DOMAIN,
+    DEFAULT_IAM_PASSWORD,
+    DEFAULT_IAM_USER,
+    DEFAULT_SK,
+    DEFAULT_TOKEN,
+    DEFAULT_TOKEN_LIFETIME,
+    AccessKey,
+    AuthRequest,
+    IamUser,
+    SimulatedAuth,
+)
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_PROJECT_ID = "0123456789abcdef0123456789abcdef"
-DEFAULT_TOKEN = "sim-token"  # noqa: S105 -- a public, fake token for the local simulator
+IAM_TOKENS_PATH = "/v3/auth/tokens"
 
 CLOCK_START_MS = 1764547200000  # 2025-12-01T00:00:00Z; moves +1000 ms per mutation
 BATCH_EXPORT_MAX_NAMES = 100
@@ -59,16 +81,6 @@ Json = dict[str, Any]
 
 # --------------------------------------------------------------------------------------------
 # Public records
-
-
-@dataclass(frozen=True)
-class AuthRequest:
-    """What the ``authenticate`` hook sees of a request."""
-
-    method: str
-    raw_path: str  # path + query exactly as received
-    headers: dict[str, str]  # original case
-    body: bytes
 
 
 @dataclass(frozen=True)
@@ -505,6 +517,8 @@ class Faults:
     throttle_rps: float = 0.0  # above this many DLF calls/second: 429 APIGW.0308 (0 = off)
     truncate_rate: float = 0.0  # fraction of export bodies cut short mid-transfer
     empty_listings: int = 0  # the next N job-list calls answer an empty list (total 0)
+    # Workspaces the caller has no role in: authenticated calls get 403 DLF.6888.
+    forbidden_workspaces: list[str] = field(default_factory=list)
     seed: int = 0
 
 
@@ -537,6 +551,7 @@ def _error_response(status: int, code: str, message: str) -> _Response:
 
 
 _INVALID_PARAMETER = ("DLF.3051", "The request parameter is invalid.")
+_FORBIDDEN = ("DLF.6888", "Invalid account permissions.")
 
 
 def _invalid_parameter() -> _DlfError:
@@ -573,13 +588,33 @@ class Simulator:
         max_page_size: int = 1000,
         seed: int = 0,
         authenticate: Authenticator | None = None,
+        require_auth: bool = True,
+        access_keys: Sequence[AccessKey] = (AccessKey(DEFAULT_AK, DEFAULT_SK),),
+        iam_users: Sequence[IamUser] = (
+            IamUser(DEFAULT_IAM_DOMAIN, DEFAULT_IAM_USER, DEFAULT_IAM_PASSWORD),
+        ),
+        token_lifetime: timedelta = DEFAULT_TOKEN_LIFETIME,
+        clock_offset: timedelta = timedelta(0),
     ) -> None:
+        """``token``: a fixed X-Auth-Token also accepted (None: only issued tokens and AK/SK);
+        ``authenticate``: replaces the built-in check; ``require_auth=False``: no check at all.
+        """
         if offset_mode not in ("page", "record"):
             raise ValueError(f"offset_mode must be 'page' or 'record', not {offset_mode!r}")
         self.project_id = project_id
         self.token = token
         self.offset_mode = offset_mode
         self.max_page_size = max_page_size
+        self.require_auth = require_auth
+        # The API Gateway's and IAM's view of the account: keys, users, tokens, clock.
+        self.auth = SimulatedAuth(
+            project_id=project_id,
+            static_token=token,
+            access_keys=access_keys,
+            iam_users=iam_users,
+            token_lifetime=token_lifetime,
+            clock_offset=clock_offset,
+        )
         self._authenticate = authenticate
         # Test seam: rewrites every export zip before it is sent (hostile or broken archives).
         self.export_hook: Callable[[bytes], bytes] | None = None
@@ -594,6 +629,7 @@ class Simulator:
         self._workspaces: dict[str, _Workspace] = {}
         self._calls: list[CallRecord] = []
         self._server: _Server | None = None
+        self._scheme = "http"
         self._thread: threading.Thread | None = None
         self._dlf_routes: tuple[_Route, ...] = (
             _Route("GET", re.compile(r"/jobs"), self._list_jobs),
@@ -605,15 +641,28 @@ class Simulator:
             ("GET", "/_sim/state"): self._control_state,
             ("GET", "/_sim/calls"): self._control_calls,
             ("POST", "/_sim/faults"): self._control_faults,
+            ("GET", "/_sim/auth"): self._control_auth,
+            ("POST", "/_sim/auth"): self._control_auth,
         }
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
-    def start(self, *, host: str = "127.0.0.1", port: int = 0) -> str:
-        """Bind (an ephemeral port by default), serve in a daemon thread, return the base URL."""
+    def start(
+        self, *, host: str = "127.0.0.1", port: int = 0, tls: ssl.SSLContext | None = None
+    ) -> str:
+        """Bind (an ephemeral port by default), serve in a daemon thread, return the base URL.
+
+        ``tls``: a server-side context (certificate loaded) to serve HTTPS instead of HTTP.
+        """
         if self._server is not None:
             raise RuntimeError("simulator already started")
         server = _Server((host, port), self)
+        if tls is not None:
+            # The handshake happens in the request thread, not in the accept loop.
+            server.socket = tls.wrap_socket(
+                server.socket, server_side=True, do_handshake_on_connect=False
+            )
+        self._scheme = "https" if tls is not None else "http"
         thread = threading.Thread(
             target=server.serve_forever,
             kwargs={"poll_interval": 0.05},
@@ -646,7 +695,7 @@ class Simulator:
         if self._server is None:
             raise RuntimeError("simulator not started")
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"{self._scheme}://{host}:{port}"
 
     # ---- state: mutations --------------------------------------------------------------------
 
@@ -911,6 +960,9 @@ class Simulator:
             if control is None:
                 return _json_response(404, {"ok": False, "error": f"no control route {path}"})
             return control(request)
+        if path == IAM_TOKENS_PATH and request.method == "POST":
+            answer = self.auth.issue_token(request.body)
+            return _Response(answer.status, _to_json_bytes(answer.body), headers=answer.headers)
         match = re.fullmatch(r"/v1/([^/]+)(/.*)", path)
         if match is None or match[1] != self.project_id:
             return _error_response(404, *_API_NOT_FOUND)
@@ -971,6 +1023,7 @@ class Simulator:
     ) -> _Response:
         auth_error = self._check_auth(request)
         if auth_error is not None:
+            self.auth.record_failure(_auth_request(request), auth_error)
             return _error_response(401, "APIGW.0301", auth_error)
         workspace_id = request.header("workspace")
         call: _Call | None = None
@@ -978,6 +1031,8 @@ class Simulator:
             workspace = self._workspaces.get(workspace_id or "")
         if workspace is None and route.needs_workspace:
             response = _error_response(400, *_INVALID_PARAMETER)
+        elif workspace_id in self.faults.forbidden_workspaces:
+            response = _error_response(403, *_FORBIDDEN)
         else:
             call = _Call(
                 request=request,
@@ -993,17 +1048,10 @@ class Simulator:
 
     def _check_auth(self, request: _Request) -> str | None:
         if self._authenticate is not None:
-            return self._authenticate(
-                AuthRequest(request.method, request.raw_path, dict(request.headers), request.body)
-            )
-        if self.token is None:
+            return self._authenticate(_auth_request(request))
+        if not self.require_auth:
             return None
-        sent = request.header("X-Auth-Token")
-        if sent is None:
-            return "Incorrect IAM authentication information: x-auth-token not found"
-        if not hmac.compare_digest(sent.encode(), self.token.encode()):
-            return "Incorrect IAM authentication information: verify aksk signature fail"
-        return None
+        return self.auth.check(_auth_request(request))
 
     def _record(
         self, request: _Request, workspace: str | None, job_names: tuple[str, ...], status: int
@@ -1147,6 +1195,23 @@ class Simulator:
     def _control_calls(self, request: _Request) -> _Response:
         return _json_response(200, [dataclasses.asdict(call) for call in self.calls])
 
+    def _control_auth(self, request: _Request) -> _Response:
+        """GET: knobs, token requests, refused calls; POST: change clock_offset_seconds,
+        token_lifetime_seconds, or expire_tokens (true)."""
+        if request.method == "POST":
+            try:
+                changes = json.loads(request.body or b"{}")
+                if not isinstance(changes, dict):
+                    raise ValueError("expected a JSON object")
+                self.auth.update(changes)
+            except (ValueError, TypeError) as error:
+                return _json_response(400, {"ok": False, "error": str(error)})
+        return _json_response(200, self.auth.settings())
+
+
+def _auth_request(request: _Request) -> AuthRequest:
+    return AuthRequest(request.method, request.raw_path, dict(request.headers), request.body)
+
 
 def _int_param(query: dict[str, str], name: str, default: int) -> int:
     raw = query.get(name)
@@ -1211,6 +1276,14 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], simulator: Simulator) -> None:
         self.simulator = simulator
         super().__init__(address, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client hanging up or refusing the certificate is routine here, not a traceback.
+        error = sys.exc_info()[1]
+        if isinstance(error, ssl.SSLError | ConnectionError):
+            logger.debug("simulator: connection from %s failed: %s", client_address, error)
+            return
+        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -1282,6 +1355,9 @@ def serve(port: int, host: str = "127.0.0.1", *, workspaces: int = 2, jobs: int 
     lines = [
         f"DataArts simulator listening on {url}",
         f"project id: {simulator.project_id}",
+        f"AK/SK:      {DEFAULT_AK} / {DEFAULT_SK}",
+        f"IAM user:   {DEFAULT_IAM_USER} / {DEFAULT_IAM_PASSWORD} in domain {DEFAULT_IAM_DOMAIN} "
+        f"(iam_endpoint: {url})",
         f"token:      {simulator.token}   (header X-Auth-Token)",
         *(f"workspace:  {workspace_id}  {name}" for workspace_id, name in demo),
         "Ctrl-C to stop.",
