@@ -59,6 +59,7 @@ DEFAULT_OBS_AK = "SIMOBSAK00000000000A"
 DEFAULT_OBS_SK = "sim-obs-secret-key-0000000000000000000000"  # public and fake
 OBS_PATH_PREFIX = "/obs"  # the simulator serves OBS path-style under this prefix
 IMPORT_MAX_BYTES = 10 * 1024**2  # DataArts imports job files of at most 10 MB
+DEMO_BUCKET = "backupd-restore"  # created by `backupd simulator`
 
 CLOCK_START_MS = 1764547200000  # 2025-12-01T00:00:00Z; moves +1000 ms per mutation
 BATCH_EXPORT_MAX_NAMES = 100
@@ -1586,12 +1587,15 @@ def serve(port: int, host: str = "127.0.0.1", *, workspaces: int = 2, jobs: int 
     for workspace_id, name in demo:
         simulator.add_workspace(workspace_id, name)
         simulator.populate(workspace_id, jobs)
+    simulator.add_bucket(DEMO_BUCKET)
     url = simulator.start(host=host, port=port)
     lines = [
         f"DataArts simulator listening on {url}",
         f"project id: {simulator.project_id}",
         f"token:      {simulator.token}   (header X-Auth-Token)",
         *(f"workspace:  {workspace_id}  {name}" for workspace_id, name in demo),
+        f"OBS:        {url}{OBS_PATH_PREFIX}  bucket {DEMO_BUCKET}  AK {DEFAULT_OBS_AK}  "
+        f"SK {DEFAULT_OBS_SK}",
         "Ctrl-C to stop.",
     ]
     sys.stdout.write("\n".join(lines) + "\n")
