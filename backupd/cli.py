@@ -1,7 +1,7 @@
 """Command line: argparse sub-commands; every error becomes one readable line and an exit code.
 
-Exit codes: 0 ok, 1 a snapshot failed (or the repository is busy), 2 usage, 78 bad config or
-credentials (unreadable, or rejected by the service).
+Exit codes: 0 ok, 1 a snapshot/restore failed (or the repository is busy), 2 usage, 78 bad
+config or credentials (unreadable, or rejected by the service).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from backupd.errors import (
     ConfigError,
     CredentialError,
     CredentialsRejected,
+    UsageError,
     UserError,
 )
 from backupd.logs import log, setup_logging
@@ -92,6 +93,84 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="record deletions even when the service lists no jobs or more than "
         "safety.max_delete_fraction of them vanished",
+    )
+
+    restore = commands.add_parser(
+        "restore",
+        help="rebuild an importable jobs.zip from the repository at any point in history, "
+        "list restore points, or import into DataArts",
+        description="Rebuild, from the git repository alone (no API access), a zip in the "
+        "batch-export layout that DataArts Studio imports: the chosen jobs with the scripts "
+        "they use, exactly as they were at the chosen point. Derived .sql/.sh/.py views and "
+        ".backupd metadata are not included. Choose --out FILE and/or --import, or "
+        "--dry-run, or --list.",
+    )
+    with_config(restore)
+    restore.add_argument("--source", metavar="NAME", help="source name (needed if several)")
+    restore.add_argument(
+        "-w",
+        "--workspace",
+        metavar="NAME",
+        help="workspace folder name or id (needed if several)",
+    )
+    restore.add_argument(
+        "--at",
+        metavar="REV|TAG|DATE",
+        help="the point to restore: a commit, a tag (e.g. snapshot/…) or a date/time in ISO "
+        "8601 ('2026-11-20', '2026-11-20 03:00', '2026-11-20T03:00:00+08:00'); a date/time "
+        "without an offset is UTC. A date/time means the state at that moment: the last "
+        "snapshot at or before it. Default: the latest snapshot",
+    )
+    restore.add_argument(
+        "-j",
+        "--job",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="restore only this job (repeatable; default: every job of the workspace)",
+    )
+    restore.add_argument(
+        "--with-dependents",
+        action="store_true",
+        help="also restore the jobs that depend on the chosen ones: jobs whose schedule "
+        "waits for them (schedule.cron.dependJobs 'jobs' or 'sameWorkSpaceJobs'), and the "
+        "jobs that wait for those, transitively",
+    )
+    restore.add_argument(
+        "--all-scripts",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also every other script of the workspace, as scripts/<name>.script (default: "
+        "yes when restoring the whole workspace, no with --job)",
+    )
+    restore.add_argument("-o", "--out", type=Path, metavar="FILE", help="write the zip here")
+    restore.add_argument(
+        "--import",
+        dest="import_zip",
+        action="store_true",
+        help="upload the zip to the OBS bucket of the source's restore section and import "
+        "it into the workspace (parts of at most restore.max_import_bytes)",
+    )
+    restore.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="with --import: replace jobs and scripts of the same name (sameNamePolicy "
+        "OVERWRITE; DataArts overwrites only stopped jobs). Default: keep them (SKIP)",
+    )
+    restore.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print what would be restored and how it differs from the live workspace "
+        "(new/changed/identical per job, by exporting the current versions)",
+    )
+    restore.add_argument(
+        "--offline", action="store_true", help="with --dry-run: do not ask the API"
+    )
+    restore.add_argument(
+        "--list",
+        action="store_true",
+        help="list the restore points: commits that changed the workspace, with their "
+        "snapshot/* tags",
     )
 
     config_command = commands.add_parser("config", help="generate or validate a config file")
@@ -169,6 +248,12 @@ def failure_lines(failed: Sequence[SnapshotResult]) -> list[str]:
     return [f"{', '.join(labels)}: {kind}{error}" for (kind, error), labels in by_error.items()]
 
 
+def cmd_restore(args: argparse.Namespace) -> int:
+    from backupd.restore_command import run_restore
+
+    return run_restore(args)
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     if args.action == "generate":
         from backupd.config_doc import render_example
@@ -196,6 +281,7 @@ def cmd_simulator(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "snapshot": cmd_snapshot,
+    "restore": cmd_restore,
     "config": cmd_config,
     "demo": cmd_demo,
     "simulator": cmd_simulator,
@@ -214,6 +300,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, CredentialError, CredentialsRejected) as error:
         print(f"backupd: {error}", file=sys.stderr)  # noqa: T201
         return EXIT_CONFIG
+    except UsageError as error:
+        print(f"backupd: {error}", file=sys.stderr)  # noqa: T201
+        return EXIT_USAGE
     except UserError as error:
         print(f"backupd: {error}", file=sys.stderr)  # noqa: T201
         return EXIT_FAILED

@@ -90,6 +90,27 @@ def _url(value: str) -> str | None:
     return None
 
 
+def _url_with_path(value: str) -> str | None:
+    if not re.match(r"^https?://[^/\s]+(/\S*)?$", value):
+        return f"must be a URL such as https://host[:port][/path], got {value!r}"
+    return None
+
+
+def _bucket_name(value: str) -> str | None:
+    if not re.match(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", value):
+        return (
+            f"{value!r} is not an OBS bucket name (3-63 lowercase letters, digits, '-' or '.', "
+            "starting and ending with a letter or digit)"
+        )
+    return None
+
+
+def _obs_prefix(value: str) -> str | None:
+    if value.startswith("/") or "\\" in value or any(c < " " for c in value):
+        return f"{value!r} must be a relative key prefix such as 'backupd-restore/'"
+    return None
+
+
 def _credential_name(value: str) -> str | None:
     if not re.match(r"^[A-Za-z0-9_.@-]{1,255}$", value) or value in {".", ".."}:
         return f"{value!r} is not a valid systemd credential name"
@@ -251,6 +272,67 @@ class WorkspaceConfig:
 
 
 @dataclass(frozen=True)
+class RestoreConfig:
+    """Where `backupd restore --import` puts the zip: DataArts imports from OBS only."""
+
+    obs_bucket: str | None = option(
+        "OBS bucket for restore zips (in the workspace's region); needed only for --import.",
+        None,
+        check=_bucket_name,
+        example="dataarts-restore",
+    )
+    obs_prefix: str = option(
+        "Key prefix (folder) in the bucket for uploaded restore zips.",
+        "backupd-restore/",
+        check=_obs_prefix,
+    )
+    obs_endpoint: str | None = option(
+        "OBS endpoint (default: https://obs.<region>.myhuaweicloud.com).",
+        None,
+        check=_url_with_path,
+        example="https://obs.cn-north-4.myhuaweicloud.com",
+    )
+    obs_ak: str | None = option(
+        "AK for OBS. Default: the source's own AK/SK when its auth is AK/SK; set this (with "
+        "one of obs_sk, obs_sk_file, obs_sk_credential) otherwise.",
+        None,
+        example="${OBS_AK}",
+    )
+    obs_sk: Secret | None = option("SK for obs_ak (prefer a file or ${ENV_VAR}).", None)
+    obs_sk_file: Path | None = option(
+        "File holding the SK for obs_ak.", None, example="/etc/backupd/obs-sk"
+    )
+    obs_sk_credential: str | None = option(
+        "systemd credential name holding the SK for obs_ak.",
+        None,
+        check=_credential_name,
+        example="obs-sk",
+    )
+    import_timeout: float = option(
+        "Seconds to wait for DataArts to finish one import task.", 900.0, check=_positive
+    )
+    max_import_bytes: int = option(
+        "Largest restore zip (uncompressed bytes) imported in one go; bigger restores are "
+        "imported in parts (DataArts imports at most 10 MB).",
+        10 * 1024**2,
+        check=_between(1024, 10 * 1024**2),
+    )
+
+    def _validate(self, key: str) -> None:
+        secrets = [
+            name
+            for name in ("obs_sk", "obs_sk_file", "obs_sk_credential")
+            if getattr(self, name) is not None
+        ]
+        if self.obs_ak is not None and len(secrets) != 1:
+            raise ConfigError(
+                key, "with obs_ak set exactly one of obs_sk, obs_sk_file, obs_sk_credential"
+            )
+        if self.obs_ak is None and secrets:
+            raise ConfigError(f"{key}.obs_ak", f"is required when {secrets[0]} is set")
+
+
+@dataclass(frozen=True)
 class SourceConfig:
     name: str = option(
         "Short name of this account/region; the top folder in the repository.",
@@ -303,6 +385,9 @@ class SourceConfig:
         4.0,
         check=_between(0.1, 1000),
     )
+    restore: RestoreConfig = option(
+        "Restore settings: where `backupd restore --import` uploads the zip.", RestoreConfig()
+    )
 
     @property
     def dlf_endpoint(self) -> str:
@@ -317,6 +402,12 @@ class SourceConfig:
         if configured:
             return str(configured).rstrip("/")
         return f"https://iam.{self.region}.myhuaweicloud.com"
+
+    @property
+    def obs_endpoint(self) -> str:
+        if self.restore.obs_endpoint:
+            return self.restore.obs_endpoint.rstrip("/")
+        return f"https://obs.{self.region}.myhuaweicloud.com"
 
 
 @dataclass(frozen=True)
@@ -512,6 +603,8 @@ def _validate_config(config: Config) -> None:
             raise ConfigError(
                 f"{key}.auth.iam_endpoint", "is required when the source has no region"
             )
+        if source.restore.obs_bucket and not source.restore.obs_endpoint and not source.region:
+            raise ConfigError(f"{key}.restore.obs_endpoint", "is required when region is not set")
         if not source.workspaces:
             raise ConfigError(f"{key}.workspaces", "must list at least one workspace")
         folders: set[str] = set()

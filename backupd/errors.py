@@ -5,7 +5,9 @@ BackupdError                      anything backupd raises on purpose
 │   ├── ConfigError               bad configuration (exit 78)
 │   ├── CredentialError           a secret could not be read
 │   ├── SnapshotRefused           a safety rule stopped a snapshot (mass deletion, …)
-│   └── LockedError               another backupd holds the repository
+│   ├── LockedError               another backupd holds the repository
+│   ├── RestoreError              a restore cannot be built or imported as asked
+│   └── UsageError                command-line options that do not fit together (exit 2)
 ├── ApiError                      DataArts answered with an error (or not at all)
 │   ├── AuthError                 401/403: credentials wrong or not allowed
 │   │   └── CredentialsRejected   401 / IAM refused: no call with these credentials can succeed
@@ -48,6 +50,14 @@ class SnapshotRefused(UserError):
 
 class LockedError(UserError):
     """Another backupd process holds the repository lock."""
+
+
+class RestoreError(UserError):
+    """A restore cannot be done as asked (unknown job, no snapshot at that time, …)."""
+
+
+class UsageError(UserError):
+    """Command-line arguments that cannot work together or name nothing configured."""
 
 
 class ApiError(BackupdError):

@@ -1,4 +1,4 @@
-"""DataArts Factory (DLF v1) REST client: job and script listings, batch export.
+"""DataArts Factory (DLF v1) REST client: job and script listings, batch export, import.
 
 Facts behind the choices here are in dlf-api.md: the 'workspace' and 'X-Project-Id' headers
 on every call, two listings (BATCH and REAL_TIME), undocumented paging semantics (§2.3),
@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import quote
 
 import httpx
 
@@ -151,6 +152,67 @@ class DataArtsClient:
             return self._stream_to_file(request, destination, max_bytes, "batch export")
 
         return self._call(attempt, "batch export", self._export_rate)
+
+    # --- import (restore, dlf-api.md §5) -----------------------------------------------------
+
+    def check_file(self, workspace_id: str, obs_path: str) -> dict[str, Any]:
+        """What DataArts reads in an import file already in OBS: ``{jobs: […], scripts: […]}``."""
+        path = f"/v1/{self.settings.project_id}/jobs/check-file"
+        body = _json_body({"path": obs_path})
+        return self._post_json(path, workspace_id, body, "check import file", retry=True)
+
+    def import_jobs(self, workspace_id: str, obs_path: str, *, overwrite: bool = False) -> str:
+        """Start importing the zip at ``obs_path``; returns the system task id to poll.
+
+        Not retried after a server error or a lost answer: the import may have started, and a
+        second one would race it. Throttling (nothing was done) is retried.
+        """
+        path = f"/v1/{self.settings.project_id}/jobs/import"
+        policy = "OVERWRITE" if overwrite else "SKIP"
+        body = _json_body({"path": obs_path, "sameNamePolicy": policy})
+        data = self._post_json(path, workspace_id, body, "import jobs", retry=False)
+        task_id = data.get("taskId")
+        if not isinstance(task_id, str | int) or task_id == "":
+            raise ApiError("response has no 'taskId'", operation="import jobs")
+        return str(task_id)
+
+    def system_task(self, workspace_id: str, task_id: str) -> dict[str, Any]:
+        """One asynchronous task: ``{id, name, status: RUNNING|SUCCESSFUL|FAILED, subtasks}``."""
+        path = f"/v1/{self.settings.project_id}/system-tasks/{quote(task_id, safe='')}"
+        return self._get_json(path, workspace_id, (), "query import task")
+
+    def _post_json(
+        self, path: str, workspace_id: str, body: bytes, what: str, *, retry: bool
+    ) -> dict[str, Any]:
+        def attempt() -> dict[str, Any]:
+            request = self._build("POST", path, workspace_id, body=body)
+            response = self._send(request, what)
+            try:
+                data = response.json()
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                raise ApiError("response is not valid JSON", operation=what) from None
+            if not isinstance(data, dict):
+                raise ApiError("response is not a JSON object", operation=what)
+            return data
+
+        if retry:
+            # import and check-file are in the export's rate class (10/s per user)
+            result: dict[str, Any] = self._call(attempt, what, self._export_rate)
+            return result
+
+        def once() -> dict[str, Any]:
+            try:
+                return attempt()
+            except (ServerError, TransportError) as error:
+                # Not retryable as such: the import may have started; a second would race it.
+                raise ApiError(
+                    f"{error} — the import may or may not have started: check the workspace in "
+                    "the DataArts console before trying again",
+                    operation=what,
+                ) from None
+
+        unsure: dict[str, Any] = self._call(once, what, self._export_rate)  # retries 429 only
+        return unsure
 
     # --- listing ----------------------------------------------------------------------------
 
@@ -338,6 +400,10 @@ class DataArtsClient:
                 response.close()
         except httpx.TransportError as error:
             raise connection_error(error, what) from None
+
+
+def _json_body(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 def _job_summary(row: Mapping[str, Any], job_type: str) -> JobSummary:
