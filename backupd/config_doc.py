@@ -81,6 +81,11 @@ def _render_fields(cls: Any, indent: int, *, first_prefix: str = "") -> list[str
                     for line in _render_fields(alternative, 0)
                     if not line.lstrip().startswith("#")
                 ]
+        elif dataclasses.is_dataclass(tp) and optional and spec.default is None:
+            # An optional override (a per-workspace schedule): one commented example line,
+            # not the whole block again.
+            lines += _comment(doc, indent)
+            lines.append(f"{lead}# {spec.name}: {_scalar(example)}")
         elif dataclasses.is_dataclass(tp):
             lines += _comment(doc, indent)
             lines.append(f"{lead}{spec.name}:")
