@@ -13,7 +13,8 @@ BackupdError                      anything backupd raises on purpose
 │   ├── ServerError               5xx
 │   └── TransportError            connect error, timeout, truncated body
 ├── ArchiveError                  an export zip was rejected
-└── RepoError                     git failed
+├── RepoError                     git failed
+└── SnapshotCancelled             the daemon is stopping: snapshot abandoned before apply
 """
 
 from __future__ import annotations
@@ -107,3 +108,7 @@ class ArchiveError(BackupdError):
 
 class RepoError(BackupdError):
     """A git operation failed."""
+
+
+class SnapshotCancelled(BackupdError):
+    """A stopping daemon abandoned a snapshot before it touched the repository."""
