@@ -116,13 +116,18 @@ def _cron(value: str) -> str | None:
             match = _CRON_ITEM.match(item)
             if match is None or match[3] == "0":
                 return f"{name} field {text!r} is not valid cron syntax"
+            values: list[int] = []
             for bound in (match[1], match[2]):
                 if bound is None:
                     continue
                 if bound in names:
-                    continue
-                if not bound.isdigit() or not low <= int(bound) <= high:
+                    values.append(names.index(bound) + low)  # jan = 1, sun = 0
+                elif bound.isdigit() and low <= int(bound) <= high:
+                    values.append(int(bound))
+                else:
                     return f"{name} field {text!r}: {bound!r} is not in {low}-{high}"
+            if values != sorted(values):
+                return f"{name} field {text!r}: the range runs backwards"
     return None
 
 

@@ -73,6 +73,7 @@ def test_resolve_schedule_skips_unset_levels() -> None:
         ({"cron": "0 2 * * 8"}, "schedule.cron", "day-of-week"),
         ({"cron": "0 2 * foo *"}, "schedule.cron", "month field"),
         ({"cron": "*/0 * * * *"}, "schedule.cron", "not valid"),
+        ({"cron": "0 2 * * fri-mon"}, "schedule.cron", "backwards"),
         ({"cron": "0 2 * * *", "interval": 60}, "schedule", "not both"),
         ({"interval": 0}, "schedule.interval", "greater than 0"),
         ({"timezone": "Mars/Olympus"}, "schedule.timezone", "IANA"),
