@@ -6,8 +6,8 @@ loop     the main thread waits for signals; WATCHDOG=1 every WatchdogSec/2, but 
          the scheduler thread beats and no snapshot has overrun daemon.snapshot_timeout
 SIGHUP   RELOADING=1 → load and check the new config → swap it in, reschedule → READY=1;
          an invalid config is logged and the running one kept
-SIGTERM  STOPPING=1 → no new runs; running ones commit or abandon within
-(SIGINT) daemon.stop_timeout → exit 0
+SIGTERM  STOPPING=1 → no new runs; running ones commit or abandon → exit 0; after
+(SIGINT) daemon.stop_timeout, exit anyway (0 if no commit was under way, else 1)
 
 Snapshots run on the scheduler's threads; signal handlers only queue the signal number, and
 everything that follows runs on the main thread.
@@ -22,19 +22,17 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
-from backupd.config import Config, SourceConfig, load_config
-from backupd.dataarts.client import DataArtsClient
+from backupd.config import Config, load_config
 from backupd.errors import ConfigError, UserError
 from backupd.logs import log
 from backupd.runner import make_client
-from backupd.service.plan import WorkspaceJob, plan_jobs
+from backupd.service.generation import ClientFactory, Generation, restart_only_changes
 from backupd.service.scheduler import Scheduler
 from backupd.service.systemd import Notifier, watchdog_interval
 from backupd.service.worker import run_snapshot
@@ -43,78 +41,15 @@ from backupd.store.gitrepo import GitRepo, Identity, repository_lock
 
 logger = logging.getLogger(__name__)
 
-ClientFactory = Callable[[SourceConfig], DataArtsClient]
-
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 HANDLED_SIGNALS = (*STOP_SIGNALS, signal.SIGHUP)
 IDLE_TICK = 1.0  # at most this many seconds between health checks
-
-
-class Generation:
-    """One loaded config with its jobs and API clients (one per source, shared by that
-    source's workspaces so they share its rate limit).
-
-    A reload replaces the generation whole. Snapshots that started under the old one finish
-    with it; its clients are closed when the last of them is done.
-    """
-
-    def __init__(self, config: Config, client_factory: ClientFactory) -> None:
-        self.config = config
-        self.jobs: dict[str, WorkspaceJob] = plan_jobs(config)
-        self._clients: dict[str, DataArtsClient] = {}
-        self._users = 0
-        self._retired = False
-        self._lock = threading.Lock()
-        try:
-            for source in config.sources:
-                self._clients[source.name] = client_factory(source)
-        except BaseException:
-            self._close()
-            raise
-
-    def client(self, source: str) -> DataArtsClient:
-        return self._clients[source]
-
-    def acquire(self) -> None:
-        with self._lock:
-            self._users += 1
-
-    def release(self) -> None:
-        with self._lock:
-            self._users -= 1
-            done = self._retired and self._users == 0
-        if done:
-            self._close()
-
-    def retire(self) -> None:
-        with self._lock:
-            self._retired = True
-            done = self._users == 0
-        if done:
-            self._close()
-
-    def _close(self) -> None:
-        for client in self._clients.values():
-            client.close()
-        self._clients = {}
 
 
 @dataclass(frozen=True)
 class _Finished:
     result: SnapshotResult
     at: datetime
-
-
-def restart_only_changes(old: Config, new: Config) -> None:
-    """Refuse a reload that changes what only a restart can change."""
-    fixed = {
-        "repository.path": (old.repository.path, new.repository.path),  # the lock is held
-        "repository.branch": (old.repository.branch, new.repository.branch),
-        "daemon.max_parallel": (old.daemon.max_parallel, new.daemon.max_parallel),  # pool size
-    }
-    for key, (before, after) in fixed.items():
-        if before != after:
-            raise ConfigError(key, f"cannot change on reload ({before} → {after}); restart backupd")
 
 
 class Daemon:
