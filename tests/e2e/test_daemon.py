@@ -275,6 +275,7 @@ def test_sigterm_abandons_a_stuck_export_after_stop_timeout(
         elapsed = time.monotonic() - signalled
 
     assert code == 0, "".join(daemon.lines)
+    print(f"SIGTERM to exit with a stuck export: {elapsed:.2f} s")
     assert 1 <= elapsed < 5
     assert daemon.named("daemon.stop_abandoned")[0]["staging"] == "prod/sales"
     repo = tmp_path / "repo"
