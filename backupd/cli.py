@@ -172,6 +172,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="list the restore points: commits that changed the workspace, with their "
         "snapshot/* tags",
     )
+    run = commands.add_parser(
+        "run",
+        help="run as a daemon: snapshot each workspace on its schedule until stopped",
+        description="Snapshot each workspace on its schedule (config 'schedule:', 'daemon:') "
+        "until SIGTERM or SIGINT, which let a running commit finish. SIGHUP reloads the "
+        "config (an invalid one is logged and the running one kept). Holds the repository "
+        "lock while it runs. Under systemd (Type=notify) it reports READY, STATUS, RELOADING "
+        "and STOPPING and feeds the watchdog.",
+    )
+    with_config(run)
 
     config_command = commands.add_parser("config", help="generate or validate a config file")
     config_actions = config_command.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -254,6 +264,12 @@ def cmd_restore(args: argparse.Namespace) -> int:
     return run_restore(args)
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from backupd.service.daemon import run_daemon
+
+    return run_daemon(args.config, load_config(args.config))
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     if args.action == "generate":
         from backupd.config_doc import render_example
@@ -282,6 +298,7 @@ def cmd_simulator(args: argparse.Namespace) -> int:
 COMMANDS = {
     "snapshot": cmd_snapshot,
     "restore": cmd_restore,
+    "run": cmd_run,
     "config": cmd_config,
     "demo": cmd_demo,
     "simulator": cmd_simulator,

@@ -13,6 +13,7 @@ import os
 import re
 import types
 import typing
+import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -137,6 +138,54 @@ def _one_source(instance: Any, key: str, names: tuple[str, ...], *, required: bo
         raise ConfigError(key, f"set one of {', '.join(names)}")
 
 
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+_CRON_FIELDS = (  # name, lowest, highest, names standing for lowest, lowest + 1, ...
+    ("minute", 0, 59, ()),
+    ("hour", 0, 23, ()),
+    ("day-of-month", 1, 31, ()),
+    ("month", 1, 12, _MONTHS),
+    ("day-of-week", 0, 7, _WEEKDAYS),
+)
+_CRON_ITEM = re.compile(r"^(?:\*|([a-z0-9]+)(?:-([a-z0-9]+))?)(?:/([0-9]+))?$")
+
+
+def _cron(value: str) -> str | None:
+    """A 5-field crontab expression: numbers, names, '*', ranges, lists and steps."""
+    fields = value.split()
+    if len(fields) != len(_CRON_FIELDS):
+        return (
+            "must have 5 fields (minute hour day-of-month month day-of-week), "
+            f"got {len(fields)} in {value!r}"
+        )
+    for text, (name, low, high, names) in zip(fields, _CRON_FIELDS, strict=True):
+        for item in text.lower().split(","):
+            match = _CRON_ITEM.match(item)
+            if match is None or match[3] == "0":
+                return f"{name} field {text!r} is not valid cron syntax"
+            values: list[int] = []
+            for bound in (match[1], match[2]):
+                if bound is None:
+                    continue
+                if bound in names:
+                    values.append(names.index(bound) + low)  # jan = 1, sun = 0
+                elif bound.isdigit() and low <= int(bound) <= high:
+                    values.append(int(bound))
+                else:
+                    return f"{name} field {text!r}: {bound!r} is not in {low}-{high}"
+            if values != sorted(values):
+                return f"{name} field {text!r}: the range runs backwards"
+    return None
+
+
+def _timezone(value: str) -> str | None:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return f"{value!r} is not an IANA time zone (such as UTC or Asia/Shanghai)"
+    return None
+
+
 # --- schema -----------------------------------------------------------------------------------
 
 
@@ -252,6 +301,49 @@ AuthConfig = AkSkAuthConfig | PasswordAuthConfig | TokenAuthConfig
 
 
 @dataclass(frozen=True)
+class ScheduleConfig:
+    """When `backupd run` snapshots a workspace.
+
+    Every key is optional at every level: a workspace's schedule inherits each unset key from
+    its source's, which inherits from the top-level one. 'cron' and 'interval' count as one
+    choice: the nearest level that sets either decides.
+    """
+
+    cron: str | None = option(
+        "Cron expression, 5 fields: minute hour day-of-month month day-of-week (0 or 7 = "
+        "Sunday; names like mon-fri and jan allowed); quote it when it starts with '*'. "
+        "When no level sets cron or interval, snapshots run hourly.",
+        None,
+        check=_cron,
+        example="0 * * * *",
+        sample=True,
+    )
+    interval: float | None = option(
+        "Seconds between snapshots, instead of cron (counted from the daemon's start).",
+        None,
+        check=_positive,
+        example=21600,
+    )
+    timezone: str | None = option(
+        "IANA time zone the cron expression is read in (default: UTC).",
+        None,
+        check=_timezone,
+        example="Asia/Shanghai",
+    )
+    jitter: float | None = option(
+        "Delay each run by a random 0 to this many seconds, so that many workspaces or "
+        "daemons do not call the API at the same instant (default: 0).",
+        None,
+        check=_between(0, 86400),
+        example=60,
+    )
+
+    def _validate(self, key: str) -> None:
+        if self.cron is not None and self.interval is not None:
+            raise ConfigError(key, "set cron or interval, not both")
+
+
+@dataclass(frozen=True)
 class WorkspaceConfig:
     id: str = option(
         "DataArts Studio workspace id (sent in the 'workspace' header).",
@@ -264,6 +356,11 @@ class WorkspaceConfig:
         check=_folder_name,
         example="sales",
         sample=True,
+    )
+    schedule: ScheduleConfig | None = option(
+        "This workspace's own schedule (`backupd run`); unset keys come from the source's.",
+        None,
+        example={"cron": "30 2 * * *"},
     )
 
     @property
@@ -388,6 +485,12 @@ class SourceConfig:
     restore: RestoreConfig = option(
         "Restore settings: where `backupd restore --import` uploads the zip.", RestoreConfig()
     )
+    schedule: ScheduleConfig | None = option(
+        "Schedule for this source's workspaces (`backupd run`); unset keys come from the "
+        "global schedule.",
+        None,
+        example={"interval": 3600},
+    )
 
     @property
     def dlf_endpoint(self) -> str:
@@ -436,6 +539,41 @@ class SafetyConfig:
 
 
 @dataclass(frozen=True)
+class DaemonConfig:
+    max_parallel: int = option(
+        "Workspaces snapshotted at the same time: their listings and exports overlap, their "
+        "commits take turns. A reload cannot change it (restart instead).",
+        2,
+        check=_between(1, 64),
+    )
+    run_at_start: bool = option(
+        "Snapshot every workspace as soon as the daemon starts (and each workspace a reload "
+        "adds), besides its schedule.",
+        False,
+    )
+    misfire_grace_time: float = option(
+        "A run that could not start on time (the daemon was busy, stopped or the machine "
+        "asleep) still starts if at most this many seconds late; missed runs are coalesced "
+        "into one.",
+        300.0,
+        check=_positive,
+    )
+    snapshot_timeout: float = option(
+        "Hard deadline of one workspace snapshot in seconds. A snapshot running longer marks "
+        "the daemon unhealthy: it stops answering the systemd watchdog, which restarts it.",
+        3600.0,
+        check=_positive,
+    )
+    stop_timeout: float = option(
+        "On SIGTERM, seconds to wait for running snapshots to commit or abandon. Then the "
+        "daemon exits anyway: with 0 if the rest were only waiting on the API (abandoned, "
+        "nothing written), with 1 if a commit is stuck. Keep it below TimeoutStopSec.",
+        60.0,
+        check=_positive,
+    )
+
+
+@dataclass(frozen=True)
 class Config:
     repository: RepositoryConfig = option("Where snapshots are committed.")
     sources: tuple[SourceConfig, ...] = option("DataArts Studio accounts/regions to back up.")
@@ -448,6 +586,12 @@ class Config:
         "(default: the system temporary folder).",
         None,
     )
+    schedule: ScheduleConfig = option(
+        "Default schedule of every workspace for `backupd run` (sources and workspaces may "
+        "override any key).",
+        ScheduleConfig(),
+    )
+    daemon: DaemonConfig = option("How `backupd run` behaves.", DaemonConfig())
 
 
 # --- loading ----------------------------------------------------------------------------------

@@ -101,6 +101,11 @@ def _render_fields(cls: Any, indent: int, *, first_prefix: str = "") -> list[str
             lines += _render_fields(members[0], indent + 2)
             for alternative in members[1:]:
                 lines += _alternative(alternative, indent + 2)
+        elif dataclasses.is_dataclass(tp) and optional and spec.default is None:
+            # An optional override (a per-workspace schedule): one commented example line,
+            # not the whole block again.
+            lines += _comment(doc, indent)
+            lines.append(f"{lead}# {spec.name}: {_scalar(example)}")
         elif dataclasses.is_dataclass(tp):
             lines += _comment(doc, indent)
             lines.append(f"{lead}{spec.name}:")

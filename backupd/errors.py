@@ -17,7 +17,8 @@ BackupdError                      anything backupd raises on purpose
 │   ├── TransportError            connect error, timeout, truncated body
 │   └── CertificateError          the server's TLS certificate is not trusted (not retried)
 ├── ArchiveError                  an export zip was rejected
-└── RepoError                     git failed
+├── RepoError                     git failed
+└── SnapshotCancelled             the daemon is stopping: snapshot abandoned before apply
 """
 
 from __future__ import annotations
@@ -130,3 +131,7 @@ class ArchiveError(BackupdError):
 
 class RepoError(BackupdError):
     """A git operation failed."""
+
+
+class SnapshotCancelled(BackupdError):
+    """A stopping daemon abandoned a snapshot before it touched the repository."""
