@@ -21,6 +21,7 @@ import yaml
 
 from backupd.errors import ConfigError
 from backupd.secret import Secret
+from backupd.store.volatile import parse_field_path
 
 Check = Callable[[Any], str | None]
 
@@ -229,6 +230,49 @@ class SafetyConfig:
     )
 
 
+def _field_paths(value: tuple[str, ...]) -> str | None:
+    for text in value:
+        try:
+            parse_field_path(text)
+        except ValueError as error:
+            return f"{text!r}: {error}"
+    return None
+
+
+DEFAULT_VOLATILE_JOB_FIELDS = (
+    "version",
+    "lastUpdateUser",
+    "lastUpdateTime",
+    "createTime",
+    "nodes[].lineageInfo",
+)
+
+
+@dataclass(frozen=True)
+class VolatileFieldsConfig:
+    job: tuple[str, ...] = option(
+        "Fields of .job files that change without a user edit. Paths are dotted keys, with [] "
+        "after a key for every list element; other candidates: id, location, nodes[].location.",
+        DEFAULT_VOLATILE_JOB_FIELDS,
+        check=_field_paths,
+    )
+    script: tuple[str, ...] = option(
+        "Fields of .script files that change without a user edit (same syntax).",
+        (),
+        check=_field_paths,
+    )
+
+
+@dataclass(frozen=True)
+class HistoryConfig:
+    volatile_fields: VolatileFieldsConfig = option(
+        "When a new export differs from the stored file only in these fields (or in key "
+        "order, whitespace or number spelling), the stored file is kept as it is: no commit "
+        "for noise, and the stored file is still a complete, real export.",
+        VolatileFieldsConfig(),
+    )
+
+
 @dataclass(frozen=True)
 class Config:
     repository: RepositoryConfig = option("Where snapshots are committed.")
@@ -241,6 +285,9 @@ class Config:
         "Scratch folder for downloads and unpacking; must be outside the repository "
         "(default: the system temporary folder).",
         None,
+    )
+    history: HistoryConfig = option(
+        "How snapshots become a history made for review.", HistoryConfig()
     )
 
 

@@ -85,6 +85,12 @@ def _render_fields(cls: Any, indent: int, *, first_prefix: str = "") -> list[str
             lines += _comment(doc, indent)
             lines.append(f"{lead}{spec.name}:")
             lines += _render_fields(tp, indent + 2)
+        elif typing.get_origin(tp) is tuple and not dataclasses.is_dataclass(
+            typing.get_args(tp)[0]
+        ):  # a list of scalars, shown in flow style
+            lines += _comment(doc, indent)
+            shown = spec.default if has_default else example
+            lines.append(f"{lead}{spec.name}: {_scalar(list(shown or ()))}")
         elif typing.get_origin(tp) is tuple:
             (item,) = typing.get_args(tp)[:1]
             lines += _comment(doc, indent)

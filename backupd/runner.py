@@ -16,6 +16,7 @@ from backupd.dataarts.client import ClientSettings, DataArtsClient
 from backupd.snapshot import SnapshotOptions, SnapshotResult, WorkspaceTarget, snapshot_workspace
 from backupd.store.archive import ArchiveLimits
 from backupd.store.gitrepo import GitRepo, Identity, repository_lock
+from backupd.store.volatile import VolatileRules
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +58,13 @@ def snapshot_options(
         staging_root=config.staging_dir,
         max_delete_fraction=config.safety.max_delete_fraction,
         allow_mass_delete=allow_mass_delete or config.safety.allow_mass_delete,
+        volatile=volatile_rules(config),
     )
+
+
+def volatile_rules(config: Config) -> VolatileRules:
+    fields = config.history.volatile_fields
+    return VolatileRules.from_texts({".job": fields.job, ".script": fields.script})
 
 
 def targets(source: SourceConfig) -> list[WorkspaceTarget]:

@@ -31,6 +31,7 @@ from backupd.store.normalise import (
 )
 from backupd.store.summary import ChangeSummary, commit_message, summarise
 from backupd.store.tree import META_DIR, ChangeSet, apply_changes, plan_changes
+from backupd.store.volatile import VolatileRules, keep_equivalent
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ class SnapshotOptions:
     staging_root: Path | None = None
     max_delete_fraction: float = 0.5
     allow_mass_delete: bool = False
+    volatile: VolatileRules = VolatileRules()
 
 
 @dataclass(frozen=True)
@@ -282,6 +284,8 @@ def apply_staged(
     repo.reset_folder(folder)
     workspace_dir = repo.path / folder
     changes = plan_changes(staged.tree, workspace_dir)
+    # Noise (volatile fields, key order, number spelling) keeps the stored bytes.
+    changes = keep_equivalent(changes, staged.tree, workspace_dir, options.volatile)
     if not changes.has_content_changes:
         return ChangeSet(unchanged_count=changes.unchanged_count), ChangeSummary(), None
     summary = summarise(changes)
