@@ -15,6 +15,7 @@ import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Literal, Union
 
 import yaml
@@ -42,6 +43,8 @@ def option(
     metadata = {"doc": doc, "check": check, "example": example, "sample": sample}
     if isinstance(default, list | dict):
         raise TypeError("mutable defaults are not allowed")
+    if isinstance(default, MappingProxyType):  # read-only, but unhashable: share one instance
+        return field(default_factory=lambda: default, metadata=metadata)
     if default is dataclasses.MISSING:
         return field(metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -264,12 +267,33 @@ class VolatileFieldsConfig:
 
 
 @dataclass(frozen=True)
+class DataArtsUserConfig:
+    name: str | None = option("Git author name (default: the DataArts user name).", None)
+    email: str | None = option("Git author e-mail (default: <user>@dataarts.invalid).", None)
+
+
+@dataclass(frozen=True)
 class HistoryConfig:
     volatile_fields: VolatileFieldsConfig = option(
         "When a new export differs from the stored file only in these fields (or in key "
         "order, whitespace or number spelling), the stored file is kept as it is: no commit "
         "for noise, and the stored file is still a complete, real export.",
         VolatileFieldsConfig(),
+    )
+    commit_per_author: bool = option(
+        "Split a workspace snapshot into one commit per DataArts user who saved jobs in it "
+        "(each touching only that user's jobs), then one commit by repository.author for "
+        "changes without a known user (deletions, scripts changed without their job). When "
+        "off: one commit, authored by the user if a single user made all of its changes, "
+        "whose body names the user of each job.",
+        False,
+    )
+    authors: Mapping[str, DataArtsUserConfig] = option(
+        "Git identity of DataArts users (lastUpdateUser → name and email) for commits they "
+        "author; a user not listed appears as '<user> <user@dataarts.invalid>'. The "
+        "committer is always repository.author.",
+        MappingProxyType({}),
+        example={"li.wei": {"name": "Li Wei", "email": "li.wei@example.com"}},
     )
 
 
@@ -349,9 +373,23 @@ class _Loader:
             if not isinstance(raw, list):
                 raise ConfigError(key, f"must be a list, got {type(raw).__name__}")
             return tuple(self.value(item_type, item, f"{key}[{i}]") for i, item in enumerate(raw))
+        if origin in (dict, Mapping):
+            return self.mapping(tp, raw, key)
         if dataclasses.is_dataclass(tp):
             return self.dataclass(tp, raw, key)
         return self.scalar(tp, raw, key)
+
+    def mapping(self, tp: Any, raw: Any, key: str) -> Any:
+        (_, item_type) = typing.get_args(tp)
+        if not isinstance(raw, dict):
+            raise ConfigError(key, f"must be a mapping, got {type(raw).__name__}")
+        items: dict[str, Any] = {}
+        for name, item in raw.items():
+            if name is None or str(name) == "":
+                raise ConfigError(key, "keys must not be empty")
+            item_key = f"{key}[{str(name)!r}]"
+            items[str(name)] = self.value(item_type, {} if item is None else item, item_key)
+        return MappingProxyType(items)
 
     def scalar(self, tp: Any, raw: Any, key: str) -> Any:
         if isinstance(raw, str):
@@ -401,7 +439,8 @@ class _Loader:
         for name, spec in fields.items():
             sub_key = _join(key, name)
             if name not in raw:
-                if spec.default is dataclasses.MISSING:
+                required = spec.default_factory is dataclasses.MISSING
+                if spec.default is dataclasses.MISSING and required:
                     raise ConfigError(sub_key, "is required")
                 continue
             value = self.value(hints[name], raw[name], sub_key)

@@ -10,6 +10,7 @@ import dataclasses
 import textwrap
 import types
 import typing
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, Union
 
@@ -81,6 +82,10 @@ def _render_fields(cls: Any, indent: int, *, first_prefix: str = "") -> list[str
                     for line in _render_fields(alternative, 0)
                     if not line.lstrip().startswith("#")
                 ]
+        elif typing.get_origin(tp) in (dict, Mapping):  # optional table: commented example
+            lines += _comment(doc, indent)
+            sample = yaml.safe_dump({spec.name: example or {}}, allow_unicode=True, indent=2)
+            lines += [f"{pad}# {line}" for line in sample.splitlines()]
         elif dataclasses.is_dataclass(tp):
             lines += _comment(doc, indent)
             lines.append(f"{lead}{spec.name}:")

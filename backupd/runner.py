@@ -15,6 +15,7 @@ from backupd.dataarts.auth import StaticTokenAuth
 from backupd.dataarts.client import ClientSettings, DataArtsClient
 from backupd.snapshot import SnapshotOptions, SnapshotResult, WorkspaceTarget, snapshot_workspace
 from backupd.store.archive import ArchiveLimits
+from backupd.store.authors import default_identity
 from backupd.store.gitrepo import GitRepo, Identity, repository_lock
 from backupd.store.volatile import VolatileRules
 
@@ -59,7 +60,18 @@ def snapshot_options(
         max_delete_fraction=config.safety.max_delete_fraction,
         allow_mass_delete=allow_mass_delete or config.safety.allow_mass_delete,
         volatile=volatile_rules(config),
+        commit_per_author=config.history.commit_per_author,
+        authors=author_identities(config),
     )
+
+
+def author_identities(config: Config) -> dict[str, Identity]:
+    """Git identities of the DataArts users listed in history.authors (gaps filled in)."""
+    identities: dict[str, Identity] = {}
+    for user, entry in config.history.authors.items():
+        default = default_identity(user)
+        identities[user] = Identity(entry.name or default.name, entry.email or default.email)
+    return identities
 
 
 def volatile_rules(config: Config) -> VolatileRules:

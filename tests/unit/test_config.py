@@ -101,3 +101,37 @@ def test_sample_config_is_generated_from_the_schema_and_loads() -> None:
     assert committed == render_example()
     config = parse_config(yaml.safe_load(committed), base_dir=ROOT, environ={})
     assert config.sources[0].name == "prod"
+
+
+def test_history_section_reads_volatile_fields_and_an_authors_table() -> None:
+    data = minimal()
+    data["history"] = {
+        "volatile_fields": {"job": ["version", "nodes[].location"]},
+        "commit_per_author": True,
+        "authors": {"li.wei": {"name": "Li Wei"}, "王伟": {"email": "wang@corp.example"}, 42: {}},
+    }
+    history = parse_config(data, base_dir=Path("/"), environ={}).history
+    assert history.volatile_fields.job == ("version", "nodes[].location")
+    assert history.volatile_fields.script == ()
+    assert history.commit_per_author is True
+    assert history.authors["li.wei"].name == "Li Wei"
+    assert history.authors["王伟"].email == "wang@corp.example"
+    assert history.authors["42"].name is None
+    default = parse_config(minimal(), base_dir=Path("/"), environ={}).history
+    assert "nodes[].lineageInfo" in default.volatile_fields.job
+    assert dict(default.authors) == {}
+
+
+@pytest.mark.parametrize(
+    ("history", "key", "words"),
+    [
+        ({"volatile_fields": {"job": ["nodes[]"]}}, "history.volatile_fields.job", "nodes[]"),
+        ({"volatile_fields": {"script": ["a..b"]}}, "history.volatile_fields.script", "segment"),
+        ({"authors": ["li.wei"]}, "history.authors", "mapping"),
+        ({"authors": {"li.wei": {"mail": "x"}}}, "history.authors['li.wei'].mail", "unknown"),
+    ],
+)
+def test_history_mistakes_are_named_by_key_path(history: Any, key: str, words: str) -> None:
+    error = problem({**minimal(), "history": history})
+    assert error.key == key
+    assert words in error.problem
