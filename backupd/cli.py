@@ -75,6 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
         "safety.max_delete_fraction of them vanished",
     )
 
+    push = commands.add_parser(
+        "push", help="push commits and snapshot tags to the configured remote now"
+    )
+    with_config(push)
+
     config_command = commands.add_parser("config", help="generate or validate a config file")
     config_actions = config_command.add_subparsers(dest="action", metavar="ACTION", required=True)
     config_actions.add_parser(
@@ -105,10 +110,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
-    from backupd.runner import run_snapshots
+    from backupd.runner import run
 
     config = load_config(args.config)
-    results = run_snapshots(config, only=args.workspace, allow_mass_delete=args.allow_mass_delete)
+    report = run(config, only=args.workspace, allow_mass_delete=args.allow_mass_delete)
+    results = report.results
+    if report.push is not None and not report.push.ok:
+        # Not a failed snapshot: the commits are safe here and go out with the next push.
+        print(f"backupd: {report.push.error} (will retry on the next run)", file=sys.stderr)  # noqa: T201
     if args.workspace and not results:
         raise UserError(f"no configured workspace matches {', '.join(args.workspace)}")
     failed = [r.target.label for r in results if not r.ok]
@@ -122,6 +131,23 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
         )
         print(f"backupd: snapshot failed for {', '.join(failed)}", file=sys.stderr)  # noqa: T201
         return EXIT_FAILED
+    return EXIT_OK
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    from backupd.publish import push_snapshots
+    from backupd.store.gitrepo import GitRepo
+
+    config = load_config(args.config)
+    if config.remote is None:
+        raise ConfigError("remote", "is not configured: there is nowhere to push to")
+    with GitRepo.open_existing(config.repository.path, branch=config.repository.branch) as repo:
+        result = push_snapshots(repo, config)
+    if not result.ok:
+        print(f"backupd: {result.error}", file=sys.stderr)  # noqa: T201
+        return EXIT_FAILED
+    updated = f"{len(result.updated)} ref(s) updated" if result.updated else "already up to date"
+    print(f"pushed to {result.remote}: {updated}")  # noqa: T201
     return EXIT_OK
 
 
@@ -152,6 +178,7 @@ def cmd_simulator(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "snapshot": cmd_snapshot,
+    "push": cmd_push,
     "config": cmd_config,
     "demo": cmd_demo,
     "simulator": cmd_simulator,

@@ -295,6 +295,44 @@ class HistoryConfig:
         MappingProxyType({}),
         example={"li.wei": {"name": "Li Wei", "email": "li.wei@example.com"}},
     )
+    tags: Literal["none", "every", "daily", "weekly"] = option(
+        "Annotated restore-point tags snapshot/<UTC time> on HEAD after a snapshot run. "
+        "every: after each run whose HEAD is not tagged yet (each run that committed); "
+        "daily / weekly: after the first run of each UTC day / ISO week, even one that "
+        "committed nothing. backupd never deletes a tag.",
+        "none",
+    )
+
+
+@dataclass(frozen=True)
+class RemoteConfig:
+    url: str = option(
+        "Git URL to push the snapshots to (ssh://, user@host:path, https://, file://). "
+        "Credentials in an https URL are never shown in logs; prefer an SSH key.",
+        example="git@git.example.com:data-platform/dataarts-backup.git",
+    )
+    branch: str | None = option("Branch on the remote (default: repository.branch).", None)
+    ssh_key_file: Path | None = option(
+        "Private SSH key used for the push (only this key is offered).",
+        None,
+        example="/etc/backupd/push_key",
+    )
+    ssh_key_credential: str | None = option(
+        "systemd credential name holding the private SSH key instead of ssh_key_file.",
+        None,
+        check=_credential_name,
+        example="push-key",
+    )
+    timeout: float = option(
+        "Seconds a push may take; a push that fails or times out is retried after the next "
+        "snapshot run (or with 'backupd push').",
+        120.0,
+        check=_positive,
+    )
+
+    def _validate(self, key: str) -> None:
+        if self.ssh_key_file is not None and self.ssh_key_credential is not None:
+            raise ConfigError(key, "set at most one of ssh_key_file, ssh_key_credential")
 
 
 @dataclass(frozen=True)
@@ -312,6 +350,9 @@ class Config:
     )
     history: HistoryConfig = option(
         "How snapshots become a history made for review.", HistoryConfig()
+    )
+    remote: RemoteConfig | None = option(
+        "Push commits and snapshot tags here after every snapshot run (never forced).", None
     )
 
 

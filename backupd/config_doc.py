@@ -49,6 +49,13 @@ def _comment(doc: str, indent: int) -> list[str]:
     return textwrap.wrap(doc, WIDTH - len(prefix), initial_indent=prefix, subsequent_indent=prefix)
 
 
+def _commented(line: str) -> str:
+    body = line.lstrip()
+    if not body or body.startswith("#"):
+        return line
+    return f"{line[: len(line) - len(body)]}# {body}"
+
+
 def _options(tp: Any) -> tuple[list[Any], bool]:
     """(non-None members, optional?) of a type hint."""
     if typing.get_origin(tp) in (Union, types.UnionType):
@@ -70,7 +77,8 @@ def _render_fields(cls: Any, indent: int, *, first_prefix: str = "") -> list[str
         tp = members[0]
         if typing.get_origin(tp) is Literal:
             lines += _comment(doc, indent)
-            lines.append(f"{lead}{spec.name}: {_scalar(typing.get_args(tp)[0])}")
+            shown = spec.default if has_default else typing.get_args(tp)[0]
+            lines.append(f"{lead}{spec.name}: {_scalar(shown)}")
         elif len(members) > 1:  # a choice of mappings, told apart by 'type'
             lines += _comment(doc, indent)
             lines.append(f"{lead}{spec.name}:")
@@ -86,6 +94,11 @@ def _render_fields(cls: Any, indent: int, *, first_prefix: str = "") -> list[str
             lines += _comment(doc, indent)
             sample = yaml.safe_dump({spec.name: example or {}}, allow_unicode=True, indent=2)
             lines += [f"{pad}# {line}" for line in sample.splitlines()]
+        elif dataclasses.is_dataclass(tp) and optional and spec.default is None:
+            # An optional section, off by default: shown with every key commented out.
+            lines += _comment(doc, indent)
+            lines.append(f"{lead}# {spec.name}:")
+            lines += [_commented(line) for line in _render_fields(tp, indent + 2)]
         elif dataclasses.is_dataclass(tp):
             lines += _comment(doc, indent)
             lines.append(f"{lead}{spec.name}:")

@@ -7,16 +7,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from contextlib import ExitStack
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from backupd.config import Config, SourceConfig
 from backupd.credentials import read_secret
 from backupd.dataarts.auth import StaticTokenAuth
 from backupd.dataarts.client import ClientSettings, DataArtsClient
+from backupd.errors import RepoError
+from backupd.logs import log
+from backupd.publish import push_snapshots, tag_snapshot
 from backupd.snapshot import SnapshotOptions, SnapshotResult, WorkspaceTarget, snapshot_workspace
 from backupd.store.archive import ArchiveLimits
 from backupd.store.authors import default_identity
 from backupd.store.gitrepo import GitRepo, Identity, repository_lock
+from backupd.store.remote import PushResult
 from backupd.store.volatile import VolatileRules
 
 logger = logging.getLogger(__name__)
@@ -86,6 +91,87 @@ def targets(source: SourceConfig) -> list[WorkspaceTarget]:
     ]
 
 
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """One snapshot run: each workspace's result, the tag it created, how the push went."""
+
+    results: tuple[SnapshotResult, ...]
+    tag: str | None = None
+    push: PushResult | None = None  # None: no remote configured (or nothing was run)
+
+
+def run(
+    config: Config,
+    *,
+    only: Iterable[str] = (),
+    allow_mass_delete: bool = False,
+    client_factory: ClientFactory = make_client,
+    clock: Callable[[], datetime] = utc_now,
+) -> RunReport:
+    """Snapshot the configured workspaces (``only``: labels or folder names) into the repo,
+    tag the restore point, then push outside the lock (a push may wait on the network)."""
+    identity = Identity(config.repository.author.name, config.repository.author.email)
+    with GitRepo.open(config.repository.path, branch=config.repository.branch) as repo:
+        with repository_lock(repo):
+            repo.prepare(identity)
+            results = snapshot_all(
+                config,
+                repo,
+                identity,
+                only=only,
+                allow_mass_delete=allow_mass_delete,
+                client_factory=client_factory,
+            )
+            tag = _tag(repo, config, clock(), results, identity)
+        pushed = None
+        if config.remote is not None and results:
+            pushed = push_snapshots(repo, config)
+    return RunReport(tuple(results), tag, pushed)
+
+
+def _tag(
+    repo: GitRepo,
+    config: Config,
+    now: datetime,
+    results: list[SnapshotResult],
+    identity: Identity,
+) -> str | None:
+    try:
+        return tag_snapshot(repo, config.history.tags, now, results, identity)
+    except RepoError as error:  # the commits stand; the next run tags again
+        log(logger, "tag.failed", level=logging.ERROR, error=str(error))
+        return None
+
+
+def snapshot_all(
+    config: Config,
+    repo: GitRepo,
+    identity: Identity,
+    *,
+    only: Iterable[str] = (),
+    allow_mass_delete: bool = False,
+    client_factory: ClientFactory = make_client,
+) -> list[SnapshotResult]:
+    """Snapshot the chosen workspaces into ``repo``; call with the lock held."""
+    wanted = set(only)
+    results: list[SnapshotResult] = []
+    for source in config.sources:
+        chosen = [
+            t for t in targets(source) if not wanted or t.label in wanted or t.folder in wanted
+        ]
+        if not chosen:
+            continue
+        options = snapshot_options(config, source, allow_mass_delete=allow_mass_delete)
+        with client_factory(source) as client:
+            for target in chosen:
+                results.append(snapshot_workspace(client, repo, target, options, identity))
+    return results
+
+
 def run_snapshots(
     config: Config,
     *,
@@ -93,24 +179,8 @@ def run_snapshots(
     allow_mass_delete: bool = False,
     client_factory: ClientFactory = make_client,
 ) -> list[SnapshotResult]:
-    """Snapshot the configured workspaces (``only``: labels or folder names) into the repo."""
-    wanted = set(only)
-    identity = Identity(config.repository.author.name, config.repository.author.email)
-    results: list[SnapshotResult] = []
-    with ExitStack() as stack:
-        repo = stack.enter_context(
-            GitRepo.open(config.repository.path, branch=config.repository.branch)
-        )
-        stack.enter_context(repository_lock(repo))
-        repo.prepare(identity)
-        for source in config.sources:
-            chosen = [
-                t for t in targets(source) if not wanted or t.label in wanted or t.folder in wanted
-            ]
-            if not chosen:
-                continue
-            options = snapshot_options(config, source, allow_mass_delete=allow_mass_delete)
-            with client_factory(source) as client:
-                for target in chosen:
-                    results.append(snapshot_workspace(client, repo, target, options, identity))
-    return results
+    """Snapshot the configured workspaces (then tag and push, as configured)."""
+    report = run(
+        config, only=only, allow_mass_delete=allow_mass_delete, client_factory=client_factory
+    )
+    return list(report.results)

@@ -6,9 +6,12 @@ import contextlib
 import fcntl
 import logging
 import os
+import signal
+import subprocess
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import git
@@ -46,6 +49,20 @@ class Identity:
     email: str
 
 
+@dataclass(frozen=True)
+class TagInfo:
+    name: str  # without refs/tags/
+    commit: str
+    created: datetime | None  # tagger date; None for a lightweight tag
+
+
+@dataclass(frozen=True)
+class PushOutput:
+    returncode: int | None  # None: killed after the timeout
+    stdout: str
+    stderr: str
+
+
 class GitRepo:
     """A working tree with one branch of snapshots. Open per run; close when done."""
 
@@ -72,6 +89,19 @@ class GitRepo:
             raise RepoError(f"cannot open git repository {path}: {error}") from None
         instance = cls(repo, branch)
         instance._configure()
+        return instance
+
+    @classmethod
+    def open_existing(cls, path: Path, *, branch: str) -> GitRepo:
+        """Open a repository that backupd already wrote to, for reading or pushing only."""
+        try:
+            repo = git.Repo(path)
+        except (git.GitError, OSError):
+            raise RepoError(f"{path} is not a backupd repository (no snapshot yet?)") from None
+        instance = cls(repo, branch)
+        if not instance.has_commits():
+            instance.close()
+            raise RepoError(f"{path} holds no snapshot yet")
         return instance
 
     def prepare(self, identity: Identity) -> None:
@@ -166,6 +196,73 @@ class GitRepo:
             message_file.flush()
             self._git("commit", "-q", "--no-verify", "--cleanup=verbatim", "-F", message_file.name)
         return self._repo.head.commit.hexsha
+
+    # --- tags -------------------------------------------------------------------------------
+
+    def tags(self, prefix: str) -> list[TagInfo]:
+        """Annotated tags under ``refs/tags/<prefix>``, newest tagger date first."""
+        output = self._git(
+            "for-each-ref",
+            "--sort=-taggerdate",
+            "--format=%(refname:strip=2)%00%(taggerdate:unix)%00%(*objectname)%00%(objectname)",
+            f"refs/tags/{prefix.rstrip('/')}",
+        )
+        tags = []
+        for line in output.splitlines():
+            name, when, peeled, target = line.split("\0")
+            created = datetime.fromtimestamp(int(when), UTC) if when else None
+            tags.append(TagInfo(name, peeled or target, created))
+        return tags
+
+    def create_tag(self, name: str, message: str, *, tagger: Identity, when: datetime) -> None:
+        """An annotated tag on HEAD, dated ``when`` (the tagger date is the snapshot time)."""
+        environment = {
+            "GIT_COMMITTER_NAME": tagger.name,
+            "GIT_COMMITTER_EMAIL": tagger.email,
+            "GIT_COMMITTER_DATE": f"{int(when.timestamp())} +0000",
+        }
+        with (
+            tempfile.NamedTemporaryFile("w", encoding="utf-8", suffix=".txt") as message_file,
+            self._repo.git.custom_environment(**environment),
+        ):
+            message_file.write(message)
+            message_file.flush()
+            self._git("tag", "-a", "--cleanup=verbatim", "-F", message_file.name, name, "HEAD")
+
+    # --- remote -------------------------------------------------------------------------------
+
+    def push(
+        self,
+        url: str,
+        refspecs: Sequence[str],
+        *,
+        environment: Mapping[str, str],
+        timeout: float,
+    ) -> PushOutput:
+        """``git push --porcelain --atomic``; never raises for a failed or timed-out push.
+
+        git runs in its own session so that a timeout kills it together with ssh (killing
+        git alone would leave ssh holding the pipes open).
+        """
+        command = ["git", "-C", str(self.path), "push", "--porcelain", "--atomic", url]
+        with subprocess.Popen(
+            [*command, *refspecs],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=dict(environment),
+            text=True,
+            errors="replace",
+            start_new_session=True,
+        ) as process:
+            try:
+                stdout, stderr = process.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                stdout, stderr = process.communicate()
+                return PushOutput(None, stdout, stderr)
+        return PushOutput(process.returncode, stdout, stderr)
 
     # --- plumbing -----------------------------------------------------------------------------
 

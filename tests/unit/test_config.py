@@ -135,3 +135,18 @@ def test_history_mistakes_are_named_by_key_path(history: Any, key: str, words: s
     error = problem({**minimal(), "history": history})
     assert error.key == key
     assert words in error.problem
+
+
+def test_remote_section_and_tag_policy() -> None:
+    data = {**minimal(), "remote": {"url": "git@h:r.git", "ssh_key_file": "keys/push"}}
+    data["history"] = {"tags": "weekly"}
+    config = parse_config(data, base_dir=Path("/etc/backupd"), environ={})
+    assert config.remote is not None
+    assert config.remote.ssh_key_file == Path("/etc/backupd/keys/push")
+    assert config.remote.branch is None and config.remote.timeout == 120
+    assert config.history.tags == "weekly"
+    assert parse_config(minimal(), base_dir=Path("/"), environ={}).remote is None
+    both = {**data, "remote": {**data["remote"], "ssh_key_credential": "push-key"}}
+    assert problem(both).key == "remote"
+    assert problem({**minimal(), "history": {"tags": "hourly"}}).key == "history.tags"
+    assert problem({**minimal(), "remote": {"branch": "x"}}).key == "remote.url"
