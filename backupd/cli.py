@@ -14,7 +14,7 @@ from pathlib import Path
 
 from backupd import __version__
 from backupd.config import load_config
-from backupd.errors import BackupdError, ConfigError, CredentialError, UserError
+from backupd.errors import BackupdError, ConfigError, CredentialError, UsageError, UserError
 from backupd.logs import log, setup_logging
 
 logger = logging.getLogger("backupd")
@@ -79,6 +79,39 @@ def build_parser() -> argparse.ArgumentParser:
         "push", help="push commits and snapshot tags to the configured remote now"
     )
     with_config(push)
+
+    def with_scope(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--source", metavar="S", help="only this source (config name)")
+        sub.add_argument(
+            "--workspace", metavar="W", help="only this workspace (folder name, id or S/folder)"
+        )
+
+    history_log = commands.add_parser(
+        "log", help="list the recorded changes of a job or workspace: date, author, commit"
+    )
+    with_config(history_log)
+    with_scope(history_log)
+    history_log.add_argument("--job", metavar="J", help="only the changes of this job")
+    history_log.add_argument(
+        "-n", "--max-count", type=int, metavar="N", help="show at most N changes (newest first)"
+    )
+
+    show = commands.add_parser("show", help="print a job's .job file as it was at a date or commit")
+    show.add_argument("job", metavar="JOB", help="job name")
+    with_config(show)
+    with_scope(show)
+    show.add_argument(
+        "--at",
+        metavar="REV|DATE",
+        help="a commit, tag (snapshot/...) or ISO date/time (UTC unless an offset is given; "
+        "a date alone means the end of that day); default: the latest snapshot",
+    )
+    show.add_argument(
+        "--scripts",
+        action="store_true",
+        help="also print the job's scripts and their readable views (each after a "
+        "'==> path <==' line)",
+    )
 
     config_command = commands.add_parser("config", help="generate or validate a config file")
     config_actions = config_command.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -151,6 +184,47 @@ def cmd_push(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_log(args: argparse.Namespace) -> int:
+    from backupd.history import changes, format_changes, resolve_scope
+    from backupd.store.gitrepo import GitRepo
+
+    config = load_config(args.config)
+    if args.max_count is not None and args.max_count < 1:
+        raise UsageError("--max-count must be at least 1")
+    scope = resolve_scope(config, source=args.source, workspace=args.workspace, job=args.job)
+    with GitRepo.open_existing(config.repository.path, branch=config.repository.branch) as repo:
+        found = changes(repo, scope, max_count=args.max_count)
+    if not found and scope.job is not None:
+        raise UserError(f"no recorded change of job {scope.job!r} in {', '.join(scope.folders)}")
+    for line in format_changes(found, scope):
+        print(line)  # noqa: T201
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from backupd.history import format_time, resolve_scope, show_job
+    from backupd.store.gitrepo import GitRepo
+
+    config = load_config(args.config)
+    scope = resolve_scope(config, source=args.source, workspace=args.workspace, job=args.job)
+    with GitRepo.open_existing(config.repository.path, branch=config.repository.branch) as repo:
+        view = show_job(repo, scope, at=args.at, with_scripts=args.scripts)
+    if args.at is not None:
+        when = format_time(view.commit.committed)
+        print(  # noqa: T201
+            f"backupd: {scope.job_folder(view.folder)} as of {view.commit.commit[:10]} ({when})",
+            file=sys.stderr,
+        )
+    output = sys.stdout.buffer
+    for index, (path, content) in enumerate(view.files):
+        if args.scripts:
+            separator = "" if index == 0 else "\n"
+            output.write(f"{separator}==> {path} <==\n".encode())
+        output.write(content)
+    output.flush()
+    return EXIT_OK
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     if args.action == "generate":
         from backupd.config_doc import render_example
@@ -179,6 +253,8 @@ def cmd_simulator(args: argparse.Namespace) -> int:
 COMMANDS = {
     "snapshot": cmd_snapshot,
     "push": cmd_push,
+    "log": cmd_log,
+    "show": cmd_show,
     "config": cmd_config,
     "demo": cmd_demo,
     "simulator": cmd_simulator,
@@ -194,6 +270,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, CredentialError) as error:
         print(f"backupd: {error}", file=sys.stderr)  # noqa: T201
         return EXIT_CONFIG
+    except UsageError as error:
+        print(f"backupd: {error}", file=sys.stderr)  # noqa: T201
+        return EXIT_USAGE
     except UserError as error:
         print(f"backupd: {error}", file=sys.stderr)  # noqa: T201
         return EXIT_FAILED

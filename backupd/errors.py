@@ -4,6 +4,7 @@ BackupdError                      anything backupd raises on purpose
 ├── UserError                     shown as one line, no traceback
 │   ├── ConfigError               bad configuration (exit 78)
 │   ├── CredentialError           a secret could not be read
+│   ├── UsageError                the command line names something that does not fit (exit 2)
 │   ├── SnapshotRefused           a safety rule stopped a snapshot (mass deletion, …)
 │   └── LockedError               another backupd holds the repository
 ├── ApiError                      DataArts answered with an error (or not at all)
@@ -38,6 +39,10 @@ class ConfigError(UserError):
 
 class CredentialError(UserError):
     """A secret could not be read (never carries the secret itself)."""
+
+
+class UsageError(UserError):
+    """The command line names something the config or repository does not have."""
 
 
 class SnapshotRefused(UserError):

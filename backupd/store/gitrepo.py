@@ -57,6 +57,25 @@ class TagInfo:
 
 
 @dataclass(frozen=True)
+class CommitInfo:
+    commit: str
+    committed: datetime  # committer date (UTC): when backupd recorded the snapshot
+    author: str  # "Name <email>"
+    subject: str
+    tags: tuple[str, ...]
+
+
+# Fields separated by 0x1f; -z ends each record with NUL (subjects hold neither).
+_LOG_FORMAT = "%H%x1f%ct%x1f%an <%ae>%x1f%s%x1f%D"
+
+
+def _commit_info(record: str) -> CommitInfo:
+    sha, when, author, subject, refs = record.strip("\n").split("\x1f")
+    tags = tuple(ref.removeprefix("tag: ") for ref in refs.split(", ") if ref.startswith("tag: "))
+    return CommitInfo(sha, datetime.fromtimestamp(int(when), UTC), author, subject, tags)
+
+
+@dataclass(frozen=True)
 class PushOutput:
     returncode: int | None  # None: killed after the timeout
     stdout: str
@@ -157,6 +176,58 @@ class GitRepo:
         if not self.has_commits():
             return []
         output = self._git("ls-tree", "-r", "--name-only", "-z", "HEAD", "--", folder)
+        return [path for path in output.split("\0") if path]
+
+    # --- history (read-only) ------------------------------------------------------------------
+
+    def resolve(self, revision: str) -> str | None:
+        """The commit a revision (sha, tag, branch, HEAD~2…) names, or None."""
+        if revision.startswith("-"):
+            return None  # never let a user's text become an option
+        try:
+            return self._git("rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}").strip()
+        except RepoError:
+            return None
+
+    def commit_before(self, revision: str, moment: datetime) -> str | None:
+        """The newest commit on ``revision`` committed at or before ``moment``."""
+        before = f"--before={int(moment.timestamp())}"
+        return self._git("rev-list", "-1", before, revision, "--").strip() or None
+
+    def log(
+        self,
+        revision: str,
+        paths: Sequence[str],
+        *,
+        max_count: int | None = None,
+        diff_filter: str | None = None,
+    ) -> list[CommitInfo]:
+        """Commits on ``revision`` touching ``paths``, newest first (``git log -- paths``)."""
+        options = [f"--max-count={max_count}"] if max_count else []
+        if diff_filter:
+            options.append(f"--diff-filter={diff_filter}")
+        output = self._git("log", "-z", f"--format={_LOG_FORMAT}", *options, revision, "--", *paths)
+        return [_commit_info(record) for record in output.split("\0") if record.strip()]
+
+    def commit_info(self, commit: str) -> CommitInfo:
+        return _commit_info(self._git("log", "-1", f"--format={_LOG_FORMAT}", commit, "--"))
+
+    def read_file(self, commit: str, path: str) -> bytes | None:
+        """A file's bytes as of ``commit``, or None when it did not exist then."""
+        try:
+            return bytes(
+                self._repo.git.execute(
+                    ["git", "cat-file", "blob", f"{commit}:{path}"],
+                    stdout_as_string=False,
+                    strip_newline_in_stdout=False,
+                )
+            )
+        except git.GitCommandError:
+            return None
+
+    def files_at(self, commit: str, folder: str) -> list[str]:
+        """Files under ``folder`` as of ``commit`` (POSIX, relative to the repository root)."""
+        output = self._git("ls-tree", "-r", "--name-only", "-z", commit, "--", folder)
         return [path for path in output.split("\0") if path]
 
     # --- changes ------------------------------------------------------------------------------

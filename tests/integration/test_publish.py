@@ -14,8 +14,8 @@ import pytest
 from backupd.config import load_config
 from backupd.dataarts.simulator import Simulator
 from backupd.runner import RunReport, run
-from tests.e2e.test_cli import backupd
 from tests.gitserver import GitDaemon, bare_repository
+from tests.helpers import backupd_cli as backupd
 from tests.helpers import git, make_config, workspace_id
 
 DAY1 = datetime(2026, 11, 29, 3, 0, 12, tzinfo=UTC)
@@ -103,6 +103,8 @@ def test_every_tags_each_run_that_committed_and_names_stay_unique(
     assert snapshot(config_path, DAY1 + timedelta(seconds=30)).tag == "snapshot/2026-11-29T0300Z-2"
     assert tags(repo)["snapshot/2026-11-29T0300Z-2"] == head(repo)
     assert len(tags(repo)) == 2
+    newest = backupd("log", "-n", "1", "-c", str(config_path)).stdout
+    assert newest.rstrip().endswith("[snapshot/2026-11-29T0300Z-2]")
 
 
 def test_tags_none_creates_no_tag(tmp_path: Path, simulator: Simulator, workspace: str) -> None:
