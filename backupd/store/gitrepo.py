@@ -26,9 +26,10 @@ LOCK_FILE = "backupd.lock"
 REPOSITORY_README = """\
 # DataArts Studio backup (managed by backupd)
 
-This repository is written by [backupd](https://pypi.org/project/backupd/): every commit is
-a snapshot of the DataArts Factory jobs and scripts of one workspace, exactly as the
-service held them at that moment. Do not commit here by hand.
+This repository is written by [backupd](https://pypi.org/project/backupd/): every commit
+records the DataArts Factory jobs and scripts of one workspace, exactly as the service held
+them at that moment (a snapshot split into one commit per DataArts user is complete at its
+last commit). Tags `snapshot/<UTC time>` mark restore points. Do not commit here by hand.
 
 Layout:
 
