@@ -107,8 +107,8 @@ def _render_fields(cls: Any, indent: int, *, first_prefix: str = "") -> list[str
             typing.get_args(tp)[0]
         ):  # a list of scalars, shown in flow style
             lines += _comment(doc, indent)
-            shown = spec.default if has_default else example
-            lines.append(f"{lead}{spec.name}: {_scalar(list(shown or ()))}")
+            items: Any = spec.default if has_default else example
+            lines.append(f"{lead}{spec.name}: {_scalar(list(items or ()))}")
         elif typing.get_origin(tp) is tuple:
             (item,) = typing.get_args(tp)[:1]
             lines += _comment(doc, indent)

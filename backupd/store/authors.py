@@ -55,7 +55,10 @@ def attribute(changes: ChangeSet, editors: Mapping[str, str]) -> dict[str, str |
     users: dict[str, str | None] = {}
     for path in changes.paths:
         job = job_of(path)
-        users[path] = editors[job] if job in saved and path not in changes.removed else None
+        if job is not None and job in saved and path not in changes.removed:
+            users[path] = editors[job]
+        else:
+            users[path] = None
     return users
 
 

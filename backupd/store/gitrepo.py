@@ -207,7 +207,10 @@ class GitRepo:
         options = [f"--max-count={max_count}"] if max_count else []
         if diff_filter:
             options.append(f"--diff-filter={diff_filter}")
-        output = self._git("log", "-z", f"--format={_LOG_FORMAT}", *options, revision, "--", *paths)
+        literal = [f":(literal){path}" for path in paths]  # job names are not patterns
+        output = self._git(
+            "log", "-z", f"--format={_LOG_FORMAT}", *options, revision, "--", *literal
+        )
         return [_commit_info(record) for record in output.split("\0") if record.strip()]
 
     def commit_info(self, commit: str) -> CommitInfo:
@@ -228,7 +231,8 @@ class GitRepo:
 
     def files_at(self, commit: str, folder: str) -> list[str]:
         """Files under ``folder`` as of ``commit`` (POSIX, relative to the repository root)."""
-        output = self._git("ls-tree", "-r", "--name-only", "-z", commit, "--", folder)
+        literal = f":(literal){folder}"
+        output = self._git("ls-tree", "-r", "--name-only", "-z", commit, "--", literal)
         return [path for path in output.split("\0") if path]
 
     # --- changes ------------------------------------------------------------------------------
