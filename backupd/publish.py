@@ -80,21 +80,27 @@ def push_snapshots(repo: GitRepo, config: Config) -> PushResult:
     remote = config.remote
     if remote is None:
         raise ConfigError("remote", "no remote is configured")
-    key = ssh_key_path(remote)
-    shown = redact_url(remote.url)
-    if key is not None and not key.is_file():
-        result = PushResult(False, shown, error=f"SSH key {key} does not exist or is no file")
-    else:
-        remote_branch = remote.branch or config.repository.branch
-        output = repo.push(
-            remote.url,
-            refspecs(config.repository.branch, remote_branch),
-            environment=push_environment(os.environ, key, remote.timeout),
-            timeout=remote.timeout,
-        )
-        result = interpret(output, remote.url, remote_branch, remote.timeout)
+    result = _push(repo, remote, config.repository.branch)
     if result.ok:
-        log(logger, "push.done", remote=shown, updated=len(result.updated))
+        log(logger, "push.done", remote=result.remote, updated=len(result.updated))
     else:
-        log(logger, "push.failed", level=logging.WARNING, remote=shown, error=result.error)
+        log(logger, "push.failed", level=logging.WARNING, remote=result.remote, error=result.error)
     return result
+
+
+def _push(repo: GitRepo, remote: RemoteConfig, branch: str) -> PushResult:
+    shown = redact_url(remote.url)
+    try:
+        key = ssh_key_path(remote)
+    except CredentialError as error:  # the snapshot stands: a failed push like any other
+        return PushResult(False, shown, error=str(error))
+    if key is not None and not key.is_file():
+        return PushResult(False, shown, error=f"SSH key {key} does not exist or is no file")
+    remote_branch = remote.branch or branch
+    output = repo.push(
+        remote.url,
+        refspecs(branch, remote_branch),
+        environment=push_environment(os.environ, key, remote.timeout),
+        timeout=remote.timeout,
+    )
+    return interpret(output, remote.url, remote_branch, remote.timeout)

@@ -112,8 +112,11 @@ def run(
     client_factory: ClientFactory = make_client,
     clock: Callable[[], datetime] = utc_now,
 ) -> RunReport:
-    """Snapshot the configured workspaces (``only``: labels or folder names) into the repo,
-    tag the restore point, then push outside the lock (a push may wait on the network)."""
+    """Snapshot the configured workspaces, tag the restore point, push to the remote.
+
+    ``only``: labels or folder names. The push runs outside the lock: it may wait on the
+    network, and its failure is part of the report, never an exception.
+    """
     identity = Identity(config.repository.author.name, config.repository.author.email)
     with GitRepo.open(config.repository.path, branch=config.repository.branch) as repo:
         with repository_lock(repo):

@@ -243,3 +243,27 @@ def test_backupd_push_pushes_now_after_a_failed_push(
     assert tags(remote) == tags(tmp_path / "repo") and len(tags(remote)) == 1
     again = backupd("push", "-c", str(config_path))
     assert again.returncode == 0 and "already up to date" in again.stdout
+
+
+def test_ssh_push_problems_are_reported_without_prompting(
+    tmp_path: Path, simulator: Simulator, workspace: str
+) -> None:
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    url = f"ssh://git@127.0.0.1:{closed.getsockname()[1]}/backup.git"
+    closed.close()
+    key = tmp_path / "push_key"
+    config_path = setup(tmp_path, simulator, workspace, url=url, ssh_key_file=str(key))
+
+    missing = snapshot(config_path, DAY1).push
+    assert missing is not None and not missing.ok
+    assert missing.error == f"SSH key {key} does not exist or is no file"
+
+    key.write_text("not really a key\n")
+    key.chmod(0o600)
+    edit(simulator, workspace)
+    refused = snapshot(config_path, DAY1 + timedelta(hours=1))
+
+    assert refused.results[0].commit is not None
+    assert refused.push is not None and not refused.push.ok
+    assert "Connection refused" in (refused.push.error or "")
