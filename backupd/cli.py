@@ -57,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
         )
 
     snapshot = commands.add_parser(
-        "snapshot", help="snapshot every configured workspace once, then exit"
+        "snapshot",
+        help="snapshot every configured workspace once (then tag and push, as configured)",
     )
     with_config(snapshot)
     snapshot.add_argument(
