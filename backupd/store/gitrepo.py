@@ -6,9 +6,10 @@ import contextlib
 import fcntl
 import logging
 import os
+import signal
 import subprocess
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,9 +26,10 @@ LOCK_FILE = "backupd.lock"
 REPOSITORY_README = """\
 # DataArts Studio backup (managed by backupd)
 
-This repository is written by [backupd](https://pypi.org/project/backupd/): every commit is
-a snapshot of the DataArts Factory jobs and scripts of one workspace, exactly as the
-service held them at that moment. Do not commit here by hand.
+This repository is written by [backupd](https://pypi.org/project/backupd/): every commit
+records the DataArts Factory jobs and scripts of one workspace, exactly as the service held
+them at that moment (a snapshot split into one commit per DataArts user is complete at its
+last commit). Tags `snapshot/<UTC time>` mark restore points. Do not commit here by hand.
 
 Layout:
 
@@ -53,16 +55,36 @@ class Identity:
 
 
 @dataclass(frozen=True)
-class CommitInfo:
-    sha: str
-    time: datetime  # committer date, UTC: when the snapshot was recorded
-    subject: str
-
-
-@dataclass(frozen=True)
 class TagInfo:
     name: str  # without refs/tags/
     commit: str  # the commit it points at (peeled)
+    created: datetime | None = None  # tagger date; None for a lightweight tag
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    sha: str
+    time: datetime  # committer date (UTC): when backupd recorded the snapshot
+    author: str  # "Name <email>"
+    subject: str
+    tags: tuple[str, ...] = ()
+
+
+# Fields separated by 0x1f; -z ends each record with NUL (subjects hold neither).
+_LOG_FORMAT = "%H%x1f%ct%x1f%an <%ae>%x1f%s%x1f%D"
+
+
+def _commit_info(record: str) -> CommitInfo:
+    sha, when, author, subject, refs = record.strip("\n").split("\x1f")
+    tags = tuple(ref.removeprefix("tag: ") for ref in refs.split(", ") if ref.startswith("tag: "))
+    return CommitInfo(sha, datetime.fromtimestamp(int(when), UTC), author, subject, tags)
+
+
+@dataclass(frozen=True)
+class PushOutput:
+    returncode: int | None  # None: killed after the timeout
+    stdout: str
+    stderr: str
 
 
 class GitRepo:
@@ -95,13 +117,16 @@ class GitRepo:
 
     @classmethod
     def open_existing(cls, path: Path, *, branch: str) -> GitRepo:
-        """Open an existing repository for reading only: nothing is created or configured."""
-        if not (path / ".git").exists():
-            raise RepoError(f"{path} is not a backupd git repository (no .git)")
+        """Open a repository that backupd already wrote to, for reading or pushing only."""
         try:
-            return cls(git.Repo(path), branch)
-        except git.GitError as error:
-            raise RepoError(f"cannot open git repository {path}: {error}") from None
+            repo = git.Repo(path)
+        except (git.GitError, OSError):
+            raise RepoError(f"{path} is not a backupd repository (no snapshot yet?)") from None
+        instance = cls(repo, branch)
+        if not instance.has_commits():
+            instance.close()
+            raise RepoError(f"{path} holds no snapshot yet")
+        return instance
 
     def prepare(self, identity: Identity) -> None:
         """First commit (a README) on a new repository, and the snapshot branch checked out.
@@ -179,10 +204,6 @@ class GitRepo:
             return None
         return output.strip() or None
 
-    def commit_info(self, rev: str) -> CommitInfo:
-        output = self._git("log", "-1", "--no-walk", "--format=%H%x00%ct%x00%s", rev, "--")
-        return _commit_info(output.strip("\n"))
-
     def commit_at(self, ref: str, moment: datetime) -> str | None:
         """The commit ``ref`` pointed at at ``moment``: its newest first-parent commit not after."""
         epoch = int(moment.timestamp())
@@ -191,29 +212,12 @@ class GitRepo:
 
     def history(self, ref: str, folder: str | None = None) -> list[CommitInfo]:
         """First-parent commits of ``ref`` (touching ``folder``, if given), newest first."""
-        args = ["log", "--first-parent", "--format=%H%x00%ct%x00%s", ref, "--"]
-        if folder is not None:
-            args.append(folder)
-        output = self._git(*args)
-        return [_commit_info(line) for line in output.splitlines() if line]
+        return self.log(ref, [folder] if folder is not None else [], first_parent=True)
 
     def last_commit_touching(self, rev: str, folder: str) -> str | None:
         """The newest commit reachable from ``rev`` that changed ``folder``."""
         output = self._git("rev-list", "-1", "--first-parent", rev, "--", folder)
         return output.strip() or None
-
-    def tags(self, pattern: str) -> list[TagInfo]:
-        """Tags matching ``pattern`` (e.g. 'snapshot/*'), peeled to their commits, by name."""
-        output = self._git(
-            "for-each-ref",
-            "--format=%(refname:strip=2)%00%(objectname)%00%(*objectname)",
-            f"refs/tags/{pattern}",
-        )
-        tags: list[TagInfo] = []
-        for line in output.splitlines():
-            name, target, peeled = line.split("\0")
-            tags.append(TagInfo(name, peeled or target))
-        return tags
 
     def folder_exists(self, rev: str, folder: str) -> bool:
         try:
@@ -224,7 +228,8 @@ class GitRepo:
 
     def list_files(self, rev: str, folder: str) -> dict[str, str]:
         """Blob ids of every file under ``folder`` at ``rev``: path relative to the folder → oid."""
-        output = self._git("ls-tree", "-r", "-z", "--full-tree", rev, "--", folder)
+        literal = f":(literal){folder}"  # job and workspace names are not patterns
+        output = self._git("ls-tree", "-r", "-z", "--full-tree", rev, "--", literal)
         prefix = folder.rstrip("/") + "/"
         files: dict[str, str] = {}
         for record in output.split("\0"):
@@ -261,6 +266,43 @@ class GitRepo:
             blobs[oid] = data[end + 1 : end + 1 + size]
             position = end + 1 + size + 1  # content is followed by a newline
         return blobs
+
+    def log(
+        self,
+        revision: str,
+        paths: Sequence[str],
+        *,
+        max_count: int | None = None,
+        diff_filter: str | None = None,
+        first_parent: bool = False,
+    ) -> list[CommitInfo]:
+        """Commits on ``revision`` touching ``paths``, newest first (``git log -- paths``)."""
+        options = [f"--max-count={max_count}"] if max_count else []
+        if first_parent:
+            options.append("--first-parent")
+        if diff_filter:
+            options.append(f"--diff-filter={diff_filter}")
+        literal = [f":(literal){path}" for path in paths]  # job names are not patterns
+        output = self._git(
+            "log", "-z", f"--format={_LOG_FORMAT}", *options, revision, "--", *literal
+        )
+        return [_commit_info(record) for record in output.split("\0") if record.strip()]
+
+    def commit_info(self, commit: str) -> CommitInfo:
+        return _commit_info(self._git("log", "-1", f"--format={_LOG_FORMAT}", commit, "--"))
+
+    def read_file(self, commit: str, path: str) -> bytes | None:
+        """A file's bytes as of ``commit``, or None when it did not exist then."""
+        try:
+            return bytes(
+                self._repo.git.execute(
+                    ["git", "cat-file", "blob", f"{commit}:{path}"],
+                    stdout_as_string=False,
+                    strip_newline_in_stdout=False,
+                )
+            )
+        except git.GitCommandError:
+            return None
 
     # --- changes ------------------------------------------------------------------------------
 
@@ -300,6 +342,73 @@ class GitRepo:
             self._git("commit", "-q", "--no-verify", "--cleanup=verbatim", "-F", message_file.name)
         return self._repo.head.commit.hexsha
 
+    # --- tags -------------------------------------------------------------------------------
+
+    def tags(self, prefix: str) -> list[TagInfo]:
+        """Annotated tags under ``refs/tags/<prefix>``, newest tagger date first."""
+        output = self._git(
+            "for-each-ref",
+            "--sort=-taggerdate",
+            "--format=%(refname:strip=2)%00%(taggerdate:unix)%00%(*objectname)%00%(objectname)",
+            f"refs/tags/{prefix.rstrip('/')}",
+        )
+        tags = []
+        for line in output.splitlines():
+            name, when, peeled, target = line.split("\0")
+            created = datetime.fromtimestamp(int(when), UTC) if when else None
+            tags.append(TagInfo(name, peeled or target, created))
+        return tags
+
+    def create_tag(self, name: str, message: str, *, tagger: Identity, when: datetime) -> None:
+        """An annotated tag on HEAD, dated ``when`` (the tagger date is the snapshot time)."""
+        environment = {
+            "GIT_COMMITTER_NAME": tagger.name,
+            "GIT_COMMITTER_EMAIL": tagger.email,
+            "GIT_COMMITTER_DATE": f"{int(when.timestamp())} +0000",
+        }
+        with (
+            tempfile.NamedTemporaryFile("w", encoding="utf-8", suffix=".txt") as message_file,
+            self._repo.git.custom_environment(**environment),
+        ):
+            message_file.write(message)
+            message_file.flush()
+            self._git("tag", "-a", "--cleanup=verbatim", "-F", message_file.name, name, "HEAD")
+
+    # --- remote -------------------------------------------------------------------------------
+
+    def push(
+        self,
+        url: str,
+        refspecs: Sequence[str],
+        *,
+        environment: Mapping[str, str],
+        timeout: float,
+    ) -> PushOutput:
+        """``git push --porcelain --atomic``; never raises for a failed or timed-out push.
+
+        git runs in its own session so that a timeout kills it together with ssh (killing
+        git alone would leave ssh holding the pipes open).
+        """
+        command = ["git", "-C", str(self.path), "push", "--porcelain", "--atomic", url]
+        with subprocess.Popen(
+            [*command, *refspecs],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=dict(environment),
+            text=True,
+            errors="replace",
+            start_new_session=True,
+        ) as process:
+            try:
+                stdout, stderr = process.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                stdout, stderr = process.communicate()
+                return PushOutput(None, stdout, stderr)
+        return PushOutput(process.returncode, stdout, stderr)
+
     # --- plumbing -----------------------------------------------------------------------------
 
     def _git(self, *args: str) -> str:
@@ -308,11 +417,6 @@ class GitRepo:
         except git.GitCommandError as error:
             detail = (error.stderr or "").strip().replace("\n", " ")[:500]
             raise RepoError(f"git {args[0]} failed in {self.path}: {detail}") from None
-
-
-def _commit_info(line: str) -> CommitInfo:
-    sha, seconds, subject = line.split("\0", 2)
-    return CommitInfo(sha, datetime.fromtimestamp(int(seconds), tz=UTC), subject)
 
 
 @contextlib.contextmanager
