@@ -39,6 +39,8 @@ def _scalar(value: Any) -> str:
         value = str(value)
     if isinstance(value, Secret):
         value = "${SECRET}"
+    if isinstance(value, tuple):
+        value = list(value)
     text = yaml.safe_dump(value, default_flow_style=True, allow_unicode=True).strip()
     return text.removesuffix("\n...").removesuffix("...").strip()
 
@@ -67,7 +69,16 @@ def _render_fields(cls: Any, indent: int, *, first_prefix: str = "") -> list[str
         example = spec.metadata.get("example")
         has_default = spec.default is not dataclasses.MISSING
         tp = members[0]
-        if typing.get_origin(tp) is Literal:
+        keywords = [m for m in members[1:] if typing.get_origin(m) is Literal]
+        if keywords and typing.get_origin(tp) is tuple:  # a list, or a keyword such as 'all'
+            (item,) = typing.get_args(tp)[:1]
+            lines += _comment(doc, indent)
+            lines.append(f"{lead}{spec.name}:")
+            lines += _render_fields(item, indent + 4, first_prefix=f"{pad}  - ")
+            for keyword in keywords:
+                lines.append(f"{pad}# … or:")
+                lines.append(f"{pad}# {spec.name}: {_scalar(typing.get_args(keyword)[0])}")
+        elif typing.get_origin(tp) is Literal:
             lines += _comment(doc, indent)
             lines.append(f"{lead}{spec.name}: {_scalar(typing.get_args(tp)[0])}")
         elif len(members) > 1:  # a choice of mappings, told apart by 'type'
@@ -85,14 +96,14 @@ def _render_fields(cls: Any, indent: int, *, first_prefix: str = "") -> list[str
             lines += _comment(doc, indent)
             lines.append(f"{lead}{spec.name}:")
             lines += _render_fields(tp, indent + 2)
-        elif typing.get_origin(tp) is tuple:
+        elif typing.get_origin(tp) is tuple and dataclasses.is_dataclass(typing.get_args(tp)[0]):
             (item,) = typing.get_args(tp)[:1]
             lines += _comment(doc, indent)
             lines.append(f"{lead}{spec.name}:")
             lines += _render_fields(item, indent + 4, first_prefix=f"{pad}  - ")
         else:
             lines += _comment(doc, indent)
-            if has_default and spec.default is not None:
+            if has_default and spec.default not in (None, ()):
                 lines.append(f"{lead}{spec.name}: {_scalar(spec.default)}")
             elif spec.metadata.get("sample") and example is not None:
                 lines.append(f"{lead}{spec.name}: {_scalar(example)}")
