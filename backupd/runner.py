@@ -1,6 +1,7 @@
 """Snapshot every configured workspace: config → repository → per source client → workspaces.
 
-Each workspace is isolated: one failing never stops the others (borgmatic's rule).
+Each workspace is isolated: one failing never stops the others (borgmatic's rule). Sources
+with ``workspaces: all`` discover their workspaces first, at every run (discovery.py).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from backupd.config import Config, SourceConfig
 from backupd.credentials import read_secret
 from backupd.dataarts.auth import StaticTokenAuth
 from backupd.dataarts.client import ClientSettings, DataArtsClient
+from backupd.discovery import ALL_FOLDERS, sync_workspaces
 from backupd.snapshot import SnapshotOptions, SnapshotResult, WorkspaceTarget, snapshot_workspace
 from backupd.store.archive import ArchiveLimits
 from backupd.store.gitrepo import GitRepo, Identity, repository_lock
@@ -39,6 +41,7 @@ def make_client(source: SourceConfig) -> DataArtsClient:
         timeout=source.timeout,
         requests_per_second=source.requests_per_second,
         exports_per_second=source.exports_per_second,
+        management_endpoint=source.management_api_endpoint if source.discovers else None,
     )
     return DataArtsClient(settings, auth)
 
@@ -61,10 +64,19 @@ def snapshot_options(
 
 
 def targets(source: SourceConfig) -> list[WorkspaceTarget]:
+    """The configured workspaces; empty for 'workspaces: all' (run_snapshots discovers those)."""
     return [
         WorkspaceTarget(source=source.name, workspace_id=w.id, folder=w.folder)
-        for w in source.workspaces
+        for w in source.listed_workspaces
     ]
+
+
+def _concerns(source: SourceConfig, wanted: set[str]) -> bool:
+    """Could ``only`` name a workspace of this source (whose folders are not known yet)?"""
+    return not wanted or any(
+        item == source.name or item.startswith(f"{source.name}/") or "/" not in item
+        for item in wanted
+    )
 
 
 def run_snapshots(
@@ -74,7 +86,12 @@ def run_snapshots(
     allow_mass_delete: bool = False,
     client_factory: ClientFactory = make_client,
 ) -> list[SnapshotResult]:
-    """Snapshot the configured workspaces (``only``: labels or folder names) into the repo."""
+    """Snapshot the configured workspaces into the repo.
+
+    ``only``: labels ('source/folder'), folder names or source names. The results include a
+    ``gone`` result for each discovered workspace DataArts no longer lists, and a failed
+    ``<source>/*`` result when discovering a source's workspaces failed.
+    """
     wanted = set(only)
     identity = Identity(config.repository.author.name, config.repository.author.email)
     results: list[SnapshotResult] = []
@@ -84,14 +101,43 @@ def run_snapshots(
         )
         stack.enter_context(repository_lock(repo))
         repo.prepare(identity)
+
+        def is_wanted(target: WorkspaceTarget) -> bool:
+            return not wanted or bool({target.label, target.folder, target.source} & wanted)
+
         for source in config.sources:
-            chosen = [
-                t for t in targets(source) if not wanted or t.label in wanted or t.folder in wanted
-            ]
+            if source.discovers:
+                if _concerns(source, wanted):
+                    results += _snapshot_discovered(
+                        config, source, repo, identity, is_wanted, allow_mass_delete, client_factory
+                    )
+                continue
+            chosen = [t for t in targets(source) if is_wanted(t)]
             if not chosen:
                 continue
             options = snapshot_options(config, source, allow_mass_delete=allow_mass_delete)
             with client_factory(source) as client:
                 for target in chosen:
                     results.append(snapshot_workspace(client, repo, target, options, identity))
+    return results
+
+
+def _snapshot_discovered(
+    config: Config,
+    source: SourceConfig,
+    repo: GitRepo,
+    identity: Identity,
+    is_wanted: Callable[[WorkspaceTarget], bool],
+    allow_mass_delete: bool,
+    client_factory: ClientFactory,
+) -> list[SnapshotResult]:
+    options = snapshot_options(config, source, allow_mass_delete=allow_mass_delete)
+    with client_factory(source) as client:
+        found = sync_workspaces(client, repo, source, identity)
+        results = [
+            r for r in found.reports if r.target.folder == ALL_FOLDERS or is_wanted(r.target)
+        ]
+        for target in found.targets:
+            if is_wanted(target):
+                results.append(snapshot_workspace(client, repo, target, options, identity))
     return results

@@ -79,6 +79,10 @@ def expected_tree(simulator: Simulator, wid: str) -> dict[str, bytes]:
     return tree
 
 
+def discover_all(simulator: Simulator, **options: Any) -> dict[str, Any]:
+    """``extra_source`` for make_config: 'workspaces: all' against the simulator."""
+    return {"workspaces": "all", "management_endpoint": simulator.url, **options}
+
 
 def read_tree(folder: Path) -> dict[str, bytes]:
     """Every file under folder except backupd's own metadata."""
