@@ -24,8 +24,8 @@ REPOSITORY_README = """\
 # DataArts Studio backup (managed by backupd)
 
 This repository is written by [backupd](https://pypi.org/project/backupd/): every commit is
-a snapshot of the DataArts Factory jobs and scripts of one workspace, exactly as the
-service held them at that moment. Do not commit here by hand.
+a snapshot of the DataArts Factory jobs, scripts and resource definitions of one workspace,
+exactly as the service held them at that moment. Do not commit here by hand.
 
 Layout:
 
@@ -33,7 +33,10 @@ Layout:
     <source>/<workspace>/jobs/<job>/<script>.script    scripts the job uses, as exported
     <source>/<workspace>/jobs/<job>/<script>.sql|.sh|.py   readable view of a script body
     <source>/<workspace>/scripts/<script>.script       every script of the workspace (+ views)
+    <source>/<workspace>/resources/<name>.resource     every resource definition (not the
+                                                       OBS file it points to)
     <source>/<workspace>/.backupd/index.json           job metadata used by backupd
+    <source>/.backupd/workspaces.json                  discovered workspaces: id -> folder, name
 
 Review history with `git log -p -- <source>/<workspace>/jobs/<job>`. The `.sql`, `.sh` and
 `.py` views are derived from the `.script` files and are not part of a restore.
