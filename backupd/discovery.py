@@ -11,7 +11,7 @@ history also tells when a workspace appeared, was renamed or disappeared.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -102,13 +102,21 @@ def filter_reason(
 
 
 def plan_discovery(
-    source: SourceConfig, instance_id: str, listed: Sequence[WorkspaceInfo], previous: WorkspaceMap
+    source: SourceConfig,
+    instance_id: str,
+    listed: Sequence[WorkspaceInfo],
+    previous: WorkspaceMap,
+    existing_folders: Collection[str] = (),
 ) -> Discovery:
-    """Reconcile a workspace listing with the map from the previous snapshot."""
+    """Reconcile a workspace listing with the map from the previous snapshot.
+
+    ``existing_folders``: the source's folders in the repository. Only mapped folders are
+    taken: an unmapped folder left by an explicit workspace list before the switch to 'all'
+    is taken over by the workspace it is named after (its id, else its name), so its
+    history goes on.
+    """
     known = previous.by_id
     entries: dict[str, MappedWorkspace] = dict(known)
-    # Only mapped folders are taken: an unmapped folder of the same name (left by an
-    # explicit workspace list before the switch to 'all') is taken over, so history goes on.
     taken = {w.folder for w in previous.workspaces}
     found: list[DiscoveredWorkspace] = []
     for workspace in listed:
@@ -122,7 +130,11 @@ def plan_discovery(
                     DiscoveredWorkspace(workspace.id, workspace.name, "new", False, reason, None)
                 )
                 continue
-            folder = allocate_folder(workspace.name, workspace.id, taken)
+            taken_ids = {folder.casefold() for folder in taken}
+            if workspace.id in existing_folders and workspace.id.casefold() not in taken_ids:
+                folder = workspace.id  # named by its id: unambiguously this workspace's
+            else:
+                folder = allocate_folder(workspace.name, workspace.id, taken)
             taken.add(folder)
             entries[workspace.id] = MappedWorkspace(
                 workspace.id, folder, workspace.name, workspace.instance_id
@@ -220,7 +232,12 @@ def choose_instance(client: DataArtsClient, source: SourceConfig) -> str:
     )
 
 
-def discover(client: DataArtsClient, source: SourceConfig, previous: WorkspaceMap) -> Discovery:
+def discover(
+    client: DataArtsClient,
+    source: SourceConfig,
+    previous: WorkspaceMap,
+    existing_folders: Collection[str] = (),
+) -> Discovery:
     """List the instance's workspaces and reconcile them with ``previous``."""
     instance_id = choose_instance(client, source)
     listed = client.list_workspaces(instance_id)
@@ -231,7 +248,7 @@ def discover(client: DataArtsClient, source: SourceConfig, previous: WorkspaceMa
             f"{source.name}: instance {instance_id} listed no workspaces, but "
             f"{len(present)} were backed up before; refusing to report them all gone"
         )
-    return plan_discovery(source, instance_id, listed, previous)
+    return plan_discovery(source, instance_id, listed, previous, existing_folders)
 
 
 # --- the repository ---------------------------------------------------------------------------
@@ -249,9 +266,19 @@ def read_map(source_dir: Path) -> WorkspaceMap:
         raise RepoError(f"{path} is not a workspace map ({error}); fix or remove it") from None
 
 
+def folders_of(source_dir: Path) -> frozenset[str]:
+    """The workspace folders of a source in the working tree (dot-folders are not)."""
+    if not source_dir.is_dir():
+        return frozenset()
+    return frozenset(
+        p.name for p in source_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
+    )
+
+
 def preview(client: DataArtsClient, repository: Path, source: SourceConfig) -> Discovery:
     """What discovery finds now, against the map in the working tree; changes nothing."""
-    return discover(client, source, read_map(repository / source.name))
+    source_dir = repository / source.name
+    return discover(client, source, read_map(source_dir), folders_of(source_dir))
 
 
 def sync_workspaces(
@@ -269,7 +296,7 @@ def sync_workspaces(
     except (BackupdError, OSError) as error:
         return _failed(source, error, [])
     try:
-        discovery = discover(client, source, previous)
+        discovery = discover(client, source, previous, folders_of(repo.path / source.name))
         _record(repo, source, previous, discovery, identity)
     except (BackupdError, OSError) as error:
         fallback = [

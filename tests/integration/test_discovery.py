@@ -204,3 +204,25 @@ def test_an_empty_workspace_list_is_not_taken_for_every_workspace_gone(
     assert "listed no workspaces" in (results["prod/*"].error or "")
     assert workspace_map(repo) == mapped
     assert (repo / "prod" / "sales" / "jobs").is_dir()
+
+
+def test_switching_a_source_from_a_list_to_all_continues_the_same_folders(
+    tmp_path: Path, simulator: Simulator
+) -> None:
+    add(simulator, SALES, "sales")
+    add(simulator, FINANCE, "finance")
+    listed = make_config(tmp_path, simulator, {"sales": SALES, FINANCE: FINANCE})
+    run_snapshots(load_config(listed))
+    repo = tmp_path / "repo"
+    before = commit_count(repo)
+
+    switched = make_config(tmp_path, simulator, {}, extra_source=discover_all(simulator))
+    results = run_snapshots(load_config(switched))
+
+    assert sorted(r.target.label for r in results) == [f"prod/{FINANCE}", "prod/sales"]
+    assert all(r.ok and r.commit is None for r in results)  # same content, same folders
+    assert commit_count(repo) == before + 1  # only the new workspaces.json
+    assert {w: e["folder"] for w, e in workspace_map(repo).items()} == {
+        SALES: "sales",
+        FINANCE: FINANCE,
+    }

@@ -114,6 +114,19 @@ def test_rename_keeps_the_folder_gone_keeps_it_reserved_and_return_restores_it()
     assert f"finance (id {B}) in prod/finance/" in message
 
 
+def test_switching_from_a_list_takes_over_folders_named_by_id_or_name() -> None:
+    existing = {A, "sales", "ops"}  # folders an explicit workspace list left behind
+    found = plan_discovery(
+        source(),
+        INSTANCE,
+        listed((A, "finance"), (B, "sales"), (C, "marketing")),
+        WorkspaceMap(),
+        existing_folders=existing,
+    )
+    folders = {w.id: w.folder for w in found.workspaces}
+    assert folders == {A: A, B: "sales", C: "marketing"}
+
+
 def test_excluding_a_backed_up_workspace_stops_it_but_keeps_its_folder() -> None:
     previous = WorkspaceMap().with_entries([MappedWorkspace(A, "tmp_a", "tmp_a", INSTANCE)])
     found = plan_discovery(source(exclude=["tmp_*"]), INSTANCE, listed((A, "tmp_a")), previous)
