@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="NAME",
-        help="only this workspace ('source/folder' or folder name; repeatable)",
+        help="only this workspace ('source/folder', folder name or source name; repeatable)",
     )
     snapshot.add_argument(
         "--allow-mass-delete",
@@ -220,6 +220,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="also print the job's scripts and their readable views (each after a "
         "'==> path <==' line)",
     )
+    workspaces = commands.add_parser(
+        "workspaces",
+        help="show the workspaces each source backs up: discovered or configured, included "
+        "or not and why (changes nothing)",
+    )
+    with_config(workspaces)
 
     config_command = commands.add_parser("config", help="generate or validate a config file")
     config_actions = config_command.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -370,6 +376,29 @@ def cmd_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_workspaces(args: argparse.Namespace) -> int:
+    from backupd.discovery import preview
+    from backupd.runner import make_client
+
+    config = load_config(args.config)
+    rows = [("SOURCE", "ID", "NAME", "FOLDER", "STATUS")]
+    for source in config.sources:
+        if not source.discovers:
+            rows += [
+                (source.name, w.id, w.name or "-", w.folder, "listed in config")
+                for w in source.listed_workspaces
+            ]
+            continue
+        with make_client(source) as client:
+            found = preview(client, config.repository.path, source)
+        rows += [(source.name, w.id, w.name, w.folder or "-", w.status) for w in found.workspaces]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        print("  ".join([*cells, row[4]]))  # noqa: T201
+    return EXIT_OK
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     if args.action == "generate":
         from backupd.config_doc import render_example
@@ -402,6 +431,7 @@ COMMANDS = {
     "push": cmd_push,
     "log": cmd_log,
     "show": cmd_show,
+    "workspaces": cmd_workspaces,
     "config": cmd_config,
     "demo": cmd_demo,
     "simulator": cmd_simulator,

@@ -116,6 +116,19 @@ def _obs_prefix(value: str) -> str | None:
     return None
 
 
+def _instance_id(value: str) -> str | None:
+    if not re.match(r"^[A-Za-z0-9_-]{1,64}$", value):
+        return f"{value!r} is not a DataArts Studio instance id (letters, digits, '-', '_')"
+    return None
+
+
+def _patterns(value: tuple[str, ...]) -> str | None:
+    for pattern in value:
+        if not pattern.strip():
+            return "patterns must not be empty"
+    return None
+
+
 def _credential_name(value: str) -> str | None:
     if not re.match(r"^[A-Za-z0-9_.@-]{1,255}$", value) or value in {".", ".."}:
         return f"{value!r} is not a valid systemd credential name"
@@ -446,7 +459,11 @@ class SourceConfig:
         example="fedcba9876543210fedcba9876543210",
     )
     auth: AuthConfig = option("How to authenticate to DataArts Studio.")
-    workspaces: tuple[WorkspaceConfig, ...] = option("Workspaces to back up.")
+    workspaces: tuple[WorkspaceConfig, ...] | Literal["all"] = option(
+        "Workspaces to back up: a list, or 'all' to discover every workspace of the DataArts "
+        "Studio instance at each snapshot (new ones are backed up from then on; folders of "
+        "vanished ones are kept)."
+    )
     region: str | None = option(
         "Region id; builds the endpoint https://dayu-dlf.<region>.myhuaweicloud.com.",
         None,
@@ -465,6 +482,35 @@ class SourceConfig:
         None,
         check=_existing_file,
         example="/etc/backupd/ca.pem",
+    )
+    management_endpoint: str | None = option(
+        "DataArts Studio management endpoint (instance and workspace lists, used by "
+        "'workspaces: all') overriding https://dayu.<region>.myhuaweicloud.com.",
+        None,
+        check=_url,
+        example="https://dayu.eu-de.otc.t-systems.com",
+    )
+    instance_id: str | None = option(
+        "With 'workspaces: all': the DataArts Studio instance whose workspaces are discovered "
+        "(default: the project's only effective instance; an error names them if there are "
+        "several).",
+        None,
+        check=_instance_id,
+        example="0d9e4b7a5c3f4e2a9b8c7d6e5f4a3b2c",
+    )
+    include: tuple[str, ...] = option(
+        "With 'workspaces: all': back up only workspaces whose name or id matches one of "
+        "these glob patterns (fnmatch, case-sensitive; default: all of them).",
+        (),
+        check=_patterns,
+        example=["sales*", "finance"],
+    )
+    exclude: tuple[str, ...] = option(
+        "With 'workspaces: all': skip workspaces whose name or id matches one of these glob "
+        "patterns (applied after include).",
+        (),
+        check=_patterns,
+        example=["tmp_*"],
     )
     export_depend: bool = option("Export the scripts and resources each job uses.", True)
     batch_size: int = option(
@@ -516,6 +562,22 @@ class SourceConfig:
             return self.restore.obs_endpoint.rstrip("/")
         return f"https://obs.{self.region}.myhuaweicloud.com"
 
+    @property
+    def discovers(self) -> bool:
+        """True when the workspaces are discovered ('workspaces: all'), not listed."""
+        return self.workspaces == "all"
+
+    @property
+    def listed_workspaces(self) -> tuple[WorkspaceConfig, ...]:
+        return () if isinstance(self.workspaces, str) else self.workspaces
+
+    @property
+    def management_api_endpoint(self) -> str:
+        # Instances and workspaces live on dayu.<region>, not on dayu-dlf (dlf-api.md §1.1).
+        if self.management_endpoint:
+            return self.management_endpoint.rstrip("/")
+        return f"https://dayu.{self.region}.myhuaweicloud.com"
+
 
 @dataclass(frozen=True)
 class LimitsConfig:
@@ -533,7 +595,8 @@ class SafetyConfig:
     max_delete_fraction: float = option(
         "Refuse a snapshot that would delete more than this fraction of a workspace's jobs "
         "(a listing glitch looks exactly like a mass deletion). An empty listing for a "
-        "workspace that holds jobs is always refused.",
+        "workspace that holds jobs is always refused. Resources are checked the same way, "
+        "on their own.",
         0.5,
         check=_between(0, 1),
     )
@@ -755,6 +818,9 @@ class _Loader:
                 raise ConfigError(key, "must not be empty")
             if len(options) == 1:
                 return self.value(options[0], raw, key)
+            keywords = [o for o in options if typing.get_origin(o) is Literal]
+            if keywords:
+                return self.list_or_keyword(options, keywords, raw, key)
             return self.tagged_union(options, raw, key)
         if raw is None:
             raise ConfigError(key, f"must be {_type_name(tp)}, got nothing")
@@ -811,6 +877,20 @@ class _Loader:
             raise TypeError(f"unsupported config type {tp!r}")
         shown = "a secret value" if tp is Secret else repr(raw)
         raise ConfigError(key, f"must be {_type_name(tp)}, got {shown}")
+
+    def list_or_keyword(self, options: list[Any], keywords: list[Any], raw: Any, key: str) -> Any:
+        """A value that is either a list or one keyword, e.g. ``workspaces: all``."""
+        allowed = [value for keyword in keywords for value in typing.get_args(keyword)]
+        others = [o for o in options if o not in keywords]
+        if isinstance(raw, str):
+            text = _interpolate(raw, key, self.environ)
+            if text in allowed:
+                return text
+        elif len(others) == 1 and not isinstance(raw, int | float | bool):
+            return self.value(others[0], raw, key)
+        words = " or ".join([*(repr(v) for v in allowed), *(_type_name(o) for o in others)])
+        shown = repr(raw) if isinstance(raw, str | int | float | bool) else type(raw).__name__
+        raise ConfigError(key, f"must be {words}, got {shown}")
 
     def tagged_union(self, options: list[Any], raw: Any, key: str) -> Any:
         if not isinstance(raw, dict):
@@ -876,10 +956,11 @@ def _validate_config(config: Config) -> None:
             )
         if source.restore.obs_bucket and not source.restore.obs_endpoint and not source.region:
             raise ConfigError(f"{key}.restore.obs_endpoint", "is required when region is not set")
+        _validate_discovery(source, key)
         if not source.workspaces:
             raise ConfigError(f"{key}.workspaces", "must list at least one workspace")
         folders: set[str] = set()
-        for j, workspace in enumerate(source.workspaces):
+        for j, workspace in enumerate(source.listed_workspaces):
             if workspace.folder in folders:
                 raise ConfigError(
                     f"{key}.workspaces[{j}]", f"folder {workspace.folder!r} is used twice"
@@ -893,6 +974,16 @@ def _validate_config(config: Config) -> None:
         staging = config.staging_dir.resolve()
         if staging == repo or staging.is_relative_to(repo):
             raise ConfigError("staging_dir", "must be outside the repository working tree")
+
+
+def _validate_discovery(source: SourceConfig, key: str) -> None:
+    if source.discovers:
+        if not source.region and not source.management_endpoint:
+            raise ConfigError(key, "'workspaces: all' needs 'region' or 'management_endpoint'")
+        return
+    for name in ("instance_id", "include", "exclude"):
+        if getattr(source, name):
+            raise ConfigError(f"{key}.{name}", "only applies with 'workspaces: all'")
 
 
 def _parse(data: Any, base_dir: Path, environ: Mapping[str, str] | None) -> tuple[Config, _Loader]:

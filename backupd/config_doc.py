@@ -40,6 +40,8 @@ def _scalar(value: Any) -> str:
         value = str(value)
     if isinstance(value, Secret):
         value = "${SECRET}"
+    if isinstance(value, tuple):
+        value = list(value)
     text = yaml.safe_dump(value, default_flow_style=True, allow_unicode=True).strip()
     return text.removesuffix("\n...").removesuffix("...").strip()
 
@@ -99,7 +101,16 @@ def _render_fields(cls: Any, indent: int, *, first_prefix: str = "") -> list[str
         example = spec.metadata.get("example")
         has_default = spec.default is not dataclasses.MISSING
         tp = members[0]
-        if typing.get_origin(tp) is Literal:
+        keywords = [m for m in members[1:] if typing.get_origin(m) is Literal]
+        if keywords and typing.get_origin(tp) is tuple:  # a list, or a keyword such as 'all'
+            (item,) = typing.get_args(tp)[:1]
+            lines += _comment(doc, indent)
+            lines.append(f"{lead}{spec.name}:")
+            lines += _render_fields(item, indent + 4, first_prefix=f"{pad}  - ")
+            for keyword in keywords:
+                lines.append(f"{pad}# … or:")
+                lines.append(f"{pad}# {spec.name}: {_scalar(typing.get_args(keyword)[0])}")
+        elif typing.get_origin(tp) is Literal:
             lines += _comment(doc, indent)
             shown = spec.default if has_default else typing.get_args(tp)[0]
             lines.append(f"{lead}{spec.name}: {_scalar(shown)}")
@@ -131,8 +142,12 @@ def _render_fields(cls: Any, indent: int, *, first_prefix: str = "") -> list[str
             typing.get_args(tp)[0]
         ):  # a list of scalars, shown in flow style
             lines += _comment(doc, indent)
-            items: Any = spec.default if has_default else example
-            lines.append(f"{lead}{spec.name}: {_scalar(list(items or ()))}")
+            if has_default and not spec.default and example:
+                # Empty by default: show what a value looks like, commented out.
+                lines.append(f"{lead}# {spec.name}: {_scalar(list(example))}")
+            else:
+                items: Any = spec.default if has_default else example
+                lines.append(f"{lead}{spec.name}: {_scalar(list(items or ()))}")
         elif typing.get_origin(tp) is tuple:
             (item,) = typing.get_args(tp)[:1]
             lines += _comment(doc, indent)
@@ -140,7 +155,7 @@ def _render_fields(cls: Any, indent: int, *, first_prefix: str = "") -> list[str
             lines += _render_fields(item, indent + 4, first_prefix=f"{pad}  - ")
         else:
             lines += _comment(doc, indent)
-            if has_default and spec.default is not None:
+            if has_default and spec.default not in (None, ()):
                 lines.append(f"{lead}{spec.name}: {_scalar(spec.default)}")
             elif spec.metadata.get("sample") and example is not None:
                 lines.append(f"{lead}{spec.name}: {_scalar(example)}")

@@ -1,7 +1,7 @@
 """`backupd demo`: the whole cycle against the built-in simulator, in one folder.
 
-Starts the simulator, writes a real config file, snapshots two workspaces, changes a few jobs
-and a shared script, snapshots again and prints the resulting git history.
+Starts the simulator, writes a real config file, snapshots two workspaces, changes a few jobs,
+a shared script and a resource, snapshots again and prints the resulting git history.
 """
 
 from __future__ import annotations
@@ -50,7 +50,10 @@ def _report(results: list[SnapshotResult]) -> None:
         if not result.ok:
             raise UserError(f"demo snapshot of {result.target.label} failed: {result.error}")
         commit = result.commit[:10] if result.commit else "no commit (nothing changed)"
-        _say(f"  {result.target.label}: {result.jobs} jobs, {result.scripts} scripts -> {commit}")
+        _say(
+            f"  {result.target.label}: {result.jobs} jobs, {result.scripts} scripts, "
+            f"{result.resources} resources -> {commit}"
+        )
 
 
 def run_demo(directory: Path) -> None:
@@ -60,7 +63,7 @@ def run_demo(directory: Path) -> None:
     with Simulator() as simulator:
         for name, workspace_id in WORKSPACES.items():
             simulator.add_workspace(workspace_id, name)
-            simulator.populate(workspace_id, 30)
+            simulator.populate(workspace_id, 30, resources=3)
         # The simulator checks AK/SK signatures like the real gateway; the SK stays in a 0600
         # file, never in the config.
         sk_file = directory / "secret-key"
@@ -97,8 +100,10 @@ def run_demo(directory: Path) -> None:
             simulator.set_script(
                 sales, shared, "-- edited by the demo\nSELECT 1;\n", script_type=script_type
             )
+        resource = sorted(simulator.resources(sales))[0]
+        simulator.modify_resource(sales, resource)  # points at a new version of its jar/file
         _say(
-            "Changed in 'sales': 2 jobs edited, 1 deleted, 1 added"
+            f"Changed in 'sales': 2 jobs edited, 1 deleted, 1 added, resource {resource!r} edited"
             + (f", shared script {shared!r} edited" if shared else "")
         )
         _say("Second snapshot:")

@@ -2,7 +2,8 @@
 
 Each workspace is isolated: one failing never stops the others (borgmatic's rule) — except when
 the service rejects the source's credentials, which would fail every workspace of that source
-the same way; those are then reported once and not attempted.
+the same way; those are then reported once and not attempted. Sources with
+``workspaces: all`` discover their workspaces first, at every run (discovery.py).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from backupd.config import (
 from backupd.credentials import read_secret
 from backupd.dataarts.auth import AkSkAuth, IamTokenAuth, StaticTokenAuth
 from backupd.dataarts.client import ClientSettings, DataArtsClient
+from backupd.discovery import ALL_FOLDERS, sync_workspaces
 from backupd.errors import ClockSkewError, ConfigError, CredentialsRejected, RepoError
 from backupd.logs import log
 from backupd.publish import push_snapshots, tag_snapshot
@@ -155,6 +157,7 @@ def make_client(source: SourceConfig, *, auth_cache: AuthCache | None = None) ->
         verify=verify,
         requests_per_second=source.requests_per_second,
         exports_per_second=source.exports_per_second,
+        management_endpoint=source.management_api_endpoint if source.discovers else None,
     )
     return DataArtsClient(settings, make_auth(source, verify=verify, cache=auth_cache))
 
@@ -194,9 +197,10 @@ def volatile_rules(config: Config) -> VolatileRules:
 
 
 def targets(source: SourceConfig) -> list[WorkspaceTarget]:
+    """The configured workspaces; empty for 'workspaces: all' (run_snapshots discovers those)."""
     return [
         WorkspaceTarget(source=source.name, workspace_id=w.id, folder=w.folder)
-        for w in source.workspaces
+        for w in source.listed_workspaces
     ]
 
 
@@ -251,6 +255,14 @@ class RunReport:
     push: PushResult | None = None  # None: no remote configured (or nothing was run)
 
 
+def _concerns(source: SourceConfig, wanted: set[str]) -> bool:
+    """Could ``only`` name a workspace of this source (whose folders are not known yet)?"""
+    return not wanted or any(
+        item == source.name or item.startswith(f"{source.name}/") or "/" not in item
+        for item in wanted
+    )
+
+
 def run(
     config: Config,
     *,
@@ -262,8 +274,8 @@ def run(
 ) -> RunReport:
     """Snapshot the configured workspaces, tag the restore point, push to the remote.
 
-    ``only``: labels or folder names. The push runs outside the lock: it may wait on the
-    network, and its failure is part of the report, never an exception.
+    ``only``: labels, folder names or source names. The push runs outside the lock: it may
+    wait on the network, and its failure is part of the report, never an exception.
     """
     identity = Identity(config.repository.author.name, config.repository.author.email)
     with GitRepo.open(config.repository.path, branch=config.repository.branch) as repo:
@@ -308,16 +320,36 @@ def snapshot_all(
     allow_mass_delete: bool = False,
     client_factory: ClientFactory = make_client,
 ) -> list[SnapshotResult]:
-    """Snapshot the chosen workspaces into ``repo``; call with the lock held."""
+    """Snapshot the chosen workspaces into ``repo``; call with the lock held.
+
+    ``only``: labels ('source/folder'), folder names or source names. The results include a
+    ``gone`` result for each discovered workspace DataArts no longer lists, and a failed
+    ``<source>/*`` result when discovering a source's workspaces failed.
+    """
     wanted = set(only)
     results: list[SnapshotResult] = []
+
+    def is_wanted(target: WorkspaceTarget) -> bool:
+        return not wanted or bool({target.label, target.folder, target.source} & wanted)
+
     for source in config.sources:
-        chosen = [
-            t for t in targets(source) if not wanted or t.label in wanted or t.folder in wanted
-        ]
+        options = snapshot_options(config, source, allow_mass_delete=allow_mass_delete)
+        if source.discovers:
+            if not _concerns(source, wanted):
+                continue
+            with client_factory(source) as client:
+                found = sync_workspaces(client, repo, source, identity)
+                results += [
+                    r
+                    for r in found.reports
+                    if r.target.folder == ALL_FOLDERS or is_wanted(r.target)
+                ]
+                chosen = [t for t in found.targets if is_wanted(t)]
+                results += snapshot_source(client, repo, chosen, options, identity)
+            continue
+        chosen = [t for t in targets(source) if is_wanted(t)]
         if not chosen:
             continue
-        options = snapshot_options(config, source, allow_mass_delete=allow_mass_delete)
         with client_factory(source) as client:
             results += snapshot_source(client, repo, chosen, options, identity)
     return results

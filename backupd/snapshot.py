@@ -37,6 +37,7 @@ from backupd.store.volatile import VolatileRules, keep_equivalent
 logger = logging.getLogger(__name__)
 
 INDEX_FILE = f"{META_DIR}/index.json"
+RESOURCES_DIR = "resources"  # resources/<name>.resource: definitions from the resource list
 
 
 @dataclass(frozen=True)
@@ -74,10 +75,17 @@ class StagedWorkspace:
     tree: Path
     jobs: tuple[JobSummary, ...]
     script_count: int
+    resource_count: int = 0
 
 
 @dataclass(frozen=True)
 class SnapshotResult:
+    """How one workspace snapshot went.
+
+    ``gone``: a discovered workspace that DataArts no longer lists; it was not snapshotted
+    and its folder was kept (``ok`` stays True: nothing failed, but someone should look).
+    """
+
     target: WorkspaceTarget
     ok: bool
     jobs: int = 0
@@ -88,6 +96,8 @@ class SnapshotResult:
     error: str | None = None
     error_type: type[BackupdError] | None = None  # tells credential and clock problems apart
     duration: float = 0.0
+    resources: int = 0
+    gone: bool = False
 
 
 def batches(names: Sequence[str], size: int) -> Iterator[Sequence[str]]:
@@ -106,7 +116,15 @@ def stage_workspace(
     tree.mkdir(parents=True)
     jobs = client.list_jobs(target.workspace_id)
     scripts = client.list_scripts(target.workspace_id)
-    log(logger, "snapshot.listed", workspace=target.label, jobs=len(jobs), scripts=len(scripts))
+    resources = client.list_resources(target.workspace_id)
+    log(
+        logger,
+        "snapshot.listed",
+        workspace=target.label,
+        jobs=len(jobs),
+        scripts=len(scripts),
+        resources=len(resources),
+    )
 
     names = [job.name for job in jobs]
     total_batches = (len(names) + options.batch_size - 1) // options.batch_size
@@ -136,8 +154,13 @@ def stage_workspace(
 
     for script in scripts:
         write_standalone_script(tree, script)
+    # After the exports: the listing is the authority on every resource of the workspace.
+    for resource in resources:
+        write_resource(tree, resource)
     write_index(tree, jobs)
-    return StagedWorkspace(tree=tree, jobs=tuple(jobs), script_count=len(scripts))
+    return StagedWorkspace(
+        tree=tree, jobs=tuple(jobs), script_count=len(scripts), resource_count=len(resources)
+    )
 
 
 def ingest_export(
@@ -190,6 +213,16 @@ def write_standalone_script(tree: Path, script: dict[str, Any]) -> None:
     content = canonical_json(script)
     destination.write_bytes(content)
     write_view(destination, content)
+
+
+def write_resource(tree: Path, resource: dict[str, Any]) -> None:
+    """Store a resource definition as listed (the OBS object it points to stays in OBS)."""
+    name = str(resource["name"])
+    if not _safe_name(name):
+        raise ArchiveError(f"resource list: unusable resource name {name!r}")
+    destination = tree / RESOURCES_DIR / f"{name}.resource"
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    destination.write_bytes(canonical_json(resource))
 
 
 def _safe_name(name: str) -> bool:
@@ -249,6 +282,38 @@ def stored_job_count(repo: GitRepo, folder: str) -> int:
         if path.endswith(".job")
     }
     return len(jobs)
+
+
+def stored_resource_count(repo: GitRepo, folder: str) -> int:
+    return sum(
+        1 for path in repo.tracked_files(f"{folder}/{RESOURCES_DIR}") if path.endswith(".resource")
+    )
+
+
+def check_resource_deletions(
+    target: WorkspaceTarget,
+    summary: ChangeSummary,
+    stored: int,
+    listed: int,
+    options: SnapshotOptions,
+) -> None:
+    """The job rules, applied to resources on their own: a workspace can hold many jobs and a
+    few resources, and an empty resource listing is as likely a glitch as an empty job list."""
+    if options.allow_mass_delete or stored == 0:
+        return
+    if listed == 0:
+        raise SnapshotRefused(
+            f"{target.label}: the service listed no resources but the repository holds "
+            f"{stored}; refusing to record them all as deleted (if they really were deleted, "
+            "run again with --allow-mass-delete)"
+        )
+    removed = len(summary.resources_removed)
+    if removed / stored > options.max_delete_fraction:
+        raise SnapshotRefused(
+            f"{target.label}: {removed} of {stored} resources would be deleted, more than "
+            f"safety.max_delete_fraction ({options.max_delete_fraction:g}); refusing (if this "
+            "is real, run again with --allow-mass-delete)"
+        )
 
 
 def check_deletions(
@@ -319,6 +384,9 @@ def apply_staged(
         return ChangeSet(unchanged_count=changes.unchanged_count), ChangeSummary(), None
     summary = summarise(changes)
     check_deletions(target, summary, stored_job_count(repo, folder), len(staged.jobs), options)
+    check_resource_deletions(
+        target, summary, stored_resource_count(repo, folder), staged.resource_count, options
+    )
     groups, job_users = plan_commits(workspace_dir, staged, changes, options)
     try:
         apply_changes(staged.tree, workspace_dir, changes)
@@ -374,6 +442,7 @@ def snapshot_workspace(
         ok=True,
         jobs=len(staged.jobs),
         scripts=staged.script_count,
+        resources=staged.resource_count,
         changes=changes,
         summary=summary,
         commit=sha,

@@ -98,7 +98,8 @@ def expected_tree(simulator: Simulator, wid: str) -> dict[str, bytes]:
     """What the workspace folder must hold, derived independently from the simulator's state.
 
     Job files and the scripts they use are canonical JSON of the simulator's definitions;
-    views hold the script body; standalone scripts mirror the script list.
+    views hold the script body; standalone scripts mirror the script list, resources the
+    resource list.
     """
     jobs = simulator.jobs(wid)
     scripts = simulator.scripts(wid)
@@ -116,7 +117,14 @@ def expected_tree(simulator: Simulator, wid: str) -> dict[str, bytes]:
             add_script(f"jobs/{job}", script)
     for script in scripts:
         add_script("scripts", script)
+    for name, resource in simulator.resources(wid).items():
+        tree[f"resources/{name}.resource"] = canonical_json(resource)
     return tree
+
+
+def discover_all(simulator: Simulator, **options: Any) -> dict[str, Any]:
+    """``extra_source`` for make_config: 'workspaces: all' against the simulator."""
+    return {"workspaces": "all", "management_endpoint": simulator.url, **options}
 
 
 def read_tree(folder: Path) -> dict[str, bytes]:

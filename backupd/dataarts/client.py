@@ -1,8 +1,10 @@
-"""DataArts Factory (DLF v1) REST client: job and script listings, batch export, import.
+"""DataArts Factory (DLF v1) REST client: job, script and resource listings, batch export,
+import, and the management listings (instances, workspaces) that workspace discovery needs.
 
 Facts behind the choices here are in dlf-api.md: the 'workspace' and 'X-Project-Id' headers
 on every call, two listings (BATCH and REAL_TIME), undocumented paging semantics (§2.3),
-at most 100 names per batch export, and error bodies in several shapes (§7.3).
+at most 100 names per batch export, error bodies in several shapes (§7.3), and instances and
+workspaces on a second host, ``dayu.<region>`` (§1.1, §1.4).
 """
 
 from __future__ import annotations
@@ -35,6 +37,10 @@ from backupd.logs import log
 logger = logging.getLogger(__name__)
 
 MAX_EXPORT_NAMES = 100  # documented per-call limit of batch-export
+MAX_RESOURCE_LIMIT = 100  # documented page size range of the resource list: 1-100
+MAX_WORKSPACE_LIMIT = 100  # documented page size range of the workspace list: 1-100
+INSTANCE_LIMIT = 20  # the instance list's documented default; its maximum is not documented
+INSTANCE_EFFECTIVE = 2  # instance status: 1 not effective, 2 effective, 3 deleted, 4 frozen…
 JOB_TYPES = ("BATCH", "REAL_TIME")
 OffsetMode = Literal["page", "record"]
 
@@ -50,9 +56,33 @@ class JobSummary:
 
 
 @dataclass(frozen=True)
+class InstanceInfo:
+    """One DataArts Studio instance of the project (a row of the instance list)."""
+
+    id: str
+    name: str
+    status: int | None
+
+    @property
+    def effective(self) -> bool:
+        return self.status == INSTANCE_EFFECTIVE
+
+
+@dataclass(frozen=True)
+class WorkspaceInfo:
+    """One workspace of an instance (a row of the workspace list)."""
+
+    id: str
+    name: str
+    instance_id: str
+
+
+@dataclass(frozen=True)
 class ClientSettings:
     endpoint: str
     project_id: str
+    # dayu.<region>: instance and workspace lists (None: this client does not discover).
+    management_endpoint: str | None = None
     page_size: int = 100
     timeout: float = 60.0
     verify: bool | ssl.SSLContext = True  # a context carries an extra CA bundle
@@ -123,6 +153,56 @@ class DataArtsClient:
             "scripts", "scripts", workspace_id, extra=[], what="list scripts", max_limit=100
         )
         return sorted(rows, key=lambda row: str(row["name"]))
+
+    def list_resources(self, workspace_id: str) -> list[dict[str, Any]]:
+        """Every resource definition of the workspace (name, type, OBS location, …)."""
+        rows = self._list_all(
+            "resources",
+            "resources",
+            workspace_id,
+            extra=[],
+            what="list resources",
+            max_limit=MAX_RESOURCE_LIMIT,
+        )
+        return sorted(rows, key=lambda row: str(row["name"]))
+
+    def list_instances(self) -> list[InstanceInfo]:
+        """The project's DataArts Studio instances (management host)."""
+        rows = self._list_management(
+            "instances",
+            ("commodity_orders", "commodity_order_lists"),  # older docs name it the latter
+            "resource_id",
+            limit=INSTANCE_LIMIT,
+            what="list instances",
+        )
+        instances = [
+            InstanceInfo(
+                id=str(row["resource_id"]),
+                name=str(row.get("resource_name") or ""),
+                status=row.get("status") if isinstance(row.get("status"), int) else None,
+            )
+            for row in rows
+        ]
+        return sorted(instances, key=lambda instance: instance.id)
+
+    def list_workspaces(self, instance_id: str) -> list[WorkspaceInfo]:
+        """Every workspace of one instance (management host), sorted by name."""
+        rows = self._list_management(
+            f"workspaces/{quote(instance_id, safe='')}",
+            ("data",),
+            "id",
+            limit=min(self.settings.page_size, MAX_WORKSPACE_LIMIT),
+            what="list workspaces",
+        )
+        workspaces = [
+            WorkspaceInfo(
+                id=str(row["id"]),
+                name=str(row.get("name") or row["id"]),
+                instance_id=str(row.get("instance_id") or instance_id),
+            )
+            for row in rows
+        ]
+        return sorted(workspaces, key=lambda workspace: (workspace.name, workspace.id))
 
     def export_jobs(
         self,
@@ -309,22 +389,99 @@ class DataArtsClient:
             offset += step
         return seen, total
 
+    def _list_management(
+        self, resource: str, item_keys: tuple[str, ...], id_key: str, *, limit: int, what: str
+    ) -> list[dict[str, Any]]:
+        """Page through a management list, keyed by ``id_key``.
+
+        Its paging is documented even more loosely than the job list's (offset is a "page
+        number" for instances and a "data offset" for workspaces; 'count' may be the total
+        or the page size), so: probe the offset style, dedupe by id, stop on a short page or
+        one without news, and distrust a listing that holds fewer rows than 'count' says.
+        """
+        if not self.settings.management_endpoint:
+            raise ApiError("no management endpoint configured", operation=what)
+        url = f"{self.settings.management_endpoint}/v1/{self.settings.project_id}/{resource}"
+        for attempt in (1, 2):
+            rows, count = self._page_by_id(url, item_keys, id_key, limit, what)
+            if count is None or len(rows) >= count:
+                return list(rows.values())
+            log(
+                logger,
+                "list.inconsistent",
+                level=logging.WARNING,
+                what=what,
+                seen=len(rows),
+                total=count,
+                attempt=attempt,
+            )
+        raise ApiError(
+            f"listing returned {len(rows)} distinct entries but reported {count}; "
+            "refusing to work from a partial listing",
+            operation=what,
+        )
+
+    def _page_by_id(
+        self, url: str, item_keys: tuple[str, ...], id_key: str, limit: int, what: str
+    ) -> tuple[dict[str, dict[str, Any]], int | None]:
+        def fetch(offset: int) -> tuple[list[dict[str, Any]], int | None]:
+            query = [("limit", str(limit)), ("offset", str(offset))]
+            data = self._get_json(url, None, query, what)
+            count = data.get("count")
+            count = count if isinstance(count, int) and count >= 0 else None
+            key = next((k for k in item_keys if k in data), None)
+            if key is None:
+                if count in (0, None):  # an empty list may come without its array
+                    return [], count
+                raise ApiError(f"response has no {item_keys[0]!r}", operation=what)
+            rows = data[key]
+            if not isinstance(rows, list) or not all(
+                isinstance(row, dict) and isinstance(row.get(id_key), str) and row[id_key]
+                for row in rows
+            ):
+                raise ApiError(f"unexpected {key!r} in response", operation=what)
+            return rows, count
+
+        seen: dict[str, dict[str, Any]] = {}
+
+        def add(rows: list[dict[str, Any]]) -> int:
+            before = len(seen)
+            for row in rows:
+                seen.setdefault(row[id_key], row)
+            return len(seen) - before
+
+        first, count = fetch(0)
+        add(first)
+        if len(first) < limit:
+            return seen, count
+        second, count = fetch(1)
+        record = bool(second) and len(first) > 1 and second[0][id_key] == first[1][id_key]
+        if not add(second) or (not record and len(second) < limit):
+            return seen, count
+        step, offset = (limit, limit) if record else (1, 2)
+        for _ in range(10_000 // limit + 5):  # hard cap: never a runaway loop
+            rows, count = fetch(offset)
+            if not add(rows) or len(rows) < limit:
+                break
+            offset += step
+        return seen, count
+
     # --- HTTP plumbing ------------------------------------------------------------------------
 
     def _build(
         self,
         method: str,
         path: str,
-        workspace_id: str,
+        workspace_id: str | None,
         *,
         query: Sequence[tuple[str, str]] = (),
         body: bytes | None = None,
     ) -> httpx.Request:
         # The query is encoded exactly as the signer canonicalises it, so wire and signature agree.
         url = path + ("?" + encode_query(query) if query else "")
-        return self._http.build_request(
-            method, url, content=body, headers={"workspace": workspace_id}
-        )
+        # Management calls (instances, workspaces) are not scoped to a workspace.
+        headers = {"workspace": workspace_id} if workspace_id is not None else {}
+        return self._http.build_request(method, url, content=body, headers=headers)
 
     def _call(self, attempt: Any, what: str, rate: RateLimiter | None = None) -> Any:
         limiter = rate or self._list_rate
@@ -336,7 +493,7 @@ class DataArtsClient:
         return call_with_retries(limited, policy=self.settings.retry, what=what)
 
     def _get_json(
-        self, path: str, workspace_id: str, query: Sequence[tuple[str, str]], what: str
+        self, path: str, workspace_id: str | None, query: Sequence[tuple[str, str]], what: str
     ) -> dict[str, Any]:
         def attempt() -> dict[str, Any]:
             request = self._build("GET", path, workspace_id, query=query)

@@ -12,6 +12,12 @@ daemon thread. Only the calls backupd makes are modelled (see ``docs/dlf-api.md`
 * ``POST /v1/{project_id}/jobs/import``        import a zip from OBS (asynchronous: a task id)
 * ``GET  /v1/{project_id}/system-tasks/{id}``  the import task: RUNNING → SUCCESSFUL | FAILED
 * ``PUT  /obs/{bucket}/{key}``                 OBS object upload (path-style, OBS signature)
+* ``GET  /v1/{project_id}/resources``          resource definitions, paged
+* ``GET  /v1/{project_id}/instances``          DataArts Studio instances (management API)
+* ``GET  /v1/{project_id}/workspaces/{id}``    the workspaces of one instance (management API)
+
+One server answers both hosts (``dayu-dlf.<region>`` and the management host ``dayu.<region>``);
+set ``management_hostname`` to tell them apart by the Host header, as the real gateway does.
 
 DLF calls must be authenticated like on the real API Gateway: an AK/SK signature (checked with
 ``auth.verify`` on the simulator's own, skewable clock), an IAM token this simulator issued, or
@@ -83,10 +89,16 @@ DEFAULT_OBS_SK = "sim-obs-secret-key-0000000000000000000000"  # public and fake
 OBS_PATH_PREFIX = "/obs"  # the simulator serves OBS path-style under this prefix
 IMPORT_MAX_BYTES = 10 * 1024**2  # DataArts imports job files of at most 10 MB
 DEMO_BUCKET = "backupd-restore"  # created by `backupd simulator`
+DEFAULT_INSTANCE_ID = "5157a9d0c0de4e11a5ce00000000da7a"
+DEFAULT_INSTANCE_NAME = "dataarts-sim"
 
 CLOCK_START_MS = 1764547200000  # 2025-12-01T00:00:00Z; moves +1000 ms per mutation
 BATCH_EXPORT_MAX_NAMES = 100
 SCRIPT_LIST_MAX_LIMIT = 100
+RESOURCE_LIST_MAX_LIMIT = 100
+WORKSPACE_LIST_MAX_LIMIT = 100
+MANAGEMENT_DEFAULT_LIMIT = 20
+RESOURCE_TYPES = ("archive", "file", "jar")
 DEFAULT_LIMIT = 10
 JOB_TYPES = ("BATCH", "REAL_TIME")
 
@@ -139,6 +151,16 @@ class _Workspace:
     name: str
     jobs: dict[str, _Job] = field(default_factory=dict)
     scripts: dict[str, Json] = field(default_factory=dict)
+    instance_id: str = DEFAULT_INSTANCE_ID
+    resources: dict[str, Json] = field(default_factory=dict)
+    create_time: int = CLOCK_START_MS
+
+
+@dataclass
+class _Instance:
+    id: str
+    name: str
+    status: int  # 1 not effective, 2 effective, 3 deleted, 4 frozen, 5 grace period, 6 deleting
 
 
 @dataclass
@@ -480,6 +502,31 @@ def _change_definition(definition: Json) -> None:
     params.append({"name": "batch_size", "value": "1000", "type": "constants"})
 
 
+def _resource_definition(
+    rng: random.Random,
+    workspace_id: str,
+    name: str,
+    resource_type: str,
+    *,
+    location: str | None = None,
+    depend_files: Sequence[str] = (),
+    desc: str = "",
+    directory: str = "/resources",
+) -> Json:
+    """A resource row as the resource list returns it (the OBS object itself is not here)."""
+    extension = {"jar": "jar", "file": "properties", "archive": "zip"}[resource_type]
+    bucket = f"obs://dlf-resources-{workspace_id[:8]}"
+    return {
+        "id": f"{rng.getrandbits(128):032x}",
+        "name": name,
+        "type": resource_type,
+        "location": location or f"{bucket}{directory.rstrip('/')}/{name}.{extension}",
+        "dependFiles": list(depend_files),
+        "desc": desc,
+        "directory": directory,
+    }
+
+
 def _job_scripts(definition: Json) -> list[str]:
     names: list[str] = []
     for node in definition.get("nodes", []):
@@ -597,6 +644,7 @@ class _Route:
     pattern: re.Pattern[str]  # matched against the path after /v1/{project_id}
     handler: Callable[[_Call], _Response]
     needs_workspace: bool = True
+    management: bool = False  # served by the management host (dayu.<region>), not dayu-dlf
 
 
 # --------------------------------------------------------------------------------------------
@@ -645,6 +693,14 @@ class Simulator:
         self._authenticate = authenticate
         # Test seam: rewrites every export zip before it is sent (hostile or broken archives).
         self.export_hook: Callable[[bytes], bytes] | None = None
+        # When set, the management API answers only requests whose Host is this name and the
+        # DLF API answers only the others (APIGW.0101 otherwise), as on Huawei Cloud.
+        self.management_hostname: str | None = None
+        # The instance list's array; one older doc revision calls it 'commodity_order_lists'.
+        self.instance_list_key = "commodity_orders"
+        self._instances: dict[str, _Instance] = {
+            DEFAULT_INSTANCE_ID: _Instance(DEFAULT_INSTANCE_ID, DEFAULT_INSTANCE_NAME, 2)
+        }
         self.faults = Faults()
         self._fault_rng = random.Random(seed + 2)
         self._recent_calls: list[float] = []
@@ -670,6 +726,21 @@ class Simulator:
                 self._system_task,
                 needs_workspace=False,
             ),
+            _Route("GET", re.compile(r"/resources"), self._list_resources),
+            _Route(
+                "GET",
+                re.compile(r"/instances"),
+                self._list_instances,
+                needs_workspace=False,
+                management=True,
+            ),
+            _Route(
+                "GET",
+                re.compile(r"/workspaces/(?P<instance_id>[^/]+)"),
+                self._list_workspaces,
+                needs_workspace=False,
+                management=True,
+            ),
         )
         # Restore: an OBS object store (bucket → key → bytes) and the import tasks.
         self.obs_credentials: dict[str, str] = {DEFAULT_OBS_AK: DEFAULT_OBS_SK}
@@ -683,6 +754,8 @@ class Simulator:
             ("POST", "/_sim/faults"): self._control_faults,
             ("GET", "/_sim/auth"): self._control_auth,
             ("POST", "/_sim/auth"): self._control_auth,
+            ("GET", "/_sim/resources"): self._control_resources,
+            ("GET", "/_sim/workspaces"): self._control_workspaces,
         }
 
     # ---- lifecycle ---------------------------------------------------------------------------
@@ -739,11 +812,44 @@ class Simulator:
 
     # ---- state: mutations --------------------------------------------------------------------
 
-    def add_workspace(self, workspace_id: str, name: str) -> None:
+    def add_instance(self, instance_id: str, name: str, *, status: int = 2) -> None:
+        """Add a DataArts Studio instance (status 2 = effective, see dlf-api.md §1.4)."""
+        with self._lock:
+            if instance_id in self._instances:
+                raise ValueError(f"instance {instance_id!r} already exists")
+            self._instances[instance_id] = _Instance(instance_id, name, status)
+
+    def set_instance_status(self, instance_id: str, status: int) -> None:
+        """E.g. 4 (frozen) or 3 (deleted): only status 2 counts as effective."""
+        with self._lock:
+            if instance_id not in self._instances:
+                raise KeyError(f"unknown instance {instance_id!r}")
+            self._instances[instance_id].status = status
+
+    def add_workspace(
+        self, workspace_id: str, name: str, *, instance_id: str = DEFAULT_INSTANCE_ID
+    ) -> None:
         with self._lock:
             if workspace_id in self._workspaces:
                 raise ValueError(f"workspace {workspace_id!r} already exists")
-            self._workspaces[workspace_id] = _Workspace(workspace_id, name)
+            if instance_id not in self._instances:
+                raise ValueError(f"unknown instance {instance_id!r}")
+            self._workspaces[workspace_id] = _Workspace(
+                workspace_id, name, instance_id=instance_id, create_time=self._clock_ms
+            )
+
+    def remove_workspace(self, workspace_id: str) -> None:
+        """Delete a workspace with everything in it."""
+        with self._lock:
+            self._workspace(workspace_id)
+            del self._workspaces[workspace_id]
+            self._tick()
+
+    def rename_workspace(self, workspace_id: str, name: str) -> None:
+        """Rename a workspace; its id (the 'workspace' header) stays the same."""
+        with self._lock:
+            self._workspace(workspace_id).name = name
+            self._tick()
 
     def populate(
         self,
@@ -753,8 +859,10 @@ class Simulator:
         realtime_fraction: float = 0.2,
         chinese_fraction: float = 0.1,
         scripts: int | None = None,
+        resources: int = 0,
     ) -> list[str]:
-        """Add ``jobs`` realistic jobs and their scripts; return the new job names.
+        """Add ``jobs`` realistic jobs and their scripts (and ``resources`` resource
+        definitions); return the new job names.
 
         At least one script is shared by the first two jobs (when there are two) and about a
         fifth of the scripts are standalone (used by no job).
@@ -783,6 +891,8 @@ class Simulator:
                     workspace, name, job_type, chosen, rng.choice(_USERS), depend_on=depend_on
                 )
                 names.append(name)
+            for _ in range(resources):
+                self._new_populated_resource(workspace)
             return names
 
     def add_job(
@@ -867,6 +977,80 @@ class Simulator:
         with self._lock:
             self._buckets.setdefault(name, {})
 
+    def add_resource(
+        self,
+        workspace_id: str,
+        name: str,
+        *,
+        resource_type: str = "jar",
+        location: str | None = None,
+        depend_files: Sequence[str] = (),
+        desc: str = "",
+        directory: str = "/resources",
+    ) -> None:
+        """Add a resource definition (the OBS object it points to is not simulated)."""
+        if resource_type not in RESOURCE_TYPES:
+            raise ValueError(f"resource_type must be one of {RESOURCE_TYPES}")
+        with self._lock:
+            workspace = self._workspace(workspace_id)
+            if name in workspace.resources:
+                raise ValueError(f"resource {name!r} already exists")
+            workspace.resources[name] = _resource_definition(
+                self._rng,
+                workspace_id,
+                name,
+                resource_type,
+                location=location,
+                depend_files=depend_files,
+                desc=desc,
+                directory=directory,
+            )
+            self._tick()
+
+    def modify_resource(
+        self,
+        workspace_id: str,
+        name: str,
+        *,
+        location: str | None = None,
+        depend_files: Sequence[str] | None = None,
+        desc: str | None = None,
+    ) -> None:
+        """Change a resource; with no changes given, point it at a new version of its file."""
+        with self._lock:
+            resource = self._resource(workspace_id, name)
+            now = self._tick()
+            if location is None and depend_files is None and desc is None:
+                stem, dot, extension = str(resource["location"]).rpartition(".")
+                location = f"{stem}-{now}.{extension}" if dot else f"{extension}-{now}"
+            if location is not None:
+                resource["location"] = location
+            if depend_files is not None:
+                resource["dependFiles"] = list(depend_files)
+            if desc is not None:
+                resource["desc"] = desc
+
+    def delete_resource(self, workspace_id: str, name: str) -> None:
+        with self._lock:
+            self._resource(workspace_id, name)
+            del self._workspaces[workspace_id].resources[name]
+            self._tick()
+
+    # ---- state: queries (deep copies) --------------------------------------------------------
+
+    def resources(self, workspace_id: str) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            return copy.deepcopy(self._workspace(workspace_id).resources)
+
+    def workspaces(self, instance_id: str | None = None) -> dict[str, str]:
+        """Workspace id → name (of one instance, or of all)."""
+        with self._lock:
+            return {
+                workspace.id: workspace.name
+                for workspace in self._workspaces.values()
+                if instance_id is None or workspace.instance_id == instance_id
+            }
+
     # ---- state: queries (deep copies) --------------------------------------------------------
 
     def get_object(self, bucket: str, key: str) -> bytes:
@@ -928,6 +1112,31 @@ class Simulator:
             return self._workspaces[workspace_id]
         except KeyError:
             raise KeyError(f"unknown workspace {workspace_id!r}") from None
+
+    def _resource(self, workspace_id: str, name: str) -> Json:
+        try:
+            return self._workspace(workspace_id).resources[name]
+        except KeyError:
+            raise KeyError(f"unknown resource {name!r} in workspace {workspace_id!r}") from None
+
+    def _new_populated_resource(self, workspace: _Workspace) -> None:
+        rng = self._rng
+        resource_type = rng.choice(("jar", "jar", "file", "archive"))
+        domain = rng.choice(_DOMAINS)
+        number = len(workspace.resources) + 1
+        while f"{domain}_{resource_type}_{number}" in workspace.resources:
+            number += 1
+        name = f"{domain}_{resource_type}_{number}"
+        depends = [f"obs://dlf-lib/{domain}/common-{rng.randint(1, 9)}.jar"]
+        workspace.resources[name] = _resource_definition(
+            rng,
+            workspace.id,
+            name,
+            resource_type,
+            depend_files=depends if resource_type == "jar" else (),
+            desc=f"{domain} {resource_type}",
+            directory=f"/resources/{domain}",
+        )
 
     def _job(self, workspace_id: str, name: str) -> _Job:
         try:
@@ -1040,12 +1249,20 @@ class Simulator:
         for route in self._dlf_routes:
             params = route.pattern.fullmatch(match[2])
             if route.method == request.method and params is not None:
+                if not self._right_host(route, request):
+                    return _error_response(404, *_API_NOT_FOUND)
                 fault = self._injected_fault(route)
                 if fault is not None:
                     return fault
                 response = self._answer_dlf(route, request, params.groupdict())
                 return self._maybe_truncate(route, response)
         return _error_response(404, *_API_NOT_FOUND)
+
+    def _right_host(self, route: _Route, request: _Request) -> bool:
+        if self.management_hostname is None:
+            return True
+        host = urlsplit(f"//{request.header('Host') or ''}").hostname or ""
+        return (host == self.management_hostname.lower()) == route.management
 
     # ---- faults ------------------------------------------------------------------------------
 
@@ -1193,6 +1410,73 @@ class Simulator:
             )
             body = _to_json_bytes({"total": len(scripts), "scripts": page})
         return _Response(200, body)
+
+    def _list_resources(self, call: _Call) -> _Response:
+        with self._lock:
+            resources = [call.workspace.resources[n] for n in sorted(call.workspace.resources)]
+            limit = min(RESOURCE_LIST_MAX_LIMIT, self.max_page_size)
+            page = self._page(resources, call.request.query, limit)
+            body = _to_json_bytes({"total": len(resources), "resources": page})
+        return _Response(200, body)
+
+    def _list_instances(self, call: _Call) -> _Response:
+        query = dict(call.request.query)
+        query.setdefault("limit", str(MANAGEMENT_DEFAULT_LIMIT))
+        with self._lock:
+            instances = [self._instances[i] for i in sorted(self._instances)]
+            page = self._page(instances, query, self.max_page_size)
+            rows = [
+                {
+                    "resource_id": instance.id,
+                    "resource_name": instance.name,
+                    "project_id": self.project_id,
+                    "region_id": "sim-region-1",
+                    "status": instance.status,
+                    "resource_spec_code": "dayu.starter",
+                    "eps_id": "0",
+                    "create_time": CLOCK_START_MS,
+                    "expire_time": CLOCK_START_MS + 365 * 86_400_000,
+                }
+                for instance in page
+            ]
+            key = self.instance_list_key
+        return _json_response(200, {"billing_check": True, "count": len(instances), key: rows})
+
+    def _list_workspaces(self, call: _Call) -> _Response:
+        instance_id = call.params["instance_id"]
+        query = dict(call.request.query)
+        query.setdefault("limit", str(MANAGEMENT_DEFAULT_LIMIT))
+        with self._lock:
+            if instance_id not in self._instances:
+                raise _invalid_parameter()
+            # In creation order, as the console shows them.
+            selected = [w for w in self._workspaces.values() if w.instance_id == instance_id]
+            limit = _int_param(query, "limit", MANAGEMENT_DEFAULT_LIMIT)
+            page = self._page(selected, query, WORKSPACE_LIST_MAX_LIMIT)
+            rows = [self._workspace_row(workspace) for workspace in page]
+        return _json_response(
+            200, {"count": len(selected), "total_page": -(-len(selected) // limit), "data": rows}
+        )
+
+    def _workspace_row(self, workspace: _Workspace) -> Json:
+        return {
+            "id": workspace.id,
+            "name": workspace.name,
+            "description": "",
+            "is_default": 1 if workspace.name == "default" else 0,
+            "instance_id": workspace.instance_id,
+            "project_id": self.project_id,
+            "domain_id": "d0" * 16,
+            "eps_id": "0",
+            "owner_name": "admin",
+            "create_user": "admin",
+            "create_time": workspace.create_time,
+            "update_user": "admin",
+            "update_time": workspace.create_time,
+            "member_num": 3,
+            "job_log_location_name": f"obs://dlf-log-{workspace.id[:8]}/",
+            "bad_record_location_name": "",
+        }
 
     def _batch_export(self, call: _Call) -> _Response:
         names, export_depend = _parse_export_body(call.request.body)
@@ -1411,6 +1695,13 @@ class Simulator:
             "clear_workspace": self.clear_workspace,
             "stop_job": self.stop_job,
             "add_bucket": self.add_bucket,
+            "add_instance": self.add_instance,
+            "set_instance_status": self.set_instance_status,
+            "remove_workspace": self.remove_workspace,
+            "rename_workspace": self.rename_workspace,
+            "add_resource": self.add_resource,
+            "modify_resource": self.modify_resource,
+            "delete_resource": self.delete_resource,
         }
 
     def _control_mutate(self, request: _Request) -> _Response:
@@ -1447,6 +1738,16 @@ class Simulator:
         except ValueError as error:
             return _json_response(400, {"ok": False, "error": str(error)})
         return _json_response(200, {"ok": True, "result": dataclasses.asdict(self.faults)})
+
+    def _control_resources(self, request: _Request) -> _Response:
+        try:
+            resources = self.resources(request.query.get("workspace", ""))
+        except KeyError as error:
+            return _json_response(404, {"ok": False, "error": str(error)})
+        return _json_response(200, resources)
+
+    def _control_workspaces(self, request: _Request) -> _Response:
+        return _json_response(200, self.workspaces(request.query.get("instance") or None))
 
     def _control_calls(self, request: _Request) -> _Response:
         return _json_response(200, [dataclasses.asdict(call) for call in self.calls])
@@ -1663,7 +1964,7 @@ def serve(port: int, host: str = "127.0.0.1", *, workspaces: int = 2, jobs: int 
     demo = list(demo_workspaces(workspaces))
     for workspace_id, name in demo:
         simulator.add_workspace(workspace_id, name)
-        simulator.populate(workspace_id, jobs)
+        simulator.populate(workspace_id, jobs, resources=3)
     simulator.add_bucket(DEMO_BUCKET)
     url = simulator.start(host=host, port=port)
     lines = [
@@ -1676,6 +1977,7 @@ def serve(port: int, host: str = "127.0.0.1", *, workspaces: int = 2, jobs: int 
         *(f"workspace:  {workspace_id}  {name}" for workspace_id, name in demo),
         f"OBS:        {url}{OBS_PATH_PREFIX}  bucket {DEMO_BUCKET}  AK {DEFAULT_OBS_AK}  "
         f"SK {DEFAULT_OBS_SK}",
+        f"instance:   {DEFAULT_INSTANCE_ID}   (management API on the same port)",
         "Ctrl-C to stop.",
     ]
     sys.stdout.write("\n".join(lines) + "\n")

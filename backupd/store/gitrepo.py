@@ -27,9 +27,10 @@ REPOSITORY_README = """\
 # DataArts Studio backup (managed by backupd)
 
 This repository is written by [backupd](https://pypi.org/project/backupd/): every commit
-records the DataArts Factory jobs and scripts of one workspace, exactly as the service held
-them at that moment (a snapshot split into one commit per DataArts user is complete at its
-last commit). Tags `snapshot/<UTC time>` mark restore points. Do not commit here by hand.
+records the DataArts Factory jobs, scripts and resource definitions of one workspace, exactly
+as the service held them at that moment (a snapshot split into one commit per DataArts user is
+complete at its last commit). Tags `snapshot/<UTC time>` mark restore points. Do not commit
+here by hand.
 
 Layout:
 
@@ -37,7 +38,10 @@ Layout:
     <source>/<workspace>/jobs/<job>/<script>.script    scripts the job uses, as exported
     <source>/<workspace>/jobs/<job>/<script>.sql|.sh|.py   readable view of a script body
     <source>/<workspace>/scripts/<script>.script       every script of the workspace (+ views)
+    <source>/<workspace>/resources/<name>.resource     every resource definition (not the
+                                                       OBS file it points to)
     <source>/<workspace>/.backupd/index.json           job metadata used by backupd
+    <source>/.backupd/workspaces.json                  discovered workspaces: id -> folder, name
 
 Review history with `git log -p -- <source>/<workspace>/jobs/<job>`. The `.sql`, `.sh` and
 `.py` views are derived from the `.script` files and are not part of a restore.

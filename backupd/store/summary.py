@@ -1,4 +1,4 @@
-"""What a ChangeSet means in DataArts terms (jobs and scripts), and the commit message."""
+"""What a ChangeSet means in DataArts terms (jobs, scripts, resources), and the commit message."""
 
 from __future__ import annotations
 
@@ -18,6 +18,9 @@ class ChangeSummary:
     scripts_added: tuple[str, ...] = ()
     scripts_changed: tuple[str, ...] = ()
     scripts_removed: tuple[str, ...] = ()
+    resources_added: tuple[str, ...] = ()
+    resources_changed: tuple[str, ...] = ()
+    resources_removed: tuple[str, ...] = ()
 
 
 def job_of(path: str) -> str | None:
@@ -39,8 +42,19 @@ def _script_of(path: str) -> str | None:
     return pure.stem if pure.suffix == ".script" else None
 
 
+def _resource_of(path: str) -> str | None:
+    pure = PurePosixPath(path)
+    return pure.stem if pure.suffix == ".resource" else None
+
+
+def _resources_in(paths: tuple[str, ...]) -> set[str]:
+    return {
+        name for p in paths if p.startswith("resources/") and (name := _resource_of(p)) is not None
+    }
+
+
 def summarise(changes: ChangeSet) -> ChangeSummary:
-    """Jobs and scripts touched by ``changes`` (paths relative to the workspace folder)."""
+    """Jobs, scripts and resources touched by ``changes`` (paths relative to a workspace)."""
     jobs_added = {job_of(p) for p in changes.added if is_job_file(p)} - {None}
     jobs_removed = {job_of(p) for p in changes.removed if is_job_file(p)} - {None}
     jobs_touched = {job_of(p) for p in changes.paths} - {None}
@@ -60,6 +74,15 @@ def summarise(changes: ChangeSet) -> ChangeSummary:
         - scripts_added
         - scripts_removed
     )
+    # Resources the same way: resources/ holds them all; copies exported with a job count
+    # as changed when modified.
+    resources_added = _resources_in(changes.added)
+    resources_removed = _resources_in(changes.removed)
+    resources_changed = (
+        {name for p in changes.modified if (name := _resource_of(p)) is not None}
+        - resources_added
+        - resources_removed
+    )
     return ChangeSummary(
         jobs_added=tuple(sorted(jobs_added)),  # type: ignore[arg-type]
         jobs_changed=tuple(sorted(jobs_changed)),  # type: ignore[arg-type]
@@ -67,6 +90,9 @@ def summarise(changes: ChangeSet) -> ChangeSummary:
         scripts_added=tuple(sorted(scripts_added)),
         scripts_changed=tuple(sorted(scripts_changed)),
         scripts_removed=tuple(sorted(scripts_removed)),
+        resources_added=tuple(sorted(resources_added)),
+        resources_changed=tuple(sorted(resources_changed)),
+        resources_removed=tuple(sorted(resources_removed)),
     )
 
 
@@ -86,6 +112,17 @@ def commit_subject(label: str, summary: ChangeSummary) -> str:
     ]
     if script_parts:
         subject += "; scripts: " + ", ".join(script_parts)
+    resource_parts = [
+        f"{len(names)} {word}"
+        for names, word in (
+            (summary.resources_added, "added"),
+            (summary.resources_changed, "changed"),
+            (summary.resources_removed, "removed"),
+        )
+        if names
+    ]
+    if resource_parts:
+        subject += "; resources: " + ", ".join(resource_parts)
     return subject
 
 
@@ -101,6 +138,9 @@ def commit_message(
         ("Added scripts", "+", summary.scripts_added, False),
         ("Changed scripts", "~", summary.scripts_changed, False),
         ("Removed scripts", "-", summary.scripts_removed, False),
+        ("Added resources", "+", summary.resources_added, False),
+        ("Changed resources", "~", summary.resources_changed, False),
+        ("Removed resources", "-", summary.resources_removed, False),
     )
     lines = [commit_subject(label, summary)]
     for title, mark, names, with_user in sections:
