@@ -9,13 +9,16 @@ headers can lie. Any failure in phase 2 removes ``dest`` so a rejected archive l
 from __future__ import annotations
 
 import errno
+import io
 import shutil
 import stat
 import struct
 import zipfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from backupd.errors import ArchiveError
 
@@ -48,6 +51,19 @@ class _Entry:
     is_dir: bool
 
 
+def _open_archive(zip_path: Path) -> zipfile.ZipFile:
+    label = zip_path.name
+    try:
+        return zipfile.ZipFile(zip_path)
+    except UnicodeDecodeError as error:
+        # zipfile decodes flagged names itself while reading the central directory.
+        raise ArchiveError(f"{label}: an entry name is flagged UTF-8 but is not UTF-8") from error
+    except FileNotFoundError as error:
+        raise ArchiveError(f"{label}: cannot read archive: {error.strerror}") from error
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, struct.error) as error:
+        raise ArchiveError(f"{label}: not a zip archive or truncated ({error})") from error
+
+
 def extract_archive(
     zip_path: Path, dest: Path, limits: ArchiveLimits = ArchiveLimits()
 ) -> list[str]:
@@ -56,16 +72,7 @@ def extract_archive(
     label = zip_path.name
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise ArchiveError(f"{label}: destination {dest} exists and is not an empty directory")
-    try:
-        archive = zipfile.ZipFile(zip_path)
-    except UnicodeDecodeError as error:
-        # zipfile decodes flagged names itself while reading the central directory.
-        raise ArchiveError(f"{label}: an entry name is flagged UTF-8 but is not UTF-8") from error
-    except FileNotFoundError as error:
-        raise ArchiveError(f"{label}: cannot read archive: {error.strerror}") from error
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, struct.error) as error:
-        raise ArchiveError(f"{label}: not a zip archive or truncated ({error})") from error
-    with archive:
+    with _open_archive(zip_path) as archive:
         entries = _check_archive(archive, label, limits)
         try:
             dest.mkdir(parents=True, exist_ok=True)
@@ -76,6 +83,29 @@ def extract_archive(
         except BaseException:
             shutil.rmtree(dest, ignore_errors=True)
             raise
+
+
+def read_archive(
+    zip_path: Path, limits: ArchiveLimits = ArchiveLimits()
+) -> Iterator[tuple[str, bytes]]:
+    """(POSIX path, bytes) of every file, after the whole archive's metadata passed phase 1.
+
+    Each file is yielded only once it was read completely and its CRC checked, so a consumer
+    never sees a corrupt entry; a later entry can still fail, which is why consumers write
+    what they get into staging only. Nothing touches the file system here.
+    """
+    label = zip_path.name
+    with _open_archive(zip_path) as archive:
+        entries = _check_archive(archive, label, limits)
+        total = 0
+        for entry in entries:
+            if entry.is_dir:
+                continue
+            sink = io.BytesIO()
+            total += _stream_entry(
+                archive, entry, sink, label, limits, limits.max_total_bytes - total
+            )
+            yield entry.name, sink.getvalue()
 
 
 # --- phase 1: metadata only -------------------------------------------------------------------
@@ -282,12 +312,25 @@ def _copy_entry(
     budget: int,
 ) -> int:
     """Stream one file to ``target``; returns the bytes actually written."""
+    # "xb": never reuse an existing path (or follow a link planted there).
+    with open(target, "xb") as sink:
+        return _stream_entry(archive, entry, sink, label, limits, budget)
+
+
+def _stream_entry(
+    archive: zipfile.ZipFile,
+    entry: _Entry,
+    sink: BinaryIO,
+    label: str,
+    limits: ArchiveLimits,
+    budget: int,
+) -> int:
+    """Copy one entry's data into ``sink`` in chunks, trusting no header; returns its size."""
     info = entry.info
     allowed = min(info.file_size, limits.max_entry_bytes, budget)
     count = 0
     try:
-        # "xb": never reuse an existing path (or follow a link planted there).
-        with archive.open(info) as source, open(target, "xb") as sink:
+        with archive.open(info) as source:
             while chunk := source.read(_CHUNK):
                 count += len(chunk)
                 if count > allowed:

@@ -14,7 +14,7 @@ import pytest
 
 import backupd.store.archive as archive
 from backupd.errors import ArchiveError
-from backupd.store.archive import ArchiveLimits, extract_archive
+from backupd.store.archive import ArchiveLimits, extract_archive, read_archive
 
 LOCAL_SIG = b"PK\x03\x04"
 CENTRAL_SIG = b"PK\x01\x02"
@@ -415,3 +415,36 @@ def test_disk_full_cleans_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(archive, "open", FullFile, raising=False)
     error = assert_refused(tmp_path, zip_path, "disk full while unpacking 'jobs/a.job'")
     assert isinstance(error.__cause__, OSError)
+
+
+def test_read_archive_yields_checked_entries_without_writing(tmp_path: Path) -> None:
+    entries = {"jobs/a/a.job": b'{"name":"a"}', "jobs/作业/作业.job": "中文".encode()}
+    zip_path = tmp_path / "ok.zip"
+    with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    before = set(tmp_path.iterdir())
+    assert dict(read_archive(zip_path)) == entries
+    assert set(tmp_path.iterdir()) == before
+
+
+def test_read_archive_rejects_hostile_names_before_yielding_anything(tmp_path: Path) -> None:
+    zip_path = tmp_path / "evil.zip"
+    with zipfile.ZipFile(zip_path, "w") as archive:
+        archive.writestr("jobs/a/a.job", b"{}")
+        archive.writestr("../evil", b"x")
+    reader = read_archive(zip_path)
+    with pytest.raises(ArchiveError, match="evil"):
+        next(reader)
+
+
+def test_read_archive_reports_a_bad_crc(tmp_path: Path) -> None:
+    zip_path = tmp_path / "crc.zip"
+    with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("jobs/a/a.job", b"0123456789" * 10)
+    data = bytearray(zip_path.read_bytes())
+    position = data.index(b"0123456789")
+    data[position] ^= 0xFF
+    zip_path.write_bytes(bytes(data))
+    with pytest.raises(ArchiveError, match="CRC"):
+        list(read_archive(zip_path))
