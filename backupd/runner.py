@@ -13,6 +13,7 @@ from backupd.config import Config, SourceConfig
 from backupd.credentials import read_secret
 from backupd.dataarts.auth import StaticTokenAuth
 from backupd.dataarts.client import ClientSettings, DataArtsClient
+from backupd.dataarts.retry import RetryPolicy
 from backupd.snapshot import SnapshotOptions, SnapshotResult, WorkspaceTarget, snapshot_workspace
 from backupd.store.archive import ArchiveLimits
 from backupd.store.gitrepo import GitRepo, Identity, repository_lock
@@ -39,6 +40,13 @@ def make_client(source: SourceConfig) -> DataArtsClient:
         timeout=source.timeout,
         requests_per_second=source.requests_per_second,
         exports_per_second=source.exports_per_second,
+        max_concurrent=source.max_concurrent_requests,
+        retry=RetryPolicy(
+            attempts=source.retry.attempts,
+            base_delay=source.retry.base_delay,
+            max_delay=source.retry.max_delay,
+            max_retry_after=source.retry.max_retry_after,
+        ),
     )
     return DataArtsClient(settings, auth)
 
