@@ -11,11 +11,15 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from backupd import __version__
 from backupd.config import load_config
 from backupd.errors import BackupdError, ConfigError, CredentialError, UserError
 from backupd.logs import log, setup_logging
+
+if TYPE_CHECKING:
+    from backupd.snapshot import SnapshotResult
 
 logger = logging.getLogger("backupd")
 
@@ -120,9 +124,18 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
             failed=",".join(failed),
             ok=len(results) - len(failed),
         )
-        print(f"backupd: snapshot failed for {', '.join(failed)}", file=sys.stderr)  # noqa: T201
+        print(f"backupd: snapshot failed for {failure_report(results)}", file=sys.stderr)  # noqa: T201
         return EXIT_FAILED
     return EXIT_OK
+
+
+def failure_report(results: Sequence[SnapshotResult]) -> str:
+    """'prod/a, prod/b: <why>; prod/c: <why>' — failed workspaces grouped by their error."""
+    by_error: dict[str, list[str]] = {}
+    for result in results:
+        if not result.ok:
+            by_error.setdefault(result.error or "unknown error", []).append(result.target.label)
+    return "; ".join(f"{', '.join(labels)}: {error}" for error, labels in by_error.items())
 
 
 def cmd_config(args: argparse.Namespace) -> int:

@@ -14,7 +14,14 @@ from backupd.credentials import read_secret
 from backupd.dataarts.auth import StaticTokenAuth
 from backupd.dataarts.client import ClientSettings, DataArtsClient
 from backupd.dataarts.retry import RetryPolicy
-from backupd.snapshot import SnapshotOptions, SnapshotResult, WorkspaceTarget, snapshot_workspace
+from backupd.errors import AuthError
+from backupd.logs import log
+from backupd.snapshot import (
+    SnapshotOptions,
+    SnapshotResult,
+    WorkspaceTarget,
+    snapshot_workspace,
+)
 from backupd.store.archive import ArchiveLimits
 from backupd.store.gitrepo import GitRepo, Identity, repository_lock
 
@@ -65,6 +72,7 @@ def snapshot_options(
         staging_root=config.staging_dir,
         max_delete_fraction=config.safety.max_delete_fraction,
         allow_mass_delete=allow_mass_delete or config.safety.allow_mass_delete,
+        archive_attempts=source.retry.archive_attempts,
     )
 
 
@@ -100,6 +108,35 @@ def run_snapshots(
                 continue
             options = snapshot_options(config, source, allow_mass_delete=allow_mass_delete)
             with client_factory(source) as client:
-                for target in chosen:
-                    results.append(snapshot_workspace(client, repo, target, options, identity))
+                results += snapshot_source(client, repo, chosen, options, identity)
+    return results
+
+
+def snapshot_source(
+    client: DataArtsClient,
+    repo: GitRepo,
+    chosen: list[WorkspaceTarget],
+    options: SnapshotOptions,
+    identity: Identity,
+) -> list[SnapshotResult]:
+    """Snapshot the workspaces of one source; rejected credentials stop the source at once."""
+    results: list[SnapshotResult] = []
+    for index, target in enumerate(chosen):
+        try:
+            results.append(snapshot_workspace(client, repo, target, options, identity))
+        except AuthError as error:
+            # Every further call would be refused the same way: one request, not one per
+            # workspace (and no lockout for hammering IAM with bad credentials).
+            message = f"credentials rejected: {error}"
+            skipped = [t.label for t in chosen[index:]]
+            log(
+                logger,
+                "source.failed",
+                level=logging.ERROR,
+                source=target.source,
+                error=message,
+                workspaces=",".join(skipped),
+            )
+            results += [SnapshotResult(t, ok=False, error=message) for t in chosen[index:]]
+            break
     return results

@@ -9,6 +9,7 @@ repository exactly as it was.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import shutil
 import tempfile
@@ -19,7 +20,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from backupd.dataarts.client import DataArtsClient, JobSummary
-from backupd.errors import ArchiveError, BackupdError, SnapshotRefused
+from backupd.errors import ApiError, ArchiveError, AuthError, BackupdError, SnapshotRefused
 from backupd.logs import log
 from backupd.store.archive import ArchiveLimits, extract_archive
 from backupd.store.gitrepo import GitRepo, Identity
@@ -35,6 +36,9 @@ from backupd.store.tree import META_DIR, ChangeSet, apply_changes, plan_changes
 logger = logging.getLogger(__name__)
 
 INDEX_FILE = f"{META_DIR}/index.json"
+
+# What batch-export answers when a listed job no longer exists (dlf-api.md §3.1, §3.2).
+VANISHED_JOB_CODES = frozenset({"DLF.0100", "DLF.3051"})
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,7 @@ class SnapshotOptions:
     staging_root: Path | None = None
     max_delete_fraction: float = 0.5
     allow_mass_delete: bool = False
+    archive_attempts: int = 2
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,7 @@ class SnapshotResult:
     commit: str | None = None
     error: str | None = None
     duration: float = 0.0
+    retries: int = 0
 
 
 def batches(names: Sequence[str], size: int) -> Iterator[Sequence[str]]:
@@ -101,31 +107,14 @@ def stage_workspace(
     scripts = client.list_scripts(target.workspace_id)
     log(logger, "snapshot.listed", workspace=target.label, jobs=len(jobs), scripts=len(scripts))
 
+    batch = _BatchExporter(client, target, options, staging, tree)
     names = [job.name for job in jobs]
     total_batches = (len(names) + options.batch_size - 1) // options.batch_size
-    for number, batch in enumerate(batches(names, options.batch_size), start=1):
-        zip_path = staging / f"batch-{number}.zip"
-        size = client.export_jobs(
-            target.workspace_id,
-            batch,
-            zip_path,
-            export_depend=options.export_depend,
-            max_bytes=options.max_archive_bytes,
-        )
-        unpacked = staging / f"batch-{number}"
-        files = extract_archive(zip_path, unpacked, options.archive_limits)
-        zip_path.unlink()
-        ingest_export(unpacked, files, tree, batch, archive_name=f"batch {number}")
-        shutil.rmtree(unpacked)
-        log(
-            logger,
-            "snapshot.batch",
-            level=logging.DEBUG,
-            workspace=target.label,
-            batch=f"{number}/{total_batches}",
-            jobs=len(batch),
-            bytes=size,
-        )
+    rejected: list[str] = []
+    for number, chunk in enumerate(batches(names, options.batch_size), start=1):
+        rejected += batch.export_isolating(chunk, f"batch {number}/{total_batches}")
+    if rejected:
+        jobs = confirm_vanished(client, target, jobs, rejected)
 
     for script in scripts:
         write_standalone_script(tree, script)
@@ -133,17 +122,148 @@ def stage_workspace(
     return StagedWorkspace(tree=tree, jobs=tuple(jobs), script_count=len(scripts))
 
 
+@dataclass(frozen=True)
+class _BatchExporter:
+    """Exports named jobs into the staged tree, one verified archive at a time."""
+
+    client: DataArtsClient
+    target: WorkspaceTarget
+    options: SnapshotOptions
+    staging: Path
+    tree: Path
+    _numbers: Iterator[int] = field(default_factory=itertools.count)
+
+    def export_isolating(self, names: Sequence[str], label: str) -> list[str]:
+        """Export ``names``; return those the service rejected as not existing.
+
+        A job deleted between listing and export makes the whole batch fail (400); halving
+        the batch isolates it in about 2·log2(batch) calls instead of one call per job.
+        """
+        try:
+            self.export(names, label)
+        except ApiError as error:
+            if not _rejects_names(error):
+                raise
+            if len(names) == 1:
+                log(
+                    logger,
+                    "snapshot.export_rejected",
+                    level=logging.WARNING,
+                    workspace=self.target.label,
+                    job=names[0],
+                    error=str(error),
+                )
+                return [names[0]]
+            middle = len(names) // 2
+            return self.export_isolating(names[:middle], f"{label} part 1") + self.export_isolating(
+                names[middle:], f"{label} part 2"
+            )
+        return []
+
+    def export(self, names: Sequence[str], label: str) -> None:
+        """Download, check and ingest one archive; a bad archive is fetched again (bounded)."""
+        for attempt in range(1, self.options.archive_attempts + 1):
+            number = next(self._numbers)
+            zip_path = self.staging / f"batch-{number}.zip"
+            unpacked = self.staging / f"batch-{number}"
+            try:
+                size = self.client.export_jobs(
+                    self.target.workspace_id,
+                    names,
+                    zip_path,
+                    export_depend=self.options.export_depend,
+                    max_bytes=self.options.max_archive_bytes,
+                )
+                files = extract_archive(zip_path, unpacked, self.options.archive_limits)
+                ingest_export(unpacked, files, self.tree, names, archive_name=zip_path.name)
+            except ArchiveError as error:
+                if attempt >= self.options.archive_attempts or _local_failure(error):
+                    raise ArchiveError(f"{label}: {error}") from error
+                log(
+                    logger,
+                    "snapshot.archive_retry",
+                    level=logging.WARNING,
+                    workspace=self.target.label,
+                    batch=label,
+                    attempt=attempt,
+                    error=str(error),
+                )
+                continue
+            finally:
+                zip_path.unlink(missing_ok=True)
+                shutil.rmtree(unpacked, ignore_errors=True)
+            log(
+                logger,
+                "snapshot.batch",
+                level=logging.DEBUG,
+                workspace=self.target.label,
+                batch=label,
+                jobs=len(names),
+                bytes=size,
+            )
+            return
+
+
+def _rejects_names(error: ApiError) -> bool:
+    """A 400 that a missing job causes (not throttling, server or credential trouble)."""
+    return type(error) is ApiError and error.status == 400 and error.code in VANISHED_JOB_CODES
+
+
+def _local_failure(error: ArchiveError) -> bool:
+    """Our disk failed (full, unwritable), not the archive: downloading again cannot help."""
+    return isinstance(error.__cause__, OSError)
+
+
+def confirm_vanished(
+    client: DataArtsClient,
+    target: WorkspaceTarget,
+    jobs: Sequence[JobSummary],
+    rejected: Sequence[str],
+) -> list[JobSummary]:
+    """The listed jobs minus ``rejected``, once a fresh listing shows those are really gone.
+
+    An export refusal alone is not proof of a deletion (a name the export endpoint dislikes
+    looks the same), and history must never record a deletion that did not happen.
+    """
+    fresh = {job.name for job in client.list_jobs(target.workspace_id)}
+    still_listed = sorted(set(rejected) & fresh)
+    if still_listed:
+        raise ApiError(
+            f"export rejected {len(still_listed)} job(s) that a fresh listing still shows: "
+            f"{', '.join(still_listed[:5])}; not recording them as deleted",
+            operation="batch export",
+        )
+    if not fresh and len(jobs) > len(rejected):
+        raise ApiError(
+            "a fresh listing to confirm vanished jobs came back empty; "
+            "refusing to treat that as proof",
+            operation="list jobs",
+        )
+    gone = set(rejected)
+    log(
+        logger,
+        "snapshot.vanished",
+        level=logging.WARNING,
+        workspace=target.label,
+        jobs=",".join(sorted(gone)),
+    )
+    return [job for job in jobs if job.name not in gone]
+
+
 def ingest_export(
     unpacked: Path, files: Sequence[str], tree: Path, requested: Sequence[str], *, archive_name: str
 ) -> None:
     """Normalise one unpacked export into the tree; the export must hold exactly ``requested``."""
     exported: set[str] = set()
+    owners: set[str] = set()  # job folders the archive writes into
     for relative in files:
         parts = PurePosixPath(relative).parts
         if parts[0] == "jobs" and relative.endswith(".job"):
             exported.add(parts[1] if len(parts) == 3 else PurePosixPath(parts[1]).stem)
+        if parts[0] == "jobs" and len(parts) >= 3:
+            owners.add(parts[1])
     missing = sorted(set(requested) - exported)
-    unexpected = sorted(exported - set(requested))
+    unexpected = sorted((exported | owners) - set(requested))
     if missing or unexpected:
         problems = []
         if missing:
@@ -287,6 +407,15 @@ def apply_staged(
     summary = summarise(changes)
     check_deletions(target, summary, stored_job_count(repo, folder), len(staged.jobs), options)
     message = commit_message(folder, summary, users=editors(workspace_dir, staged.jobs))
+    log(
+        logger,
+        "snapshot.apply",
+        level=logging.DEBUG,
+        workspace=target.label,
+        added=len(changes.added),
+        modified=len(changes.modified),
+        removed=len(changes.removed),
+    )
     try:
         apply_changes(staged.tree, workspace_dir, changes)
         repo.stage([f"{folder}/{path}" for path in changes.paths])
@@ -308,6 +437,18 @@ def snapshot_workspace(
 ) -> SnapshotResult:
     """Snapshot one workspace; failures are returned, not raised, so others still run."""
     started = time.monotonic()
+    retries_before = client.retries
+
+    def failed(message: str) -> SnapshotResult:
+        log(logger, "snapshot.failed", level=logging.ERROR, workspace=target.label, error=message)
+        return SnapshotResult(
+            target,
+            ok=False,
+            error=message,
+            duration=time.monotonic() - started,
+            retries=client.retries - retries_before,
+        )
+
     root = options.staging_root
     if root is not None:
         root.mkdir(parents=True, exist_ok=True)
@@ -315,17 +456,14 @@ def snapshot_workspace(
     try:
         staged = stage_workspace(client, target, options, staging)
         changes, summary, sha = apply_staged(repo, target, staged, options, identity)
+    except AuthError as error:
+        if error.status == 401:
+            raise  # the source's credentials, not this workspace: the caller stops the source
+        return failed(str(error))
     except BackupdError as error:
-        log(
-            logger, "snapshot.failed", level=logging.ERROR, workspace=target.label, error=str(error)
-        )
-        return SnapshotResult(
-            target, ok=False, error=str(error), duration=time.monotonic() - started
-        )
+        return failed(str(error))
     except OSError as error:
-        message = f"{error.strerror or error} ({error.filename or 'file system'})"
-        log(logger, "snapshot.failed", level=logging.ERROR, workspace=target.label, error=message)
-        return SnapshotResult(target, ok=False, error=message, duration=time.monotonic() - started)
+        return failed(_describe(error))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     result = SnapshotResult(
@@ -337,6 +475,7 @@ def snapshot_workspace(
         summary=summary,
         commit=sha,
         duration=time.monotonic() - started,
+        retries=client.retries - retries_before,
     )
     log(
         logger,
@@ -347,6 +486,11 @@ def snapshot_workspace(
         changed=len(summary.jobs_changed),
         removed=len(summary.jobs_removed),
         commit=sha or "none",
+        retries=result.retries,
         seconds=round(result.duration, 2),
     )
     return result
+
+
+def _describe(error: OSError) -> str:
+    return f"{error.strerror or error} ({error.filename or 'file system'})"
