@@ -20,6 +20,7 @@ from backupd.snapshot import (
     SnapshotOptions,
     SnapshotResult,
     WorkspaceTarget,
+    remove_stale_staging,
     snapshot_workspace,
 )
 from backupd.store.archive import ArchiveLimits
@@ -100,6 +101,7 @@ def run_snapshots(
         )
         stack.enter_context(repository_lock(repo))
         repo.prepare(identity)
+        remove_stale_staging(config.staging_dir)
         for source in config.sources:
             chosen = [
                 t for t in targets(source) if not wanted or t.label in wanted or t.folder in wanted

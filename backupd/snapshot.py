@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import os
+import re
 import shutil
 import tempfile
 import time
@@ -36,6 +38,11 @@ from backupd.store.tree import META_DIR, ChangeSet, apply_changes, plan_changes
 logger = logging.getLogger(__name__)
 
 INDEX_FILE = f"{META_DIR}/index.json"
+
+# Staging folders are named after the process that owns them, so that a later run can tell
+# the leftovers of a killed process from the folders of one still working.
+STAGING_PREFIX = "backupd-staging-"
+_STAGING_NAME = re.compile(rf"^{re.escape(STAGING_PREFIX)}(\d+)-")
 
 # What batch-export answers when a listed job no longer exists (dlf-api.md §3.1, §3.2).
 VANISHED_JOB_CODES = frozenset({"DLF.0100", "DLF.3051"})
@@ -419,7 +426,7 @@ def apply_staged(
     try:
         apply_changes(staged.tree, workspace_dir, changes)
         repo.stage([f"{folder}/{path}" for path in changes.paths])
-        sha = repo.commit(message, author=identity, committer=identity)
+        sha = repo.commit(message, author=identity, committer=identity, folder=folder)
     except (BackupdError, OSError):
         # A half-applied tree (disk full, git failure) must not stay behind as if it were true.
         with contextlib.suppress(BackupdError, OSError):
@@ -449,10 +456,10 @@ def snapshot_workspace(
             retries=client.retries - retries_before,
         )
 
-    root = options.staging_root
-    if root is not None:
-        root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix="backupd-", dir=root))
+    try:
+        staging = make_staging(options.staging_root)
+    except OSError as error:
+        return failed(f"cannot create a staging folder: {_describe(error)}")
     try:
         staged = stage_workspace(client, target, options, staging)
         changes, summary, sha = apply_staged(repo, target, staged, options, identity)
@@ -494,3 +501,52 @@ def snapshot_workspace(
 
 def _describe(error: OSError) -> str:
     return f"{error.strerror or error} ({error.filename or 'file system'})"
+
+
+# --- staging folders --------------------------------------------------------------------------
+
+
+def _staging_root(root: Path | None) -> Path:
+    return root if root is not None else Path(tempfile.gettempdir())
+
+
+def make_staging(root: Path | None) -> Path:
+    """A new, private staging folder carrying this process's id in its name."""
+    base = _staging_root(root)
+    base.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=base))
+
+
+def remove_stale_staging(root: Path | None) -> list[Path]:
+    """Delete staging folders left by processes that no longer run (a kill -9, a power cut).
+
+    Folders of live processes are kept, this process's own included: a daemon may be
+    snapshotting another workspace right now, and several backupd may share one root.
+    """
+    base = _staging_root(root)
+    removed: list[Path] = []
+    try:
+        entries = list(base.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _STAGING_NAME.match(entry.name)
+        if match is None or _process_alive(int(match[1])) or not entry.is_dir():
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        removed.append(entry)
+    if removed:
+        log(logger, "staging.cleaned", root=str(base), folders=len(removed))
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process: not ours to judge
+    return True
