@@ -1251,6 +1251,14 @@ class _Server(ThreadingHTTPServer):
         self.simulator = simulator
         super().__init__(address, _Handler)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hangs up mid-request (killed, timed out) is routine in tests of
+        # backupd's robustness, not a simulator fault worth a traceback on stderr.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            logger.debug("simulator: client %s hung up", client_address)
+            return
+        super().handle_error(request, client_address)
+
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
