@@ -22,7 +22,14 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from backupd.dataarts.client import DataArtsClient, JobSummary
-from backupd.errors import ApiError, ArchiveError, AuthError, BackupdError, SnapshotRefused
+from backupd.errors import (
+    ApiError,
+    ArchiveError,
+    AuthError,
+    BackupdError,
+    RepoError,
+    SnapshotRefused,
+)
 from backupd.logs import log
 from backupd.store.archive import ArchiveLimits, extract_archive
 from backupd.store.gitrepo import GitRepo, Identity
@@ -138,7 +145,7 @@ class _BatchExporter:
     options: SnapshotOptions
     staging: Path
     tree: Path
-    _numbers: Iterator[int] = field(default_factory=itertools.count)
+    _numbers: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
     def export_isolating(self, names: Sequence[str], label: str) -> list[str]:
         """Export ``names``; return those the service rejected as not existing.
@@ -427,10 +434,12 @@ def apply_staged(
         apply_changes(staged.tree, workspace_dir, changes)
         repo.stage([f"{folder}/{path}" for path in changes.paths])
         sha = repo.commit(message, author=identity, committer=identity, folder=folder)
-    except (BackupdError, OSError):
+    except (BackupdError, OSError) as error:
         # A half-applied tree (disk full, git failure) must not stay behind as if it were true.
         with contextlib.suppress(BackupdError, OSError):
             repo.reset_folder(folder)
+        if isinstance(error, OSError):
+            raise RepoError(f"cannot write {workspace_dir}: {_describe(error)}") from error
         raise
     return changes, summary, sha
 
@@ -500,7 +509,8 @@ def snapshot_workspace(
 
 
 def _describe(error: OSError) -> str:
-    return f"{error.strerror or error} ({error.filename or 'file system'})"
+    where = f" ({error.filename})" if error.filename else ""
+    return f"{error.strerror or error}{where}"
 
 
 # --- staging folders --------------------------------------------------------------------------
