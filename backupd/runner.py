@@ -14,7 +14,6 @@ from backupd.credentials import read_secret
 from backupd.dataarts.auth import StaticTokenAuth
 from backupd.dataarts.client import ClientSettings, DataArtsClient
 from backupd.dataarts.retry import RetryPolicy
-from backupd.errors import AuthError
 from backupd.logs import log
 from backupd.snapshot import (
     SnapshotOptions,
@@ -124,21 +123,24 @@ def snapshot_source(
     """Snapshot the workspaces of one source; rejected credentials stop the source at once."""
     results: list[SnapshotResult] = []
     for index, target in enumerate(chosen):
-        try:
-            results.append(snapshot_workspace(client, repo, target, options, identity))
-        except AuthError as error:
+        result = snapshot_workspace(client, repo, target, options, identity)
+        results.append(result)
+        if result.credentials_rejected:
             # Every further call would be refused the same way: one request, not one per
-            # workspace (and no lockout for hammering IAM with bad credentials).
-            message = f"credentials rejected: {error}"
-            skipped = [t.label for t in chosen[index:]]
-            log(
-                logger,
-                "source.failed",
-                level=logging.ERROR,
-                source=target.source,
-                error=message,
-                workspaces=",".join(skipped),
-            )
-            results += [SnapshotResult(t, ok=False, error=message) for t in chosen[index:]]
+            # workspace (and no account lockout for hammering with bad credentials).
+            skipped = chosen[index + 1 :]
+            if skipped:
+                log(
+                    logger,
+                    "source.skipped",
+                    level=logging.WARNING,
+                    source=target.source,
+                    reason="credentials rejected",
+                    workspaces=",".join(t.label for t in skipped),
+                )
+            results += [
+                SnapshotResult(t, ok=False, error=result.error, credentials_rejected=True)
+                for t in skipped
+            ]
             break
     return results

@@ -101,6 +101,9 @@ class SnapshotResult:
     error: str | None = None
     duration: float = 0.0
     retries: int = 0
+    # The service rejected the source's credentials (401): its other workspaces would fail
+    # the same way, so the caller should not try them.
+    credentials_rejected: bool = False
 
 
 def batches(names: Sequence[str], size: int) -> Iterator[Sequence[str]]:
@@ -455,7 +458,7 @@ def snapshot_workspace(
     started = time.monotonic()
     retries_before = client.retries
 
-    def failed(message: str) -> SnapshotResult:
+    def failed(message: str, *, credentials_rejected: bool = False) -> SnapshotResult:
         log(logger, "snapshot.failed", level=logging.ERROR, workspace=target.label, error=message)
         return SnapshotResult(
             target,
@@ -463,6 +466,7 @@ def snapshot_workspace(
             error=message,
             duration=time.monotonic() - started,
             retries=client.retries - retries_before,
+            credentials_rejected=credentials_rejected,
         )
 
     try:
@@ -474,8 +478,8 @@ def snapshot_workspace(
         changes, summary, sha = apply_staged(repo, target, staged, options, identity)
     except AuthError as error:
         if error.status == 401:
-            raise  # the source's credentials, not this workspace: the caller stops the source
-        return failed(str(error))
+            return failed(f"credentials rejected: {error}", credentials_rejected=True)
+        return failed(str(error))  # 403: permissions may differ from workspace to workspace
     except BackupdError as error:
         return failed(str(error))
     except OSError as error:

@@ -53,7 +53,8 @@ def test_rejected_credentials_cost_one_request_and_one_clear_line(
     assert "Traceback" not in result.stderr
     events = log_events(result.stderr)
     assert not [e for e in events if e["event"] == "api.retry"]
-    assert [e["event"] for e in events if e["level"] == "error"].count("source.failed") == 1
+    assert [e["event"] for e in events if e["level"] == "error"].count("snapshot.failed") == 1
+    assert [e["workspaces"] for e in events if e["event"] == "source.skipped"] == ["prod/b"]
     assert commit_count(tmp_path / "repo") == 1  # the repository README only
 
 
