@@ -1,6 +1,7 @@
 """Command line: argparse sub-commands; every error becomes one readable line and an exit code.
 
-Exit codes: 0 ok, 1 a snapshot failed (or the repository is busy), 2 usage, 78 bad config.
+Exit codes: 0 ok, 1 a snapshot/restore failed (or the repository is busy), 2 usage, 78 bad
+config or credentials (unreadable, or rejected by the service).
 """
 
 from __future__ import annotations
@@ -15,7 +16,15 @@ from typing import TYPE_CHECKING
 
 from backupd import __version__
 from backupd.config import load_config
-from backupd.errors import BackupdError, ConfigError, CredentialError, UserError
+from backupd.errors import (
+    BackupdError,
+    ClockSkewError,
+    ConfigError,
+    CredentialError,
+    CredentialsRejected,
+    UsageError,
+    UserError,
+)
 from backupd.logs import log, setup_logging
 
 if TYPE_CHECKING:
@@ -28,6 +37,11 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_CONFIG = 78  # EX_CONFIG from sysexits.h; systemd's RestartPreventExitStatus= uses it
 
+_PROBLEM_KINDS: tuple[tuple[type[BackupdError], str], ...] = (
+    (ClockSkewError, "clock problem: "),
+    (CredentialsRejected, "credentials rejected: "),
+)
+
 DEFAULT_CONFIG = "/etc/backupd/config.yaml"
 
 
@@ -35,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="backupd",
         description="Back up Huawei Cloud DataArts Studio (DataArts Factory) jobs into git.",
+        epilog="Exit codes: 0 ok, 1 a snapshot failed, 2 usage error, 78 configuration or "
+        "credential error (including credentials the service rejected).",
     )
     parser.add_argument("--version", action="version", version=f"backupd {__version__}")
     parser.add_argument(
@@ -79,6 +95,94 @@ def build_parser() -> argparse.ArgumentParser:
         "safety.max_delete_fraction of them vanished",
     )
 
+    restore = commands.add_parser(
+        "restore",
+        help="rebuild an importable jobs.zip from the repository at any point in history, "
+        "list restore points, or import into DataArts",
+        description="Rebuild, from the git repository alone (no API access), a zip in the "
+        "batch-export layout that DataArts Studio imports: the chosen jobs with the scripts "
+        "they use, exactly as they were at the chosen point. Derived .sql/.sh/.py views and "
+        ".backupd metadata are not included. Choose --out FILE and/or --import, or "
+        "--dry-run, or --list.",
+    )
+    with_config(restore)
+    restore.add_argument("--source", metavar="NAME", help="source name (needed if several)")
+    restore.add_argument(
+        "-w",
+        "--workspace",
+        metavar="NAME",
+        help="workspace folder name or id (needed if several)",
+    )
+    restore.add_argument(
+        "--at",
+        metavar="REV|TAG|DATE",
+        help="the point to restore: a commit, a tag (e.g. snapshot/…) or a date/time in ISO "
+        "8601 ('2026-11-20', '2026-11-20 03:00', '2026-11-20T03:00:00+08:00'); a date/time "
+        "without an offset is UTC. A date/time means the state at that moment: the last "
+        "snapshot at or before it. Default: the latest snapshot",
+    )
+    restore.add_argument(
+        "-j",
+        "--job",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="restore only this job (repeatable; default: every job of the workspace)",
+    )
+    restore.add_argument(
+        "--with-dependents",
+        action="store_true",
+        help="also restore the jobs that depend on the chosen ones: jobs whose schedule "
+        "waits for them (schedule.cron.dependJobs 'jobs' or 'sameWorkSpaceJobs'), and the "
+        "jobs that wait for those, transitively",
+    )
+    restore.add_argument(
+        "--all-scripts",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also every other script of the workspace, as scripts/<name>.script (default: "
+        "yes when restoring the whole workspace, no with --job)",
+    )
+    restore.add_argument("-o", "--out", type=Path, metavar="FILE", help="write the zip here")
+    restore.add_argument(
+        "--import",
+        dest="import_zip",
+        action="store_true",
+        help="upload the zip to the OBS bucket of the source's restore section and import "
+        "it into the workspace (parts of at most restore.max_import_bytes)",
+    )
+    restore.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="with --import: replace jobs and scripts of the same name (sameNamePolicy "
+        "OVERWRITE; DataArts overwrites only stopped jobs). Default: keep them (SKIP)",
+    )
+    restore.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print what would be restored and how it differs from the live workspace "
+        "(new/changed/identical per job, by exporting the current versions)",
+    )
+    restore.add_argument(
+        "--offline", action="store_true", help="with --dry-run: do not ask the API"
+    )
+    restore.add_argument(
+        "--list",
+        action="store_true",
+        help="list the restore points: commits that changed the workspace, with their "
+        "snapshot/* tags",
+    )
+    run = commands.add_parser(
+        "run",
+        help="run as a daemon: snapshot each workspace on its schedule until stopped",
+        description="Snapshot each workspace on its schedule (config 'schedule:', 'daemon:') "
+        "until SIGTERM or SIGINT, which let a running commit finish. SIGHUP reloads the "
+        "config (an invalid one is logged and the running one kept). Holds the repository "
+        "lock while it runs. Under systemd (Type=notify) it reports READY, STATUS, RELOADING "
+        "and STOPPING and feeds the watchdog.",
+    )
+    with_config(run)
+
     config_command = commands.add_parser("config", help="generate or validate a config file")
     config_actions = config_command.add_subparsers(dest="action", metavar="ACTION", required=True)
     config_actions.add_parser(
@@ -115,27 +219,55 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     results = run_snapshots(config, only=args.workspace, allow_mass_delete=args.allow_mass_delete)
     if args.workspace and not results:
         raise UserError(f"no configured workspace matches {', '.join(args.workspace)}")
-    failed = [r.target.label for r in results if not r.ok]
-    if failed:
-        log(
-            logger,
-            "snapshot.summary",
-            level=logging.ERROR,
-            failed=",".join(failed),
-            ok=len(results) - len(failed),
+    failed = [r for r in results if not r.ok]
+    if not failed:
+        return EXIT_OK
+    labels = [r.target.label for r in failed]
+    log(
+        logger,
+        "snapshot.summary",
+        level=logging.ERROR,
+        failed=",".join(labels),
+        ok=len(results) - len(failed),
+    )
+    for line in failure_lines(failed):
+        print(f"backupd: {line}", file=sys.stderr)  # noqa: T201
+    print(f"backupd: snapshot failed for {', '.join(labels)}", file=sys.stderr)  # noqa: T201
+    rejected = any(
+        r.error_type is not None
+        and issubclass(r.error_type, CredentialsRejected)
+        and not issubclass(r.error_type, ClockSkewError)
+        for r in failed
+    )
+    return EXIT_CONFIG if rejected else EXIT_FAILED
+
+
+def failure_lines(failed: Sequence[SnapshotResult]) -> list[str]:
+    """One line per distinct error, naming its workspaces and the kind of problem first."""
+    by_error: dict[tuple[str, str], list[str]] = {}
+    for result in failed:
+        kind = next(
+            (
+                label
+                for cls, label in _PROBLEM_KINDS
+                if result.error_type is not None and issubclass(result.error_type, cls)
+            ),
+            "",
         )
-        print(f"backupd: snapshot failed for {failure_report(results)}", file=sys.stderr)  # noqa: T201
-        return EXIT_FAILED
-    return EXIT_OK
+        by_error.setdefault((kind, result.error or "unknown error"), []).append(result.target.label)
+    return [f"{', '.join(labels)}: {kind}{error}" for (kind, error), labels in by_error.items()]
 
 
-def failure_report(results: Sequence[SnapshotResult]) -> str:
-    """'prod/a, prod/b: <why>; prod/c: <why>' — failed workspaces grouped by their error."""
-    by_error: dict[str, list[str]] = {}
-    for result in results:
-        if not result.ok:
-            by_error.setdefault(result.error or "unknown error", []).append(result.target.label)
-    return "; ".join(f"{', '.join(labels)}: {error}" for error, labels in by_error.items())
+def cmd_restore(args: argparse.Namespace) -> int:
+    from backupd.restore_command import run_restore
+
+    return run_restore(args)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from backupd.service.daemon import run_daemon
+
+    return run_daemon(args.config, load_config(args.config))
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -165,6 +297,8 @@ def cmd_simulator(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "snapshot": cmd_snapshot,
+    "restore": cmd_restore,
+    "run": cmd_run,
     "config": cmd_config,
     "demo": cmd_demo,
     "simulator": cmd_simulator,
@@ -177,9 +311,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(args.log_level, args.log_format)
     try:
         return COMMANDS[args.command](args)
-    except (ConfigError, CredentialError) as error:
+    except ClockSkewError as error:
+        print(f"backupd: clock problem: {error}", file=sys.stderr)  # noqa: T201
+        return EXIT_FAILED
+    except (ConfigError, CredentialError, CredentialsRejected) as error:
         print(f"backupd: {error}", file=sys.stderr)  # noqa: T201
         return EXIT_CONFIG
+    except UsageError as error:
+        print(f"backupd: {error}", file=sys.stderr)  # noqa: T201
+        return EXIT_USAGE
     except UserError as error:
         print(f"backupd: {error}", file=sys.stderr)  # noqa: T201
         return EXIT_FAILED

@@ -8,10 +8,12 @@ validation, defaults and documentation, so they cannot drift apart.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import re
 import types
 import typing
+import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +22,10 @@ from typing import Any, Literal, Union
 import yaml
 
 from backupd.errors import ConfigError
+from backupd.logs import log
 from backupd.secret import Secret
+
+logger = logging.getLogger(__name__)
 
 Check = Callable[[Any], str | None]
 
@@ -32,18 +37,20 @@ def option(
     check: Check | None = None,
     example: Any = None,
     sample: bool = False,
+    shown: bool = True,
 ) -> Any:
     """A documented config field; ``check`` returns a problem description or None.
 
     ``example`` is shown in the generated sample config where there is no default;
-    ``sample=True`` shows an optional key set to its example rather than commented out.
+    ``sample=True`` shows an optional key set to its example rather than commented out;
+    ``shown=False`` keeps the value out of the config objects' reprs.
     """
     metadata = {"doc": doc, "check": check, "example": example, "sample": sample}
     if isinstance(default, list | dict):
         raise TypeError("mutable defaults are not allowed")
     if default is dataclasses.MISSING:
-        return field(metadata=metadata)
-    return field(default=default, metadata=metadata)
+        return field(metadata=metadata, repr=shown)
+    return field(default=default, metadata=metadata, repr=shown)
 
 
 # --- checks -----------------------------------------------------------------------------------
@@ -84,9 +91,98 @@ def _url(value: str) -> str | None:
     return None
 
 
+def _url_with_path(value: str) -> str | None:
+    if not re.match(r"^https?://[^/\s]+(/\S*)?$", value):
+        return f"must be a URL such as https://host[:port][/path], got {value!r}"
+    return None
+
+
+def _bucket_name(value: str) -> str | None:
+    if not re.match(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", value):
+        return (
+            f"{value!r} is not an OBS bucket name (3-63 lowercase letters, digits, '-' or '.', "
+            "starting and ending with a letter or digit)"
+        )
+    return None
+
+
+def _obs_prefix(value: str) -> str | None:
+    if value.startswith("/") or "\\" in value or any(c < " " for c in value):
+        return f"{value!r} must be a relative key prefix such as 'backupd-restore/'"
+    return None
+
+
 def _credential_name(value: str) -> str | None:
     if not re.match(r"^[A-Za-z0-9_.@-]{1,255}$", value) or value in {".", ".."}:
         return f"{value!r} is not a valid systemd credential name"
+    return None
+
+
+def _access_key_id(value: str) -> str | None:
+    # Checked here rather than at the first request: a space or comma would break the header.
+    if not re.fullmatch(r"[\x21-\x7e]+", value) or "," in value:
+        return "must be printable ASCII without spaces or commas"
+    return None
+
+
+def _existing_file(value: Path) -> str | None:
+    return None if value.is_file() else f"{value} is not a readable file"
+
+
+def _one_source(instance: Any, key: str, names: tuple[str, ...], *, required: bool) -> None:
+    """Require exactly one (``required``) or at most one of the fields ``names``."""
+    given = [name for name in names if getattr(instance, name) is not None]
+    if len(given) > 1:
+        raise ConfigError(key, f"set only one of {', '.join(names)} (found {', '.join(given)})")
+    if required and not given:
+        raise ConfigError(key, f"set one of {', '.join(names)}")
+
+
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+_CRON_FIELDS = (  # name, lowest, highest, names standing for lowest, lowest + 1, ...
+    ("minute", 0, 59, ()),
+    ("hour", 0, 23, ()),
+    ("day-of-month", 1, 31, ()),
+    ("month", 1, 12, _MONTHS),
+    ("day-of-week", 0, 7, _WEEKDAYS),
+)
+_CRON_ITEM = re.compile(r"^(?:\*|([a-z0-9]+)(?:-([a-z0-9]+))?)(?:/([0-9]+))?$")
+
+
+def _cron(value: str) -> str | None:
+    """A 5-field crontab expression: numbers, names, '*', ranges, lists and steps."""
+    fields = value.split()
+    if len(fields) != len(_CRON_FIELDS):
+        return (
+            "must have 5 fields (minute hour day-of-month month day-of-week), "
+            f"got {len(fields)} in {value!r}"
+        )
+    for text, (name, low, high, names) in zip(fields, _CRON_FIELDS, strict=True):
+        for item in text.lower().split(","):
+            match = _CRON_ITEM.match(item)
+            if match is None or match[3] == "0":
+                return f"{name} field {text!r} is not valid cron syntax"
+            values: list[int] = []
+            for bound in (match[1], match[2]):
+                if bound is None:
+                    continue
+                if bound in names:
+                    values.append(names.index(bound) + low)  # jan = 1, sun = 0
+                elif bound.isdigit() and low <= int(bound) <= high:
+                    values.append(int(bound))
+                else:
+                    return f"{name} field {text!r}: {bound!r} is not in {low}-{high}"
+            if values != sorted(values):
+                return f"{name} field {text!r}: the range runs backwards"
+    return None
+
+
+def _timezone(value: str) -> str | None:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return f"{value!r} is not an IANA time zone (such as UTC or Asia/Shanghai)"
     return None
 
 
@@ -111,6 +207,77 @@ class RepositoryConfig:
 
 
 @dataclass(frozen=True)
+class AkSkAuthConfig:
+    """Access key (AK/SK): every request is signed; no token, no password (recommended)."""
+
+    type: Literal["aksk"] = option("Authentication kind.")
+    ak: str = option(
+        "Access key id (AK). Not secret by itself, but never shown in full.",
+        check=_access_key_id,
+        example="EXAMPLEAK0123456789A",
+        shown=False,
+    )
+    sk: Secret | None = option("Secret access key (SK) itself (prefer a file or credential).", None)
+    sk_file: Path | None = option(
+        "File holding the SK (mode 0600).", None, example="/etc/backupd/sk", sample=True
+    )
+    sk_credential: str | None = option(
+        "systemd credential name holding the SK ($CREDENTIALS_DIRECTORY/<name>).",
+        None,
+        check=_credential_name,
+        example="dlf-sk",
+    )
+    security_token: Secret | None = option(
+        "Security token of temporary AK/SK credentials (sent as X-Security-Token).", None
+    )
+    security_token_file: Path | None = option(
+        "File holding the security token.", None, example="/run/backupd/security-token"
+    )
+    security_token_credential: str | None = option(
+        "systemd credential name holding the security token.",
+        None,
+        check=_credential_name,
+        example="dlf-security-token",
+    )
+
+    def _validate(self, key: str) -> None:
+        _one_source(self, key, ("sk", "sk_file", "sk_credential"), required=True)
+        names = ("security_token", "security_token_file", "security_token_credential")
+        _one_source(self, key, names, required=False)
+
+
+@dataclass(frozen=True)
+class PasswordAuthConfig:
+    """IAM user and password: backupd gets a project-scoped IAM token and reuses it."""
+
+    type: Literal["password"] = option("Authentication kind.")
+    user: str = option("IAM user name (needs programmatic access).", example="backupd")
+    domain: str = option("Account (domain) name the IAM user belongs to.", example="my-account")
+    password: Secret | None = option("The password itself (prefer a file or credential).", None)
+    password_file: Path | None = option(
+        "File holding the password (mode 0600).",
+        None,
+        example="/etc/backupd/password",
+        sample=True,
+    )
+    password_credential: str | None = option(
+        "systemd credential name holding the password ($CREDENTIALS_DIRECTORY/<name>).",
+        None,
+        check=_credential_name,
+        example="dlf-password",
+    )
+    iam_endpoint: str | None = option(
+        "IAM endpoint issuing the token (default: https://iam.<region>.myhuaweicloud.com).",
+        None,
+        check=_url,
+        example="https://iam.eu-de.otc.t-systems.com",
+    )
+
+    def _validate(self, key: str) -> None:
+        _one_source(self, key, ("password", "password_file", "password_credential"), required=True)
+
+
+@dataclass(frozen=True)
 class TokenAuthConfig:
     """A ready-made IAM token (X-Auth-Token): for tests, the simulator and short-lived use."""
 
@@ -126,8 +293,54 @@ class TokenAuthConfig:
         example="dlf-token",
     )
 
+    def _validate(self, key: str) -> None:
+        _one_source(self, key, ("token", "token_file", "token_credential"), required=True)
 
-AuthConfig = TokenAuthConfig
+
+AuthConfig = AkSkAuthConfig | PasswordAuthConfig | TokenAuthConfig
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """When `backupd run` snapshots a workspace.
+
+    Every key is optional at every level: a workspace's schedule inherits each unset key from
+    its source's, which inherits from the top-level one. 'cron' and 'interval' count as one
+    choice: the nearest level that sets either decides.
+    """
+
+    cron: str | None = option(
+        "Cron expression, 5 fields: minute hour day-of-month month day-of-week (0 or 7 = "
+        "Sunday; names like mon-fri and jan allowed); quote it when it starts with '*'. "
+        "When no level sets cron or interval, snapshots run hourly.",
+        None,
+        check=_cron,
+        example="0 * * * *",
+        sample=True,
+    )
+    interval: float | None = option(
+        "Seconds between snapshots, instead of cron (counted from the daemon's start).",
+        None,
+        check=_positive,
+        example=21600,
+    )
+    timezone: str | None = option(
+        "IANA time zone the cron expression is read in (default: UTC).",
+        None,
+        check=_timezone,
+        example="Asia/Shanghai",
+    )
+    jitter: float | None = option(
+        "Delay each run by a random 0 to this many seconds, so that many workspaces or "
+        "daemons do not call the API at the same instant (default: 0).",
+        None,
+        check=_between(0, 86400),
+        example=60,
+    )
+
+    def _validate(self, key: str) -> None:
+        if self.cron is not None and self.interval is not None:
+            raise ConfigError(key, "set cron or interval, not both")
 
 
 @dataclass(frozen=True)
@@ -143,6 +356,11 @@ class WorkspaceConfig:
         check=_folder_name,
         example="sales",
         sample=True,
+    )
+    schedule: ScheduleConfig | None = option(
+        "This workspace's own schedule (`backupd run`); unset keys come from the source's.",
+        None,
+        example={"cron": "30 2 * * *"},
     )
 
     @property
@@ -179,6 +397,67 @@ class RetryConfig:
 
 
 @dataclass(frozen=True)
+class RestoreConfig:
+    """Where `backupd restore --import` puts the zip: DataArts imports from OBS only."""
+
+    obs_bucket: str | None = option(
+        "OBS bucket for restore zips (in the workspace's region); needed only for --import.",
+        None,
+        check=_bucket_name,
+        example="dataarts-restore",
+    )
+    obs_prefix: str = option(
+        "Key prefix (folder) in the bucket for uploaded restore zips.",
+        "backupd-restore/",
+        check=_obs_prefix,
+    )
+    obs_endpoint: str | None = option(
+        "OBS endpoint (default: https://obs.<region>.myhuaweicloud.com).",
+        None,
+        check=_url_with_path,
+        example="https://obs.cn-north-4.myhuaweicloud.com",
+    )
+    obs_ak: str | None = option(
+        "AK for OBS. Default: the source's own AK/SK when its auth is AK/SK; set this (with "
+        "one of obs_sk, obs_sk_file, obs_sk_credential) otherwise.",
+        None,
+        example="${OBS_AK}",
+    )
+    obs_sk: Secret | None = option("SK for obs_ak (prefer a file or ${ENV_VAR}).", None)
+    obs_sk_file: Path | None = option(
+        "File holding the SK for obs_ak.", None, example="/etc/backupd/obs-sk"
+    )
+    obs_sk_credential: str | None = option(
+        "systemd credential name holding the SK for obs_ak.",
+        None,
+        check=_credential_name,
+        example="obs-sk",
+    )
+    import_timeout: float = option(
+        "Seconds to wait for DataArts to finish one import task.", 900.0, check=_positive
+    )
+    max_import_bytes: int = option(
+        "Largest restore zip (uncompressed bytes) imported in one go; bigger restores are "
+        "imported in parts (DataArts imports at most 10 MB).",
+        10 * 1024**2,
+        check=_between(1024, 10 * 1024**2),
+    )
+
+    def _validate(self, key: str) -> None:
+        secrets = [
+            name
+            for name in ("obs_sk", "obs_sk_file", "obs_sk_credential")
+            if getattr(self, name) is not None
+        ]
+        if self.obs_ak is not None and len(secrets) != 1:
+            raise ConfigError(
+                key, "with obs_ak set exactly one of obs_sk, obs_sk_file, obs_sk_credential"
+            )
+        if self.obs_ak is None and secrets:
+            raise ConfigError(f"{key}.obs_ak", f"is required when {secrets[0]} is set")
+
+
+@dataclass(frozen=True)
 class SourceConfig:
     name: str = option(
         "Short name of this account/region; the top folder in the repository.",
@@ -204,6 +483,13 @@ class SourceConfig:
         check=_url,
         example="https://dayu-dlf.eu-de.otc.t-systems.com",
     )
+    ca_bundle: Path | None = option(
+        "PEM file of extra CA certificates to trust, besides the public ones, for DataArts and "
+        "IAM (a private CA or a TLS-inspecting proxy). Certificates are always verified.",
+        None,
+        check=_existing_file,
+        example="/etc/backupd/ca.pem",
+    )
     export_depend: bool = option("Export the scripts and resources each job uses.", True)
     batch_size: int = option(
         "Jobs per batch-export call (the API allows at most 100).", 100, check=_between(1, 100)
@@ -228,12 +514,35 @@ class SourceConfig:
         "Most API calls of this source in flight at the same time.", 2, check=_between(1, 64)
     )
     retry: RetryConfig = option("Retries of failed API calls.", RetryConfig())
+    restore: RestoreConfig = option(
+        "Restore settings: where `backupd restore --import` uploads the zip.", RestoreConfig()
+    )
+    schedule: ScheduleConfig | None = option(
+        "Schedule for this source's workspaces (`backupd run`); unset keys come from the "
+        "global schedule.",
+        None,
+        example={"interval": 3600},
+    )
 
     @property
     def dlf_endpoint(self) -> str:
         if self.endpoint:
             return self.endpoint.rstrip("/")
         return f"https://dayu-dlf.{self.region}.myhuaweicloud.com"
+
+    @property
+    def iam_endpoint(self) -> str:
+        """Where a password is exchanged for a token (only meaningful for password auth)."""
+        configured = getattr(self.auth, "iam_endpoint", None)
+        if configured:
+            return str(configured).rstrip("/")
+        return f"https://iam.{self.region}.myhuaweicloud.com"
+
+    @property
+    def obs_endpoint(self) -> str:
+        if self.restore.obs_endpoint:
+            return self.restore.obs_endpoint.rstrip("/")
+        return f"https://obs.{self.region}.myhuaweicloud.com"
 
 
 @dataclass(frozen=True)
@@ -262,6 +571,41 @@ class SafetyConfig:
 
 
 @dataclass(frozen=True)
+class DaemonConfig:
+    max_parallel: int = option(
+        "Workspaces snapshotted at the same time: their listings and exports overlap, their "
+        "commits take turns. A reload cannot change it (restart instead).",
+        2,
+        check=_between(1, 64),
+    )
+    run_at_start: bool = option(
+        "Snapshot every workspace as soon as the daemon starts (and each workspace a reload "
+        "adds), besides its schedule.",
+        False,
+    )
+    misfire_grace_time: float = option(
+        "A run that could not start on time (the daemon was busy, stopped or the machine "
+        "asleep) still starts if at most this many seconds late; missed runs are coalesced "
+        "into one.",
+        300.0,
+        check=_positive,
+    )
+    snapshot_timeout: float = option(
+        "Hard deadline of one workspace snapshot in seconds. A snapshot running longer marks "
+        "the daemon unhealthy: it stops answering the systemd watchdog, which restarts it.",
+        3600.0,
+        check=_positive,
+    )
+    stop_timeout: float = option(
+        "On SIGTERM, seconds to wait for running snapshots to commit or abandon. Then the "
+        "daemon exits anyway: with 0 if the rest were only waiting on the API (abandoned, "
+        "nothing written), with 1 if a commit is stuck. Keep it below TimeoutStopSec.",
+        60.0,
+        check=_positive,
+    )
+
+
+@dataclass(frozen=True)
 class Config:
     repository: RepositoryConfig = option("Where snapshots are committed.")
     sources: tuple[SourceConfig, ...] = option("DataArts Studio accounts/regions to back up.")
@@ -274,11 +618,18 @@ class Config:
         "(default: the system temporary folder).",
         None,
     )
+    schedule: ScheduleConfig = option(
+        "Default schedule of every workspace for `backupd run` (sources and workspaces may "
+        "override any key).",
+        ScheduleConfig(),
+    )
+    daemon: DaemonConfig = option("How `backupd run` behaves.", DaemonConfig())
 
 
 # --- loading ----------------------------------------------------------------------------------
 
 _ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_ENV_VAR_ONLY = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
 
 
 def _interpolate(text: str, key: str, environ: Mapping[str, str]) -> str:
@@ -311,6 +662,8 @@ class _Loader:
     def __init__(self, base_dir: Path, environ: Mapping[str, str]) -> None:
         self.base_dir = base_dir
         self.environ = environ
+        # Keys of secrets written into the file itself (not ${ENV}): the file must stay private.
+        self.inline_secrets: list[str] = []
 
     def value(self, tp: Any, raw: Any, key: str) -> Any:
         origin = typing.get_origin(tp)
@@ -340,6 +693,8 @@ class _Loader:
 
     def scalar(self, tp: Any, raw: Any, key: str) -> Any:
         if isinstance(raw, str):
+            if tp is Secret and _ENV_VAR_ONLY.sub("", raw):
+                self.inline_secrets.append(key)
             raw = _interpolate(raw, key, self.environ)
         if tp is bool:
             if isinstance(raw, bool):
@@ -418,7 +773,14 @@ def _validate_config(config: Config) -> None:
         seen_sources.add(source.name)
         if not source.region and not source.endpoint:
             raise ConfigError(key, "needs 'region' or 'endpoint'")
-        _validate_auth(source.auth, f"{key}.auth")
+        if isinstance(source.auth, PasswordAuthConfig) and not (
+            source.auth.iam_endpoint or source.region
+        ):
+            raise ConfigError(
+                f"{key}.auth.iam_endpoint", "is required when the source has no region"
+            )
+        if source.restore.obs_bucket and not source.restore.obs_endpoint and not source.region:
+            raise ConfigError(f"{key}.restore.obs_endpoint", "is required when region is not set")
         if not source.workspaces:
             raise ConfigError(f"{key}.workspaces", "must list at least one workspace")
         folders: set[str] = set()
@@ -438,24 +800,39 @@ def _validate_config(config: Config) -> None:
             raise ConfigError("staging_dir", "must be outside the repository working tree")
 
 
-def _validate_auth(auth: AuthConfig, key: str) -> None:
-    given = [
-        name
-        for name in ("token", "token_file", "token_credential")
-        if getattr(auth, name) is not None
-    ]
-    if len(given) != 1:
-        raise ConfigError(key, "set exactly one of token, token_file, token_credential")
-
-
-def parse_config(data: Any, *, base_dir: Path, environ: Mapping[str, str] | None = None) -> Config:
-    """Validate already-parsed YAML data; relative paths are taken from ``base_dir``."""
+def _parse(data: Any, base_dir: Path, environ: Mapping[str, str] | None) -> tuple[Config, _Loader]:
     loader = _Loader(base_dir, os.environ if environ is None else environ)
     if not isinstance(data, dict):
         raise ConfigError("", "the file must hold a mapping at the top level")
     config: Config = loader.dataclass(Config, data, "")
     _validate_config(config)
-    return config
+    return config, loader
+
+
+def parse_config(data: Any, *, base_dir: Path, environ: Mapping[str, str] | None = None) -> Config:
+    """Validate already-parsed YAML data; relative paths are taken from ``base_dir``."""
+    return _parse(data, base_dir, environ)[0]
+
+
+def _warn_inline_secrets(path: Path, keys: list[str]) -> None:
+    """Warn about secrets written into a config file that others may read (never the value)."""
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError:
+        return
+    if not mode & 0o044:
+        return
+    for key in keys:
+        log(
+            logger,
+            "config.inline_secret",
+            level=logging.WARNING,
+            file=str(path),
+            key=key,
+            mode=f"{mode:04o}",
+            hint="the file is readable by group or others: chmod 600 it, or move the secret to "
+            "a *_file, a *_credential or ${ENV_VAR}",
+        )
 
 
 def load_config(path: Path, *, environ: Mapping[str, str] | None = None) -> Config:
@@ -471,4 +848,6 @@ def load_config(path: Path, *, environ: Mapping[str, str] | None = None) -> Conf
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(error, "problem", None) or "invalid YAML"
         raise ConfigError("", f"{path}: {problem}{where}") from None
-    return parse_config(data, base_dir=path.resolve().parent, environ=environ)
+    config, loader = _parse(data, path.resolve().parent, environ)
+    _warn_inline_secrets(path, loader.inline_secrets)
+    return config

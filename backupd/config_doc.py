@@ -45,7 +45,31 @@ def _scalar(value: Any) -> str:
 
 def _comment(doc: str, indent: int) -> list[str]:
     prefix = " " * indent + "# "
-    return textwrap.wrap(doc, WIDTH - len(prefix), initial_indent=prefix, subsequent_indent=prefix)
+    return textwrap.wrap(
+        doc,
+        WIDTH - len(prefix),
+        initial_indent=prefix,
+        subsequent_indent=prefix,
+        break_on_hyphens=False,
+    )
+
+
+def _summary(cls: Any) -> str:
+    return " ".join((cls.__doc__ or "").split())
+
+
+def _alternative(cls: Any, indent: int) -> list[str]:
+    """Another member of a tagged union, commented out: its usual keys, then the others' names."""
+    pad = " " * indent
+    lines = _comment(f"… or: {_summary(cls)}", indent)
+    shown = [line for line in _render_fields(cls, indent) if line.strip()]
+    keys = [line for line in shown if not line.lstrip().startswith("#")]
+    lines += [f"{pad}# {line.strip()}" for line in keys]
+    used = {line.split(":", 1)[0].strip() for line in keys}
+    others = [f.name for f in dataclasses.fields(cls) if f.name not in used]
+    if others:
+        lines += _comment(f"(other keys: {', '.join(others)})", indent)
+    return lines
 
 
 def _options(tp: Any) -> tuple[list[Any], bool]:
@@ -73,14 +97,15 @@ def _render_fields(cls: Any, indent: int, *, first_prefix: str = "") -> list[str
         elif len(members) > 1:  # a choice of mappings, told apart by 'type'
             lines += _comment(doc, indent)
             lines.append(f"{lead}{spec.name}:")
+            lines += _comment(_summary(members[0]), indent + 2)
             lines += _render_fields(members[0], indent + 2)
             for alternative in members[1:]:
-                lines.append(f"{pad}  # … or:")
-                lines += [
-                    f"{pad}  # {line.strip()}"
-                    for line in _render_fields(alternative, 0)
-                    if not line.lstrip().startswith("#")
-                ]
+                lines += _alternative(alternative, indent + 2)
+        elif dataclasses.is_dataclass(tp) and optional and spec.default is None:
+            # An optional override (a per-workspace schedule): one commented example line,
+            # not the whole block again.
+            lines += _comment(doc, indent)
+            lines.append(f"{lead}# {spec.name}: {_scalar(example)}")
         elif dataclasses.is_dataclass(tp):
             lines += _comment(doc, indent)
             lines.append(f"{lead}{spec.name}:")

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from backupd.config import load_config
-from backupd.dataarts.simulator import DEFAULT_PROJECT_ID, DEFAULT_TOKEN, Simulator
+from backupd.dataarts.simulator import DEFAULT_AK, DEFAULT_PROJECT_ID, DEFAULT_SK, Simulator
 from backupd.errors import UserError
 from backupd.runner import run_snapshots
 from backupd.snapshot import SnapshotResult
@@ -30,8 +30,9 @@ sources:
     endpoint: {endpoint}
     project_id: {project_id}
     auth:
-      type: token
-      token_file: token
+      type: aksk
+      ak: {ak}
+      sk_file: secret-key
     workspaces:
       - id: {sales}
         name: sales
@@ -60,14 +61,17 @@ def run_demo(directory: Path) -> None:
         for name, workspace_id in WORKSPACES.items():
             simulator.add_workspace(workspace_id, name)
             simulator.populate(workspace_id, 30)
-        token_file = directory / "token"
-        token_file.write_text(DEFAULT_TOKEN + "\n", encoding="utf-8")
-        token_file.chmod(0o600)
+        # The simulator checks AK/SK signatures like the real gateway; the SK stays in a 0600
+        # file, never in the config.
+        sk_file = directory / "secret-key"
+        sk_file.touch(mode=0o600)
+        sk_file.write_text(DEFAULT_SK + "\n", encoding="utf-8")
         config_file = directory / "config.yaml"
         config_file.write_text(
             CONFIG_TEMPLATE.format(
                 endpoint=simulator.url,
                 project_id=DEFAULT_PROJECT_ID,
+                ak=DEFAULT_AK,
                 sales=WORKSPACES["sales"],
                 finance=WORKSPACES["finance"],
             ),

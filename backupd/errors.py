@@ -5,15 +5,20 @@ BackupdError                      anything backupd raises on purpose
 │   ├── ConfigError               bad configuration (exit 78)
 │   ├── CredentialError           a secret could not be read
 │   ├── SnapshotRefused           a safety rule stopped a snapshot (mass deletion, …)
-│   └── LockedError               another backupd holds the repository
+│   ├── LockedError               another backupd holds the repository
+│   ├── RestoreError              a restore cannot be built or imported as asked
+│   └── UsageError                command-line options that do not fit together (exit 2)
 ├── ApiError                      DataArts answered with an error (or not at all)
 │   ├── AuthError                 401/403: credentials wrong or not allowed
-│   │   └── ClockSkewError        the signature was rejected for its date
+│   │   └── CredentialsRejected   401 / IAM refused: no call with these credentials can succeed
+│   │       └── ClockSkewError    the signature was rejected for its date
 │   ├── ThrottledError            429 / APIGW.0308
 │   ├── ServerError               5xx
-│   └── TransportError            connect error, timeout, truncated body
+│   ├── TransportError            connect error, timeout, truncated body
+│   └── CertificateError          the server's TLS certificate is not trusted (not retried)
 ├── ArchiveError                  an export zip was rejected
-└── RepoError                     git failed
+├── RepoError                     git failed
+└── SnapshotCancelled             the daemon is stopping: snapshot abandoned before apply
 """
 
 from __future__ import annotations
@@ -46,6 +51,14 @@ class SnapshotRefused(UserError):
 
 class LockedError(UserError):
     """Another backupd process holds the repository lock."""
+
+
+class RestoreError(UserError):
+    """A restore cannot be done as asked (unknown job, no snapshot at that time, …)."""
+
+
+class UsageError(UserError):
+    """Command-line arguments that cannot work together or name nothing configured."""
 
 
 class ApiError(BackupdError):
@@ -81,7 +94,14 @@ class AuthError(ApiError, UserError):
     """Credentials were rejected or lack permission: retrying cannot help."""
 
 
-class ClockSkewError(AuthError):
+class CredentialsRejected(AuthError):
+    """The credentials themselves were refused (HTTP 401 or IAM): true for every workspace.
+
+    Unlike a 403 on one workspace (a missing workspace role), this ends a source's run.
+    """
+
+
+class ClockSkewError(CredentialsRejected):
     """The gateway rejected the request's X-Sdk-Date: the local clock is off."""
 
 
@@ -101,9 +121,17 @@ class TransportError(ApiError):
     """No usable answer: connection failed, timed out, or the body was cut short."""
 
 
+class CertificateError(ApiError):
+    """The server's TLS certificate failed verification: retrying cannot help."""
+
+
 class ArchiveError(BackupdError):
     """An export archive is unsafe or broken; nothing from it was written."""
 
 
 class RepoError(BackupdError):
     """A git operation failed."""
+
+
+class SnapshotCancelled(BackupdError):
+    """A stopping daemon abandoned a snapshot before it touched the repository."""

@@ -1,19 +1,34 @@
 """Snapshot every configured workspace: config → repository → per source client → workspaces.
 
-Each workspace is isolated: one failing never stops the others (borgmatic's rule).
+Each workspace is isolated: one failing never stops the others (borgmatic's rule) — except when
+the service rejects the source's credentials, which would fail every workspace of that source
+the same way; those are then reported once and not attempted.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import logging
-from collections.abc import Callable, Iterable
+import ssl
+import threading
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import ExitStack
 
-from backupd.config import Config, SourceConfig
+import httpx
+
+from backupd.config import (
+    AkSkAuthConfig,
+    Config,
+    PasswordAuthConfig,
+    SourceConfig,
+    TokenAuthConfig,
+)
 from backupd.credentials import read_secret
-from backupd.dataarts.auth import StaticTokenAuth
+from backupd.dataarts.auth import AkSkAuth, IamTokenAuth, StaticTokenAuth
 from backupd.dataarts.client import ClientSettings, DataArtsClient
 from backupd.dataarts.retry import RetryPolicy
+from backupd.errors import ClockSkewError, ConfigError, CredentialsRejected
 from backupd.logs import log
 from backupd.snapshot import (
     SnapshotOptions,
@@ -30,21 +45,116 @@ logger = logging.getLogger(__name__)
 ClientFactory = Callable[[SourceConfig], DataArtsClient]
 
 
-def make_client(source: SourceConfig) -> DataArtsClient:
-    """The API client for one source, authenticated as its config says."""
-    auth = StaticTokenAuth(
-        read_secret(
-            key=f"sources[{source.name}].auth.token",
-            value=source.auth.token,
-            file=source.auth.token_file,
-            credential=source.auth.token_credential,
-        )
+class AuthCache:
+    """The IAM token auth of each source, kept between runs so a token serves its whole life.
+
+    A daemon holds one and passes it to every :func:`run_snapshots`; without it each run logs in
+    once. An entry is rebuilt when anything it was built from changes (config, password file).
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[object, httpx.Auth]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, source: str, fingerprint: object, build: Callable[[], httpx.Auth]) -> httpx.Auth:
+        with self._lock:
+            entry = self._entries.get(source)
+            if entry is not None and entry[0] == fingerprint:
+                return entry[1]
+            auth = build()
+            self._entries[source] = (fingerprint, auth)
+            return auth
+
+
+def tls_verify(source: SourceConfig) -> bool | ssl.SSLContext:
+    """Certificate checking for the source: always on; ``ca_bundle`` adds trusted CAs."""
+    if source.ca_bundle is None:
+        return True
+    context = httpx.create_ssl_context()  # the public CAs httpx trusts by default
+    try:
+        context.load_verify_locations(cafile=source.ca_bundle)
+    except (OSError, ssl.SSLError) as error:
+        raise ConfigError(
+            f"sources[{source.name}].ca_bundle",
+            f"cannot load {source.ca_bundle} as PEM certificates: {error}",
+        ) from None
+    return context
+
+
+def make_auth(
+    source: SourceConfig, *, verify: bool | ssl.SSLContext = True, cache: AuthCache | None = None
+) -> httpx.Auth:
+    """The httpx.Auth the source's config asks for; secrets are read now (files may rotate)."""
+    auth = source.auth
+    key = f"sources[{source.name}].auth"
+    if isinstance(auth, AkSkAuthConfig):
+        return _aksk_auth(auth, key)
+    if isinstance(auth, PasswordAuthConfig):
+        return _iam_auth(source, auth, key, verify, cache)
+    return _token_auth(auth, key)
+
+
+def _aksk_auth(auth: AkSkAuthConfig, key: str) -> AkSkAuth:
+    sk = read_secret(
+        key=f"{key}.sk", value=auth.sk, file=auth.sk_file, credential=auth.sk_credential
     )
+    token_sources = (auth.security_token, auth.security_token_file, auth.security_token_credential)
+    token = None
+    if any(item is not None for item in token_sources):
+        token = read_secret(
+            key=f"{key}.security_token",
+            value=auth.security_token,
+            file=auth.security_token_file,
+            credential=auth.security_token_credential,
+        )
+    return AkSkAuth(auth.ak, sk, security_token=token)
+
+
+def _iam_auth(
+    source: SourceConfig,
+    auth: PasswordAuthConfig,
+    key: str,
+    verify: bool | ssl.SSLContext,
+    cache: AuthCache | None,
+) -> httpx.Auth:
+    password = read_secret(
+        key=f"{key}.password",
+        value=auth.password,
+        file=auth.password_file,
+        credential=auth.password_credential,
+    )
+    build = functools.partial(
+        IamTokenAuth,
+        iam_url=source.iam_endpoint,
+        user=auth.user,
+        domain=auth.domain,
+        password=password,
+        project_id=source.project_id,
+        timeout=source.timeout,
+        verify=verify,
+    )
+    if cache is None:
+        return build()
+    fingerprint = (auth, password, source.iam_endpoint, source.project_id, source.ca_bundle)
+    return cache.get(source.name, fingerprint, build)
+
+
+def _token_auth(auth: TokenAuthConfig, key: str) -> StaticTokenAuth:
+    token = read_secret(
+        key=f"{key}.token", value=auth.token, file=auth.token_file, credential=auth.token_credential
+    )
+    return StaticTokenAuth(token)
+
+
+def make_client(source: SourceConfig, *, auth_cache: AuthCache | None = None) -> DataArtsClient:
+    """The API client for one source, authenticated as its config says."""
+    verify = tls_verify(source)
     settings = ClientSettings(
         endpoint=source.dlf_endpoint,
         project_id=source.project_id,
         page_size=source.page_size,
         timeout=source.timeout,
+        verify=verify,
         requests_per_second=source.requests_per_second,
         exports_per_second=source.exports_per_second,
         max_concurrent=source.max_concurrent_requests,
@@ -55,7 +165,7 @@ def make_client(source: SourceConfig) -> DataArtsClient:
             max_retry_after=source.retry.max_retry_after,
         ),
     )
-    return DataArtsClient(settings, auth)
+    return DataArtsClient(settings, make_auth(source, verify=verify, cache=auth_cache))
 
 
 def snapshot_options(
@@ -83,16 +193,56 @@ def targets(source: SourceConfig) -> list[WorkspaceTarget]:
     ]
 
 
+def credentials_rejected(result: SnapshotResult) -> bool:
+    return result.error_type is not None and issubclass(result.error_type, CredentialsRejected)
+
+
+def _rejection_reason(result: SnapshotResult) -> str:
+    if result.error_type is not None and issubclass(result.error_type, ClockSkewError):
+        return "clock problem"
+    return "credentials rejected"
+
+
+def snapshot_source(
+    client: DataArtsClient,
+    repo: GitRepo,
+    chosen: Sequence[WorkspaceTarget],
+    options: SnapshotOptions,
+    identity: Identity,
+) -> list[SnapshotResult]:
+    """Snapshot one source's workspaces; rejected credentials end the source's run."""
+    results: list[SnapshotResult] = []
+    for index, target in enumerate(chosen):
+        result = snapshot_workspace(client, repo, target, options, identity)
+        results.append(result)
+        rest = chosen[index + 1 :]
+        if credentials_rejected(result) and rest:
+            # Same credentials, same answer: asking again per workspace only adds noise.
+            log(
+                logger,
+                "source.skipped",
+                level=logging.WARNING,
+                source=target.source,
+                workspaces=",".join(t.label for t in rest),
+                reason=_rejection_reason(result),
+            )
+            results += [dataclasses.replace(result, target=t, duration=0.0) for t in rest]
+            break
+    return results
+
+
 def run_snapshots(
     config: Config,
     *,
     only: Iterable[str] = (),
     allow_mass_delete: bool = False,
-    client_factory: ClientFactory = make_client,
+    client_factory: ClientFactory | None = None,
+    auth_cache: AuthCache | None = None,
 ) -> list[SnapshotResult]:
     """Snapshot the configured workspaces (``only``: labels or folder names) into the repo."""
     wanted = set(only)
     identity = Identity(config.repository.author.name, config.repository.author.email)
+    factory = client_factory or functools.partial(make_client, auth_cache=auth_cache)
     results: list[SnapshotResult] = []
     with ExitStack() as stack:
         repo = stack.enter_context(
@@ -108,39 +258,6 @@ def run_snapshots(
             if not chosen:
                 continue
             options = snapshot_options(config, source, allow_mass_delete=allow_mass_delete)
-            with client_factory(source) as client:
+            with factory(source) as client:
                 results += snapshot_source(client, repo, chosen, options, identity)
-    return results
-
-
-def snapshot_source(
-    client: DataArtsClient,
-    repo: GitRepo,
-    chosen: list[WorkspaceTarget],
-    options: SnapshotOptions,
-    identity: Identity,
-) -> list[SnapshotResult]:
-    """Snapshot the workspaces of one source; rejected credentials stop the source at once."""
-    results: list[SnapshotResult] = []
-    for index, target in enumerate(chosen):
-        result = snapshot_workspace(client, repo, target, options, identity)
-        results.append(result)
-        if result.credentials_rejected:
-            # Every further call would be refused the same way: one request, not one per
-            # workspace (and no account lockout for hammering with bad credentials).
-            skipped = chosen[index + 1 :]
-            if skipped:
-                log(
-                    logger,
-                    "source.skipped",
-                    level=logging.WARNING,
-                    source=target.source,
-                    reason="credentials rejected",
-                    workspaces=",".join(t.label for t in skipped),
-                )
-            results += [
-                SnapshotResult(t, ok=False, error=result.error, credentials_rejected=True)
-                for t in skipped
-            ]
-            break
     return results

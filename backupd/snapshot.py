@@ -25,7 +25,6 @@ from backupd.dataarts.client import DataArtsClient, JobSummary
 from backupd.errors import (
     ApiError,
     ArchiveError,
-    AuthError,
     BackupdError,
     RepoError,
     SnapshotRefused,
@@ -99,11 +98,9 @@ class SnapshotResult:
     summary: ChangeSummary = field(default_factory=ChangeSummary)
     commit: str | None = None
     error: str | None = None
+    error_type: type[BackupdError] | None = None  # tells credential and clock problems apart
     duration: float = 0.0
-    retries: int = 0
-    # The service rejected the source's credentials (401): its other workspaces would fail
-    # the same way, so the caller should not try them.
-    credentials_rejected: bool = False
+    retries: int = 0  # API calls retried during this snapshot
 
 
 def batches(names: Sequence[str], size: int) -> Iterator[Sequence[str]]:
@@ -458,15 +455,15 @@ def snapshot_workspace(
     started = time.monotonic()
     retries_before = client.retries
 
-    def failed(message: str, *, credentials_rejected: bool = False) -> SnapshotResult:
+    def failed(message: str, error_type: type[BackupdError] | None = None) -> SnapshotResult:
         log(logger, "snapshot.failed", level=logging.ERROR, workspace=target.label, error=message)
         return SnapshotResult(
             target,
             ok=False,
             error=message,
+            error_type=error_type,
             duration=time.monotonic() - started,
             retries=client.retries - retries_before,
-            credentials_rejected=credentials_rejected,
         )
 
     try:
@@ -476,12 +473,8 @@ def snapshot_workspace(
     try:
         staged = stage_workspace(client, target, options, staging)
         changes, summary, sha = apply_staged(repo, target, staged, options, identity)
-    except AuthError as error:
-        if error.status == 401:
-            return failed(f"credentials rejected: {error}", credentials_rejected=True)
-        return failed(str(error))  # 403: permissions may differ from workspace to workspace
     except BackupdError as error:
-        return failed(str(error))
+        return failed(str(error), type(error))
     except OSError as error:
         return failed(_describe(error))
     finally:

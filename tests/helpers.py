@@ -4,16 +4,53 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
-from backupd.dataarts.simulator import DEFAULT_PROJECT_ID, DEFAULT_TOKEN, Simulator
+from backupd.dataarts.simulator import (
+    DEFAULT_AK,
+    DEFAULT_IAM_DOMAIN,
+    DEFAULT_IAM_PASSWORD,
+    DEFAULT_IAM_USER,
+    DEFAULT_PROJECT_ID,
+    DEFAULT_SK,
+    DEFAULT_TOKEN,
+    Simulator,
+)
 from backupd.store.normalise import canonical_json, script_view
 
 
 def workspace_id(number: int) -> str:
     return f"{number:032x}"
+
+
+AuthKind = Literal["aksk", "password", "token"]
+
+
+def secret_file(path: Path, value: str) -> Path:
+    """A file only its owner can read, holding ``value``."""
+    path.touch(mode=0o600)
+    path.write_text(value + "\n")
+    return path
+
+
+def auth_config(tmp_path: Path, simulator: Simulator, kind: AuthKind = "aksk") -> dict[str, Any]:
+    """The ``auth`` mapping for the simulator's default credentials, secrets in 0600 files."""
+    if kind == "aksk":
+        sk_file = secret_file(tmp_path / "secret-key", DEFAULT_SK)
+        return {"type": "aksk", "ak": DEFAULT_AK, "sk_file": str(sk_file)}
+    if kind == "password":
+        password_file = secret_file(tmp_path / "password", DEFAULT_IAM_PASSWORD)
+        return {
+            "type": "password",
+            "user": DEFAULT_IAM_USER,
+            "domain": DEFAULT_IAM_DOMAIN,
+            "password_file": str(password_file),
+            "iam_endpoint": simulator.url,
+        }
+    token_file = secret_file(tmp_path / "token", DEFAULT_TOKEN)
+    return {"type": "token", "token_file": str(token_file)}
 
 
 def make_config(
@@ -22,12 +59,16 @@ def make_config(
     workspaces: dict[str, str],
     *,
     source: str = "prod",
+    auth: AuthKind | dict[str, Any] = "aksk",
     extra_source: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> Path:
-    """Write a config file for ``workspaces`` (folder name → id) and return its path."""
-    token_file = tmp_path / "token"
-    token_file.write_text(DEFAULT_TOKEN)
+    """Write a config file for ``workspaces`` (folder name → id) and return its path.
+
+    ``auth``: the simulator's default AK/SK (signed requests, as in production), IAM password
+    or fixed token, or a complete ``auth`` mapping.
+    """
+    auth_mapping = auth if isinstance(auth, dict) else auth_config(tmp_path, simulator, auth)
     data: dict[str, Any] = {
         "repository": {"path": str(tmp_path / "repo")},
         "staging_dir": str(tmp_path / "staging"),
@@ -36,7 +77,7 @@ def make_config(
                 "name": source,
                 "endpoint": simulator.url,
                 "project_id": DEFAULT_PROJECT_ID,
-                "auth": {"type": "token", "token_file": str(token_file)},
+                "auth": auth_mapping,
                 "workspaces": [{"id": wid, "name": name} for name, wid in workspaces.items()],
                 # The simulator is local: no need to be polite, and tests stay fast.
                 "requests_per_second": 1000,
@@ -47,6 +88,7 @@ def make_config(
         **(extra or {}),
     }
     path = tmp_path / "config.yaml"
+    path.touch(mode=0o600)
     path.write_text(yaml.safe_dump(data, allow_unicode=True))
     return path
 

@@ -29,8 +29,9 @@ import httpx
 
 from backupd.errors import (
     ApiError,
-    AuthError,
+    CertificateError,
     CredentialError,
+    CredentialsRejected,
     ServerError,
     ThrottledError,
     TransportError,
@@ -42,8 +43,10 @@ __all__ = [
     "AkSkAuth",
     "IamTokenAuth",
     "StaticTokenAuth",
+    "connection_error",
     "encode_query",
     "is_clock_skew_message",
+    "mask_ak",
     "sign",
     "verify",
 ]
@@ -93,6 +96,29 @@ _CLOCK_SKEW_RE = re.compile(
 )
 
 
+# httpcore logs raw response headers at DEBUG, and IAM's carry the new token (X-Subject-Token):
+# whoever turns DEBUG on for everything must not get tokens in their logs.
+_SECRET_HEADER_RE = re.compile(
+    r"""(b['"](?:x-subject-token|x-auth-token|x-security-token|authorization)['"],\s*b)(['"]).*?\2""",
+    re.IGNORECASE,
+)
+
+
+class _RedactSecretHeaders(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and "b'" in record.msg:
+            record.msg = _SECRET_HEADER_RE.sub(r"\1\2***\2", record.msg)
+        return True
+
+
+_REDACT_SECRET_HEADERS = _RedactSecretHeaders()
+
+
+def _redact_http_trace_logs() -> None:
+    """Install the redaction on httpcore's logger (idempotent: the same filter object)."""
+    logging.getLogger("httpcore.http11").addFilter(_REDACT_SECRET_HEADERS)
+
+
 def _utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -100,6 +126,11 @@ def _utc_now() -> datetime:
 def _as_utc(moment: datetime) -> datetime:
     # A naive datetime from an injected clock is taken as UTC, never as local time.
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def mask_ak(ak: str) -> str:
+    """An AK as shown in messages and reprs: enough to tell keys apart, never the whole id."""
+    return f"…{ak[-4:]}" if len(ak) >= 12 else "…"
 
 
 def _quote(text: str) -> str:
@@ -249,7 +280,7 @@ def verify(
 
     sk = lookup_sk(ak)
     if sk is None:
-        return f"{prefix}: unknown AK {ak}"
+        return f"{prefix}: unknown AK {mask_ak(ak)}"
     content_sha = lowered.get("x-sdk-content-sha256", "").strip()
     if (
         "x-sdk-content-sha256" in names
@@ -268,6 +299,25 @@ def verify(
 def is_clock_skew_message(text: str) -> bool:
     """True when an error text says the signature date was rejected (local clock off)."""
     return bool(_CLOCK_SKEW_RE.search(text))
+
+
+def connection_error(error: httpx.TransportError, operation: str, where: str = "") -> ApiError:
+    """The error for a failed connection: an untrusted certificate is not worth retrying."""
+    cause: BaseException | None = error
+    for _ in range(8):  # httpx → httpcore → ssl: the chain is short; never loop on a cycle
+        if cause is None or isinstance(cause, ssl.SSLCertVerificationError):
+            break
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        reason = cause.verify_message or str(cause)
+        return CertificateError(
+            f"{where}TLS certificate not trusted ({reason}); for a private CA or an inspecting "
+            "proxy, set the source's ca_bundle",
+            operation=operation,
+        )
+    if isinstance(error, httpx.TimeoutException):
+        return TransportError(f"{where}timed out ({type(error).__name__})", operation=operation)
+    return TransportError(f"{where}{type(error).__name__}: {error}", operation=operation)
 
 
 # --------------------------------------------------------------------------- httpx.Auth
@@ -294,10 +344,10 @@ class AkSkAuth(httpx.Auth):
         if not _AK_RE.fullmatch(self.ak) or "," in self.ak:
             raise CredentialError("AK/SK auth: the AK is empty or contains invalid characters")
         if not self.sk:
-            raise CredentialError(f"AK/SK auth: the SK for AK {self.ak} is empty")
+            raise CredentialError(f"AK/SK auth: the SK for AK {mask_ak(self.ak)} is empty")
 
     def __repr__(self) -> str:
-        return f"AkSkAuth(ak={self.ak!r})"
+        return f"AkSkAuth(ak={mask_ak(self.ak)!r})"
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         self.apply(request)
@@ -351,7 +401,8 @@ class IamTokenAuth(httpx.Auth):
 
     Thread-safe: one lock guards the cached token and is held while fetching, so concurrent
     requests wait for a single IAM call instead of each making one. Sync clients only: under an
-    async client the IAM call would block the event loop.
+    async client the IAM call would block the event loop. Each token request uses a short-lived
+    HTTP client (tokens are fetched about once a day), so there is nothing to close.
     """
 
     # The request is resent once after a 401, so its body must be replayable.
@@ -371,13 +422,14 @@ class IamTokenAuth(httpx.Auth):
         password: Secret,
         project_id: str,
         timeout: float = 30.0,
-        verify: bool | str = True,
+        verify: bool | str | ssl.SSLContext = True,
         clock: Callable[[], datetime] = _utc_now,
         refresh_before: timedelta = timedelta(hours=1),
-        transport: httpx.BaseTransport | None = None,
+        transport: httpx.BaseTransport | None = None,  # tests only; closed after each request
     ) -> None:
         if not password:
             raise CredentialError(f"IAM auth: the password for user {user} is empty")
+        _redact_http_trace_logs()
         self._iam_url = iam_url.rstrip("/")
         self._user = user
         self._domain = domain
@@ -386,10 +438,11 @@ class IamTokenAuth(httpx.Auth):
         self._clock = clock
         self._refresh_before = refresh_before
         # httpx 0.28 deprecates verify=<path>; a CA bundle path becomes an SSLContext here.
-        ssl_verify: bool | ssl.SSLContext = (
+        self._verify: bool | ssl.SSLContext = (
             ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
         )
-        self._client = httpx.Client(timeout=timeout, verify=ssl_verify, transport=transport)
+        self._timeout = timeout
+        self._transport = transport
         self._lock = threading.Lock()
         self._token: _Token | None = None
         self._last_forced_refresh: datetime | None = None
@@ -400,15 +453,6 @@ class IamTokenAuth(httpx.Auth):
             f"IamTokenAuth(iam_url={self._iam_url!r}, user={self._user!r}, "
             f"domain={self._domain!r}, project_id={self._project_id!r})"
         )
-
-    def close(self) -> None:
-        self._client.close()
-
-    def __enter__(self) -> IamTokenAuth:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         token = self._valid_token()
@@ -476,16 +520,24 @@ class IamTokenAuth(httpx.Auth):
         }
         operation = "IAM token"
         try:
-            response = self._client.post(
-                f"{self._iam_url}/v3/auth/tokens?nocatalog=true",
-                content=json.dumps(body).encode("utf-8"),
-                headers={"Content-Type": "application/json;charset=utf8"},
-            )
+            with httpx.Client(
+                timeout=self._timeout, verify=self._verify, transport=self._transport
+            ) as client:
+                response = client.post(
+                    f"{self._iam_url}/v3/auth/tokens?nocatalog=true",
+                    content=json.dumps(body).encode("utf-8"),
+                    headers={"Content-Type": "application/json;charset=utf8"},
+                )
+        except httpx.TransportError as exc:
+            # from None: the cause holds the request, whose body holds the password.
+            raise connection_error(
+                exc, operation, f"cannot reach IAM at {self._iam_url}: "
+            ) from None
         except httpx.HTTPError as exc:
             raise TransportError(
                 f"cannot reach IAM at {self._iam_url}: {type(exc).__name__}: {exc}",
                 operation=operation,
-            ) from None  # the cause holds the request, whose body holds the password
+            ) from None
 
         status = response.status_code
         request_id = response.headers.get("X-Request-Id")
@@ -519,8 +571,9 @@ class IamTokenAuth(httpx.Auth):
         request_id = response.headers.get("X-Request-Id")
         code, message = self._error_of(response)
         suffix = f" ({message})" if message else ""
+        # Every IAM refusal is about the credentials themselves: no workspace can succeed.
         if status in (400, 401):
-            return AuthError(
+            return CredentialsRejected(
                 f"IAM rejected the password for {who}{suffix}",
                 status=status,
                 code=code,
@@ -528,7 +581,7 @@ class IamTokenAuth(httpx.Auth):
                 operation=operation,
             )
         if status == 403:
-            return AuthError(
+            return CredentialsRejected(
                 f"IAM refused a token for {who} (user disabled or locked, or no programmatic "
                 f"access?){suffix}",
                 status=status,
@@ -573,7 +626,9 @@ class IamTokenAuth(httpx.Auth):
         password = self._password.reveal()
         if password and password in text:
             text = text.replace(password, "***")
-        return (str(code) if code is not None else None), text
+        if code is None or str(code) == str(response.status_code):
+            return None, text  # Keystone-style bodies repeat the status as their "code"
+        return str(code), text
 
 
 def _expires_at(response: httpx.Response) -> datetime | None:

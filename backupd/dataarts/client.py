@@ -1,4 +1,4 @@
-"""DataArts Factory (DLF v1) REST client: job and script listings, batch export.
+"""DataArts Factory (DLF v1) REST client: job and script listings, batch export, import.
 
 Facts behind the choices here are in dlf-api.md: the 'workspace' and 'X-Project-Id' headers
 on every call, two listings (BATCH and REAL_TIME), undocumented paging semantics (§2.3),
@@ -9,20 +9,23 @@ from __future__ import annotations
 
 import json
 import logging
+import ssl
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import quote
 
 import httpx
 
-from backupd.dataarts.auth import encode_query, is_clock_skew_message
+from backupd.dataarts.auth import connection_error, encode_query, is_clock_skew_message
 from backupd.dataarts.retry import RateLimiter, RetryPolicy, call_with_retries
 from backupd.errors import (
     ApiError,
     AuthError,
     ClockSkewError,
+    CredentialsRejected,
     ServerError,
     ThrottledError,
     TransportError,
@@ -52,7 +55,7 @@ class ClientSettings:
     project_id: str
     page_size: int = 100
     timeout: float = 60.0
-    verify: bool | str = True
+    verify: bool | ssl.SSLContext = True  # a context carries an extra CA bundle
     retry: RetryPolicy = RetryPolicy()
     requests_per_second: float = 10.0  # listing: documented 30/s per user
     exports_per_second: float = 4.0  # export: documented 10/s per user; stay well under
@@ -162,6 +165,67 @@ class DataArtsClient:
             return self._stream_to_file(request, destination, max_bytes, "batch export")
 
         return self._call(attempt, "batch export", self._export_rate)
+
+    # --- import (restore, dlf-api.md §5) -----------------------------------------------------
+
+    def check_file(self, workspace_id: str, obs_path: str) -> dict[str, Any]:
+        """What DataArts reads in an import file already in OBS: ``{jobs: […], scripts: […]}``."""
+        path = f"/v1/{self.settings.project_id}/jobs/check-file"
+        body = _json_body({"path": obs_path})
+        return self._post_json(path, workspace_id, body, "check import file", retry=True)
+
+    def import_jobs(self, workspace_id: str, obs_path: str, *, overwrite: bool = False) -> str:
+        """Start importing the zip at ``obs_path``; returns the system task id to poll.
+
+        Not retried after a server error or a lost answer: the import may have started, and a
+        second one would race it. Throttling (nothing was done) is retried.
+        """
+        path = f"/v1/{self.settings.project_id}/jobs/import"
+        policy = "OVERWRITE" if overwrite else "SKIP"
+        body = _json_body({"path": obs_path, "sameNamePolicy": policy})
+        data = self._post_json(path, workspace_id, body, "import jobs", retry=False)
+        task_id = data.get("taskId")
+        if not isinstance(task_id, str | int) or task_id == "":
+            raise ApiError("response has no 'taskId'", operation="import jobs")
+        return str(task_id)
+
+    def system_task(self, workspace_id: str, task_id: str) -> dict[str, Any]:
+        """One asynchronous task: ``{id, name, status: RUNNING|SUCCESSFUL|FAILED, subtasks}``."""
+        path = f"/v1/{self.settings.project_id}/system-tasks/{quote(task_id, safe='')}"
+        return self._get_json(path, workspace_id, (), "query import task")
+
+    def _post_json(
+        self, path: str, workspace_id: str, body: bytes, what: str, *, retry: bool
+    ) -> dict[str, Any]:
+        def attempt() -> dict[str, Any]:
+            request = self._build("POST", path, workspace_id, body=body)
+            response = self._send(request, what)
+            try:
+                data = response.json()
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                raise ApiError("response is not valid JSON", operation=what) from None
+            if not isinstance(data, dict):
+                raise ApiError("response is not a JSON object", operation=what)
+            return data
+
+        if retry:
+            # import and check-file are in the export's rate class (10/s per user)
+            result: dict[str, Any] = self._call(attempt, what, self._export_rate)
+            return result
+
+        def once() -> dict[str, Any]:
+            try:
+                return attempt()
+            except (ServerError, TransportError) as error:
+                # Not retryable as such: the import may have started; a second would race it.
+                raise ApiError(
+                    f"{error} — the import may or may not have started: check the workspace in "
+                    "the DataArts console before trying again",
+                    operation=what,
+                ) from None
+
+        unsure: dict[str, Any] = self._call(once, what, self._export_rate)  # retries 429 only
+        return unsure
 
     # --- listing ----------------------------------------------------------------------------
 
@@ -314,10 +378,8 @@ class DataArtsClient:
     def _send(self, request: httpx.Request, what: str) -> httpx.Response:
         try:
             response = self._http.send(request)
-        except httpx.TimeoutException as error:
-            raise TransportError(f"timed out ({type(error).__name__})", operation=what) from None
         except httpx.TransportError as error:
-            raise TransportError(f"{type(error).__name__}: {error}", operation=what) from None
+            raise connection_error(error, what) from None
         if response.status_code >= 400:
             raise error_from_response(response, what)
         return response
@@ -355,10 +417,12 @@ class DataArtsClient:
                 return written
             finally:
                 response.close()
-        except httpx.TimeoutException as error:
-            raise TransportError(f"timed out ({type(error).__name__})", operation=what) from None
         except httpx.TransportError as error:
-            raise TransportError(f"{type(error).__name__}: {error}", operation=what) from None
+            raise connection_error(error, what) from None
+
+
+def _json_body(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 def _job_summary(row: Mapping[str, Any], job_type: str) -> JobSummary:
@@ -418,13 +482,20 @@ def error_from_response(response: httpx.Response, what: str) -> ApiError:
         "request_id": _request_id(response),
         "operation": what,
     }
-    if status in (401, 403) or code in {"APIGW.0301", "DLF.6888"}:
+    if status == 401 or code == "APIGW.0301":
         if is_clock_skew_message(message):
             return ClockSkewError(
                 f"{message} — the local clock differs from the server's by more than 15 "
                 "minutes; synchronise it (NTP)",
                 **details,
             )
+        return CredentialsRejected(
+            f"{message} — the credentials were rejected (wrong or expired AK/SK, password or "
+            "token?)",
+            **details,
+        )
+    if status == 403 or code == "DLF.6888":
+        # Authenticated but not allowed: often one workspace only (a missing workspace role).
         return AuthError(message, **details)
     if status == 429 or code == "APIGW.0308":
         return ThrottledError(message, retry_after=_retry_after(response), **details)

@@ -7,29 +7,45 @@ daemon thread. Only the calls backupd makes are modelled (see ``docs/dlf-api.md`
 * ``GET  /v1/{project_id}/jobs``               job list, one ``jobType`` per call, paged
 * ``GET  /v1/{project_id}/scripts``            script list with full definitions, paged
 * ``POST /v1/{project_id}/jobs/batch-export``  zip of ``jobs/<job>/<job>.job`` (+ scripts)
+* ``POST /v3/auth/tokens``                     IAM: a password login → a project-scoped token
+* ``POST /v1/{project_id}/jobs/check-file``    what an import zip in OBS holds
+* ``POST /v1/{project_id}/jobs/import``        import a zip from OBS (asynchronous: a task id)
+* ``GET  /v1/{project_id}/system-tasks/{id}``  the import task: RUNNING → SUCCESSFUL | FAILED
+* ``PUT  /obs/{bucket}/{key}``                 OBS object upload (path-style, OBS signature)
 
-plus a control API under ``/_sim/`` (no auth) so that tests driving backupd as a subprocess can
-change the state and read the call log.
+DLF calls must be authenticated like on the real API Gateway: an AK/SK signature (checked with
+``auth.verify`` on the simulator's own, skewable clock), an IAM token this simulator issued, or
+the fixed ``DEFAULT_TOKEN``; see ``sim_auth.py``. The default ``Simulator()`` knows
+``DEFAULT_AK``/``DEFAULT_SK`` and the IAM user ``DEFAULT_IAM_USER``; ``simulator.auth`` holds the
+knobs (``clock_offset``, ``token_lifetime``, ``expire_tokens()``) and logs (token requests,
+refused calls).
+
+There is also a control API under ``/_sim/`` (no auth) so that tests driving backupd as a
+subprocess can change the state and read the call log.
 
 Layout of this module, top to bottom: public records, in-memory state, the generator of
 realistic definitions, the ``Simulator`` (state API, then HTTP API), the HTTP plumbing, ``serve``.
 
 Seams for later additions: every HTTP request goes through ``Simulator._dispatch`` which
 resolves a ``_Route`` from a table and turns its ``_Response`` into bytes in one place -- fault
-injection (5xx, 429, truncated bodies, delays, empty listings) belongs there; AK/SK checking
-plugs into the ``authenticate`` hook; new endpoints are new rows in ``_dlf_routes``.
+injection (5xx, 429, truncated bodies, delays, empty listings) belongs there; the ``authenticate``
+hook replaces the built-in check; new endpoints are new rows in ``_dlf_routes``.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import copy
 import dataclasses
+import email.utils
+import hashlib
 import hmac
 import json
 import logging
 import random
 import re
+import ssl
 import sys
 import threading
 import time
@@ -37,16 +53,36 @@ import uuid
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from io import BytesIO
 from typing import Any, Literal
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
+
+from backupd.dataarts.sim_auth import (
+    DEFAULT_AK,
+    DEFAULT_IAM_DOMAIN,
+    DEFAULT_IAM_PASSWORD,
+    DEFAULT_IAM_USER,
+    DEFAULT_SK,
+    DEFAULT_TOKEN,
+    DEFAULT_TOKEN_LIFETIME,
+    AccessKey,
+    AuthRequest,
+    IamUser,
+    SimulatedAuth,
+)
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_PROJECT_ID = "0123456789abcdef0123456789abcdef"
-DEFAULT_TOKEN = "sim-token"  # noqa: S105 -- a public, fake token for the local simulator
+IAM_TOKENS_PATH = "/v3/auth/tokens"
+# Fake OBS credentials the simulator's object store accepts (AK → SK).
+DEFAULT_OBS_AK = "SIMOBSAK00000000000A"
+DEFAULT_OBS_SK = "sim-obs-secret-key-0000000000000000000000"  # public and fake
+OBS_PATH_PREFIX = "/obs"  # the simulator serves OBS path-style under this prefix
+IMPORT_MAX_BYTES = 10 * 1024**2  # DataArts imports job files of at most 10 MB
+DEMO_BUCKET = "backupd-restore"  # created by `backupd simulator`
 
 CLOCK_START_MS = 1764547200000  # 2025-12-01T00:00:00Z; moves +1000 ms per mutation
 BATCH_EXPORT_MAX_NAMES = 100
@@ -59,16 +95,6 @@ Json = dict[str, Any]
 
 # --------------------------------------------------------------------------------------------
 # Public records
-
-
-@dataclass(frozen=True)
-class AuthRequest:
-    """What the ``authenticate`` hook sees of a request."""
-
-    method: str
-    raw_path: str  # path + query exactly as received
-    headers: dict[str, str]  # original case
-    body: bytes
 
 
 @dataclass(frozen=True)
@@ -124,6 +150,19 @@ class _Workspace:
     name: str
     jobs: dict[str, _Job] = field(default_factory=dict)
     scripts: dict[str, Json] = field(default_factory=dict)
+
+
+@dataclass
+class _SystemTask:
+    """An import as ``GET /system-tasks/{id}`` reports it; RUNNING for the first polls."""
+
+    id: str
+    name: str
+    start_time: int
+    status: str  # the final status, shown once ``polls_left`` reaches 0
+    message: str
+    subtasks: list[Json]
+    polls_left: int
 
 
 # --------------------------------------------------------------------------------------------
@@ -516,6 +555,8 @@ class Faults:
     throttle_rps: float = 0.0  # above this many DLF calls/second: 429 APIGW.0308 (0 = off)
     truncate_rate: float = 0.0  # fraction of export bodies cut short mid-transfer
     empty_listings: int = 0  # the next N job-list calls answer an empty list (total 0)
+    # Workspaces the caller has no role in: authenticated calls get 403 DLF.6888.
+    forbidden_workspaces: list[str] = field(default_factory=list)
     retry_after: float = 1.0  # seconds announced in the Retry-After header of a 429
     # Jobs deleted right after the next job-list call of the workspace holding them has been
     # answered: a job that vanishes between listing and export.
@@ -552,6 +593,7 @@ def _error_response(status: int, code: str, message: str) -> _Response:
 
 
 _INVALID_PARAMETER = ("DLF.3051", "The request parameter is invalid.")
+_FORBIDDEN = ("DLF.6888", "Invalid account permissions.")
 
 
 def _invalid_parameter() -> _DlfError:
@@ -588,13 +630,33 @@ class Simulator:
         max_page_size: int = 1000,
         seed: int = 0,
         authenticate: Authenticator | None = None,
+        require_auth: bool = True,
+        access_keys: Sequence[AccessKey] = (AccessKey(DEFAULT_AK, DEFAULT_SK),),
+        iam_users: Sequence[IamUser] = (
+            IamUser(DEFAULT_IAM_DOMAIN, DEFAULT_IAM_USER, DEFAULT_IAM_PASSWORD),
+        ),
+        token_lifetime: timedelta = DEFAULT_TOKEN_LIFETIME,
+        clock_offset: timedelta = timedelta(0),
     ) -> None:
+        """``token``: a fixed X-Auth-Token also accepted (None: only issued tokens and AK/SK);
+        ``authenticate``: replaces the built-in check; ``require_auth=False``: no check at all.
+        """
         if offset_mode not in ("page", "record"):
             raise ValueError(f"offset_mode must be 'page' or 'record', not {offset_mode!r}")
         self.project_id = project_id
         self.token = token
         self.offset_mode = offset_mode
         self.max_page_size = max_page_size
+        self.require_auth = require_auth
+        # The API Gateway's and IAM's view of the account: keys, users, tokens, clock.
+        self.auth = SimulatedAuth(
+            project_id=project_id,
+            static_token=token,
+            access_keys=access_keys,
+            iam_users=iam_users,
+            token_lifetime=token_lifetime,
+            clock_offset=clock_offset,
+        )
         self._authenticate = authenticate
         # Test seam: rewrites every export zip before it is sent (hostile or broken archives).
         self.export_hook: Callable[[bytes], bytes] | None = None
@@ -610,26 +672,53 @@ class Simulator:
         self._workspaces: dict[str, _Workspace] = {}
         self._calls: list[CallRecord] = []
         self._server: _Server | None = None
+        self._scheme = "http"
         self._thread: threading.Thread | None = None
         self._dlf_routes: tuple[_Route, ...] = (
             _Route("GET", re.compile(r"/jobs"), self._list_jobs),
             _Route("POST", re.compile(r"/jobs/batch-export"), self._batch_export),
             _Route("GET", re.compile(r"/scripts"), self._list_scripts),
+            _Route("POST", re.compile(r"/jobs/check-file"), self._check_file),
+            _Route("POST", re.compile(r"/jobs/import"), self._import_jobs),
+            _Route(
+                "GET",
+                re.compile(r"/system-tasks/(?P<task_id>[^/]+)"),
+                self._system_task,
+                needs_workspace=False,
+            ),
         )
+        # Restore: an OBS object store (bucket → key → bytes) and the import tasks.
+        self.obs_credentials: dict[str, str] = {DEFAULT_OBS_AK: DEFAULT_OBS_SK}
+        self.import_polls = 1  # polls that see RUNNING before an import task finishes
+        self._buckets: dict[str, dict[str, bytes]] = {}
+        self._tasks: dict[str, _SystemTask] = {}
         self._control_routes: dict[tuple[str, str], Callable[[_Request], _Response]] = {
             ("POST", "/_sim/mutate"): self._control_mutate,
             ("GET", "/_sim/state"): self._control_state,
             ("GET", "/_sim/calls"): self._control_calls,
             ("POST", "/_sim/faults"): self._control_faults,
+            ("GET", "/_sim/auth"): self._control_auth,
+            ("POST", "/_sim/auth"): self._control_auth,
         }
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
-    def start(self, *, host: str = "127.0.0.1", port: int = 0) -> str:
-        """Bind (an ephemeral port by default), serve in a daemon thread, return the base URL."""
+    def start(
+        self, *, host: str = "127.0.0.1", port: int = 0, tls: ssl.SSLContext | None = None
+    ) -> str:
+        """Bind (an ephemeral port by default), serve in a daemon thread, return the base URL.
+
+        ``tls``: a server-side context (certificate loaded) to serve HTTPS instead of HTTP.
+        """
         if self._server is not None:
             raise RuntimeError("simulator already started")
         server = _Server((host, port), self)
+        if tls is not None:
+            # The handshake happens in the request thread, not in the accept loop.
+            server.socket = tls.wrap_socket(
+                server.socket, server_side=True, do_handshake_on_connect=False
+            )
+        self._scheme = "https" if tls is not None else "http"
         thread = threading.Thread(
             target=server.serve_forever,
             kwargs={"poll_interval": 0.05},
@@ -662,7 +751,7 @@ class Simulator:
         if self._server is None:
             raise RuntimeError("simulator not started")
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"{self._scheme}://{host}:{port}"
 
     # ---- state: mutations --------------------------------------------------------------------
 
@@ -777,7 +866,36 @@ class Simulator:
                 script["content"] = content
             self._tick()
 
+    def clear_workspace(self, workspace_id: str) -> None:
+        """Delete every job and script of a workspace (a disaster, for restore tests)."""
+        with self._lock:
+            workspace = self._workspace(workspace_id)
+            workspace.jobs.clear()
+            workspace.scripts.clear()
+            self._tick()
+
+    def stop_job(self, workspace_id: str, name: str) -> None:
+        """Stop a job's schedule (an import may overwrite only stopped jobs)."""
+        with self._lock:
+            self._job(workspace_id, name).status = "STOPPED"
+
+    def add_bucket(self, name: str) -> None:
+        with self._lock:
+            self._buckets.setdefault(name, {})
+
     # ---- state: queries (deep copies) --------------------------------------------------------
+
+    def get_object(self, bucket: str, key: str) -> bytes:
+        with self._lock:
+            return self._buckets[bucket][key]
+
+    def objects(self, bucket: str) -> list[str]:
+        with self._lock:
+            return sorted(self._buckets[bucket])
+
+    def job_status(self, workspace_id: str, name: str) -> str:
+        with self._lock:
+            return self._job(workspace_id, name).status
 
     def jobs(self, workspace_id: str) -> dict[str, dict[str, Any]]:
         with self._lock:
@@ -940,6 +1058,11 @@ class Simulator:
             if control is None:
                 return _json_response(404, {"ok": False, "error": f"no control route {path}"})
             return control(request)
+        if path == IAM_TOKENS_PATH and request.method == "POST":
+            answer = self.auth.issue_token(request.body)
+            return _Response(answer.status, _to_json_bytes(answer.body), headers=answer.headers)
+        if path.startswith(OBS_PATH_PREFIX + "/"):
+            return self._obs(request)
         match = re.fullmatch(r"/v1/([^/]+)(/.*)", path)
         if match is None or match[1] != self.project_id:
             return _error_response(404, *_API_NOT_FOUND)
@@ -1000,6 +1123,7 @@ class Simulator:
     ) -> _Response:
         auth_error = self._check_auth(request)
         if auth_error is not None:
+            self.auth.record_failure(_auth_request(request), auth_error)
             return _error_response(401, "APIGW.0301", auth_error)
         workspace_id = request.header("workspace")
         call: _Call | None = None
@@ -1007,6 +1131,8 @@ class Simulator:
             workspace = self._workspaces.get(workspace_id or "")
         if workspace is None and route.needs_workspace:
             response = _error_response(400, *_INVALID_PARAMETER)
+        elif workspace_id in self.faults.forbidden_workspaces:
+            response = _error_response(403, *_FORBIDDEN)
         else:
             call = _Call(
                 request=request,
@@ -1022,17 +1148,10 @@ class Simulator:
 
     def _check_auth(self, request: _Request) -> str | None:
         if self._authenticate is not None:
-            return self._authenticate(
-                AuthRequest(request.method, request.raw_path, dict(request.headers), request.body)
-            )
-        if self.token is None:
+            return self._authenticate(_auth_request(request))
+        if not self.require_auth:
             return None
-        sent = request.header("X-Auth-Token")
-        if sent is None:
-            return "Incorrect IAM authentication information: x-auth-token not found"
-        if not hmac.compare_digest(sent.encode(), self.token.encode()):
-            return "Incorrect IAM authentication information: verify aksk signature fail"
-        return None
+        return self.auth.check(_auth_request(request))
 
     def _record(
         self, request: _Request, workspace: str | None, job_names: tuple[str, ...], status: int
@@ -1135,6 +1254,188 @@ class Simulator:
             headers={"Content-Disposition": "attachment; filename=jobs.zip"},
         )
 
+    # ---- HTTP: import (restore) ---------------------------------------------------------------
+
+    def _read_import_file(self, body: bytes) -> tuple[str, bytes]:
+        """(OBS path, zip bytes) named by an import/check-file body, or the DLF error."""
+        try:
+            payload = json.loads(body or b"{}")
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise _invalid_parameter() from None
+        path = payload.get("path") if isinstance(payload, dict) else None
+        match = re.fullmatch(r"obs://([^/]+)/(.+)", path) if isinstance(path, str) else None
+        if match is None:
+            raise _DlfError("DLF.0803", "The OBS path is invalid.")
+        with self._lock:
+            bucket = self._buckets.get(match[1])
+            if bucket is None:
+                raise _DlfError("DLF.1242", "The OBS bucket does not exist.")
+            data = bucket.get(match[2])
+        if data is None:
+            raise _DlfError("DLF.0815", "Failed to read the OBS file.")
+        if len(data) > IMPORT_MAX_BYTES:
+            raise _DlfError("DLF.0815", "The job file exceeds 10 MB.")
+        return path, data  # type: ignore[return-value]
+
+    def _check_file(self, call: _Call) -> _Response:
+        _, data = self._read_import_file(call.request.body)
+        jobs, scripts = _parse_import_zip(data)
+        return _json_response(
+            200,
+            {
+                "jobs": [
+                    {"name": name, "path": job.get("directory", "/"), "params": {}}
+                    for name, job in jobs.items()
+                ],
+                "scripts": [
+                    {"name": name, "path": script.get("directory", "/")}
+                    for name, script in scripts.items()
+                ],
+            },
+        )
+
+    def _import_jobs(self, call: _Call) -> _Response:
+        path, data = self._read_import_file(call.request.body)
+        policy = json.loads(call.request.body).get("sameNamePolicy", "SKIP")
+        if policy not in ("SKIP", "OVERWRITE"):
+            raise _invalid_parameter()
+        jobs, scripts = _parse_import_zip(data)
+        call.job_names = tuple(jobs)
+        with self._lock:
+            workspace = call.workspace
+            now = self._tick()
+            for name, script in scripts.items():
+                if name not in workspace.scripts or policy == "OVERWRITE":
+                    workspace.scripts[name] = copy.deepcopy(script)
+            subtasks = [
+                self._import_job(workspace, name, definition, policy, now)
+                for name, definition in jobs.items()
+            ]
+            failed = any(sub["status"] == "FAILED" for sub in subtasks)
+            task = _SystemTask(
+                id=uuid.uuid4().hex,
+                name=f"Import the job from {path}.",
+                start_time=now,
+                status="FAILED" if failed else "SUCCESSFUL",
+                message="Some jobs failed to be imported." if failed else "",
+                subtasks=subtasks,
+                polls_left=self.import_polls,
+            )
+            self._tasks[task.id] = task
+        return _json_response(200, {"taskId": task.id})
+
+    def _import_job(
+        self, workspace: _Workspace, name: str, definition: Json, policy: str, now: int
+    ) -> Json:
+        subtask: Json = {
+            "id": uuid.uuid4().hex,
+            "name": f"Import the {name} job.",
+            "lastUpdate": now,
+            "status": "SUCCESSFUL",
+        }
+        existing = workspace.jobs.get(name)
+        if existing is not None and policy == "SKIP":
+            subtask["message"] = "Skipped: a job with the same name exists."
+        elif existing is not None and existing.status in ("SCHEDULING", "NORMAL", "STARTING"):
+            # As on DataArts: only a stopped job can be overwritten.
+            subtask["status"] = "FAILED"
+            subtask["message"] = "The job is running. Stop it before overwriting it."
+        else:
+            user = str(definition.get("lastUpdateUser") or "import")
+            created = existing.create_time if existing else now
+            workspace.jobs[name] = _Job(copy.deepcopy(definition), created, user, now, "STOPPED")
+        return subtask
+
+    def _system_task(self, call: _Call) -> _Response:
+        with self._lock:
+            task = self._tasks.get(call.params["task_id"])
+            if task is None:
+                raise _DlfError("DLF.0810", "The system task does not exist.")
+            running = task.polls_left > 0
+            task.polls_left = max(0, task.polls_left - 1)
+            status = "RUNNING" if running else task.status
+            body: Json = {
+                "id": task.id,
+                "name": task.name,
+                "startTime": task.start_time,
+                "lastUpdate": task.start_time,
+                "status": status,
+                "projectId": self.project_id,
+                "subtasks": [
+                    {**sub, "status": "RUNNING"} if running else dict(sub) for sub in task.subtasks
+                ],
+            }
+            if not running:
+                body["endTime"] = task.start_time
+                if task.message:
+                    body["message"] = task.message
+        return _json_response(200, body)
+
+    # ---- HTTP: OBS (restore uploads) ----------------------------------------------------------
+
+    def _obs(self, request: _Request) -> _Response:
+        """PUT of one object, path-style, checked like OBS checks an ``OBS AK:signature``."""
+        bucket, _, raw_key = request.path[len(OBS_PATH_PREFIX) + 1 :].partition("/")
+        if request.method != "PUT" or not bucket or not raw_key:
+            return _obs_error(405, "MethodNotAllowed", "Only object uploads are simulated.")
+        key = unquote(raw_key)
+        problem = self._obs_auth_problem(request, bucket, key)
+        if problem is not None:
+            return _obs_error(403, *problem)
+        digest = request.header("Content-MD5")
+        actual = base64.b64encode(hashlib.md5(request.body).digest()).decode()  # noqa: S324
+        if digest is not None and digest != actual:
+            return _obs_error(400, "BadDigest", "The Content-MD5 you specified did not match.")
+        with self._lock:
+            objects = self._buckets.get(bucket)
+            if objects is None:
+                return _obs_error(404, "NoSuchBucket", "The specified bucket does not exist.")
+            objects[key] = request.body
+        etag = hashlib.md5(request.body).hexdigest()  # noqa: S324 -- OBS ETags are MD5
+        return _Response(200, b"", content_type="text/plain", headers={"ETag": f'"{etag}"'})
+
+    def _obs_auth_problem(self, request: _Request, bucket: str, key: str) -> tuple[str, str] | None:
+        """(code, message) when the request's OBS signature is not valid, else None."""
+        match = re.fullmatch(r"OBS ([^:\s]+):(\S+)", request.header("Authorization") or "")
+        if match is None:
+            return "AccessDenied", "Missing or malformed OBS Authorization header."
+        secret = self.obs_credentials.get(match[1])
+        if secret is None:
+            return "InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist."
+        headers = {name.lower(): value for name, value in request.headers.items()}
+        sent_date = headers.get("x-obs-date") or headers.get("date") or ""
+        try:
+            signed_at = email.utils.parsedate_to_datetime(sent_date)
+        except (TypeError, ValueError):
+            return "AccessDenied", "The request has no valid Date."
+        if abs(time.time() - signed_at.timestamp()) > 15 * 60:
+            return (
+                "RequestTimeTooSkewed",
+                "The difference between the request time and the server's time is too large.",
+            )
+        obs_headers = sorted(
+            (name, value.strip()) for name, value in headers.items() if name.startswith("x-obs-")
+        )
+        string_to_sign = "\n".join(
+            [
+                request.method,
+                headers.get("content-md5", ""),
+                headers.get("content-type", ""),
+                "" if "x-obs-date" in headers else headers.get("date", ""),
+                *(f"{name}:{value}" for name, value in obs_headers),
+                f"/{bucket}/{quote(key, safe='/~')}",
+            ]
+        )
+        expected = base64.b64encode(
+            hmac.new(secret.encode(), string_to_sign.encode("utf-8"), hashlib.sha1).digest()
+        ).decode()
+        if not hmac.compare_digest(expected, match[2]):
+            return (
+                "SignatureDoesNotMatch",
+                "The request signature we calculated does not match the signature you provided.",
+            )
+        return None
+
     # ---- HTTP: control routes (no auth) ------------------------------------------------------
 
     def _mutations(self) -> dict[str, Callable[..., Any]]:
@@ -1146,6 +1447,9 @@ class Simulator:
             "delete_job": self.delete_job,
             "rename_job": self.rename_job,
             "set_script": self.set_script,
+            "clear_workspace": self.clear_workspace,
+            "stop_job": self.stop_job,
+            "add_bucket": self.add_bucket,
         }
 
     def _control_mutate(self, request: _Request) -> _Response:
@@ -1186,6 +1490,23 @@ class Simulator:
     def _control_calls(self, request: _Request) -> _Response:
         return _json_response(200, [dataclasses.asdict(call) for call in self.calls])
 
+    def _control_auth(self, request: _Request) -> _Response:
+        """GET: knobs, token requests, refused calls; POST: change clock_offset_seconds,
+        token_lifetime_seconds, or expire_tokens (true)."""
+        if request.method == "POST":
+            try:
+                changes = json.loads(request.body or b"{}")
+                if not isinstance(changes, dict):
+                    raise ValueError("expected a JSON object")
+                self.auth.update(changes)
+            except (ValueError, TypeError) as error:
+                return _json_response(400, {"ok": False, "error": str(error)})
+        return _json_response(200, self.auth.settings())
+
+
+def _auth_request(request: _Request) -> AuthRequest:
+    return AuthRequest(request.method, request.raw_path, dict(request.headers), request.body)
+
 
 def _int_param(query: dict[str, str], name: str, default: int) -> int:
     raw = query.get(name)
@@ -1214,6 +1535,63 @@ def _parse_export_body(body: bytes) -> tuple[tuple[str, ...], bool]:
     ):
         raise _invalid_parameter()
     return tuple(names), export_depend
+
+
+_IMPORT_ENTRY = re.compile(
+    r"jobs/(?P<folder>[^/]+)/(?P<name>[^/]+)\.(?P<kind>job|script|resource)"
+    r"|jobs/(?P<flat_job>[^/]+)\.job|scripts/(?P<script>[^/]+)\.script|resources/[^/]+"
+)
+
+
+def _parse_import_zip(data: bytes) -> tuple[dict[str, Json], dict[str, Json]]:
+    """(jobs, scripts) of an import file, checked as strictly as the job/script names allow."""
+
+    def bad(reason: str) -> _DlfError:
+        return _DlfError("DLF.0815", f"The job file is invalid: {reason}")
+
+    try:
+        archive = zipfile.ZipFile(BytesIO(data))
+        entries = [(info.filename, archive.read(info)) for info in archive.infolist()]
+    except (zipfile.BadZipFile, OSError, EOFError) as error:
+        raise bad(f"not a readable zip ({error})") from None
+    jobs: dict[str, Json] = {}
+    scripts: dict[str, Json] = {}
+    for name, content in entries:
+        if name.endswith("/"):
+            continue
+        match = _IMPORT_ENTRY.fullmatch(name)
+        if match is None:
+            raise bad(f"unexpected entry {name}")
+        if name.startswith("resources/") or match["kind"] == "resource":
+            continue
+        try:
+            definition = json.loads(content.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise bad(f"{name} is not JSON") from None
+        if not isinstance(definition, dict):
+            raise bad(f"{name} is not a JSON object")
+        if match["kind"] == "job" or match["flat_job"]:
+            job = match["flat_job"] or match["name"]
+            if match["folder"] not in (None, job) or definition.get("name") != job:
+                raise bad(f"{name} does not hold job {job}")
+            jobs[job] = definition
+        else:
+            script = match["script"] or match["name"]
+            if definition.get("name") != script:
+                raise bad(f"{name} does not hold script {script}")
+            scripts.setdefault(script, definition)
+    if not jobs and not scripts:
+        raise bad("it holds no job")
+    return jobs, scripts
+
+
+def _obs_error(status: int, code: str, message: str) -> _Response:
+    body = (
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+        f"<Error><Code>{code}</Code><Message>{message}</Message>"
+        f"<RequestId>{uuid.uuid4().hex[:16].upper()}</RequestId></Error>"
+    )
+    return _Response(status, body.encode(), content_type="application/xml")
 
 
 class _Utf8ZipInfo(zipfile.ZipInfo):
@@ -1252,10 +1630,10 @@ class _Server(ThreadingHTTPServer):
         super().__init__(address, _Handler)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that hangs up mid-request (killed, timed out) is routine in tests of
-        # backupd's robustness, not a simulator fault worth a traceback on stderr.
-        if isinstance(sys.exc_info()[1], ConnectionError):
-            logger.debug("simulator: client %s hung up", client_address)
+        # A client hanging up or refusing the certificate is routine here, not a traceback.
+        error = sys.exc_info()[1]
+        if isinstance(error, ssl.SSLError | ConnectionError):
+            logger.debug("simulator: connection from %s failed: %s", client_address, error)
             return
         super().handle_error(request, client_address)
 
@@ -1325,12 +1703,18 @@ def serve(port: int, host: str = "127.0.0.1", *, workspaces: int = 2, jobs: int 
     for workspace_id, name in demo:
         simulator.add_workspace(workspace_id, name)
         simulator.populate(workspace_id, jobs)
+    simulator.add_bucket(DEMO_BUCKET)
     url = simulator.start(host=host, port=port)
     lines = [
         f"DataArts simulator listening on {url}",
         f"project id: {simulator.project_id}",
+        f"AK/SK:      {DEFAULT_AK} / {DEFAULT_SK}",
+        f"IAM user:   {DEFAULT_IAM_USER} / {DEFAULT_IAM_PASSWORD} in domain {DEFAULT_IAM_DOMAIN} "
+        f"(iam_endpoint: {url})",
         f"token:      {simulator.token}   (header X-Auth-Token)",
         *(f"workspace:  {workspace_id}  {name}" for workspace_id, name in demo),
+        f"OBS:        {url}{OBS_PATH_PREFIX}  bucket {DEMO_BUCKET}  AK {DEFAULT_OBS_AK}  "
+        f"SK {DEFAULT_OBS_SK}",
         "Ctrl-C to stop.",
     ]
     sys.stdout.write("\n".join(lines) + "\n")

@@ -7,10 +7,12 @@ import fcntl
 import logging
 import os
 import shutil
+import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import git
@@ -43,6 +45,10 @@ Layout:
 
 Review history with `git log -p -- <source>/<workspace>/jobs/<job>`. The `.sql`, `.sh` and
 `.py` views are derived from the `.script` files and are not part of a restore.
+
+To restore, `backupd restore --list` shows the restore points, and
+`backupd restore --workspace <name> --at <commit|tag|date> --out jobs.zip` rebuilds a zip
+that DataArts Studio imports (`--import` uploads and imports it).
 """
 
 
@@ -50,6 +56,19 @@ Review history with `git log -p -- <source>/<workspace>/jobs/<job>`. The `.sql`,
 class Identity:
     name: str
     email: str
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    sha: str
+    time: datetime  # committer date, UTC: when the snapshot was recorded
+    subject: str
+
+
+@dataclass(frozen=True)
+class TagInfo:
+    name: str  # without refs/tags/
+    commit: str  # the commit it points at (peeled)
 
 
 class GitRepo:
@@ -72,6 +91,16 @@ class GitRepo:
         except git.GitError as error:
             raise RepoError(f"cannot open git repository {path}: {error}") from None
         return cls(repo, branch)
+
+    @classmethod
+    def open_existing(cls, path: Path, *, branch: str) -> GitRepo:
+        """Open an existing repository for reading only: nothing is created or configured."""
+        if not (path / ".git").exists():
+            raise RepoError(f"{path} is not a backupd git repository (no .git)")
+        try:
+            return cls(git.Repo(path), branch)
+        except git.GitError as error:
+            raise RepoError(f"cannot open git repository {path}: {error}") from None
 
     def prepare(self, identity: Identity) -> None:
         """Recover from a killed run, then make sure there is a first commit (a README) and
@@ -175,6 +204,110 @@ class GitRepo:
         output = self._git("ls-tree", "-r", "--name-only", "-z", "HEAD", "--", folder)
         return [path for path in output.split("\0") if path]
 
+    # --- history (read-only; used by restore) --------------------------------------------------
+
+    def branch_ref(self) -> str:
+        """The snapshot branch: local, else as fetched from origin (a fresh clone), else HEAD."""
+        for ref in (f"refs/heads/{self.branch}", f"refs/remotes/origin/{self.branch}"):
+            if self.resolve_commit(ref) is not None:
+                return ref
+        return "HEAD"
+
+    def resolve_commit(self, rev: str) -> str | None:
+        """The full sha of the commit ``rev`` names (sha, tag, branch, HEAD~2 …), or None."""
+        if not rev or rev.startswith("-"):
+            return None
+        try:
+            output = self._git(
+                "rev-parse", "--verify", "--quiet", "--end-of-options", rev + "^{commit}"
+            )
+        except RepoError:
+            return None
+        return output.strip() or None
+
+    def commit_info(self, rev: str) -> CommitInfo:
+        output = self._git("log", "-1", "--no-walk", "--format=%H%x00%ct%x00%s", rev, "--")
+        return _commit_info(output.strip("\n"))
+
+    def commit_at(self, ref: str, moment: datetime) -> str | None:
+        """The commit ``ref`` pointed at at ``moment``: its newest first-parent commit not after."""
+        epoch = int(moment.timestamp())
+        output = self._git("rev-list", "-1", "--first-parent", f"--min-age={epoch}", ref, "--")
+        return output.strip() or None
+
+    def history(self, ref: str, folder: str | None = None) -> list[CommitInfo]:
+        """First-parent commits of ``ref`` (touching ``folder``, if given), newest first."""
+        args = ["log", "--first-parent", "--format=%H%x00%ct%x00%s", ref, "--"]
+        if folder is not None:
+            args.append(folder)
+        output = self._git(*args)
+        return [_commit_info(line) for line in output.splitlines() if line]
+
+    def last_commit_touching(self, rev: str, folder: str) -> str | None:
+        """The newest commit reachable from ``rev`` that changed ``folder``."""
+        output = self._git("rev-list", "-1", "--first-parent", rev, "--", folder)
+        return output.strip() or None
+
+    def tags(self, pattern: str) -> list[TagInfo]:
+        """Tags matching ``pattern`` (e.g. 'snapshot/*'), peeled to their commits, by name."""
+        output = self._git(
+            "for-each-ref",
+            "--format=%(refname:strip=2)%00%(objectname)%00%(*objectname)",
+            f"refs/tags/{pattern}",
+        )
+        tags: list[TagInfo] = []
+        for line in output.splitlines():
+            name, target, peeled = line.split("\0")
+            tags.append(TagInfo(name, peeled or target))
+        return tags
+
+    def folder_exists(self, rev: str, folder: str) -> bool:
+        try:
+            self._git("cat-file", "-e", f"{rev}:{folder}")
+        except RepoError:
+            return False
+        return True
+
+    def list_files(self, rev: str, folder: str) -> dict[str, str]:
+        """Blob ids of every file under ``folder`` at ``rev``: path relative to the folder → oid."""
+        output = self._git("ls-tree", "-r", "-z", "--full-tree", rev, "--", folder)
+        prefix = folder.rstrip("/") + "/"
+        files: dict[str, str] = {}
+        for record in output.split("\0"):
+            if not record:
+                continue
+            meta, _, path = record.partition("\t")
+            _mode, kind, oid = meta.split(" ")
+            if kind == "blob" and path.startswith(prefix):
+                files[path[len(prefix) :]] = oid
+        return files
+
+    def read_blobs(self, oids: Iterable[str]) -> dict[str, bytes]:
+        """Contents of many blobs from one ``git cat-file --batch`` (not a process per file)."""
+        wanted = list(dict.fromkeys(oids))
+        if not wanted:
+            return {}
+        try:
+            result = subprocess.run(
+                ["git", "-C", str(self.path), "cat-file", "--batch"],
+                input="".join(f"{oid}\n" for oid in wanted).encode("ascii"),
+                capture_output=True,
+                check=True,
+                timeout=600,
+            )
+        except (OSError, subprocess.SubprocessError) as error:
+            raise RepoError(f"git cat-file failed in {self.path}: {error}") from None
+        data, position, blobs = result.stdout, 0, {}
+        for oid in wanted:
+            end = data.index(b"\n", position)
+            header = data[position:end].split(b" ")
+            if len(header) != 3:
+                raise RepoError(f"git cat-file: object {oid} is missing from {self.path}")
+            size = int(header[2])
+            blobs[oid] = data[end + 1 : end + 1 + size]
+            position = end + 1 + size + 1  # content is followed by a newline
+        return blobs
+
     # --- changes ------------------------------------------------------------------------------
 
     def reset_folder(self, folder: str) -> None:
@@ -235,6 +368,11 @@ class GitRepo:
         except git.GitCommandError as error:
             detail = (error.stderr or "").strip().replace("\n", " ")[:500]
             raise RepoError(f"git {args[0]} failed in {self.path}: {detail}") from None
+
+
+def _commit_info(line: str) -> CommitInfo:
+    sha, seconds, subject = line.split("\0", 2)
+    return CommitInfo(sha, datetime.fromtimestamp(int(seconds), tz=UTC), subject)
 
 
 def _create_repository(path: Path, branch: str) -> None:

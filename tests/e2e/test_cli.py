@@ -114,11 +114,17 @@ def test_simulator_command_serves_the_dataarts_api(tmp_path: Path) -> None:
     )
     try:
         assert process.stdout is not None
-        lines = [process.stdout.readline() for _ in range(4)]
-        url = lines[0].split()[-1]
-        project = lines[1].split()[-1]
-        token = lines[2].split()[1]
-        workspace = lines[3].split()[1]
+        lines: list[str] = []
+        while not lines or not lines[-1].startswith("Ctrl-C"):
+            lines.append(process.stdout.readline())
+
+        def value(prefix: str) -> list[str]:
+            return next(line for line in lines if line.startswith(prefix)).split()
+
+        url = value("DataArts simulator listening on")[-1]
+        project = value("project id:")[-1]
+        token = value("token:")[1]
+        workspace = value("workspace:")[1]
         reply = httpx.get(
             f"{url}/v1/{project}/jobs",
             params={"limit": 100},

@@ -10,7 +10,15 @@ import zipfile
 from pathlib import Path
 
 from backupd.dataarts.simulator import Simulator
-from tests.helpers import commit_count, expected_tree, git, make_config, read_tree, workspace_id
+from tests.helpers import (
+    commit_count,
+    expected_tree,
+    git,
+    make_config,
+    read_tree,
+    secret_file,
+    workspace_id,
+)
 
 A, B = workspace_id(31), workspace_id(32)
 
@@ -39,17 +47,17 @@ def test_rejected_credentials_cost_one_request_and_one_clear_line(
 ) -> None:
     simulator.add_workspace(A, "a")
     simulator.add_workspace(B, "b")
-    config = make_config(tmp_path, simulator, {"a": A, "b": B})
-    (tmp_path / "token").write_text("not-the-token")
+    config = make_config(tmp_path, simulator, {"a": A, "b": B})  # AK/SK, as in production
+    secret_file(tmp_path / "secret-key", "not-the-secret-key")
 
     result = snapshot(config)
 
-    assert result.returncode == 1
+    assert result.returncode == 78  # a credential problem: restarting will not fix it
     assert len(simulator.served) == 1  # no retry loop, no second workspace tried
     assert simulator.served[0].status == 401
-    (line,) = plain_lines(result.stderr)
-    assert line.startswith("backupd: snapshot failed for prod/a, prod/b: credentials rejected: ")
-    assert "HTTP 401" in line and "APIGW.0301" in line
+    (line,) = [line for line in plain_lines(result.stderr) if "HTTP 401" in line]
+    assert line.startswith("backupd: prod/a, prod/b: ")
+    assert "APIGW.0301" in line
     assert "Traceback" not in result.stderr
     events = log_events(result.stderr)
     assert not [e for e in events if e["event"] == "api.retry"]
@@ -78,9 +86,9 @@ def test_a_failing_workspace_is_named_and_the_others_are_committed(
     result = snapshot(config)
 
     assert result.returncode == 1
-    (line,) = plain_lines(result.stderr)
-    assert line.startswith("backupd: snapshot failed for prod/a: batch 1/1: ")
-    assert "prod/b" not in line
+    reason, summary = plain_lines(result.stderr)
+    assert reason.startswith("backupd: prod/a: batch 1/1: ")
+    assert summary == "backupd: snapshot failed for prod/a"
     repo = tmp_path / "repo"
     assert not (repo / "prod" / "a").exists()
     assert read_tree(repo / "prod" / "b") == expected_tree(simulator, B)

@@ -230,8 +230,11 @@ def test_wrong_project_id_is_an_apig_404(sim: Simulator, client: httpx.Client) -
     assert client.get(f"/v1/{DEFAULT_PROJECT_ID}/nothing").status_code == 404
 
 
-def test_no_auth_when_token_is_none() -> None:
-    with _simulator(token=None) as simulator, httpx.Client(base_url=simulator.url) as http:
+def test_no_auth_when_auth_is_not_required() -> None:
+    with (
+        _simulator(require_auth=False) as simulator,
+        httpx.Client(base_url=simulator.url) as http,
+    ):
         assert http.get(JOBS, headers={"workspace": WS}).status_code == 200
 
 

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from backupd.dataarts.auth import IamTokenAuth, StaticTokenAuth
-from backupd.errors import ApiError, AuthError, ServerError, TransportError
+from backupd.errors import ApiError, AuthError, CredentialsRejected, ServerError, TransportError
 from backupd.secret import Secret
 
 IAM_URL = "https://iam.cn-north-4.myhuaweicloud.com"
@@ -111,7 +111,6 @@ def setup() -> Setup:
     client = httpx.Client(transport=httpx.MockTransport(api), auth=auth)
     yield Setup(clock, iam, api, auth, client)  # type: ignore[misc]
     client.close()
-    auth.close()
 
 
 def _auth(clock: Clock, iam: FakeIam, password: str = PASSWORD) -> IamTokenAuth:
@@ -207,9 +206,8 @@ def test_a_wrong_password_fails_after_one_iam_request() -> None:
     api = FakeApi(iam)
     auth = _auth(clock, iam, password="wrong-Pa55-SECRET")
     with (
-        auth,
         httpx.Client(transport=httpx.MockTransport(api), auth=auth) as client,
-        pytest.raises(AuthError) as info,
+        pytest.raises(CredentialsRejected) as info,
     ):
         client.get(API)
     assert len(iam.requests) == 1
@@ -245,7 +243,7 @@ def test_iam_unreachable_is_a_transport_error(setup: Setup) -> None:
         project_id=PROJECT,
         transport=httpx.MockTransport(refuse),
     )
-    with auth, pytest.raises(TransportError) as info:
+    with pytest.raises(TransportError) as info:
         setup.client.get(API, auth=auth)
     assert IAM_URL in str(info.value) and PASSWORD not in str(info.value)
 
@@ -291,7 +289,7 @@ def test_no_secret_in_repr_errors_or_logs(setup: Setup, caplog: pytest.LogCaptur
     setup.api.always_401 = True
     setup.client.get(API)
     bad = _auth(setup.clock, setup.iam, password="other-SECRET-pw")
-    with bad, pytest.raises(AuthError) as info:
+    with pytest.raises(AuthError) as info:
         setup.client.get(API, auth=bad)
 
     secrets = [PASSWORD, "other-SECRET-pw", *setup.iam.issued]

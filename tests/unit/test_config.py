@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from backupd.config import parse_config
+from backupd.config import (
+    AkSkAuthConfig,
+    PasswordAuthConfig,
+    TokenAuthConfig,
+    load_config,
+    parse_config,
+)
 from backupd.config_doc import render_example
 from backupd.errors import ConfigError
 from backupd.secret import Secret
@@ -101,3 +108,157 @@ def test_sample_config_is_generated_from_the_schema_and_loads() -> None:
     assert committed == render_example()
     config = parse_config(yaml.safe_load(committed), base_dir=ROOT, environ={})
     assert config.sources[0].name == "prod"
+
+
+# ---- auth ------------------------------------------------------------------------------------
+
+AK = "DISTINCTAK1234567890"
+
+
+def with_auth(**auth: Any) -> dict[str, Any]:
+    return minimal(auth=auth)
+
+
+def test_the_three_kinds_of_auth_parse() -> None:
+    aksk = parse_config(
+        with_auth(type="aksk", ak=AK, sk_file="sk", security_token="${STS}"),
+        base_dir=Path("/etc/backupd"),
+        environ={"STS": "sts-value"},
+    ).sources[0]
+    assert isinstance(aksk.auth, AkSkAuthConfig)
+    assert aksk.auth.sk_file == Path("/etc/backupd/sk")
+    assert aksk.auth.security_token == Secret("sts-value")
+
+    password = parse_config(
+        with_auth(type="password", user="u", domain="d", password_credential="dlf-pw"),
+        base_dir=Path("/"),
+        environ={},
+    ).sources[0]
+    assert isinstance(password.auth, PasswordAuthConfig)
+    assert password.iam_endpoint == "https://iam.cn-north-4.myhuaweicloud.com"
+
+    token = parse_config(minimal(), base_dir=Path("/"), environ={}).sources[0]
+    assert isinstance(token.auth, TokenAuthConfig)
+
+
+@pytest.mark.parametrize(
+    ("auth", "key", "words"),
+    [
+        ({"type": "aksk", "ak": AK}, "sources[0].auth", "set one of sk, sk_file, sk_credential"),
+        (
+            {"type": "aksk", "ak": AK, "sk": "x", "sk_file": "f"},
+            "sources[0].auth",
+            "set only one of sk, sk_file, sk_credential (found sk, sk_file)",
+        ),
+        (
+            {
+                "type": "aksk",
+                "ak": AK,
+                "sk": "x",
+                "security_token": "t",
+                "security_token_file": "f",
+            },
+            "sources[0].auth",
+            "set only one of security_token, security_token_file, security_token_credential",
+        ),
+        ({"type": "aksk", "sk": "x"}, "sources[0].auth.ak", "required"),
+        ({"type": "aksk", "ak": "AK WITH SPACE", "sk": "x"}, "sources[0].auth.ak", "spaces"),
+        (
+            {"type": "aksk", "ak": AK, "sk_credential": "../sk"},
+            "sources[0].auth.sk_credential",
+            "systemd credential name",
+        ),
+        (
+            {"type": "password", "user": "u", "domain": "d"},
+            "sources[0].auth",
+            "set one of password, password_file, password_credential",
+        ),
+        ({"type": "password", "domain": "d", "password": "p"}, "sources[0].auth.user", "required"),
+        (
+            {"type": "password", "user": "u", "domain": "d", "password": "p", "iam_endpoint": "x"},
+            "sources[0].auth.iam_endpoint",
+            "base URL",
+        ),
+        (
+            {"type": "token", "token": "t", "token_file": "f"},
+            "sources[0].auth",
+            "set only one of token, token_file, token_credential",
+        ),
+        ({"type": "token", "sk": "x"}, "sources[0].auth.sk", "unknown key"),
+        ({"type": "basic"}, "sources[0].auth.type", "'aksk', 'password', 'token'"),
+    ],
+)
+def test_auth_mistakes_are_named_by_key_path(auth: dict[str, Any], key: str, words: str) -> None:
+    error = problem(minimal(auth=auth))
+    assert error.key == key
+    assert words in error.problem
+    assert "AK WITH SPACE" not in str(error)
+
+
+def test_password_auth_without_region_needs_an_iam_endpoint() -> None:
+    auth = {"type": "password", "user": "u", "domain": "d", "password": "p"}
+    data = minimal(auth=auth, endpoint="https://dlf.example.com")
+    del data["sources"][0]["region"]
+    assert problem(data).key == "sources[0].auth.iam_endpoint"
+    auth["iam_endpoint"] = "https://iam.example.com/"
+    source = parse_config(data, base_dir=Path("/"), environ={}).sources[0]
+    assert source.iam_endpoint == "https://iam.example.com"
+
+
+def test_ca_bundle_must_be_a_file(tmp_path: Path) -> None:
+    assert problem(minimal(ca_bundle=str(tmp_path / "none.pem"))).key == "sources[0].ca_bundle"
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("x")
+    config = parse_config(minimal(ca_bundle=str(bundle)), base_dir=Path("/"), environ={})
+    assert config.sources[0].ca_bundle == bundle
+
+
+def test_no_credential_shows_in_config_reprs() -> None:
+    sk, password = "DISTINCT-SK-VALUE", "DISTINCT-PASSWORD"
+    aksk = parse_config(with_auth(type="aksk", ak=AK, sk=sk), base_dir=Path("/"), environ={})
+    iam = with_auth(type="password", user="u", domain="d", password=password)
+    texts = [repr(aksk), str(aksk), repr(parse_config(iam, base_dir=Path("/"), environ={}))]
+    for text in texts:
+        assert AK not in text and sk not in text and password not in text
+
+
+def _write(path: Path, data: dict[str, Any], mode: int) -> Path:
+    path.write_text(yaml.safe_dump(data))
+    path.chmod(mode)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("auth", "mode", "warned"),
+    [
+        ({"type": "aksk", "ak": AK, "sk": "INLINE-SK-VALUE"}, 0o644, ["sources[0].auth.sk"]),
+        ({"type": "aksk", "ak": AK, "sk": "INLINE-SK-VALUE"}, 0o640, ["sources[0].auth.sk"]),
+        ({"type": "aksk", "ak": AK, "sk": "INLINE-SK-VALUE"}, 0o600, []),
+        ({"type": "aksk", "ak": AK, "sk": "${SK}"}, 0o644, []),
+        ({"type": "aksk", "ak": AK, "sk": "prefix-${SK}"}, 0o644, ["sources[0].auth.sk"]),
+        ({"type": "aksk", "ak": AK, "sk_file": "/etc/backupd/sk"}, 0o644, []),
+        (
+            {"type": "password", "user": "u", "domain": "d", "password": "INLINE-SK-VALUE"},
+            0o604,
+            ["sources[0].auth.password"],
+        ),
+        ({"type": "token", "token": "INLINE-SK-VALUE"}, 0o644, ["sources[0].auth.token"]),
+    ],
+)
+def test_inline_secrets_in_a_readable_file_are_warned_about_by_key(
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    auth: dict[str, Any],
+    mode: int,
+    warned: list[str],
+) -> None:
+    caplog.set_level(logging.WARNING)
+    path = _write(tmp_path / "config.yaml", minimal(auth=auth), mode)
+    load_config(path, environ={"SK": "INLINE-SK-VALUE"})
+    records = [r for r in caplog.records if r.getMessage() == "config.inline_secret"]
+    assert [r.backupd_fields["key"] for r in records] == warned  # type: ignore[attr-defined]
+    for record in records:
+        assert record.levelno == logging.WARNING
+        assert record.backupd_fields["file"] == str(path)  # type: ignore[attr-defined]
+    assert "INLINE-SK-VALUE" not in caplog.text
+    assert all("INLINE-SK-VALUE" not in repr(r.__dict__) for r in caplog.records)
