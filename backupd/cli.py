@@ -77,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
         )
 
     snapshot = commands.add_parser(
-        "snapshot", help="snapshot every configured workspace once, then exit"
+        "snapshot",
+        help="snapshot every configured workspace once (then tag and push, as configured)",
     )
     with_config(snapshot)
     snapshot.add_argument(
@@ -182,6 +183,43 @@ def build_parser() -> argparse.ArgumentParser:
         "and STOPPING and feeds the watchdog.",
     )
     with_config(run)
+    push = commands.add_parser(
+        "push", help="push commits and snapshot tags to the configured remote now"
+    )
+    with_config(push)
+
+    def with_scope(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--source", metavar="S", help="only this source (config name)")
+        sub.add_argument(
+            "--workspace", metavar="W", help="only this workspace (folder name, id or S/folder)"
+        )
+
+    history_log = commands.add_parser(
+        "log", help="list the recorded changes of a job or workspace: date, author, commit"
+    )
+    with_config(history_log)
+    with_scope(history_log)
+    history_log.add_argument("--job", metavar="J", help="only the changes of this job")
+    history_log.add_argument(
+        "-n", "--max-count", type=int, metavar="N", help="show at most N changes (newest first)"
+    )
+
+    show = commands.add_parser("show", help="print a job's .job file as it was at a date or commit")
+    show.add_argument("job", metavar="JOB", help="job name")
+    with_config(show)
+    with_scope(show)
+    show.add_argument(
+        "--at",
+        metavar="REV|DATE",
+        help="a commit, tag (snapshot/...) or ISO date/time (UTC unless an offset is given; "
+        "a date alone means the end of that day); default: the latest snapshot",
+    )
+    show.add_argument(
+        "--scripts",
+        action="store_true",
+        help="also print the job's scripts and their readable views (each after a "
+        "'==> path <==' line)",
+    )
 
     config_command = commands.add_parser("config", help="generate or validate a config file")
     config_actions = config_command.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -213,10 +251,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
-    from backupd.runner import run_snapshots
+    from backupd.runner import run
 
     config = load_config(args.config)
-    results = run_snapshots(config, only=args.workspace, allow_mass_delete=args.allow_mass_delete)
+    report = run(config, only=args.workspace, allow_mass_delete=args.allow_mass_delete)
+    results = report.results
+    if report.push is not None and not report.push.ok:
+        # Not a failed snapshot: the commits are safe here and go out with the next push.
+        print(f"backupd: {report.push.error} (will retry on the next run)", file=sys.stderr)  # noqa: T201
     if args.workspace and not results:
         raise UserError(f"no configured workspace matches {', '.join(args.workspace)}")
     failed = [r for r in results if not r.ok]
@@ -270,6 +312,64 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run_daemon(args.config, load_config(args.config))
 
 
+def cmd_push(args: argparse.Namespace) -> int:
+    from backupd.publish import push_snapshots
+    from backupd.store.gitrepo import GitRepo
+
+    config = load_config(args.config)
+    if config.remote is None:
+        raise ConfigError("remote", "is not configured: there is nowhere to push to")
+    with GitRepo.open_existing(config.repository.path, branch=config.repository.branch) as repo:
+        result = push_snapshots(repo, config)
+    if not result.ok:
+        print(f"backupd: {result.error}", file=sys.stderr)  # noqa: T201
+        return EXIT_FAILED
+    updated = f"{len(result.updated)} ref(s) updated" if result.updated else "already up to date"
+    print(f"pushed to {result.remote}: {updated}")  # noqa: T201
+    return EXIT_OK
+
+
+def cmd_log(args: argparse.Namespace) -> int:
+    from backupd.history import changes, format_changes, resolve_scope
+    from backupd.store.gitrepo import GitRepo
+
+    config = load_config(args.config)
+    if args.max_count is not None and args.max_count < 1:
+        raise UsageError("--max-count must be at least 1")
+    scope = resolve_scope(config, source=args.source, workspace=args.workspace, job=args.job)
+    with GitRepo.open_existing(config.repository.path, branch=config.repository.branch) as repo:
+        found = changes(repo, scope, max_count=args.max_count)
+    if not found and scope.job is not None:
+        raise UserError(f"no recorded change of job {scope.job!r} in {', '.join(scope.folders)}")
+    for line in format_changes(found, scope):
+        print(line)  # noqa: T201
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from backupd.history import format_time, resolve_scope, show_job
+    from backupd.store.gitrepo import GitRepo
+
+    config = load_config(args.config)
+    scope = resolve_scope(config, source=args.source, workspace=args.workspace, job=args.job)
+    with GitRepo.open_existing(config.repository.path, branch=config.repository.branch) as repo:
+        view = show_job(repo, scope, at=args.at, with_scripts=args.scripts)
+    if args.at is not None:
+        when = format_time(view.commit.time)
+        print(  # noqa: T201
+            f"backupd: {scope.job_folder(view.folder)} as of {view.commit.sha[:10]} ({when})",
+            file=sys.stderr,
+        )
+    output = sys.stdout.buffer
+    for index, (path, content) in enumerate(view.files):
+        if args.scripts:
+            separator = "" if index == 0 else "\n"
+            output.write(f"{separator}==> {path} <==\n".encode())
+        output.write(content)
+    output.flush()
+    return EXIT_OK
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     if args.action == "generate":
         from backupd.config_doc import render_example
@@ -299,6 +399,9 @@ COMMANDS = {
     "snapshot": cmd_snapshot,
     "restore": cmd_restore,
     "run": cmd_run,
+    "push": cmd_push,
+    "log": cmd_log,
+    "show": cmd_show,
     "config": cmd_config,
     "demo": cmd_demo,
     "simulator": cmd_simulator,

@@ -17,6 +17,7 @@ import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Literal, Union
 
 import yaml
@@ -24,6 +25,7 @@ import yaml
 from backupd.errors import ConfigError
 from backupd.logs import log
 from backupd.secret import Secret
+from backupd.store.volatile import parse_field_path
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +50,8 @@ def option(
     metadata = {"doc": doc, "check": check, "example": example, "sample": sample}
     if isinstance(default, list | dict):
         raise TypeError("mutable defaults are not allowed")
+    if isinstance(default, MappingProxyType):  # read-only, but unhashable: share one instance
+        return field(default_factory=lambda: default, metadata=metadata)
     if default is dataclasses.MISSING:
         return field(metadata=metadata, repr=shown)
     return field(default=default, metadata=metadata, repr=shown)
@@ -570,6 +574,108 @@ class SafetyConfig:
     )
 
 
+def _field_paths(value: tuple[str, ...]) -> str | None:
+    for text in value:
+        try:
+            parse_field_path(text)
+        except ValueError as error:
+            return f"{text!r}: {error}"
+    return None
+
+
+DEFAULT_VOLATILE_JOB_FIELDS = (
+    "version",
+    "lastUpdateUser",
+    "lastUpdateTime",
+    "createTime",
+    "nodes[].lineageInfo",
+)
+
+
+@dataclass(frozen=True)
+class VolatileFieldsConfig:
+    job: tuple[str, ...] = option(
+        "Fields of .job files that change without a user edit. Paths are dotted keys, with [] "
+        "after a key for every list element; other candidates: id, location, nodes[].location.",
+        DEFAULT_VOLATILE_JOB_FIELDS,
+        check=_field_paths,
+    )
+    script: tuple[str, ...] = option(
+        "Fields of .script files that change without a user edit (same syntax).",
+        (),
+        check=_field_paths,
+    )
+
+
+@dataclass(frozen=True)
+class DataArtsUserConfig:
+    name: str | None = option("Git author name (default: the DataArts user name).", None)
+    email: str | None = option("Git author e-mail (default: <user>@dataarts.invalid).", None)
+
+
+@dataclass(frozen=True)
+class HistoryConfig:
+    volatile_fields: VolatileFieldsConfig = option(
+        "When a new export differs from the stored file only in these fields (or in key "
+        "order, whitespace or number spelling), the stored file is kept as it is: no commit "
+        "for noise, and the stored file is still a complete, real export.",
+        VolatileFieldsConfig(),
+    )
+    commit_per_author: bool = option(
+        "Split a workspace snapshot into one commit per DataArts user who saved jobs in it "
+        "(each touching only that user's jobs), then one commit by repository.author for "
+        "changes without a known user (deletions, scripts changed without their job). When "
+        "off: one commit, authored by the user if a single user made all of its changes, "
+        "whose body names the user of each job.",
+        False,
+    )
+    authors: Mapping[str, DataArtsUserConfig] = option(
+        "Git identity of DataArts users (lastUpdateUser → name and email) for commits they "
+        "author; a user not listed appears as '<user> <user@dataarts.invalid>'. The "
+        "committer is always repository.author.",
+        MappingProxyType({}),
+        example={"li.wei": {"name": "Li Wei", "email": "li.wei@example.com"}},
+    )
+    tags: Literal["none", "every", "daily", "weekly"] = option(
+        "Annotated restore-point tags snapshot/<UTC time> on HEAD after a snapshot run. "
+        "every: after each run whose HEAD is not tagged yet (each run that committed); "
+        "daily / weekly: after the first run of each UTC day / ISO week, even one that "
+        "committed nothing. backupd never deletes a tag.",
+        "none",
+    )
+
+
+@dataclass(frozen=True)
+class RemoteConfig:
+    url: str = option(
+        "Git URL to push the snapshots to (ssh://, user@host:path, https://, file://). "
+        "Credentials in an https URL are never shown in logs; prefer an SSH key.",
+        example="git@git.example.com:data-platform/dataarts-backup.git",
+    )
+    branch: str | None = option("Branch on the remote (default: repository.branch).", None)
+    ssh_key_file: Path | None = option(
+        "Private SSH key used for the push (only this key is offered).",
+        None,
+        example="/etc/backupd/push_key",
+    )
+    ssh_key_credential: str | None = option(
+        "systemd credential name holding the private SSH key instead of ssh_key_file.",
+        None,
+        check=_credential_name,
+        example="push-key",
+    )
+    timeout: float = option(
+        "Seconds a push may take; a push that fails or times out is retried after the next "
+        "snapshot run (or with 'backupd push').",
+        120.0,
+        check=_positive,
+    )
+
+    def _validate(self, key: str) -> None:
+        if self.ssh_key_file is not None and self.ssh_key_credential is not None:
+            raise ConfigError(key, "set at most one of ssh_key_file, ssh_key_credential")
+
+
 @dataclass(frozen=True)
 class DaemonConfig:
     max_parallel: int = option(
@@ -624,6 +730,12 @@ class Config:
         ScheduleConfig(),
     )
     daemon: DaemonConfig = option("How `backupd run` behaves.", DaemonConfig())
+    history: HistoryConfig = option(
+        "How snapshots become a history made for review.", HistoryConfig()
+    )
+    remote: RemoteConfig | None = option(
+        "Push commits and snapshot tags here after every snapshot run (never forced).", None
+    )
 
 
 # --- loading ----------------------------------------------------------------------------------
@@ -687,9 +799,23 @@ class _Loader:
             if not isinstance(raw, list):
                 raise ConfigError(key, f"must be a list, got {type(raw).__name__}")
             return tuple(self.value(item_type, item, f"{key}[{i}]") for i, item in enumerate(raw))
+        if origin in (dict, Mapping):
+            return self.mapping(tp, raw, key)
         if dataclasses.is_dataclass(tp):
             return self.dataclass(tp, raw, key)
         return self.scalar(tp, raw, key)
+
+    def mapping(self, tp: Any, raw: Any, key: str) -> Any:
+        (_, item_type) = typing.get_args(tp)
+        if not isinstance(raw, dict):
+            raise ConfigError(key, f"must be a mapping, got {type(raw).__name__}")
+        items: dict[str, Any] = {}
+        for name, item in raw.items():
+            if name is None or str(name) == "":
+                raise ConfigError(key, "keys must not be empty")
+            item_key = f"{key}[{str(name)!r}]"
+            items[str(name)] = self.value(item_type, {} if item is None else item, item_key)
+        return MappingProxyType(items)
 
     def scalar(self, tp: Any, raw: Any, key: str) -> Any:
         if isinstance(raw, str):
@@ -741,7 +867,8 @@ class _Loader:
         for name, spec in fields.items():
             sub_key = _join(key, name)
             if name not in raw:
-                if spec.default is dataclasses.MISSING:
+                required = spec.default_factory is dataclasses.MISSING
+                if spec.default is dataclasses.MISSING and required:
                     raise ConfigError(sub_key, "is required")
                 continue
             value = self.value(hints[name], raw[name], sub_key)

@@ -10,6 +10,7 @@ import dataclasses
 import textwrap
 import types
 import typing
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, Union
 
@@ -72,6 +73,13 @@ def _alternative(cls: Any, indent: int) -> list[str]:
     return lines
 
 
+def _commented(line: str) -> str:
+    body = line.lstrip()
+    if not body or body.startswith("#"):
+        return line
+    return f"{line[: len(line) - len(body)]}# {body}"
+
+
 def _options(tp: Any) -> tuple[list[Any], bool]:
     """(non-None members, optional?) of a type hint."""
     if typing.get_origin(tp) in (Union, types.UnionType):
@@ -93,7 +101,8 @@ def _render_fields(cls: Any, indent: int, *, first_prefix: str = "") -> list[str
         tp = members[0]
         if typing.get_origin(tp) is Literal:
             lines += _comment(doc, indent)
-            lines.append(f"{lead}{spec.name}: {_scalar(typing.get_args(tp)[0])}")
+            shown = spec.default if has_default else typing.get_args(tp)[0]
+            lines.append(f"{lead}{spec.name}: {_scalar(shown)}")
         elif len(members) > 1:  # a choice of mappings, told apart by 'type'
             lines += _comment(doc, indent)
             lines.append(f"{lead}{spec.name}:")
@@ -101,15 +110,29 @@ def _render_fields(cls: Any, indent: int, *, first_prefix: str = "") -> list[str
             lines += _render_fields(members[0], indent + 2)
             for alternative in members[1:]:
                 lines += _alternative(alternative, indent + 2)
-        elif dataclasses.is_dataclass(tp) and optional and spec.default is None:
-            # An optional override (a per-workspace schedule): one commented example line,
-            # not the whole block again.
+        elif typing.get_origin(tp) in (dict, Mapping):  # optional table: commented example
             lines += _comment(doc, indent)
-            lines.append(f"{lead}# {spec.name}: {_scalar(example)}")
+            sample = yaml.safe_dump({spec.name: example or {}}, allow_unicode=True, indent=2)
+            lines += [f"{pad}# {line}" for line in sample.splitlines()]
+        elif dataclasses.is_dataclass(tp) and optional and spec.default is None:
+            lines += _comment(doc, indent)
+            if example is not None:
+                # An optional override (a per-workspace schedule): one commented example line.
+                lines.append(f"{lead}# {spec.name}: {_scalar(example)}")
+            else:
+                # An optional section, off by default: shown with every key commented out.
+                lines.append(f"{lead}# {spec.name}:")
+                lines += [_commented(line) for line in _render_fields(tp, indent + 2)]
         elif dataclasses.is_dataclass(tp):
             lines += _comment(doc, indent)
             lines.append(f"{lead}{spec.name}:")
             lines += _render_fields(tp, indent + 2)
+        elif typing.get_origin(tp) is tuple and not dataclasses.is_dataclass(
+            typing.get_args(tp)[0]
+        ):  # a list of scalars, shown in flow style
+            lines += _comment(doc, indent)
+            items: Any = spec.default if has_default else example
+            lines.append(f"{lead}{spec.name}: {_scalar(list(items or ()))}")
         elif typing.get_origin(tp) is tuple:
             (item,) = typing.get_args(tp)[:1]
             lines += _comment(doc, indent)

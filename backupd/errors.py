@@ -4,6 +4,7 @@ BackupdError                      anything backupd raises on purpose
 ├── UserError                     shown as one line, no traceback
 │   ├── ConfigError               bad configuration (exit 78)
 │   ├── CredentialError           a secret could not be read
+│   ├── UsageError                the command line names something that does not fit (exit 2)
 │   ├── SnapshotRefused           a safety rule stopped a snapshot (mass deletion, …)
 │   ├── LockedError               another backupd holds the repository
 │   ├── RestoreError              a restore cannot be built or imported as asked
@@ -45,6 +46,10 @@ class CredentialError(UserError):
     """A secret could not be read (never carries the secret itself)."""
 
 
+class UsageError(UserError):
+    """Command-line arguments that cannot work together or name nothing configured (exit 2)."""
+
+
 class SnapshotRefused(UserError):
     """A safety rule refused to record a snapshot (for example a mass deletion)."""
 
@@ -55,10 +60,6 @@ class LockedError(UserError):
 
 class RestoreError(UserError):
     """A restore cannot be done as asked (unknown job, no snapshot at that time, …)."""
-
-
-class UsageError(UserError):
-    """Command-line arguments that cannot work together or name nothing configured."""
 
 
 class ApiError(BackupdError):

@@ -30,9 +30,9 @@ from typing import Any
 from backupd.errors import RestoreError
 from backupd.store.gitrepo import CommitInfo, GitRepo
 from backupd.store.normalise import VIEW_SUFFIXES, is_json_file, parse_json, script_view
+from backupd.store.tags import TAG_PREFIX
 from backupd.store.tree import META_DIR
 
-SNAPSHOT_TAGS = "snapshot/*"
 DEFAULT_MAX_IMPORT_BYTES = 10 * 1024**2  # DataArts: a job file to import is at most 10 MB
 
 _DATE_LIKE = re.compile(r"^\d{4}-\d{2}-\d{2}(?:$|[T ])|^\d{8}T\d{2}")
@@ -148,7 +148,7 @@ def list_points(repo: GitRepo, folder: str) -> list[ListedPoint]:
         if current is not None:
             state_of[sha] = current
     tags: dict[str, list[str]] = {}
-    for tag in repo.tags(SNAPSHOT_TAGS):
+    for tag in repo.tags(TAG_PREFIX):
         if tag.commit in on_chain:
             state = state_of.get(tag.commit)
         else:  # a tag off the branch's first-parent line (rare): ask git

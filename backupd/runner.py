@@ -13,7 +13,8 @@ import logging
 import ssl
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from contextlib import ExitStack
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import httpx
 
@@ -28,8 +29,9 @@ from backupd.credentials import read_secret
 from backupd.dataarts.auth import AkSkAuth, IamTokenAuth, StaticTokenAuth
 from backupd.dataarts.client import ClientSettings, DataArtsClient
 from backupd.dataarts.retry import RetryPolicy
-from backupd.errors import ClockSkewError, ConfigError, CredentialsRejected
+from backupd.errors import ClockSkewError, ConfigError, CredentialsRejected, RepoError
 from backupd.logs import log
+from backupd.publish import push_snapshots, tag_snapshot
 from backupd.snapshot import (
     SnapshotOptions,
     SnapshotResult,
@@ -38,7 +40,10 @@ from backupd.snapshot import (
     snapshot_workspace,
 )
 from backupd.store.archive import ArchiveLimits
+from backupd.store.authors import default_identity
 from backupd.store.gitrepo import GitRepo, Identity, repository_lock
+from backupd.store.remote import PushResult
+from backupd.store.volatile import VolatileRules
 
 logger = logging.getLogger(__name__)
 
@@ -183,7 +188,24 @@ def snapshot_options(
         max_delete_fraction=config.safety.max_delete_fraction,
         allow_mass_delete=allow_mass_delete or config.safety.allow_mass_delete,
         archive_attempts=source.retry.archive_attempts,
+        volatile=volatile_rules(config),
+        commit_per_author=config.history.commit_per_author,
+        authors=author_identities(config),
     )
+
+
+def author_identities(config: Config) -> dict[str, Identity]:
+    """Git identities of the DataArts users listed in history.authors (gaps filled in)."""
+    identities: dict[str, Identity] = {}
+    for user, entry in config.history.authors.items():
+        default = default_identity(user)
+        identities[user] = Identity(entry.name or default.name, entry.email or default.email)
+    return identities
+
+
+def volatile_rules(config: Config) -> VolatileRules:
+    fields = config.history.volatile_fields
+    return VolatileRules.from_texts({".job": fields.job, ".script": fields.script})
 
 
 def targets(source: SourceConfig) -> list[WorkspaceTarget]:
@@ -231,6 +253,92 @@ def snapshot_source(
     return results
 
 
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """One snapshot run: each workspace's result, the tag it created, how the push went."""
+
+    results: tuple[SnapshotResult, ...]
+    tag: str | None = None
+    push: PushResult | None = None  # None: no remote configured (or nothing was run)
+
+
+def run(
+    config: Config,
+    *,
+    only: Iterable[str] = (),
+    allow_mass_delete: bool = False,
+    client_factory: ClientFactory | None = None,
+    auth_cache: AuthCache | None = None,
+    clock: Callable[[], datetime] = utc_now,
+) -> RunReport:
+    """Snapshot the configured workspaces, tag the restore point, push to the remote.
+
+    ``only``: labels or folder names. The push runs outside the lock: it may wait on the
+    network, and its failure is part of the report, never an exception.
+    """
+    identity = Identity(config.repository.author.name, config.repository.author.email)
+    with GitRepo.open(config.repository.path, branch=config.repository.branch) as repo:
+        with repository_lock(repo):
+            repo.prepare(identity)  # also repairs what a killed run left in the repository
+            remove_stale_staging(config.staging_dir)
+            results = snapshot_all(
+                config,
+                repo,
+                identity,
+                only=only,
+                allow_mass_delete=allow_mass_delete,
+                client_factory=client_factory
+                or functools.partial(make_client, auth_cache=auth_cache),
+            )
+            tag = _tag(repo, config, clock(), results, identity)
+        pushed = None
+        if config.remote is not None and results:
+            pushed = push_snapshots(repo, config)
+    return RunReport(tuple(results), tag, pushed)
+
+
+def _tag(
+    repo: GitRepo,
+    config: Config,
+    now: datetime,
+    results: list[SnapshotResult],
+    identity: Identity,
+) -> str | None:
+    try:
+        return tag_snapshot(repo, config.history.tags, now, results, identity)
+    except RepoError as error:  # the commits stand; the next run tags again
+        log(logger, "tag.failed", level=logging.ERROR, error=str(error))
+        return None
+
+
+def snapshot_all(
+    config: Config,
+    repo: GitRepo,
+    identity: Identity,
+    *,
+    only: Iterable[str] = (),
+    allow_mass_delete: bool = False,
+    client_factory: ClientFactory = make_client,
+) -> list[SnapshotResult]:
+    """Snapshot the chosen workspaces into ``repo``; call with the lock held."""
+    wanted = set(only)
+    results: list[SnapshotResult] = []
+    for source in config.sources:
+        chosen = [
+            t for t in targets(source) if not wanted or t.label in wanted or t.folder in wanted
+        ]
+        if not chosen:
+            continue
+        options = snapshot_options(config, source, allow_mass_delete=allow_mass_delete)
+        with client_factory(source) as client:
+            results += snapshot_source(client, repo, chosen, options, identity)
+    return results
+
+
 def run_snapshots(
     config: Config,
     *,
@@ -239,25 +347,12 @@ def run_snapshots(
     client_factory: ClientFactory | None = None,
     auth_cache: AuthCache | None = None,
 ) -> list[SnapshotResult]:
-    """Snapshot the configured workspaces (``only``: labels or folder names) into the repo."""
-    wanted = set(only)
-    identity = Identity(config.repository.author.name, config.repository.author.email)
-    factory = client_factory or functools.partial(make_client, auth_cache=auth_cache)
-    results: list[SnapshotResult] = []
-    with ExitStack() as stack:
-        repo = stack.enter_context(
-            GitRepo.open(config.repository.path, branch=config.repository.branch)
-        )
-        stack.enter_context(repository_lock(repo))
-        repo.prepare(identity)
-        remove_stale_staging(config.staging_dir)
-        for source in config.sources:
-            chosen = [
-                t for t in targets(source) if not wanted or t.label in wanted or t.folder in wanted
-            ]
-            if not chosen:
-                continue
-            options = snapshot_options(config, source, allow_mass_delete=allow_mass_delete)
-            with factory(source) as client:
-                results += snapshot_source(client, repo, chosen, options, identity)
-    return results
+    """Snapshot the configured workspaces (then tag and push, as configured)."""
+    report = run(
+        config,
+        only=only,
+        allow_mass_delete=allow_mass_delete,
+        client_factory=client_factory,
+        auth_cache=auth_cache,
+    )
+    return list(report.results)

@@ -16,7 +16,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -31,6 +31,7 @@ from backupd.errors import (
 )
 from backupd.logs import log
 from backupd.store.archive import ArchiveLimits, extract_archive
+from backupd.store.authors import CommitGroup, attribute, identity_for, split_commits
 from backupd.store.gitrepo import GitRepo, Identity
 from backupd.store.normalise import (
     canonical_json,
@@ -38,8 +39,9 @@ from backupd.store.normalise import (
     parse_json,
     script_view,
 )
-from backupd.store.summary import ChangeSummary, commit_message, summarise
+from backupd.store.summary import ChangeSummary, commit_message, job_of, summarise
 from backupd.store.tree import META_DIR, ChangeSet, apply_changes, plan_changes
+from backupd.store.volatile import VolatileRules, keep_equivalent
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +78,10 @@ class SnapshotOptions:
     staging_root: Path | None = None
     max_delete_fraction: float = 0.5
     allow_mass_delete: bool = False
+    volatile: VolatileRules = VolatileRules()
+    commit_per_author: bool = False
+    # DataArts user → git identity; users not listed get default_identity().
+    authors: Mapping[str, Identity] = field(default_factory=dict)
     archive_attempts: int = 2
 
 
@@ -403,6 +409,30 @@ def check_deletions(
         )
 
 
+def plan_commits(
+    workspace_dir: Path, staged: StagedWorkspace, changes: ChangeSet, options: SnapshotOptions
+) -> tuple[list[CommitGroup], dict[str, str]]:
+    """The commits recording ``changes`` and the job → user map their messages show.
+
+    Call before applying: it reads the previous snapshot's index. A workspace's first
+    snapshot imports what exists rather than recording anyone's edit: backupd authors it
+    (its message still names who last saved each job).
+    """
+    users = attribute(changes, editors(workspace_dir, staged.jobs))
+    job_users = {
+        job: user for path, user in users.items() if user and (job := job_of(path)) is not None
+    }
+    saved_at = {job.name: job.last_update_time or 0 for job in staged.jobs}
+    rank: dict[str, int] = {}  # a user's commit comes after those of users who saved earlier
+    for job, user in job_users.items():
+        rank[user] = max(rank.get(user, 0), saved_at.get(job, 0))
+    first = not (workspace_dir / INDEX_FILE).exists()
+    groups = split_commits(
+        changes, {} if first else users, per_author=options.commit_per_author, rank=rank
+    )
+    return groups, job_users
+
+
 def apply_staged(
     repo: GitRepo,
     target: WorkspaceTarget,
@@ -416,11 +446,13 @@ def apply_staged(
     repo.reset_folder(folder)
     workspace_dir = repo.path / folder
     changes = plan_changes(staged.tree, workspace_dir)
+    # Noise (volatile fields, key order, number spelling) keeps the stored bytes.
+    changes = keep_equivalent(changes, staged.tree, workspace_dir, options.volatile)
     if not changes.has_content_changes:
         return ChangeSet(unchanged_count=changes.unchanged_count), ChangeSummary(), None
     summary = summarise(changes)
     check_deletions(target, summary, stored_job_count(repo, folder), len(staged.jobs), options)
-    message = commit_message(folder, summary, users=editors(workspace_dir, staged.jobs))
+    groups, job_users = plan_commits(workspace_dir, staged, changes, options)
     log(
         logger,
         "snapshot.apply",
@@ -432,8 +464,12 @@ def apply_staged(
     )
     try:
         apply_changes(staged.tree, workspace_dir, changes)
-        repo.stage([f"{folder}/{path}" for path in changes.paths])
-        sha = repo.commit(message, author=identity, committer=identity, folder=folder)
+        sha = None
+        for group in groups:
+            repo.stage([f"{folder}/{path}" for path in group.changes.paths])
+            message = commit_message(folder, summarise(group.changes), users=job_users)
+            author = identity if group.user is None else identity_for(group.user, options.authors)
+            sha = repo.commit(message, author=author, committer=identity, folder=folder) or sha
     except (BackupdError, OSError) as error:
         # A half-applied tree (disk full, git failure) must not stay behind as if it were true.
         with contextlib.suppress(BackupdError, OSError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
@@ -135,3 +136,14 @@ def git(repo: Path, *args: str) -> str:
 
 def commit_count(repo: Path) -> int:
     return int(git(repo, "rev-list", "--count", "HEAD").strip())
+
+
+def backupd_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run the installed command line as a subprocess (``python -m backupd``)."""
+    return subprocess.run(
+        [sys.executable, "-m", "backupd", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

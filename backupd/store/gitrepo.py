@@ -7,10 +7,11 @@ import fcntl
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,9 +32,10 @@ STALE_LOCK_AGE = 60.0  # without /proc: a git lock file this old belongs to no r
 REPOSITORY_README = """\
 # DataArts Studio backup (managed by backupd)
 
-This repository is written by [backupd](https://pypi.org/project/backupd/): every commit is
-a snapshot of the DataArts Factory jobs and scripts of one workspace, exactly as the
-service held them at that moment. Do not commit here by hand.
+This repository is written by [backupd](https://pypi.org/project/backupd/): every commit
+records the DataArts Factory jobs and scripts of one workspace, exactly as the service held
+them at that moment (a snapshot split into one commit per DataArts user is complete at its
+last commit). Tags `snapshot/<UTC time>` mark restore points. Do not commit here by hand.
 
 Layout:
 
@@ -59,16 +61,36 @@ class Identity:
 
 
 @dataclass(frozen=True)
-class CommitInfo:
-    sha: str
-    time: datetime  # committer date, UTC: when the snapshot was recorded
-    subject: str
-
-
-@dataclass(frozen=True)
 class TagInfo:
     name: str  # without refs/tags/
     commit: str  # the commit it points at (peeled)
+    created: datetime | None = None  # tagger date; None for a lightweight tag
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    sha: str
+    time: datetime  # committer date (UTC): when backupd recorded the snapshot
+    author: str  # "Name <email>"
+    subject: str
+    tags: tuple[str, ...] = ()
+
+
+# Fields separated by 0x1f; -z ends each record with NUL (subjects hold neither).
+_LOG_FORMAT = "%H%x1f%ct%x1f%an <%ae>%x1f%s%x1f%D"
+
+
+def _commit_info(record: str) -> CommitInfo:
+    sha, when, author, subject, refs = record.strip("\n").split("\x1f")
+    tags = tuple(ref.removeprefix("tag: ") for ref in refs.split(", ") if ref.startswith("tag: "))
+    return CommitInfo(sha, datetime.fromtimestamp(int(when), UTC), author, subject, tags)
+
+
+@dataclass(frozen=True)
+class PushOutput:
+    returncode: int | None  # None: killed after the timeout
+    stdout: str
+    stderr: str
 
 
 class GitRepo:
@@ -94,13 +116,16 @@ class GitRepo:
 
     @classmethod
     def open_existing(cls, path: Path, *, branch: str) -> GitRepo:
-        """Open an existing repository for reading only: nothing is created or configured."""
-        if not (path / ".git").exists():
-            raise RepoError(f"{path} is not a backupd git repository (no .git)")
+        """Open a repository that backupd already wrote to, for reading or pushing only."""
         try:
-            return cls(git.Repo(path), branch)
-        except git.GitError as error:
-            raise RepoError(f"cannot open git repository {path}: {error}") from None
+            repo = git.Repo(path)
+        except (git.GitError, OSError):
+            raise RepoError(f"{path} is not a backupd repository (no snapshot yet?)") from None
+        instance = cls(repo, branch)
+        if not instance.has_commits():
+            instance.close()
+            raise RepoError(f"{path} holds no snapshot yet")
+        return instance
 
     def prepare(self, identity: Identity) -> None:
         """Recover from a killed run, then make sure there is a first commit (a README) and
@@ -118,14 +143,15 @@ class GitRepo:
         """Undo what a killed run can leave behind: git lock files and a half-staged index.
 
         Why removing a lock file is safe here: only backupd writes this repository and we
-        hold its lock, so no other backupd is running git in it. The kernel released that
+        hold its lock, so no other backupd is committing in it. The kernel released that
         lock when the previous holder died, but a git child of the killed process may still
-        be finishing (a SIGKILL of the parent alone does not stop it), so we wait until no
-        live git process works in this tree; a lock file left after that is stale.
+        be finishing (a SIGKILL of the parent alone does not stop it), and a push of another
+        run proceeds outside the lock; so lock files count as stale only once no live git
+        process works in this tree. If one still does after a while, its locks are left
+        alone: a git step that needs them then fails with git's own message.
         """
         locks = self._git_lock_files()
-        if locks:
-            self._wait_for_git_processes(locks)
+        if locks and self._wait_for_git_processes(locks):
             for lock in self._git_lock_files():
                 lock.unlink(missing_ok=True)
                 log(logger, "repo.stale_lock_removed", level=logging.WARNING, path=str(lock))
@@ -144,20 +170,24 @@ class GitRepo:
         ]
         return sorted(p for p in found if p.name != LOCK_FILE and p.is_file())
 
-    def _wait_for_git_processes(self, locks: Sequence[Path]) -> None:
+    def _wait_for_git_processes(self, locks: Sequence[Path]) -> bool:
+        """True once no git process works in this tree (False: some still do)."""
         deadline = time.monotonic() + GIT_EXIT_WAIT
         while True:
             pids = live_git_processes(self.path)
             if pids is None:
-                _require_old(locks)
-                return
+                return _all_old(locks)
             if not pids:
-                return
+                return True
             if time.monotonic() > deadline:
-                raise RepoError(
-                    f"git process(es) {', '.join(map(str, pids))} still running in "
-                    f"{self.path}; leaving their lock files alone"
+                log(
+                    logger,
+                    "repo.git_running",
+                    level=logging.WARNING,
+                    pids=",".join(map(str, pids)),
+                    locks=",".join(lock.name for lock in locks),
                 )
+                return False
             time.sleep(0.1)
 
     def _configure(self) -> None:
@@ -225,10 +255,6 @@ class GitRepo:
             return None
         return output.strip() or None
 
-    def commit_info(self, rev: str) -> CommitInfo:
-        output = self._git("log", "-1", "--no-walk", "--format=%H%x00%ct%x00%s", rev, "--")
-        return _commit_info(output.strip("\n"))
-
     def commit_at(self, ref: str, moment: datetime) -> str | None:
         """The commit ``ref`` pointed at at ``moment``: its newest first-parent commit not after."""
         epoch = int(moment.timestamp())
@@ -237,29 +263,12 @@ class GitRepo:
 
     def history(self, ref: str, folder: str | None = None) -> list[CommitInfo]:
         """First-parent commits of ``ref`` (touching ``folder``, if given), newest first."""
-        args = ["log", "--first-parent", "--format=%H%x00%ct%x00%s", ref, "--"]
-        if folder is not None:
-            args.append(folder)
-        output = self._git(*args)
-        return [_commit_info(line) for line in output.splitlines() if line]
+        return self.log(ref, [folder] if folder is not None else [], first_parent=True)
 
     def last_commit_touching(self, rev: str, folder: str) -> str | None:
         """The newest commit reachable from ``rev`` that changed ``folder``."""
         output = self._git("rev-list", "-1", "--first-parent", rev, "--", folder)
         return output.strip() or None
-
-    def tags(self, pattern: str) -> list[TagInfo]:
-        """Tags matching ``pattern`` (e.g. 'snapshot/*'), peeled to their commits, by name."""
-        output = self._git(
-            "for-each-ref",
-            "--format=%(refname:strip=2)%00%(objectname)%00%(*objectname)",
-            f"refs/tags/{pattern}",
-        )
-        tags: list[TagInfo] = []
-        for line in output.splitlines():
-            name, target, peeled = line.split("\0")
-            tags.append(TagInfo(name, peeled or target))
-        return tags
 
     def folder_exists(self, rev: str, folder: str) -> bool:
         try:
@@ -270,7 +279,8 @@ class GitRepo:
 
     def list_files(self, rev: str, folder: str) -> dict[str, str]:
         """Blob ids of every file under ``folder`` at ``rev``: path relative to the folder → oid."""
-        output = self._git("ls-tree", "-r", "-z", "--full-tree", rev, "--", folder)
+        literal = f":(literal){folder}"  # job and workspace names are not patterns
+        output = self._git("ls-tree", "-r", "-z", "--full-tree", rev, "--", literal)
         prefix = folder.rstrip("/") + "/"
         files: dict[str, str] = {}
         for record in output.split("\0"):
@@ -307,6 +317,43 @@ class GitRepo:
             blobs[oid] = data[end + 1 : end + 1 + size]
             position = end + 1 + size + 1  # content is followed by a newline
         return blobs
+
+    def log(
+        self,
+        revision: str,
+        paths: Sequence[str],
+        *,
+        max_count: int | None = None,
+        diff_filter: str | None = None,
+        first_parent: bool = False,
+    ) -> list[CommitInfo]:
+        """Commits on ``revision`` touching ``paths``, newest first (``git log -- paths``)."""
+        options = [f"--max-count={max_count}"] if max_count else []
+        if first_parent:
+            options.append("--first-parent")
+        if diff_filter:
+            options.append(f"--diff-filter={diff_filter}")
+        literal = [f":(literal){path}" for path in paths]  # job names are not patterns
+        output = self._git(
+            "log", "-z", f"--format={_LOG_FORMAT}", *options, revision, "--", *literal
+        )
+        return [_commit_info(record) for record in output.split("\0") if record.strip()]
+
+    def commit_info(self, commit: str) -> CommitInfo:
+        return _commit_info(self._git("log", "-1", f"--format={_LOG_FORMAT}", commit, "--"))
+
+    def read_file(self, commit: str, path: str) -> bytes | None:
+        """A file's bytes as of ``commit``, or None when it did not exist then."""
+        try:
+            return bytes(
+                self._repo.git.execute(
+                    ["git", "cat-file", "blob", f"{commit}:{path}"],
+                    stdout_as_string=False,
+                    strip_newline_in_stdout=False,
+                )
+            )
+        except git.GitCommandError:
+            return None
 
     # --- changes ------------------------------------------------------------------------------
 
@@ -360,6 +407,73 @@ class GitRepo:
             self._git("commit", "-q", "--no-verify", "--cleanup=verbatim", "-F", str(message_file))
         return self._repo.head.commit.hexsha
 
+    # --- tags -------------------------------------------------------------------------------
+
+    def tags(self, prefix: str) -> list[TagInfo]:
+        """Annotated tags under ``refs/tags/<prefix>``, newest tagger date first."""
+        output = self._git(
+            "for-each-ref",
+            "--sort=-taggerdate",
+            "--format=%(refname:strip=2)%00%(taggerdate:unix)%00%(*objectname)%00%(objectname)",
+            f"refs/tags/{prefix.rstrip('/')}",
+        )
+        tags = []
+        for line in output.splitlines():
+            name, when, peeled, target = line.split("\0")
+            created = datetime.fromtimestamp(int(when), UTC) if when else None
+            tags.append(TagInfo(name, peeled or target, created))
+        return tags
+
+    def create_tag(self, name: str, message: str, *, tagger: Identity, when: datetime) -> None:
+        """An annotated tag on HEAD, dated ``when`` (the tagger date is the snapshot time)."""
+        environment = {
+            "GIT_COMMITTER_NAME": tagger.name,
+            "GIT_COMMITTER_EMAIL": tagger.email,
+            "GIT_COMMITTER_DATE": f"{int(when.timestamp())} +0000",
+        }
+        with (
+            tempfile.NamedTemporaryFile("w", encoding="utf-8", suffix=".txt") as message_file,
+            self._repo.git.custom_environment(**environment),
+        ):
+            message_file.write(message)
+            message_file.flush()
+            self._git("tag", "-a", "--cleanup=verbatim", "-F", message_file.name, name, "HEAD")
+
+    # --- remote -------------------------------------------------------------------------------
+
+    def push(
+        self,
+        url: str,
+        refspecs: Sequence[str],
+        *,
+        environment: Mapping[str, str],
+        timeout: float,
+    ) -> PushOutput:
+        """``git push --porcelain --atomic``; never raises for a failed or timed-out push.
+
+        git runs in its own session so that a timeout kills it together with ssh (killing
+        git alone would leave ssh holding the pipes open).
+        """
+        command = ["git", "-C", str(self.path), "push", "--porcelain", "--atomic", url]
+        with subprocess.Popen(
+            [*command, *refspecs],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=dict(environment),
+            text=True,
+            errors="replace",
+            start_new_session=True,
+        ) as process:
+            try:
+                stdout, stderr = process.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                stdout, stderr = process.communicate()
+                return PushOutput(None, stdout, stderr)
+        return PushOutput(process.returncode, stdout, stderr)
+
     # --- plumbing -----------------------------------------------------------------------------
 
     def _git(self, *args: str) -> str:
@@ -368,11 +482,6 @@ class GitRepo:
         except git.GitCommandError as error:
             detail = (error.stderr or "").strip().replace("\n", " ")[:500]
             raise RepoError(f"git {args[0]} failed in {self.path}: {detail}") from None
-
-
-def _commit_info(line: str) -> CommitInfo:
-    sha, seconds, subject = line.split("\0", 2)
-    return CommitInfo(sha, datetime.fromtimestamp(int(seconds), tz=UTC), subject)
 
 
 def _create_repository(path: Path, branch: str) -> None:
@@ -418,16 +527,14 @@ def live_git_processes(worktree: Path) -> list[int] | None:
     return pids
 
 
-def _require_old(locks: Sequence[Path]) -> None:
-    """Without /proc, only a lock file older than any git command can be declared stale."""
+def _all_old(locks: Sequence[Path]) -> bool:
+    """Without /proc, only lock files older than any git command can be declared stale."""
     now = time.time()
+    ages = []
     for lock in locks:
         with contextlib.suppress(FileNotFoundError):
-            if now - lock.stat().st_mtime < STALE_LOCK_AGE:
-                raise RepoError(
-                    f"{lock} is recent and running processes cannot be inspected here; "
-                    "try again in a minute"
-                )
+            ages.append(now - lock.stat().st_mtime)
+    return all(age >= STALE_LOCK_AGE for age in ages)
 
 
 @contextlib.contextmanager

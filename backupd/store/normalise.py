@@ -1,8 +1,10 @@
 """Pure transformations from exported bytes to what the repository stores.
 
 JSON files (.job, .script, .resource, .json) are re-emitted canonically: sorted keys, 2-space
-indent, UTF-8, trailing newline. That keeps every value (the file is still a real export,
-restorable as is) while making diffs independent of the server's key order and whitespace.
+indent, UTF-8, trailing newline, and one spelling per number (an integral value is written as
+an integer: ``1.0`` and ``1e0`` become ``1``; other numbers keep their shortest exact form).
+That keeps every value (the file is still a real export, restorable as is) while making diffs
+independent of the server's key order, whitespace and number formatting.
 Script bodies also get a plain-text *view* beside their .script file so reviewers read SQL,
 not an escaped JSON string; views are derived and never restored.
 """
@@ -24,8 +26,27 @@ _VIEW_EXTENSIONS = {
 VIEW_SUFFIXES = frozenset({".sql", ".sh", ".py"})
 
 
+# Integral floats below this are written as integers: 1, 1.0 and 1e0 are one JSON number, and
+# servers differ in how they spell it. Beyond 2**53 a float no longer holds every integer.
+_EXACT_FLOAT_LIMIT = 2.0**53
+
+
 def canonical_json(data: Any) -> bytes:
-    return (json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    """Sorted keys, 2-space indent, UTF-8, trailing newline, one spelling per number."""
+    text = json.dumps(_canonical_numbers(data), sort_keys=True, indent=2, ensure_ascii=False)
+    return (text + "\n").encode("utf-8")
+
+
+def _canonical_numbers(value: Any) -> Any:
+    if isinstance(value, float):
+        if value.is_integer() and abs(value) < _EXACT_FLOAT_LIMIT:
+            return int(value)
+        return value
+    if isinstance(value, dict):
+        return {key: _canonical_numbers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_canonical_numbers(item) for item in value]
+    return value
 
 
 def parse_json(content: bytes) -> Any:

@@ -20,14 +20,14 @@ class ChangeSummary:
     scripts_removed: tuple[str, ...] = ()
 
 
-def _job_of(path: str) -> str | None:
+def job_of(path: str) -> str | None:
     parts = PurePosixPath(path).parts
     if len(parts) >= 2 and parts[0] == "jobs":
         return PurePosixPath(parts[1]).stem if len(parts) == 2 else parts[1]
     return None
 
 
-def _is_job_file(path: str) -> bool:
+def is_job_file(path: str) -> bool:
     parts = PurePosixPath(path).parts
     if len(parts) == 3 and parts[0] == "jobs":  # jobs/<job>/<job>.job
         return parts[2] == f"{parts[1]}.job"
@@ -41,9 +41,9 @@ def _script_of(path: str) -> str | None:
 
 def summarise(changes: ChangeSet) -> ChangeSummary:
     """Jobs and scripts touched by ``changes`` (paths relative to the workspace folder)."""
-    jobs_added = {_job_of(p) for p in changes.added if _is_job_file(p)} - {None}
-    jobs_removed = {_job_of(p) for p in changes.removed if _is_job_file(p)} - {None}
-    jobs_touched = {_job_of(p) for p in changes.paths} - {None}
+    jobs_added = {job_of(p) for p in changes.added if is_job_file(p)} - {None}
+    jobs_removed = {job_of(p) for p in changes.removed if is_job_file(p)} - {None}
+    jobs_touched = {job_of(p) for p in changes.paths} - {None}
     jobs_changed = jobs_touched - jobs_added - jobs_removed
 
     def standalone(paths: tuple[str, ...]) -> set[str]:

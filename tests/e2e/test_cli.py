@@ -84,7 +84,7 @@ def test_usage_error_exits_2() -> None:
 def test_help_lists_every_command() -> None:
     result = backupd("--help")
     assert result.returncode == 0
-    for command in ("snapshot", "config", "demo", "simulator"):
+    for command in ("snapshot", "push", "log", "show", "config", "demo", "simulator"):
         assert command in result.stdout
 
 

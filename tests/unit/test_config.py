@@ -262,3 +262,52 @@ def test_inline_secrets_in_a_readable_file_are_warned_about_by_key(
         assert record.backupd_fields["file"] == str(path)  # type: ignore[attr-defined]
     assert "INLINE-SK-VALUE" not in caplog.text
     assert all("INLINE-SK-VALUE" not in repr(r.__dict__) for r in caplog.records)
+
+
+def test_history_section_reads_volatile_fields_and_an_authors_table() -> None:
+    data = minimal()
+    data["history"] = {
+        "volatile_fields": {"job": ["version", "nodes[].location"]},
+        "commit_per_author": True,
+        "authors": {"li.wei": {"name": "Li Wei"}, "王伟": {"email": "wang@corp.example"}, 42: {}},
+    }
+    history = parse_config(data, base_dir=Path("/"), environ={}).history
+    assert history.volatile_fields.job == ("version", "nodes[].location")
+    assert history.volatile_fields.script == ()
+    assert history.commit_per_author is True
+    assert history.authors["li.wei"].name == "Li Wei"
+    assert history.authors["王伟"].email == "wang@corp.example"
+    assert history.authors["42"].name is None
+    default = parse_config(minimal(), base_dir=Path("/"), environ={}).history
+    assert "nodes[].lineageInfo" in default.volatile_fields.job
+    assert dict(default.authors) == {}
+
+
+@pytest.mark.parametrize(
+    ("history", "key", "words"),
+    [
+        ({"volatile_fields": {"job": ["nodes[]"]}}, "history.volatile_fields.job", "nodes[]"),
+        ({"volatile_fields": {"script": ["a..b"]}}, "history.volatile_fields.script", "segment"),
+        ({"authors": ["li.wei"]}, "history.authors", "mapping"),
+        ({"authors": {"li.wei": {"mail": "x"}}}, "history.authors['li.wei'].mail", "unknown"),
+    ],
+)
+def test_history_mistakes_are_named_by_key_path(history: Any, key: str, words: str) -> None:
+    error = problem({**minimal(), "history": history})
+    assert error.key == key
+    assert words in error.problem
+
+
+def test_remote_section_and_tag_policy() -> None:
+    data = {**minimal(), "remote": {"url": "git@h:r.git", "ssh_key_file": "keys/push"}}
+    data["history"] = {"tags": "weekly"}
+    config = parse_config(data, base_dir=Path("/etc/backupd"), environ={})
+    assert config.remote is not None
+    assert config.remote.ssh_key_file == Path("/etc/backupd/keys/push")
+    assert config.remote.branch is None and config.remote.timeout == 120
+    assert config.history.tags == "weekly"
+    assert parse_config(minimal(), base_dir=Path("/"), environ={}).remote is None
+    both = {**data, "remote": {**data["remote"], "ssh_key_credential": "push-key"}}
+    assert problem(both).key == "remote"
+    assert problem({**minimal(), "history": {"tags": "hourly"}}).key == "history.tags"
+    assert problem({**minimal(), "remote": {"branch": "x"}}).key == "remote.url"

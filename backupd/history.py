@@ -1,0 +1,186 @@
+"""Reading the history back: the changes of a job or workspace, and a job as it was.
+
+Thin layers over git (``git log -- path``, ``git rev-list -1 --before=DATE``, ``git show
+REV:path``): the repository is the only history there is.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, time
+
+from backupd.config import Config
+from backupd.errors import UsageError, UserError
+from backupd.store.gitrepo import CommitInfo, GitRepo
+
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]|$)")
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which workspace folders (``source/folder``) and which job a command is about."""
+
+    folders: tuple[str, ...]
+    job: str | None = None
+
+    def job_folder(self, folder: str) -> str:
+        return f"{folder}/jobs/{self.job}"
+
+
+@dataclass(frozen=True)
+class Change:
+    """One commit in the history of a scope."""
+
+    info: CommitInfo
+    folder: str | None  # the workspace, for a job's history
+    what: str  # the commit subject, or added/changed/removed for a job
+
+
+@dataclass(frozen=True)
+class JobView:
+    folder: str
+    commit: CommitInfo
+    files: tuple[tuple[str, bytes], ...]  # (path, content); the .job file first
+
+
+def resolve_scope(
+    config: Config,
+    *,
+    source: str | None = None,
+    workspace: str | None = None,
+    job: str | None = None,
+) -> Scope:
+    """The configured workspaces matching the options (all of them by default)."""
+    sources = [s for s in config.sources if source is None or s.name == source]
+    if not sources:
+        known = ", ".join(s.name for s in config.sources)
+        raise UsageError(f"no source named {source!r} in the config (known: {known})")
+    folders = tuple(
+        f"{s.name}/{w.folder}"
+        for s in sources
+        for w in s.workspaces
+        if workspace is None or workspace in (w.folder, w.id, f"{s.name}/{w.folder}")
+    )
+    if not folders:
+        raise UsageError(f"no configured workspace matches {workspace!r}")
+    if job is not None and (not job or "/" in job or job in {".", ".."}):
+        raise UsageError(f"{job!r} is not a job name")
+    return Scope(folders, job)
+
+
+def changes(repo: GitRepo, scope: Scope, *, max_count: int | None = None) -> list[Change]:
+    """Commits touching the scope, newest first."""
+    branch = _branch(repo)
+    if scope.job is None:
+        infos = repo.log(branch, scope.folders, max_count=max_count)
+        return [Change(info, None, info.subject) for info in infos]
+    found: list[Change] = []
+    for folder in scope.folders:
+        job_file = f"{scope.job_folder(folder)}/{scope.job}.job"
+        added = {i.sha for i in repo.log(branch, [job_file], diff_filter="A")}
+        removed = {i.sha for i in repo.log(branch, [job_file], diff_filter="D")}
+        for info in repo.log(branch, [scope.job_folder(folder)], max_count=max_count):
+            what = "added" if info.sha in added else "removed" if info.sha in removed else ""
+            found.append(Change(info, folder, what or "changed"))
+    found.sort(key=lambda change: change.info.time, reverse=True)
+    return found[:max_count] if max_count else found
+
+
+def parse_moment(text: str) -> datetime | None:
+    """An ISO date or date-time as UTC, or None when ``text`` is no date (then a revision).
+
+    A date alone means the end of that UTC day (its last snapshot); a time without an
+    offset is UTC.
+    """
+    if not _ISO_DATE.match(text):
+        return None  # e.g. a sha of digits only, which fromisoformat might take for a date
+    try:
+        moment = datetime.fromisoformat(text.replace(" ", "T", 1))
+    except ValueError:
+        return None
+    if len(text) == len("2026-11-29"):
+        moment = datetime.combine(moment.date(), time.max)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def resolve_revision(repo: GitRepo, at: str | None) -> str:
+    """The commit named by ``at``: a date (the last snapshot then), a revision, or HEAD."""
+    branch = _branch(repo)
+    if at is None:
+        return _required(repo.resolve_commit(branch), f"branch {repo.branch!r} has no snapshot")
+    moment = parse_moment(at)
+    if moment is None:
+        return _required(repo.resolve_commit(at), f"{at!r} is neither a date nor a known revision")
+    when = format_time(moment)
+    return _required(repo.commit_at(branch, moment), f"no snapshot at or before {when}")
+
+
+def show_job(
+    repo: GitRepo, scope: Scope, *, at: str | None = None, with_scripts: bool = False
+) -> JobView:
+    """The job's files as of ``at``; the scope must hold it in exactly one workspace."""
+    if scope.job is None:
+        raise UsageError("name a job to show")
+    commit = resolve_revision(repo, at)
+    info = repo.commit_info(commit)
+    holding = [
+        folder
+        for folder in scope.folders
+        if repo.read_file(commit, _job_file(scope, folder)) is not None
+    ]
+    if not holding:
+        where = " or ".join(scope.folders)
+        raise UserError(
+            f"job {scope.job!r} did not exist in {where} at {info.sha[:10]} "
+            f"({format_time(info.time)})"
+        )
+    if len(holding) > 1:
+        raise UsageError(
+            f"job {scope.job!r} exists in {', '.join(holding)}; choose one with --workspace"
+        )
+    folder = holding[0]
+    job_file = _job_file(scope, folder)
+    paths = [job_file]
+    if with_scripts:
+        job_folder = scope.job_folder(folder)
+        paths += [
+            f"{job_folder}/{p}"
+            for p in repo.list_files(commit, job_folder)
+            if f"{job_folder}/{p}" != job_file
+        ]
+    files = tuple((path, repo.read_file(commit, path) or b"") for path in paths)
+    return JobView(folder, info, files)
+
+
+def format_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def format_changes(found: Sequence[Change], scope: Scope) -> list[str]:
+    lines = []
+    for change in found:
+        info = change.info
+        what = change.what
+        if change.folder is not None:
+            what = f"{change.folder}: {scope.job} {change.what}"
+        tags = f"  [{', '.join(info.tags)}]" if info.tags else ""
+        lines.append(f"{format_time(info.time)}  {info.sha[:10]}  {info.author}  {what}{tags}")
+    return lines
+
+
+def _job_file(scope: Scope, folder: str) -> str:
+    return f"{scope.job_folder(folder)}/{scope.job}.job"
+
+
+def _branch(repo: GitRepo) -> str:
+    return f"refs/heads/{repo.branch}"
+
+
+def _required(commit: str | None, problem: str) -> str:
+    if commit is None:
+        raise UserError(problem)
+    return commit
