@@ -386,6 +386,34 @@ class WorkspaceConfig:
 
 
 @dataclass(frozen=True)
+class RetryConfig:
+    attempts: int = option(
+        "Tries per API call before giving up. Only what a later try can fix is retried: "
+        "throttling (429), server errors (5xx), connection failures, timeouts and bodies cut "
+        "short; bad credentials or a bad request fail at once.",
+        6,
+        check=_between(1, 50),
+    )
+    base_delay: float = option(
+        "Seconds before the first retry; doubled for each further one, with random jitter.",
+        0.5,
+        check=_between(0.001, 600),
+    )
+    max_delay: float = option("Longest wait between two tries (seconds).", 30.0, check=_positive)
+    max_retry_after: float = option(
+        "Longest wait honoured when the service asks for one (Retry-After, seconds).",
+        120.0,
+        check=_positive,
+    )
+    archive_attempts: int = option(
+        "Downloads of one export batch whose archive fails validation (corrupt, hostile) "
+        "before the workspace fails.",
+        2,
+        check=_between(1, 10),
+    )
+
+
+@dataclass(frozen=True)
 class RestoreConfig:
     """Where `backupd restore --import` puts the zip: DataArts imports from OBS only."""
 
@@ -532,6 +560,10 @@ class SourceConfig:
         4.0,
         check=_between(0.1, 1000),
     )
+    max_concurrent_requests: int = option(
+        "Most API calls of this source in flight at the same time.", 2, check=_between(1, 64)
+    )
+    retry: RetryConfig = option("Retries of failed API calls.", RetryConfig())
     restore: RestoreConfig = option(
         "Restore settings: where `backupd restore --import` uploads the zip.", RestoreConfig()
     )

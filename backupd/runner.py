@@ -29,11 +29,18 @@ from backupd.config import (
 from backupd.credentials import read_secret
 from backupd.dataarts.auth import AkSkAuth, IamTokenAuth, StaticTokenAuth
 from backupd.dataarts.client import ClientSettings, DataArtsClient
+from backupd.dataarts.retry import RetryPolicy
 from backupd.discovery import ALL_FOLDERS, sync_workspaces
 from backupd.errors import ClockSkewError, ConfigError, CredentialsRejected, RepoError
 from backupd.logs import log
 from backupd.publish import push_snapshots, tag_snapshot
-from backupd.snapshot import SnapshotOptions, SnapshotResult, WorkspaceTarget, snapshot_workspace
+from backupd.snapshot import (
+    SnapshotOptions,
+    SnapshotResult,
+    WorkspaceTarget,
+    remove_stale_staging,
+    snapshot_workspace,
+)
 from backupd.store.archive import ArchiveLimits
 from backupd.store.authors import default_identity
 from backupd.store.gitrepo import GitRepo, Identity, repository_lock
@@ -158,6 +165,13 @@ def make_client(source: SourceConfig, *, auth_cache: AuthCache | None = None) ->
         requests_per_second=source.requests_per_second,
         exports_per_second=source.exports_per_second,
         management_endpoint=source.management_api_endpoint if source.discovers else None,
+        max_concurrent=source.max_concurrent_requests,
+        retry=RetryPolicy(
+            attempts=source.retry.attempts,
+            base_delay=source.retry.base_delay,
+            max_delay=source.retry.max_delay,
+            max_retry_after=source.retry.max_retry_after,
+        ),
     )
     return DataArtsClient(settings, make_auth(source, verify=verify, cache=auth_cache))
 
@@ -176,6 +190,7 @@ def snapshot_options(
         staging_root=config.staging_dir,
         max_delete_fraction=config.safety.max_delete_fraction,
         allow_mass_delete=allow_mass_delete or config.safety.allow_mass_delete,
+        archive_attempts=source.retry.archive_attempts,
         volatile=volatile_rules(config),
         commit_per_author=config.history.commit_per_author,
         authors=author_identities(config),
@@ -280,7 +295,8 @@ def run(
     identity = Identity(config.repository.author.name, config.repository.author.email)
     with GitRepo.open(config.repository.path, branch=config.repository.branch) as repo:
         with repository_lock(repo):
-            repo.prepare(identity)
+            repo.prepare(identity)  # also repairs what a killed run left in the repository
+            remove_stale_staging(config.staging_dir)
             results = snapshot_all(
                 config,
                 repo,

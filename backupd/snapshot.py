@@ -9,7 +9,10 @@ repository exactly as it was.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
+import os
+import re
 import shutil
 import tempfile
 import time
@@ -19,7 +22,13 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from backupd.dataarts.client import DataArtsClient, JobSummary
-from backupd.errors import ArchiveError, BackupdError, SnapshotRefused
+from backupd.errors import (
+    ApiError,
+    ArchiveError,
+    BackupdError,
+    RepoError,
+    SnapshotRefused,
+)
 from backupd.logs import log
 from backupd.store.archive import ArchiveLimits, extract_archive
 from backupd.store.authors import CommitGroup, attribute, identity_for, split_commits
@@ -38,6 +47,14 @@ logger = logging.getLogger(__name__)
 
 INDEX_FILE = f"{META_DIR}/index.json"
 RESOURCES_DIR = "resources"  # resources/<name>.resource: definitions from the resource list
+
+# Staging folders are named after the process that owns them, so that a later run can tell
+# the leftovers of a killed process from the folders of one still working.
+STAGING_PREFIX = "backupd-staging-"
+_STAGING_NAME = re.compile(rf"^{re.escape(STAGING_PREFIX)}(\d+)-")
+
+# What batch-export answers when a listed job no longer exists (dlf-api.md §3.1, §3.2).
+VANISHED_JOB_CODES = frozenset({"DLF.0100", "DLF.3051"})
 
 
 @dataclass(frozen=True)
@@ -66,6 +83,7 @@ class SnapshotOptions:
     commit_per_author: bool = False
     # DataArts user → git identity; users not listed get default_identity().
     authors: Mapping[str, Identity] = field(default_factory=dict)
+    archive_attempts: int = 2
 
 
 @dataclass(frozen=True)
@@ -98,6 +116,7 @@ class SnapshotResult:
     duration: float = 0.0
     resources: int = 0
     gone: bool = False
+    retries: int = 0  # API calls retried during this snapshot
 
 
 def batches(names: Sequence[str], size: int) -> Iterator[Sequence[str]]:
@@ -126,31 +145,14 @@ def stage_workspace(
         resources=len(resources),
     )
 
+    batch = _BatchExporter(client, target, options, staging, tree)
     names = [job.name for job in jobs]
     total_batches = (len(names) + options.batch_size - 1) // options.batch_size
-    for number, batch in enumerate(batches(names, options.batch_size), start=1):
-        zip_path = staging / f"batch-{number}.zip"
-        size = client.export_jobs(
-            target.workspace_id,
-            batch,
-            zip_path,
-            export_depend=options.export_depend,
-            max_bytes=options.max_archive_bytes,
-        )
-        unpacked = staging / f"batch-{number}"
-        files = extract_archive(zip_path, unpacked, options.archive_limits)
-        zip_path.unlink()
-        ingest_export(unpacked, files, tree, batch, archive_name=f"batch {number}")
-        shutil.rmtree(unpacked)
-        log(
-            logger,
-            "snapshot.batch",
-            level=logging.DEBUG,
-            workspace=target.label,
-            batch=f"{number}/{total_batches}",
-            jobs=len(batch),
-            bytes=size,
-        )
+    rejected: list[str] = []
+    for number, chunk in enumerate(batches(names, options.batch_size), start=1):
+        rejected += batch.export_isolating(chunk, f"batch {number}/{total_batches}")
+    if rejected:
+        jobs = confirm_vanished(client, target, jobs, rejected)
 
     for script in scripts:
         write_standalone_script(tree, script)
@@ -163,17 +165,148 @@ def stage_workspace(
     )
 
 
+@dataclass(frozen=True)
+class _BatchExporter:
+    """Exports named jobs into the staged tree, one verified archive at a time."""
+
+    client: DataArtsClient
+    target: WorkspaceTarget
+    options: SnapshotOptions
+    staging: Path
+    tree: Path
+    _numbers: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+
+    def export_isolating(self, names: Sequence[str], label: str) -> list[str]:
+        """Export ``names``; return those the service rejected as not existing.
+
+        A job deleted between listing and export makes the whole batch fail (400); halving
+        the batch isolates it in about 2·log2(batch) calls instead of one call per job.
+        """
+        try:
+            self.export(names, label)
+        except ApiError as error:
+            if not _rejects_names(error):
+                raise
+            if len(names) == 1:
+                log(
+                    logger,
+                    "snapshot.export_rejected",
+                    level=logging.WARNING,
+                    workspace=self.target.label,
+                    job=names[0],
+                    error=str(error),
+                )
+                return [names[0]]
+            middle = len(names) // 2
+            return self.export_isolating(names[:middle], f"{label} part 1") + self.export_isolating(
+                names[middle:], f"{label} part 2"
+            )
+        return []
+
+    def export(self, names: Sequence[str], label: str) -> None:
+        """Download, check and ingest one archive; a bad archive is fetched again (bounded)."""
+        for attempt in range(1, self.options.archive_attempts + 1):
+            number = next(self._numbers)
+            zip_path = self.staging / f"batch-{number}.zip"
+            unpacked = self.staging / f"batch-{number}"
+            try:
+                size = self.client.export_jobs(
+                    self.target.workspace_id,
+                    names,
+                    zip_path,
+                    export_depend=self.options.export_depend,
+                    max_bytes=self.options.max_archive_bytes,
+                )
+                files = extract_archive(zip_path, unpacked, self.options.archive_limits)
+                ingest_export(unpacked, files, self.tree, names, archive_name=zip_path.name)
+            except ArchiveError as error:
+                if attempt >= self.options.archive_attempts or _local_failure(error):
+                    raise ArchiveError(f"{label}: {error}") from error
+                log(
+                    logger,
+                    "snapshot.archive_retry",
+                    level=logging.WARNING,
+                    workspace=self.target.label,
+                    batch=label,
+                    attempt=attempt,
+                    error=str(error),
+                )
+                continue
+            finally:
+                zip_path.unlink(missing_ok=True)
+                shutil.rmtree(unpacked, ignore_errors=True)
+            log(
+                logger,
+                "snapshot.batch",
+                level=logging.DEBUG,
+                workspace=self.target.label,
+                batch=label,
+                jobs=len(names),
+                bytes=size,
+            )
+            return
+
+
+def _rejects_names(error: ApiError) -> bool:
+    """A 400 that a missing job causes (not throttling, server or credential trouble)."""
+    return type(error) is ApiError and error.status == 400 and error.code in VANISHED_JOB_CODES
+
+
+def _local_failure(error: ArchiveError) -> bool:
+    """Our disk failed (full, unwritable), not the archive: downloading again cannot help."""
+    return isinstance(error.__cause__, OSError)
+
+
+def confirm_vanished(
+    client: DataArtsClient,
+    target: WorkspaceTarget,
+    jobs: Sequence[JobSummary],
+    rejected: Sequence[str],
+) -> list[JobSummary]:
+    """The listed jobs minus ``rejected``, once a fresh listing shows those are really gone.
+
+    An export refusal alone is not proof of a deletion (a name the export endpoint dislikes
+    looks the same), and history must never record a deletion that did not happen.
+    """
+    fresh = {job.name for job in client.list_jobs(target.workspace_id)}
+    still_listed = sorted(set(rejected) & fresh)
+    if still_listed:
+        raise ApiError(
+            f"export rejected {len(still_listed)} job(s) that a fresh listing still shows: "
+            f"{', '.join(still_listed[:5])}; not recording them as deleted",
+            operation="batch export",
+        )
+    if not fresh and len(jobs) > len(rejected):
+        raise ApiError(
+            "a fresh listing to confirm vanished jobs came back empty; "
+            "refusing to treat that as proof",
+            operation="list jobs",
+        )
+    gone = set(rejected)
+    log(
+        logger,
+        "snapshot.vanished",
+        level=logging.WARNING,
+        workspace=target.label,
+        jobs=",".join(sorted(gone)),
+    )
+    return [job for job in jobs if job.name not in gone]
+
+
 def ingest_export(
     unpacked: Path, files: Sequence[str], tree: Path, requested: Sequence[str], *, archive_name: str
 ) -> None:
     """Normalise one unpacked export into the tree; the export must hold exactly ``requested``."""
     exported: set[str] = set()
+    owners: set[str] = set()  # job folders the archive writes into
     for relative in files:
         parts = PurePosixPath(relative).parts
         if parts[0] == "jobs" and relative.endswith(".job"):
             exported.add(parts[1] if len(parts) == 3 else PurePosixPath(parts[1]).stem)
+        if parts[0] == "jobs" and len(parts) >= 3:
+            owners.add(parts[1])
     missing = sorted(set(requested) - exported)
-    unexpected = sorted(exported - set(requested))
+    unexpected = sorted((exported | owners) - set(requested))
     if missing or unexpected:
         problems = []
         if missing:
@@ -388,6 +521,15 @@ def apply_staged(
         target, summary, stored_resource_count(repo, folder), staged.resource_count, options
     )
     groups, job_users = plan_commits(workspace_dir, staged, changes, options)
+    log(
+        logger,
+        "snapshot.apply",
+        level=logging.DEBUG,
+        workspace=target.label,
+        added=len(changes.added),
+        modified=len(changes.modified),
+        removed=len(changes.removed),
+    )
     try:
         apply_changes(staged.tree, workspace_dir, changes)
         sha = None
@@ -395,11 +537,13 @@ def apply_staged(
             repo.stage([f"{folder}/{path}" for path in group.changes.paths])
             message = commit_message(folder, summarise(group.changes), users=job_users)
             author = identity if group.user is None else identity_for(group.user, options.authors)
-            sha = repo.commit(message, author=author, committer=identity) or sha
-    except (BackupdError, OSError):
+            sha = repo.commit(message, author=author, committer=identity, folder=folder) or sha
+    except (BackupdError, OSError) as error:
         # A half-applied tree (disk full, git failure) must not stay behind as if it were true.
         with contextlib.suppress(BackupdError, OSError):
             repo.reset_folder(folder)
+        if isinstance(error, OSError):
+            raise RepoError(f"cannot write {workspace_dir}: {_describe(error)}") from error
         raise
     return changes, summary, sha
 
@@ -413,28 +557,30 @@ def snapshot_workspace(
 ) -> SnapshotResult:
     """Snapshot one workspace; failures are returned, not raised, so others still run."""
     started = time.monotonic()
-    root = options.staging_root
-    if root is not None:
-        root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix="backupd-", dir=root))
+    retries_before = client.retries
+
+    def failed(message: str, error_type: type[BackupdError] | None = None) -> SnapshotResult:
+        log(logger, "snapshot.failed", level=logging.ERROR, workspace=target.label, error=message)
+        return SnapshotResult(
+            target,
+            ok=False,
+            error=message,
+            error_type=error_type,
+            duration=time.monotonic() - started,
+            retries=client.retries - retries_before,
+        )
+
+    try:
+        staging = make_staging(options.staging_root)
+    except OSError as error:
+        return failed(f"cannot create a staging folder: {_describe(error)}")
     try:
         staged = stage_workspace(client, target, options, staging)
         changes, summary, sha = apply_staged(repo, target, staged, options, identity)
     except BackupdError as error:
-        log(
-            logger, "snapshot.failed", level=logging.ERROR, workspace=target.label, error=str(error)
-        )
-        return SnapshotResult(
-            target,
-            ok=False,
-            error=str(error),
-            error_type=type(error),
-            duration=time.monotonic() - started,
-        )
+        return failed(str(error), type(error))
     except OSError as error:
-        message = f"{error.strerror or error} ({error.filename or 'file system'})"
-        log(logger, "snapshot.failed", level=logging.ERROR, workspace=target.label, error=message)
-        return SnapshotResult(target, ok=False, error=message, duration=time.monotonic() - started)
+        return failed(_describe(error))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     result = SnapshotResult(
@@ -447,6 +593,7 @@ def snapshot_workspace(
         summary=summary,
         commit=sha,
         duration=time.monotonic() - started,
+        retries=client.retries - retries_before,
     )
     log(
         logger,
@@ -457,6 +604,61 @@ def snapshot_workspace(
         changed=len(summary.jobs_changed),
         removed=len(summary.jobs_removed),
         commit=sha or "none",
+        retries=result.retries,
         seconds=round(result.duration, 2),
     )
     return result
+
+
+def _describe(error: OSError) -> str:
+    where = f" ({error.filename})" if error.filename else ""
+    return f"{error.strerror or error}{where}"
+
+
+# --- staging folders --------------------------------------------------------------------------
+
+
+def _staging_root(root: Path | None) -> Path:
+    return root if root is not None else Path(tempfile.gettempdir())
+
+
+def make_staging(root: Path | None) -> Path:
+    """A new, private staging folder carrying this process's id in its name."""
+    base = _staging_root(root)
+    base.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=base))
+
+
+def remove_stale_staging(root: Path | None) -> list[Path]:
+    """Delete staging folders left by processes that no longer run (a kill -9, a power cut).
+
+    Folders of live processes are kept, this process's own included: a daemon may be
+    snapshotting another workspace right now, and several backupd may share one root.
+    """
+    base = _staging_root(root)
+    removed: list[Path] = []
+    try:
+        entries = list(base.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _STAGING_NAME.match(entry.name)
+        if match is None or _process_alive(int(match[1])) or not entry.is_dir():
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        removed.append(entry)
+    if removed:
+        log(logger, "staging.cleaned", root=str(base), folders=len(removed))
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process: not ours to judge
+    return True

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from backupd.dataarts.simulator import Simulator
+
+Mount = Callable[[str, str], Path | None]
 
 
 @pytest.fixture
@@ -14,3 +18,36 @@ def simulator() -> Iterator[Simulator]:
     """A DataArts simulator serving real HTTP on loopback."""
     with Simulator() as running:
         yield running
+
+
+@pytest.fixture
+def mount_tmpfs(tmp_path: Path) -> Iterator[Mount]:
+    """Mount a real tmpfs of a given size (``mount("name", "1m")``); None where not permitted.
+
+    A small file system is the honest way to run out of disk space; a large one keeps
+    file-heavy tests fast on slow disks.
+    """
+    mounted: list[Path] = []
+
+    def mount(name: str, size: str) -> Path | None:
+        target = tmp_path / name
+        target.mkdir()
+        command = ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(target)]
+        try:
+            result = subprocess.run(command, capture_output=True, check=False, timeout=10)
+        except OSError:
+            return None
+        if result.returncode != 0:
+            return None
+        mounted.append(target)
+        return target
+
+    yield mount
+    for target in reversed(mounted):
+        subprocess.run(["umount", "-l", str(target)], capture_output=True, check=False)
+
+
+@pytest.fixture
+def fast_dir(tmp_path: Path, mount_tmpfs: Mount) -> Path:
+    """A folder on a tmpfs when one can be mounted (fast), else under tmp_path (slower)."""
+    return mount_tmpfs("fast", "1g") or tmp_path

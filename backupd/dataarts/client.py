@@ -89,6 +89,7 @@ class ClientSettings:
     retry: RetryPolicy = RetryPolicy()
     requests_per_second: float = 10.0  # listing: documented 30/s per user
     exports_per_second: float = 4.0  # export: documented 10/s per user; stay well under
+    max_concurrent: int = 2  # calls in flight at once, whatever the number of threads
     user_agent: str = "backupd"
 
 
@@ -118,8 +119,20 @@ class DataArtsClient:
             },
             follow_redirects=False,
         )
+        self._slots = threading.BoundedSemaphore(settings.max_concurrent)
         self._offset_modes: dict[str, OffsetMode] = {}
         self._lock = threading.Lock()
+        self._retries = 0
+
+    @property
+    def retries(self) -> int:
+        """Calls retried so far (throttled, server errors, transport failures)."""
+        with self._lock:
+            return self._retries
+
+    def _count_retry(self, _error: Exception) -> None:
+        with self._lock:
+            self._retries += 1
 
     def close(self) -> None:
         self._http.close()
@@ -487,10 +500,15 @@ class DataArtsClient:
         limiter = rate or self._list_rate
 
         def limited() -> Any:
-            limiter.acquire()
-            return attempt()
+            # A slot first, then a token: a call waiting for a slot must not hoard a token and
+            # later burst with others. Backoff sleeps happen outside, holding neither.
+            with self._slots:
+                limiter.acquire()
+                return attempt()
 
-        return call_with_retries(limited, policy=self.settings.retry, what=what)
+        return call_with_retries(
+            limited, policy=self.settings.retry, what=what, on_retry=self._count_retry
+        )
 
     def _get_json(
         self, path: str, workspace_id: str | None, query: Sequence[tuple[str, str]], what: str
@@ -538,7 +556,7 @@ class DataArtsClient:
                     response.read()
                     raise error_from_response(response, what)
                 expected = response.headers.get("content-length")
-                written = 0
+                written = 0  # decoded bytes; Content-Length counts them as sent (maybe encoded)
                 with open(destination, "wb") as file:
                     for chunk in response.iter_bytes(1024 * 1024):
                         written += len(chunk)
@@ -548,9 +566,10 @@ class DataArtsClient:
                                 operation=what,
                             )
                         file.write(chunk)
-                if expected is not None and expected.isdigit() and int(expected) != written:
+                received = response.num_bytes_downloaded
+                if expected is not None and expected.isdigit() and int(expected) != received:
                     raise TransportError(
-                        f"body cut short: {written} of {expected} bytes", operation=what
+                        f"body cut short: {received} of {expected} bytes", operation=what
                     )
                 return written
             finally:

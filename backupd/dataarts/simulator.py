@@ -121,6 +121,17 @@ class CallRecord:
     status: int
 
 
+@dataclass(frozen=True)
+class ServedRecord:
+    """Every DLF API request received, including injected faults and rejected credentials."""
+
+    method: str
+    path: str
+    status: int
+    received: float  # time.monotonic() when the request arrived
+    answered: float  # time.monotonic() when its answer was ready
+
+
 Authenticator = Callable[[AuthRequest], str | None]
 
 
@@ -593,6 +604,10 @@ class Faults:
     empty_listings: int = 0  # the next N job-list calls answer an empty list (total 0)
     # Workspaces the caller has no role in: authenticated calls get 403 DLF.6888.
     forbidden_workspaces: list[str] = field(default_factory=list)
+    retry_after: float = 1.0  # seconds announced in the Retry-After header of a 429
+    # Jobs deleted right after the next job-list call of the workspace holding them has been
+    # answered: a job that vanishes between listing and export.
+    delete_after_listing: list[str] = field(default_factory=list)
     seed: int = 0
 
 
@@ -704,6 +719,7 @@ class Simulator:
         self.faults = Faults()
         self._fault_rng = random.Random(seed + 2)
         self._recent_calls: list[float] = []
+        self._served: list[ServedRecord] = []
         self._lock = threading.RLock()
         self._rng = random.Random(seed)  # definitions: depends only on the mutation sequence
         self._noise = random.Random(seed + 1)  # list-call noise: never affects exports
@@ -1101,9 +1117,15 @@ class Simulator:
         with self._lock:
             return list(self._calls)
 
+    @property
+    def served(self) -> list[ServedRecord]:
+        with self._lock:
+            return list(self._served)
+
     def clear_calls(self) -> None:
         with self._lock:
             self._calls.clear()
+            self._served.clear()
 
     # ---- state: helpers (caller holds the lock) ----------------------------------------------
 
@@ -1223,12 +1245,19 @@ class Simulator:
 
     def _dispatch(self, request: _Request) -> _Response:
         """Answer one HTTP request. The single place to add fault injection later."""
+        received = time.monotonic()
         try:
             response = self._route(request)
         except Exception:
             logger.exception("simulator: unhandled error for %s %s", request.method, request.path)
             response = _error_response(500, "DLF.0000", "Internal server error.")
         response.headers.setdefault("X-Request-Id", uuid.uuid4().hex)
+        if request.path.startswith("/v1/"):
+            record = ServedRecord(
+                request.method, request.path, response.status, received, time.monotonic()
+            )
+            with self._lock:
+                self._served.append(record)
         return response
 
     def _route(self, request: _Request) -> _Response:
@@ -1284,7 +1313,7 @@ class Simulator:
                         "APIGW.0308",
                         "The throttling threshold has been reached: policy user over ratelimit",
                     )
-                    response.headers["Retry-After"] = "1"
+                    response.headers["Retry-After"] = f"{faults.retry_after:g}"
                     return response
                 self._recent_calls.append(now)
             if faults.error_rate > 0 and self._fault_rng.random() < faults.error_rate:
@@ -1377,7 +1406,17 @@ class Simulator:
             )
             page = self._page(selected, query, self.max_page_size)
             rows = [self._job_row(job) for job in page]
+            self._vanish_listed(call.workspace)
         return _json_response(200, {"total": len(selected), "jobs": rows})
+
+    def _vanish_listed(self, workspace: _Workspace) -> None:
+        """Apply ``faults.delete_after_listing`` to this workspace (caller holds the lock)."""
+        pending = self.faults.delete_after_listing
+        doomed = [name for name in pending if name in workspace.jobs]
+        for name in doomed:
+            del workspace.jobs[name]
+            self._tick()
+        self.faults.delete_after_listing = [name for name in pending if name not in doomed]
 
     def _job_row(self, job: _Job) -> Json:
         definition = job.definition

@@ -36,7 +36,7 @@ from backupd.service.generation import ClientFactory, Generation, restart_only_c
 from backupd.service.scheduler import Scheduler
 from backupd.service.systemd import Notifier, watchdog_interval
 from backupd.service.worker import run_snapshot
-from backupd.snapshot import SnapshotResult
+from backupd.snapshot import SnapshotResult, remove_stale_staging
 from backupd.store.gitrepo import GitRepo, Identity, repository_lock
 
 logger = logging.getLogger(__name__)
@@ -127,7 +127,8 @@ class Daemon:
         identity = Identity(repository.author.name, repository.author.email)
         with GitRepo.open(repository.path, branch=repository.branch) as repo:
             stack.enter_context(repository_lock(repo))  # LockedError: another backupd
-            repo.prepare(identity)
+            repo.prepare(identity)  # also repairs what a killed predecessor left
+        remove_stale_staging(config.staging_dir)
         log(logger, "daemon.repository_locked", path=str(repository.path), pid=os.getpid())
 
     def _on_signal(self, number: int, frame: FrameType | None) -> None:

@@ -15,10 +15,8 @@ from __future__ import annotations
 import functools
 import logging
 import shutil
-import tempfile
 import threading
 import time
-from pathlib import Path
 from typing import Any, cast
 
 from backupd.config import RepositoryConfig
@@ -26,7 +24,7 @@ from backupd.dataarts.client import DataArtsClient
 from backupd.errors import BackupdError, SnapshotCancelled
 from backupd.logs import log
 from backupd.service.plan import WorkspaceJob
-from backupd.snapshot import SnapshotResult, apply_staged, stage_workspace
+from backupd.snapshot import SnapshotResult, apply_staged, make_staging, stage_workspace
 from backupd.store.gitrepo import GitRepo, Identity
 
 logger = logging.getLogger(__name__)
@@ -79,9 +77,11 @@ def run_snapshot(
         log(logger, event, level=level, workspace=target.label, error=message)
         return SnapshotResult(target, ok=False, error=message, duration=time.monotonic() - started)
 
-    if options.staging_root is not None:
-        options.staging_root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix="backupd-", dir=options.staging_root))
+    try:
+        # Named after this process: the next start removes it if a kill leaves it behind.
+        staging = make_staging(options.staging_root)
+    except OSError as error:
+        return failed(f"cannot create a staging folder: {error.strerror or error}")
     try:
         guarded = cast(DataArtsClient, CancellableClient(client, cancel))
         staged = stage_workspace(guarded, target, options, staging)

@@ -6,9 +6,11 @@ import contextlib
 import fcntl
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,6 +24,10 @@ from backupd.logs import log
 logger = logging.getLogger(__name__)
 
 LOCK_FILE = "backupd.lock"
+INIT_PREFIX = ".backupd-init-"
+MESSAGE_FILE = "BACKUPD_COMMIT_MSG"
+GIT_EXIT_WAIT = 30.0  # seconds to let an orphaned git of a killed run finish
+STALE_LOCK_AGE = 60.0  # without /proc: a git lock file this old belongs to no running git
 
 REPOSITORY_README = """\
 # DataArts Studio backup (managed by backupd)
@@ -105,19 +111,12 @@ class GitRepo:
     def open(cls, path: Path, *, branch: str) -> GitRepo:
         """Open the repository, creating an empty one when it does not exist."""
         try:
-            if (path / ".git").exists():
-                repo = git.Repo(path)
-            else:
-                path.mkdir(parents=True, exist_ok=True)
-                if any(path.iterdir()):
-                    raise RepoError(f"{path} exists, is not empty and is not a git repository")
-                repo = git.Repo.init(path, initial_branch=branch)
-                log(logger, "repo.created", path=str(path))
+            if not (path / ".git").exists():
+                _create_repository(path, branch)
+            repo = git.Repo(path)
         except git.GitError as error:
             raise RepoError(f"cannot open git repository {path}: {error}") from None
-        instance = cls(repo, branch)
-        instance._configure()
-        return instance
+        return cls(repo, branch)
 
     @classmethod
     def open_existing(cls, path: Path, *, branch: str) -> GitRepo:
@@ -133,15 +132,67 @@ class GitRepo:
         return instance
 
     def prepare(self, identity: Identity) -> None:
-        """First commit (a README) on a new repository, and the snapshot branch checked out.
-
-        Call with the lock held.
+        """Recover from a killed run, then make sure there is a first commit (a README) and
+        the snapshot branch is checked out. Call with the lock held.
         """
+        self.recover()
+        self._configure()
         if not self.has_commits():
             (self.path / "README.md").write_text(REPOSITORY_README, encoding="utf-8")
             self.stage(["README.md"])
             self.commit("backupd: initialise repository", author=identity, committer=identity)
         self._checkout_branch()
+
+    def recover(self) -> None:
+        """Undo what a killed run can leave behind: git lock files and a half-staged index.
+
+        Why removing a lock file is safe here: only backupd writes this repository and we
+        hold its lock, so no other backupd is committing in it. The kernel released that
+        lock when the previous holder died, but a git child of the killed process may still
+        be finishing (a SIGKILL of the parent alone does not stop it), and a push of another
+        run proceeds outside the lock; so lock files count as stale only once no live git
+        process works in this tree. If one still does after a while, its locks are left
+        alone: a git step that needs them then fails with git's own message.
+        """
+        locks = self._git_lock_files()
+        if locks and self._wait_for_git_processes(locks):
+            for lock in self._git_lock_files():
+                lock.unlink(missing_ok=True)
+                log(logger, "repo.stale_lock_removed", level=logging.WARNING, path=str(lock))
+        if self.has_commits():
+            # A killed run may have staged part of a workspace; a later commit of another
+            # workspace must not carry it. Index := HEAD; the working tree is reset per
+            # workspace folder before each apply.
+            self._git("reset", "-q")
+
+    def _git_lock_files(self) -> list[Path]:
+        git_dir = self.path / ".git"
+        found = [
+            *git_dir.glob("*.lock"),
+            *git_dir.glob("refs/**/*.lock"),
+            *git_dir.glob("logs/**/*.lock"),
+        ]
+        return sorted(p for p in found if p.name != LOCK_FILE and p.is_file())
+
+    def _wait_for_git_processes(self, locks: Sequence[Path]) -> bool:
+        """True once no git process works in this tree (False: some still do)."""
+        deadline = time.monotonic() + GIT_EXIT_WAIT
+        while True:
+            pids = live_git_processes(self.path)
+            if pids is None:
+                return _all_old(locks)
+            if not pids:
+                return True
+            if time.monotonic() > deadline:
+                log(
+                    logger,
+                    "repo.git_running",
+                    level=logging.WARNING,
+                    pids=",".join(map(str, pids)),
+                    locks=",".join(lock.name for lock in locks),
+                )
+                return False
+            time.sleep(0.1)
 
     def _configure(self) -> None:
         with self._repo.config_writer() as writer:
@@ -327,23 +378,37 @@ class GitRepo:
             chunk = paths[start : start + chunk_size]
             self._git("add", "-A", "--", *chunk)
 
-    def commit(self, message: str, *, author: Identity, committer: Identity) -> str | None:
-        """Commit what is staged; None when nothing is (never an empty commit)."""
-        if self.has_commits() and not self._git("diff", "--cached", "--name-only", "-z"):
-            return None
+    def commit(
+        self, message: str, *, author: Identity, committer: Identity, folder: str | None = None
+    ) -> str | None:
+        """Commit what is staged; None when nothing is (never an empty commit).
+
+        With ``folder``, refuse when anything outside it is staged: one workspace's commit
+        must never carry another's changes.
+        """
+        if self.has_commits():
+            output = self._git("diff", "--cached", "--name-only", "-z")
+            staged = [path for path in output.split("\0") if path]
+            if not staged:
+                return None
+            stray = [p for p in staged if folder is not None and not p.startswith(f"{folder}/")]
+            if stray:
+                raise RepoError(
+                    f"the index holds changes outside {folder} ({stray[0]}); "
+                    "refusing to commit them together"
+                )
         environment = {
             "GIT_AUTHOR_NAME": author.name,
             "GIT_AUTHOR_EMAIL": author.email,
             "GIT_COMMITTER_NAME": committer.name,
             "GIT_COMMITTER_EMAIL": committer.email,
         }
-        with (
-            tempfile.NamedTemporaryFile("w", encoding="utf-8", suffix=".txt") as message_file,
-            self._repo.git.custom_environment(**environment),
-        ):
-            message_file.write(message)
-            message_file.flush()
-            self._git("commit", "-q", "--no-verify", "--cleanup=verbatim", "-F", message_file.name)
+        # Inside .git, not the temp folder: a killed run leaves no stray file, the next
+        # commit overwrites it.
+        message_file = self.path / ".git" / MESSAGE_FILE
+        message_file.write_text(message, encoding="utf-8")
+        with self._repo.git.custom_environment(**environment):
+            self._git("commit", "-q", "--no-verify", "--cleanup=verbatim", "-F", str(message_file))
         return self._repo.head.commit.hexsha
 
     # --- tags -------------------------------------------------------------------------------
@@ -421,6 +486,59 @@ class GitRepo:
         except git.GitCommandError as error:
             detail = (error.stderr or "").strip().replace("\n", " ")[:500]
             raise RepoError(f"git {args[0]} failed in {self.path}: {detail}") from None
+
+
+def _create_repository(path: Path, branch: str) -> None:
+    """``git init`` elsewhere, then move ``.git`` in with one rename: a run killed while
+    initialising leaves either no repository or a complete one, never half of one."""
+    path.mkdir(parents=True, exist_ok=True)
+    for leftover in path.glob(f"{INIT_PREFIX}*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    if any(path.iterdir()):
+        raise RepoError(f"{path} exists, is not empty and is not a git repository")
+    scratch = Path(tempfile.mkdtemp(prefix=INIT_PREFIX, dir=path))
+    try:
+        git.Repo.init(scratch, initial_branch=branch).close()
+        try:
+            (scratch / ".git").rename(path / ".git")
+        except OSError:
+            if not (path / ".git").is_dir():
+                raise
+            return  # another process created it first: use that one
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    log(logger, "repo.created", path=str(path))
+
+
+def live_git_processes(worktree: Path) -> list[int] | None:
+    """Ids of live git processes working in ``worktree``; None when /proc cannot tell."""
+    proc = Path("/proc")
+    if not (proc / "self" / "cwd").exists():
+        return None
+    target = worktree.resolve()
+    pids: list[int] = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if not (entry / "comm").read_text().startswith("git"):
+                continue
+            cwd = (entry / "cwd").readlink()
+        except OSError:
+            continue  # gone meanwhile, a zombie, or not ours to inspect
+        if cwd == target or cwd.is_relative_to(target):
+            pids.append(int(entry.name))
+    return pids
+
+
+def _all_old(locks: Sequence[Path]) -> bool:
+    """Without /proc, only lock files older than any git command can be declared stale."""
+    now = time.time()
+    ages = []
+    for lock in locks:
+        with contextlib.suppress(FileNotFoundError):
+            ages.append(now - lock.stat().st_mtime)
+    return all(age >= STALE_LOCK_AGE for age in ages)
 
 
 @contextlib.contextmanager

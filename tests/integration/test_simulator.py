@@ -490,3 +490,37 @@ def test_faults_throttle_fail_truncate_and_empty_listings() -> None:
             with pytest.raises(httpx.RemoteProtocolError):
                 http.post(f"{base}/jobs/batch-export", json={"jobList": names})
             assert http.post(f"{sim.url}/_sim/faults", json={"nope": 1}).status_code == 400
+
+
+def test_every_request_is_served_on_record_faults_and_refusals_included(sim: Simulator) -> None:
+    sim.faults.throttle_rps = 1
+    sim.faults.retry_after = 0.25
+    with httpx.Client(base_url=sim.url, headers={"workspace": WS}) as http:
+        ok = http.get(JOBS, headers={"X-Auth-Token": DEFAULT_TOKEN})
+        throttled = http.get(JOBS, headers={"X-Auth-Token": DEFAULT_TOKEN})
+        sim.faults.throttle_rps = 0
+        refused = http.get(JOBS, headers={"X-Auth-Token": "wrong"})
+        http.get("/_sim/calls")  # the control API is not part of the service
+    assert (ok.status_code, throttled.status_code, refused.status_code) == (200, 429, 401)
+    assert throttled.headers["Retry-After"] == "0.25"
+    served = sim.served
+    assert [(r.method, r.path, r.status) for r in served] == [
+        ("GET", JOBS, s) for s in (200, 429, 401)
+    ]
+    assert all(r.received <= r.answered for r in served)
+    assert [r.status for r in sim.calls] == [200]  # calls: what reached the DLF handlers
+
+
+def test_jobs_can_vanish_right_after_a_listing(sim: Simulator, client: httpx.Client) -> None:
+    doomed = sorted(sim.jobs(WS))[:2]
+    reply = client.post("/_sim/faults", json={"delete_after_listing": [*doomed, "not_here"]})
+    assert reply.json()["result"]["delete_after_listing"] == [*doomed, "not_here"]
+    client.get(SCRIPTS)  # not a job listing: nothing happens
+    assert set(doomed) <= set(sim.jobs(WS))
+
+    listed = client.get(JOBS, params={"limit": 1000}).json()["jobs"]
+
+    assert set(doomed) <= {row["name"] for row in listed}  # listed, then gone
+    assert not set(doomed) & set(sim.jobs(WS))
+    assert sim.faults.delete_after_listing == ["not_here"]  # waits for a workspace holding it
+    assert _export(client, doomed[:1]).json()["error_code"] == "DLF.0100"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -157,11 +158,15 @@ def test_1200_job_workspace_exports_in_12_batches_and_round_trips(
     assert read_tree(tmp_path / "repo" / "prod" / "big") == expected_tree(simulator, wid)
 
 
-def _zip(entries: list[tuple[zipfile.ZipInfo | str, bytes]]) -> bytes:
+def _zip(
+    entries: list[tuple[zipfile.ZipInfo | str, bytes]], compression: int = zipfile.ZIP_DEFLATED
+) -> bytes:
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for info, data in entries:
-            archive.writestr(info, data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns about the duplicates a test wants
+        with zipfile.ZipFile(buffer, "w", compression=compression) as archive:
+            for info, data in entries:
+                archive.writestr(info, data)
     return buffer.getvalue()
 
 
@@ -172,41 +177,80 @@ def _symlink_entry() -> zipfile.ZipInfo:
     return info
 
 
-HOSTILE = {
-    "parent traversal": [("../evil", b"x")],
-    "nested traversal": [("jobs/a/../../../evil", b"x")],
-    "absolute path": [("/tmp/backupd-evil-absolute", b"x")],
-    "symlink": [(_symlink_entry(), b"/etc/passwd")],
+def _patched(entries: list[tuple[str, bytes]], old: bytes, new: bytes, **kw: int) -> bytes:
+    """A zip whose raw bytes are edited afterwards (what zipfile refuses to write)."""
+    data = _zip(entries, **kw)  # type: ignore[arg-type]
+    assert len(old) == len(new) and old in data
+    return data.replace(old, new)
+
+
+def _cut(data: bytes) -> bytes:
+    return data[: len(data) // 2]
+
+
+# Each is served instead of the real export; None means "the real export, cut in half".
+HOSTILE: dict[str, bytes | None] = {
+    "parent traversal": _zip([("../evil", b"x")]),
+    "nested traversal": _zip([("jobs/a/../../../evil", b"x")]),
+    "absolute path": _zip([("/tmp/backupd-evil-absolute", b"x")]),
+    "drive letter": _zip([("C:/evil", b"x")]),
+    "backslash": _zip([("jobs\\a\\..\\..\\evil", b"x")]),
+    "symlink": _zip([(_symlink_entry(), b"/etc/passwd")]),
+    "git metadata": _zip([("jobs/a/.git/hooks/post-checkout", b"#!/bin/sh\ntouch evil\n")]),
+    "duplicate entries": _zip([("jobs/a/a.job", b"{}"), ("jobs/a/a.job", b'{"evil": 1}')]),
+    "file and folder clash": _zip([("jobs/a", b"x"), ("jobs/a/a.job", b"{}")]),
+    "control character": _zip([("jobs/a/\x1b[31mevil.job", b"{}")]),
+    "NUL in name": _patched([("jobs/a/aX.job", b"{}")], b"aX.job", b"a\0.job"),
+    "overlong name": _zip([(f"jobs/{'x' * 300}/a.job", b"{}")]),
+    "bad CRC": _patched(
+        [("jobs/a/a.job", b'{"name": "a"}')], b'"a"}', b'"b"}', compression=zipfile.ZIP_STORED
+    ),
+    "zip bomb (ratio)": _zip([("jobs/a/a.job", bytes(20 * 1024**2))]),
+    "not a zip": b"<html>502 Bad Gateway</html>",
+    "truncated zip": None,
 }
 
 
 @pytest.mark.parametrize("kind", [*HOSTILE, "oversize"])
 def test_hostile_export_is_rejected_and_nothing_is_written(
-    tmp_path: Path, simulator: Simulator, kind: str
+    fast_dir: Path, tmp_path: Path, simulator: Simulator, kind: str
 ) -> None:
     wid = workspace_id(9)
     simulator.add_workspace(wid, "target")
     simulator.populate(wid, 20)
+    # oversize: the absolute cap on what one archive may unpack to.
     extra = {"limits": {"max_uncompressed_bytes": 4096}} if kind == "oversize" else None
-    config_path = make_config(tmp_path, simulator, {"target": wid}, extra=extra)
+    config_path = make_config(fast_dir, simulator, {"target": wid}, extra=extra)
     if kind != "oversize":
         snapshot(config_path)  # a good first snapshot to compare against
-    repo = tmp_path / "repo"
-    folder = repo / "prod" / "target"
-    before_tree = read_tree(folder)
+    repo = fast_dir / "repo"
+    outside = _files_outside_staging(fast_dir)
     before_head = git(repo, "rev-parse", "HEAD") if (repo / ".git").exists() else None
     simulator.modify_job(wid, sorted(simulator.jobs(wid))[0])
     if kind != "oversize":
-        simulator.export_hook = lambda data: _zip(HOSTILE[kind])
+        served = HOSTILE[kind]
+        simulator.export_hook = lambda data: _cut(data) if served is None else served
 
     results = run_snapshots(load_config(config_path))
 
     assert [r.ok for r in results] == [False]
-    assert results[0].error is not None
-    assert not (tmp_path / "evil").exists()
+    assert (results[0].error or "").startswith("batch 1/1: ")  # reported with its batch
     assert not Path("/tmp/backupd-evil-absolute").exists()
-    assert not list(tmp_path.rglob("evil"))
-    assert read_tree(folder) == before_tree
+    assert not list(tmp_path.rglob("evil")) and not list(fast_dir.rglob("evil"))
+    after = _files_outside_staging(fast_dir)
+    if before_head is None:  # the run created the repository: its README, nothing else
+        assert after.pop("repo/README.md")
+    assert after == outside
     if before_head is not None:
         assert git(repo, "rev-parse", "HEAD") == before_head
-    assert list((tmp_path / "staging").iterdir()) == []  # staging cleaned up
+        assert git(repo, "status", "--porcelain", "--ignored") == ""
+    assert list((fast_dir / "staging").iterdir()) == []  # staging cleaned up
+
+
+def _files_outside_staging(base: Path) -> dict[str, bytes]:
+    """Every file under base except staging and git's own bookkeeping (index, logs)."""
+    return {
+        str(path.relative_to(base)): path.read_bytes()
+        for path in base.rglob("*")
+        if path.is_file() and "staging" not in path.parts and ".git" not in path.parts
+    }

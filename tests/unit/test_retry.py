@@ -1,6 +1,8 @@
-"""Which errors are retried: only those a later attempt can fix."""
+"""Which errors are retried (only those a later attempt can fix), and how long between tries."""
 
 from __future__ import annotations
+
+import random
 
 import pytest
 
@@ -53,3 +55,41 @@ def test_credential_clock_and_certificate_errors_are_not_retried(error: Exceptio
 )
 def test_transient_errors_are_retried(error: Exception) -> None:
     assert _calls_until_given_up(error) == 4
+
+
+def test_backoff_doubles_with_jitter_and_stops_at_the_cap() -> None:
+    policy = RetryPolicy(attempts=10, base_delay=0.5, max_delay=4.0)
+    rng = random.Random(7)
+    error = ServerError("boom")
+    for attempt, ceiling in [(1, 0.5), (2, 1.0), (3, 2.0), (4, 4.0), (5, 4.0), (9, 4.0)]:
+        delays = {policy.delay(attempt, error, rng) for _ in range(50)}
+        assert all(ceiling / 2 <= d <= ceiling for d in delays)
+        assert len(delays) > 40  # jittered: clients do not retry in lockstep
+
+
+def test_retry_after_is_honoured_and_capped() -> None:
+    policy = RetryPolicy(base_delay=0.5, max_retry_after=10.0)
+    rng = random.Random(0)
+    assert policy.delay(1, ThrottledError("slow down", retry_after=3.0), rng) == 3.0
+    assert policy.delay(1, ThrottledError("slow down", retry_after=600.0), rng) == 10.0
+    assert 0.25 <= policy.delay(1, ThrottledError("slow down"), rng) <= 0.5
+
+
+def test_success_after_failures_returns_the_value() -> None:
+    outcomes: list[Exception | str] = [ServerError("a"), TransportError("b"), "done"]
+
+    def operation() -> str:
+        outcome = outcomes.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    retried: list[Exception] = []
+    result = call_with_retries(
+        operation,
+        policy=RetryPolicy(attempts=3, base_delay=0.01),
+        what="x",
+        sleep=lambda _: None,
+        on_retry=retried.append,
+    )
+    assert result == "done" and len(retried) == 2
