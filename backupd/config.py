@@ -541,6 +541,18 @@ class SourceConfig:
         example=["tmp_*"],
     )
     export_depend: bool = option("Export the scripts and resources each job uses.", True)
+    incremental: bool = option(
+        "Export only jobs that are new, whose lastUpdateTime moved, or that use a script "
+        "that changed; the rest of the folder stays as committed. Off: every snapshot "
+        "exports every job.",
+        True,
+    )
+    full_every: float = option(
+        "Seconds between full snapshots that export every job even when incremental (they "
+        "catch what lastUpdateTime does not show). 0: every snapshot is full.",
+        86400.0,
+        check=_between(0, 365 * 86400),
+    )
     batch_size: int = option(
         "Jobs per batch-export call (the API allows at most 100).", 100, check=_between(1, 100)
     )

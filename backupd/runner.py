@@ -182,6 +182,8 @@ def snapshot_options(
     limits = config.limits
     return SnapshotOptions(
         export_depend=source.export_depend,
+        incremental=source.incremental,
+        full_every=source.full_every,
         batch_size=source.batch_size,
         archive_limits=ArchiveLimits(
             max_entries=limits.max_entries, max_total_bytes=limits.max_uncompressed_bytes

@@ -9,6 +9,7 @@ repository exactly as it was.
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import logging
 import os
@@ -16,7 +17,8 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -27,10 +29,11 @@ from backupd.errors import (
     ArchiveError,
     BackupdError,
     RepoError,
+    SnapshotCancelled,
     SnapshotRefused,
 )
 from backupd.logs import log
-from backupd.store.archive import ArchiveLimits, extract_archive
+from backupd.store.archive import ArchiveLimits, read_archive
 from backupd.store.authors import CommitGroup, attribute, identity_for, split_commits
 from backupd.store.gitrepo import GitRepo, Identity
 from backupd.store.normalise import (
@@ -39,8 +42,9 @@ from backupd.store.normalise import (
     parse_json,
     script_view,
 )
+from backupd.store.staging import StagedTree, blob_id
 from backupd.store.summary import ChangeSummary, commit_message, job_of, summarise
-from backupd.store.tree import META_DIR, ChangeSet, apply_changes, plan_changes
+from backupd.store.tree import META_DIR, ChangeSet, apply_changes
 from backupd.store.volatile import VolatileRules, keep_equivalent
 
 logger = logging.getLogger(__name__)
@@ -84,16 +88,37 @@ class SnapshotOptions:
     # DataArts user → git identity; users not listed get default_identity().
     authors: Mapping[str, Identity] = field(default_factory=dict)
     archive_attempts: int = 2
+    # Export only new jobs, jobs whose lastUpdateTime moved and jobs using a changed script;
+    # every full_every seconds (and whenever unsure) export everything.
+    incremental: bool = True
+    full_every: float = 86400.0
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """What the last commit holds for a workspace folder, and what the last snapshot saw."""
+
+    files: Mapping[str, str] = field(default_factory=dict)  # path → git blob id
+    # Job name → lastUpdateTime at the last snapshot (decides what an incremental one exports).
+    job_times: Mapping[str, int | None] = field(default_factory=dict)
+    last_full: float = 0.0  # when the last full snapshot finished (epoch seconds; 0 = never)
 
 
 @dataclass(frozen=True)
 class StagedWorkspace:
-    """A complete, normalised workspace tree in staging, not yet applied."""
+    """The workspace's next state, staged as its difference from the last commit.
+
+    ``tree`` holds only the files that are new or changed; ``changes`` says what to add,
+    rewrite and remove.
+    """
 
     tree: Path
+    changes: ChangeSet
     jobs: tuple[JobSummary, ...]
     script_count: int
     resource_count: int = 0
+    exported: int = 0  # jobs exported (all of them in a full snapshot)
+    full: bool = True
 
 
 @dataclass(frozen=True)
@@ -128,14 +153,34 @@ def batches(names: Sequence[str], size: int) -> Iterator[Sequence[str]]:
 
 
 def stage_workspace(
-    client: DataArtsClient, target: WorkspaceTarget, options: SnapshotOptions, staging: Path
+    client: DataArtsClient,
+    target: WorkspaceTarget,
+    options: SnapshotOptions,
+    staging: Path,
+    baseline: Baseline | None = None,
+    *,
+    now: float | None = None,
 ) -> StagedWorkspace:
-    """Build the workspace's complete normalised tree under ``staging/tree``."""
-    tree = staging / "tree"
-    tree.mkdir(parents=True)
+    """Stage the workspace's next state under ``staging/tree`` as a difference from ``baseline``.
+
+    Nothing here touches the repository: the baseline was read from it beforehand.
+    """
+    baseline = baseline or Baseline()
+    tree = StagedTree(staging / "tree", baseline.files)
     jobs = client.list_jobs(target.workspace_id)
     scripts = client.list_scripts(target.workspace_id)
     resources = client.list_resources(target.workspace_id)
+    # Scripts and resources first: their listings are the authority on them, and a script
+    # that changed tells which jobs (holding a copy of it) must be exported again.
+    changed_scripts = stage_scripts(tree, scripts)
+    for resource in resources:
+        stage_resource(tree, resource)
+    full = is_full_snapshot(options, baseline, time.time() if now is None else now)
+    names = plan_exports(jobs, baseline, changed_scripts, full=full)
+    exporting = set(names)
+    for job in jobs:
+        if job.name not in exporting:
+            tree.keep(f"jobs/{job.name}")
     log(
         logger,
         "snapshot.listed",
@@ -143,26 +188,60 @@ def stage_workspace(
         jobs=len(jobs),
         scripts=len(scripts),
         resources=len(resources),
+        export=len(names),
+        mode="full" if full else "incremental",
     )
 
     batch = _BatchExporter(client, target, options, staging, tree)
-    names = [job.name for job in jobs]
     total_batches = (len(names) + options.batch_size - 1) // options.batch_size
     rejected: list[str] = []
     for number, chunk in enumerate(batches(names, options.batch_size), start=1):
         rejected += batch.export_isolating(chunk, f"batch {number}/{total_batches}")
     if rejected:
         jobs = confirm_vanished(client, target, jobs, rejected)
-
-    for script in scripts:
-        write_standalone_script(tree, script)
-    # After the exports: the listing is the authority on every resource of the workspace.
-    for resource in resources:
-        write_resource(tree, resource)
-    write_index(tree, jobs)
+    tree.put(INDEX_FILE, index_bytes(jobs))
     return StagedWorkspace(
-        tree=tree, jobs=tuple(jobs), script_count=len(scripts), resource_count=len(resources)
+        tree=tree.root,
+        changes=tree.changes(),
+        jobs=tuple(jobs),
+        script_count=len(scripts),
+        resource_count=len(resources),
+        exported=len(names) - len(rejected),
+        full=full,
     )
+
+
+def is_full_snapshot(options: SnapshotOptions, baseline: Baseline, now: float) -> bool:
+    if not options.incremental or not baseline.files:
+        return True
+    return now - baseline.last_full >= options.full_every
+
+
+def plan_exports(
+    jobs: Sequence[JobSummary], baseline: Baseline, changed_scripts: set[str], *, full: bool
+) -> list[str]:
+    """Names of the jobs to export, in listing order.
+
+    Incremental: a job is exported when it is new, its lastUpdateTime moved (or is unknown),
+    or its stored folder holds a copy of a script that changed — which makes an incremental
+    snapshot record the same tree a full one would.
+    """
+    if full:
+        return [job.name for job in jobs]
+    uses: dict[str, set[str]] = {}
+    for path in baseline.files:
+        parts = path.split("/")
+        if len(parts) == 3 and parts[0] == "jobs" and parts[2].endswith(".script"):
+            uses.setdefault(parts[1], set()).add(parts[2].removesuffix(".script"))
+    chosen = []
+    for job in jobs:
+        stored = f"jobs/{job.name}/{job.name}.job" in baseline.files
+        moved = job.last_update_time is None or (
+            baseline.job_times.get(job.name) != job.last_update_time
+        )
+        if not stored or moved or uses.get(job.name, set()) & changed_scripts:
+            chosen.append(job.name)
+    return chosen
 
 
 @dataclass(frozen=True)
@@ -173,7 +252,7 @@ class _BatchExporter:
     target: WorkspaceTarget
     options: SnapshotOptions
     staging: Path
-    tree: Path
+    tree: StagedTree
     _numbers: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
     def export_isolating(self, names: Sequence[str], label: str) -> list[str]:
@@ -208,7 +287,6 @@ class _BatchExporter:
         for attempt in range(1, self.options.archive_attempts + 1):
             number = next(self._numbers)
             zip_path = self.staging / f"batch-{number}.zip"
-            unpacked = self.staging / f"batch-{number}"
             try:
                 size = self.client.export_jobs(
                     self.target.workspace_id,
@@ -217,8 +295,9 @@ class _BatchExporter:
                     export_depend=self.options.export_depend,
                     max_bytes=self.options.max_archive_bytes,
                 )
-                files = extract_archive(zip_path, unpacked, self.options.archive_limits)
-                ingest_export(unpacked, files, self.tree, names, archive_name=zip_path.name)
+                ingest_archive(
+                    zip_path, self.options.archive_limits, self.tree, names, zip_path.name
+                )
             except ArchiveError as error:
                 if attempt >= self.options.archive_attempts or _local_failure(error):
                     raise ArchiveError(f"{label}: {error}") from error
@@ -234,7 +313,6 @@ class _BatchExporter:
                 continue
             finally:
                 zip_path.unlink(missing_ok=True)
-                shutil.rmtree(unpacked, ignore_errors=True)
             log(
                 logger,
                 "snapshot.batch",
@@ -293,10 +371,19 @@ def confirm_vanished(
     return [job for job in jobs if job.name not in gone]
 
 
-def ingest_export(
-    unpacked: Path, files: Sequence[str], tree: Path, requested: Sequence[str], *, archive_name: str
+def ingest_archive(
+    zip_path: Path,
+    limits: ArchiveLimits,
+    tree: StagedTree,
+    requested: Sequence[str],
+    archive_name: str,
 ) -> None:
-    """Normalise one unpacked export into the tree; the export must hold exactly ``requested``."""
+    """Check one export archive and stage its normalised files.
+
+    The archive must hold exactly the requested jobs, and write only into their folders.
+    Its entries are read (and CRC-checked) before any of them is staged.
+    """
+    files = {path: normalise_file(path, data) for path, data in read_archive(zip_path, limits)}
     exported: set[str] = set()
     owners: set[str] = set()  # job folders the archive writes into
     for relative in files:
@@ -314,17 +401,24 @@ def ingest_export(
         if unexpected:
             problems.append(f"holds jobs not asked for: {', '.join(unexpected[:5])}")
         raise ArchiveError(f"{archive_name}: export {'; '.join(problems)}")
-    for relative in files:
-        content = normalise_file(relative, (unpacked / relative).read_bytes())
-        destination = tree / relative
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        destination.write_bytes(content)
-        if relative.endswith(".script"):
-            write_view(destination, content)
+    try:
+        for relative, content in files.items():
+            if relative.endswith(".script"):
+                stage_script_file(tree, relative, content)
+            else:
+                tree.put(relative, content)
+    except OSError as error:
+        # Our disk, not the archive: _local_failure() sees the OSError and does not retry.
+        full = error.errno in (errno.ENOSPC, errno.EDQUOT)
+        what = "disk full while unpacking" if full else "cannot stage"
+        raise ArchiveError(
+            f"{archive_name}: {what} into {tree.root}: {_describe(error)}"
+        ) from error
 
 
-def write_view(script_file: Path, content: bytes) -> None:
-    """Write the readable view of a stored .script next to it (unless a real file is there)."""
+def stage_script_file(tree: StagedTree, path: str, content: bytes) -> None:
+    """Stage a .script and, beside it, the readable view of its body (derived, never restored)."""
+    tree.put(path, content)
     try:
         view = script_view(parse_json(content))
     except ValueError:
@@ -332,30 +426,40 @@ def write_view(script_file: Path, content: bytes) -> None:
     if view is None:
         return
     extension, text = view
-    target = script_file.with_suffix(extension)
-    if not target.exists():
-        target.write_bytes(text)
+    view_path = str(PurePosixPath(path).with_suffix(extension))
+    if not tree.has(view_path):  # a real exported file of that name wins
+        tree.put(view_path, text)
 
 
-def write_standalone_script(tree: Path, script: dict[str, Any]) -> None:
-    name = str(script["name"])
-    if not _safe_name(name):
-        raise ArchiveError(f"script list: unusable script name {name!r}")
-    destination = tree / "scripts" / f"{name}.script"
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    content = canonical_json(script)
-    destination.write_bytes(content)
-    write_view(destination, content)
+def stage_scripts(tree: StagedTree, scripts: Sequence[dict[str, Any]]) -> set[str]:
+    """Stage every listed script under scripts/; returns the names that changed or vanished."""
+    changed: set[str] = set()
+    listed: set[str] = set()
+    for script in scripts:
+        name = str(script["name"])
+        if not _safe_name(name):
+            raise ArchiveError(f"script list: unusable script name {name!r}")
+        listed.add(name)
+        path = f"scripts/{name}.script"
+        content = canonical_json(script)
+        stored = tree.stored_blob(path)
+        if stored != blob_id(content):
+            changed.add(name)
+        stage_script_file(tree, path, content)
+    for path in tree.stored_paths("scripts"):
+        if path.endswith(".script"):
+            name = PurePosixPath(path).stem
+            if name not in listed:
+                changed.add(name)
+    return changed
 
 
-def write_resource(tree: Path, resource: dict[str, Any]) -> None:
-    """Store a resource definition as listed (the OBS object it points to stays in OBS)."""
+def stage_resource(tree: StagedTree, resource: dict[str, Any]) -> None:
+    """Stage a resource definition as listed (the OBS object it points to stays in OBS)."""
     name = str(resource["name"])
     if not _safe_name(name):
         raise ArchiveError(f"resource list: unusable resource name {name!r}")
-    destination = tree / RESOURCES_DIR / f"{name}.resource"
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    destination.write_bytes(canonical_json(resource))
+    tree.put(f"{RESOURCES_DIR}/{name}.resource", canonical_json(resource))
 
 
 def _safe_name(name: str) -> bool:
@@ -367,7 +471,7 @@ def _safe_name(name: str) -> bool:
     )
 
 
-def write_index(tree: Path, jobs: Sequence[JobSummary]) -> None:
+def index_bytes(jobs: Sequence[JobSummary]) -> bytes:
     index = {
         "jobs": {
             job.name: {
@@ -378,9 +482,7 @@ def write_index(tree: Path, jobs: Sequence[JobSummary]) -> None:
             for job in jobs
         }
     }
-    destination = tree / INDEX_FILE
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    destination.write_bytes(canonical_json(index))
+    return canonical_json(index)
 
 
 # --- applying (repository, under the lock) ----------------------------------------------------
@@ -508,9 +610,10 @@ def apply_staged(
     """Apply a staged tree to the workspace folder and commit; no commit when nothing changed."""
     folder = target.label
     # Whatever an interrupted run left in this folder is not history: start from HEAD.
-    repo.reset_folder(folder)
+    if repo.folder_dirty(folder):
+        repo.reset_folder(folder)
     workspace_dir = repo.path / folder
-    changes = plan_changes(staged.tree, workspace_dir)
+    changes = staged.changes
     # Noise (volatile fields, key order, number spelling) keeps the stored bytes.
     changes = keep_equivalent(changes, staged.tree, workspace_dir, options.volatile)
     if not changes.has_content_changes:
@@ -554,18 +657,34 @@ def snapshot_workspace(
     target: WorkspaceTarget,
     options: SnapshotOptions,
     identity: Identity,
+    *,
+    commit_lock: AbstractContextManager[object] | None = None,
+    before_apply: Callable[[], None] | None = None,
 ) -> SnapshotResult:
-    """Snapshot one workspace; failures are returned, not raised, so others still run."""
+    """Snapshot one workspace; failures are returned, not raised, so others still run.
+
+    Staging needs no lock; ``commit_lock`` (a daemon's) is held only to apply and commit, and
+    ``before_apply`` runs under it last of all (a daemon that is stopping raises there).
+    """
     started = time.monotonic()
     retries_before = client.retries
 
-    def failed(message: str, error_type: type[BackupdError] | None = None) -> SnapshotResult:
-        log(logger, "snapshot.failed", level=logging.ERROR, workspace=target.label, error=message)
+    def failed(error: BaseException, message: str) -> SnapshotResult:
+        cancelled = isinstance(error, SnapshotCancelled)
+        if cancelled:
+            message = f"abandoned before touching the repository: {message}"
+        log(
+            logger,
+            "snapshot.abandoned" if cancelled else "snapshot.failed",
+            level=logging.WARNING if cancelled else logging.ERROR,
+            workspace=target.label,
+            error=message,
+        )
         return SnapshotResult(
             target,
             ok=False,
             error=message,
-            error_type=error_type,
+            error_type=type(error) if isinstance(error, BackupdError) else None,
             duration=time.monotonic() - started,
             retries=client.retries - retries_before,
         )
@@ -573,14 +692,19 @@ def snapshot_workspace(
     try:
         staging = make_staging(options.staging_root)
     except OSError as error:
-        return failed(f"cannot create a staging folder: {_describe(error)}")
+        return failed(error, f"cannot create a staging folder: {_describe(error)}")
     try:
-        staged = stage_workspace(client, target, options, staging)
-        changes, summary, sha = apply_staged(repo, target, staged, options, identity)
+        baseline = read_baseline(repo, target.label)
+        staged = stage_workspace(client, target, options, staging, baseline)
+        with commit_lock or contextlib.nullcontext():
+            if before_apply is not None:
+                before_apply()
+            changes, summary, sha = apply_staged(repo, target, staged, options, identity)
+            record_progress(repo, target.label, staged, baseline)
     except BackupdError as error:
-        return failed(str(error), type(error))
+        return failed(error, str(error))
     except OSError as error:
-        return failed(_describe(error))
+        return failed(error, _describe(error))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     result = SnapshotResult(
@@ -600,6 +724,8 @@ def snapshot_workspace(
         "snapshot.done",
         workspace=target.label,
         jobs=result.jobs,
+        exported=staged.exported,
+        mode="full" if staged.full else "incremental",
         added=len(summary.jobs_added),
         changed=len(summary.jobs_changed),
         removed=len(summary.jobs_removed),
@@ -608,6 +734,62 @@ def snapshot_workspace(
         seconds=round(result.duration, 2),
     )
     return result
+
+
+# --- what the last snapshot left: the baseline of the next one --------------------------------
+
+PROGRESS_DIR = "backupd-progress"  # under .git: local, never committed, never pushed
+
+
+def _progress_file(repo: GitRepo, folder: str) -> Path:
+    return repo.path / ".git" / PROGRESS_DIR / f"{folder}.json"
+
+
+def read_baseline(repo: GitRepo, folder: str) -> Baseline:
+    """The folder's files in the last commit, and which job versions it holds.
+
+    The job versions come from this machine's record of the last snapshot when it describes
+    exactly the committed folder; otherwise (a fresh clone, a moved branch) from the committed
+    index, with the next snapshot a full one.
+    """
+    if not repo.has_commits():
+        return Baseline()
+    files = repo.list_files("HEAD", folder)
+    tree = repo.tree_id("HEAD", folder)
+    try:
+        progress = parse_json(_progress_file(repo, folder).read_bytes())
+    except (OSError, ValueError):
+        progress = None
+    if isinstance(progress, dict) and progress.get("tree") == tree and tree is not None:
+        return Baseline(files, progress.get("jobs") or {}, float(progress.get("lastFull") or 0))
+    job_times: dict[str, int | None] = {}
+    index_blob = files.get(INDEX_FILE)
+    if index_blob is not None:
+        try:
+            index = parse_json(repo.read_blobs([index_blob])[index_blob])
+            job_times = {name: entry.get("lastUpdateTime") for name, entry in index["jobs"].items()}
+        except (ValueError, KeyError, TypeError, AttributeError):
+            job_times = {}
+    return Baseline(files, job_times, 0.0)
+
+
+def record_progress(
+    repo: GitRepo, folder: str, staged: StagedWorkspace, baseline: Baseline
+) -> None:
+    """Remember what this snapshot saw, for the next incremental one (best effort)."""
+    progress = {
+        "tree": repo.tree_id("HEAD", folder),
+        "lastFull": time.time() if staged.full else baseline.last_full,
+        "jobs": {job.name: job.last_update_time for job in staged.jobs},
+    }
+    target = _progress_file(repo, folder)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        temporary.write_bytes(canonical_json(progress))
+        temporary.replace(target)
+    except OSError as error:  # only costs a fuller next snapshot
+        log(logger, "progress.unwritten", level=logging.WARNING, error=_describe(error))
 
 
 def _describe(error: OSError) -> str:

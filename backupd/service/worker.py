@@ -1,7 +1,7 @@
 """One scheduled workspace snapshot: staged in parallel with others, committed one at a time.
 
-The steps of ``snapshot.snapshot_workspace`` (stage outside the repository, then apply and
-commit), with what a multi-threaded daemon adds:
+``snapshot.snapshot_workspace`` (stage outside the repository, then apply and commit), with
+what a multi-threaded daemon adds:
 
 * ``write_lock`` serialises apply+commit across workspaces: git has one index, while the
   listings and exports of different workspaces may overlap freely;
@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import functools
 import logging
-import shutil
 import threading
-import time
 from typing import Any, cast
 
 from backupd.config import RepositoryConfig
@@ -24,7 +22,7 @@ from backupd.dataarts.client import DataArtsClient
 from backupd.errors import BackupdError, SnapshotCancelled
 from backupd.logs import log
 from backupd.service.plan import WorkspaceJob
-from backupd.snapshot import SnapshotResult, apply_staged, make_staging, stage_workspace
+from backupd.snapshot import SnapshotResult, snapshot_workspace
 from backupd.store.gitrepo import GitRepo, Identity
 
 logger = logging.getLogger(__name__)
@@ -68,56 +66,27 @@ def run_snapshot(
     cancel: threading.Event,
 ) -> SnapshotResult:
     """Snapshot one workspace; every failure is logged and returned, never raised."""
-    target, options = job.target, job.options
     identity = Identity(repository.author.name, repository.author.email)
-    started = time.monotonic()
-
-    def failed(message: str, event: str = "snapshot.failed") -> SnapshotResult:
-        level = logging.WARNING if event == "snapshot.abandoned" else logging.ERROR
-        log(logger, event, level=level, workspace=target.label, error=message)
-        return SnapshotResult(target, ok=False, error=message, duration=time.monotonic() - started)
-
     try:
-        # Named after this process: the next start removes it if a kill leaves it behind.
-        staging = make_staging(options.staging_root)
-    except OSError as error:
-        return failed(f"cannot create a staging folder: {error.strerror or error}")
-    try:
-        guarded = cast(DataArtsClient, CancellableClient(client, cancel))
-        staged = stage_workspace(guarded, target, options, staging)
-        with write_lock:
-            # Checked again under the lock: the stop may have come while another
-            # workspace was committing.
-            raise_if_cancelled(cancel)
-            with GitRepo.open(repository.path, branch=repository.branch) as repo:
-                changes, summary, sha = apply_staged(repo, target, staged, options, identity)
-    except SnapshotCancelled as error:
-        return failed(f"abandoned before touching the repository: {error}", "snapshot.abandoned")
+        repo = GitRepo.open(repository.path, branch=repository.branch)
     except BackupdError as error:
-        return failed(str(error))
-    except OSError as error:
-        return failed(f"{error.strerror or error} ({error.filename or 'file system'})")
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    result = SnapshotResult(
-        target,
-        ok=True,
-        jobs=len(staged.jobs),
-        scripts=staged.script_count,
-        changes=changes,
-        summary=summary,
-        commit=sha,
-        duration=time.monotonic() - started,
-    )
-    log(
-        logger,
-        "snapshot.done",
-        workspace=target.label,
-        jobs=result.jobs,
-        added=len(summary.jobs_added),
-        changed=len(summary.jobs_changed),
-        removed=len(summary.jobs_removed),
-        commit=sha or "none",
-        seconds=round(result.duration, 2),
-    )
-    return result
+        log(
+            logger,
+            "snapshot.failed",
+            level=logging.ERROR,
+            workspace=job.target.label,
+            error=str(error),
+        )
+        return SnapshotResult(job.target, ok=False, error=str(error), error_type=type(error))
+    with repo:
+        return snapshot_workspace(
+            cast(DataArtsClient, CancellableClient(client, cancel)),
+            repo,
+            job.target,
+            job.options,
+            identity,
+            commit_lock=write_lock,
+            # Checked again under the lock: the stop may have come while another workspace
+            # was committing.
+            before_apply=functools.partial(raise_if_cancelled, cancel),
+        )

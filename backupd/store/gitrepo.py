@@ -361,6 +361,27 @@ class GitRepo:
 
     # --- changes ------------------------------------------------------------------------------
 
+    def tree_id(self, rev: str, folder: str) -> str | None:
+        """The id of ``folder``'s tree at ``rev`` (changes whenever anything under it does)."""
+        try:
+            return self._git("rev-parse", "--verify", "--quiet", f"{rev}:{folder}").strip() or None
+        except RepoError:
+            return None
+
+    def folder_dirty(self, folder: str) -> bool:
+        """Whether ``folder`` differs from HEAD in the index or working tree (a crashed run)."""
+        output = self._git(
+            "--literal-pathspecs",
+            "status",
+            "--porcelain",
+            "-z",
+            "--untracked-files=all",
+            "--ignored=matching",
+            "--",
+            folder,
+        )
+        return bool(output.strip("\0"))
+
     def reset_folder(self, folder: str) -> None:
         """Make ``folder`` equal HEAD again: undo what a crashed run may have left half-done."""
         if self.tracked_files(folder):
@@ -372,11 +393,30 @@ class GitRepo:
         self._git("clean", "-q", "-f", "-d", "-x", "--", folder)
 
     def stage(self, paths: Sequence[str]) -> None:
-        """Stage exactly these paths (additions, modifications and deletions)."""
-        chunk_size = 500  # keep argv well under the system limit
-        for start in range(0, len(paths), chunk_size):
-            chunk = paths[start : start + chunk_size]
-            self._git("add", "-A", "--", *chunk)
+        """Stage exactly these paths (additions, modifications and deletions), in one git call."""
+        if not paths:
+            return
+        try:
+            subprocess.run(
+                [
+                    "git",
+                    "--literal-pathspecs",  # job names are names, not patterns
+                    "add",
+                    "-A",
+                    "--pathspec-from-file=-",
+                    "--pathspec-file-nul",
+                ],
+                cwd=self.path,
+                input=b"".join(path.encode("utf-8") + b"\0" for path in paths),
+                capture_output=True,
+                check=True,
+                timeout=3600,
+            )
+        except subprocess.CalledProcessError as error:
+            detail = error.stderr.decode("utf-8", "replace").strip().replace("\n", " ")[:500]
+            raise RepoError(f"git add failed in {self.path}: {detail}") from None
+        except (OSError, subprocess.SubprocessError) as error:
+            raise RepoError(f"git add failed in {self.path}: {error}") from None
 
     def commit(
         self, message: str, *, author: Identity, committer: Identity, folder: str | None = None

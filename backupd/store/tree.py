@@ -6,7 +6,9 @@ an unchanged job is never rewritten and git sees exactly what changed.
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,24 +80,27 @@ def plan_changes(staged: Path, current: Path) -> ChangeSet:
 
 
 def apply_changes(staged: Path, current: Path, changes: ChangeSet) -> None:
-    """Make ``current`` equal ``staged`` for the paths in ``changes``."""
+    """Make ``current`` equal the staged state for the paths in ``changes``.
+
+    Staged files are moved, not copied, when staging shares the file system. No fsync: the
+    truth is in git's objects; a crash here leaves a dirty folder that the next run resets.
+    """
     for path in changes.added + changes.modified:
-        _replace_file(staged / path, current / path)
+        _move_file(staged / path, current / path)
     for path in changes.removed:
         target = current / path
         target.unlink(missing_ok=True)
         _prune_empty_parents(target.parent, current)
 
 
-def _replace_file(source: Path, target: Path) -> None:
+def _move_file(source: Path, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.backupd-tmp")
-    data = source.read_bytes()
-    with open(temporary, "wb") as file:
-        file.write(data)
-        file.flush()
-        os.fsync(file.fileno())
-    temporary.replace(target)
+    try:
+        source.replace(target)
+    except OSError as error:
+        if error.errno != errno.EXDEV:
+            raise
+        shutil.copyfile(source, target)
 
 
 def _prune_empty_parents(directory: Path, stop: Path) -> None:

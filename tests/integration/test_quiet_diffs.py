@@ -61,7 +61,11 @@ def _setup(tmp_path: Path, simulator: Simulator, **history: Any) -> tuple[Path, 
     simulator.add_workspace(wid, "quiet")
     simulator.populate(wid, 15)
     extra = {"history": history} if history else None
-    return make_config(tmp_path, simulator, {"quiet": wid}, extra=extra), wid
+    # Full snapshots: the point is two exports of the same state.
+    config = make_config(
+        tmp_path, simulator, {"quiet": wid}, extra=extra, extra_source={"incremental": False}
+    )
+    return config, wid
 
 
 def test_noise_only_export_makes_no_commit_and_keeps_the_stored_bytes(

@@ -19,7 +19,12 @@ from tests.helpers import commit_count, expected_tree, git, make_config, read_tr
 
 A, B = workspace_id(21), workspace_id(22)
 # Small batches give several batches from few jobs; short retries keep failures quick.
-SOURCE = {"batch_size": 10, "retry": {"attempts": 2, "base_delay": 0.01, "max_delay": 0.02}}
+# Full snapshots: these tests are about what can go wrong while exporting every job.
+SOURCE = {
+    "batch_size": 10,
+    "incremental": False,
+    "retry": {"attempts": 2, "base_delay": 0.01, "max_delay": 0.02},
+}
 
 
 def run(config_path: Path, **options: object) -> dict[str, SnapshotResult]:
