@@ -754,8 +754,9 @@ class RemoteConfig:
 @dataclass(frozen=True)
 class DaemonConfig:
     max_parallel: int = option(
-        "Workspaces snapshotted at the same time: their listings and exports overlap, their "
-        "commits take turns. A reload cannot change it (restart instead).",
+        "Workspaces snapshotted at the same time (by 'backupd run' and 'backupd snapshot'): "
+        "their listings and exports overlap, their commits take turns. A reload cannot change "
+        "it (restart instead).",
         2,
         check=_between(1, 64),
     )

@@ -14,6 +14,7 @@ import logging
 import ssl
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -184,6 +185,7 @@ def snapshot_options(
         export_depend=source.export_depend,
         incremental=source.incremental,
         full_every=source.full_every,
+        export_window=source.max_concurrent_requests,
         batch_size=source.batch_size,
         archive_limits=ArchiveLimits(
             max_entries=limits.max_entries, max_total_bytes=limits.max_uncompressed_bytes
@@ -237,26 +239,56 @@ def snapshot_source(
     chosen: Sequence[WorkspaceTarget],
     options: SnapshotOptions,
     identity: Identity,
+    *,
+    parallel: int = 1,
 ) -> list[SnapshotResult]:
-    """Snapshot one source's workspaces; rejected credentials end the source's run."""
-    results: list[SnapshotResult] = []
-    for index, target in enumerate(chosen):
-        result = snapshot_workspace(client, repo, target, options, identity)
-        results.append(result)
-        rest = chosen[index + 1 :]
-        if credentials_rejected(result) and rest:
-            # Same credentials, same answer: asking again per workspace only adds noise.
-            log(
-                logger,
-                "source.skipped",
-                level=logging.WARNING,
-                source=target.source,
-                workspaces=",".join(t.label for t in rest),
-                reason=_rejection_reason(result),
+    """Snapshot one source's workspaces, ``parallel`` at a time; commits take turns.
+
+    Rejected credentials end the source's run: workspaces not started yet are reported with
+    the same error instead of asking again (same credentials, same answer).
+    """
+    commit_lock = threading.Lock()
+    stop = threading.Event()
+    first_done = threading.Event()
+    rejection: list[SnapshotResult] = []
+
+    def one(index: int, target: WorkspaceTarget) -> SnapshotResult | None:
+        # The first workspace goes alone until a call succeeded (or it ended): wrong
+        # credentials are then refused once, not once per workspace started in parallel.
+        while index and not (client.credentials_proven.is_set() or first_done.is_set()):
+            first_done.wait(0.05)
+        if stop.is_set():
+            return None
+        try:
+            result = snapshot_workspace(
+                client, repo, target, options, identity, commit_lock=commit_lock
             )
-            results += [dataclasses.replace(result, target=t, duration=0.0) for t in rest]
-            break
-    return results
+            if credentials_rejected(result) and not stop.is_set():
+                rejection.append(result)
+                stop.set()  # before first_done: waiting workspaces must see it
+        finally:
+            if index == 0:
+                first_done.set()
+        return result
+
+    with ThreadPoolExecutor(max(1, parallel), thread_name_prefix="workspace") as pool:
+        outcomes = list(pool.map(one, range(len(chosen)), chosen))
+    skipped = [t for t, outcome in zip(chosen, outcomes, strict=True) if outcome is None]
+    if skipped:
+        log(
+            logger,
+            "source.skipped",
+            level=logging.WARNING,
+            source=skipped[0].source,
+            workspaces=",".join(t.label for t in skipped),
+            reason=_rejection_reason(rejection[0]),
+        )
+    return [
+        outcome
+        if outcome is not None
+        else dataclasses.replace(rejection[0], target=target, duration=0.0)
+        for target, outcome in zip(chosen, outcomes, strict=True)
+    ]
 
 
 def utc_now() -> datetime:
@@ -363,13 +395,17 @@ def snapshot_all(
                     if r.target.folder == ALL_FOLDERS or is_wanted(r.target)
                 ]
                 chosen = [t for t in found.targets if is_wanted(t)]
-                results += snapshot_source(client, repo, chosen, options, identity)
+                results += snapshot_source(
+                    client, repo, chosen, options, identity, parallel=config.daemon.max_parallel
+                )
             continue
         chosen = [t for t in targets(source) if is_wanted(t)]
         if not chosen:
             continue
         with client_factory(source) as client:
-            results += snapshot_source(client, repo, chosen, options, identity)
+            results += snapshot_source(
+                client, repo, chosen, options, identity, parallel=config.daemon.max_parallel
+            )
     return results
 
 

@@ -17,7 +17,9 @@ import re
 import shutil
 import tempfile
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -92,6 +94,7 @@ class SnapshotOptions:
     # every full_every seconds (and whenever unsure) export everything.
     incremental: bool = True
     full_every: float = 86400.0
+    export_window: int = 2  # batches downloading at once per workspace
 
 
 @dataclass(frozen=True)
@@ -192,11 +195,7 @@ def stage_workspace(
         mode="full" if full else "incremental",
     )
 
-    batch = _BatchExporter(client, target, options, staging, tree)
-    total_batches = (len(names) + options.batch_size - 1) // options.batch_size
-    rejected: list[str] = []
-    for number, chunk in enumerate(batches(names, options.batch_size), start=1):
-        rejected += batch.export_isolating(chunk, f"batch {number}/{total_batches}")
+    rejected = _BatchExporter(client, target, options, staging, tree).export_all(names)
     if rejected:
         jobs = confirm_vanished(client, target, jobs, rejected)
     tree.put(INDEX_FILE, index_bytes(jobs))
@@ -255,14 +254,69 @@ class _BatchExporter:
     tree: StagedTree
     _numbers: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
-    def export_isolating(self, names: Sequence[str], label: str) -> list[str]:
+    def export_all(self, names: Sequence[str]) -> list[str]:
+        """Export ``names`` in batches; return those the service rejected as not existing.
+
+        Up to ``export_window`` batches download at once (the client still enforces the
+        rate and concurrency limits) while the archives that arrived are checked and staged
+        in order, so unpacking overlaps with waiting on the network.
+        """
+        chunks = list(batches(names, self.options.batch_size))
+        window = max(1, self.options.export_window)
+        pool = ThreadPoolExecutor(window, thread_name_prefix="export")
+        pending: deque[tuple[int, Sequence[str], Future[tuple[Path, int]]]] = deque()
+        upcoming = iter(enumerate(chunks, start=1))
+
+        def submit_next() -> None:
+            item = next(upcoming, None)
+            if item is not None:
+                pending.append((item[0], item[1], pool.submit(self.download, item[1])))
+
+        rejected: list[str] = []
+        try:
+            for _ in range(window):
+                submit_next()
+            while pending:
+                number, chunk, download = pending.popleft()
+                submit_next()
+                label = f"batch {number}/{len(chunks)}"
+                rejected += self.export_isolating(chunk, label, download)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            for _, _, download in pending:  # started before a failure: drop their archives
+                if download.done() and download.exception() is None:
+                    download.result()[0].unlink(missing_ok=True)
+        return rejected
+
+    def download(self, names: Sequence[str]) -> tuple[Path, int]:
+        """One batch-export call into a new zip file in staging: (path, size)."""
+        zip_path = self.staging / f"batch-{next(self._numbers)}.zip"
+        try:
+            size = self.client.export_jobs(
+                self.target.workspace_id,
+                names,
+                zip_path,
+                export_depend=self.options.export_depend,
+                max_bytes=self.options.max_archive_bytes,
+            )
+        except BaseException:
+            zip_path.unlink(missing_ok=True)
+            raise
+        return zip_path, size
+
+    def export_isolating(
+        self,
+        names: Sequence[str],
+        label: str,
+        download: Future[tuple[Path, int]] | None = None,
+    ) -> list[str]:
         """Export ``names``; return those the service rejected as not existing.
 
         A job deleted between listing and export makes the whole batch fail (400); halving
         the batch isolates it in about 2·log2(batch) calls instead of one call per job.
         """
         try:
-            self.export(names, label)
+            self.export(names, label, download)
         except ApiError as error:
             if not _rejects_names(error):
                 raise
@@ -282,19 +336,21 @@ class _BatchExporter:
             )
         return []
 
-    def export(self, names: Sequence[str], label: str) -> None:
-        """Download, check and ingest one archive; a bad archive is fetched again (bounded)."""
+    def export(
+        self,
+        names: Sequence[str],
+        label: str,
+        download: Future[tuple[Path, int]] | None = None,
+    ) -> None:
+        """Check and stage one archive (downloaded now, or by ``download``); a bad archive is
+        fetched again (bounded)."""
         for attempt in range(1, self.options.archive_attempts + 1):
-            number = next(self._numbers)
-            zip_path = self.staging / f"batch-{number}.zip"
+            zip_path: Path | None = None
             try:
-                size = self.client.export_jobs(
-                    self.target.workspace_id,
-                    names,
-                    zip_path,
-                    export_depend=self.options.export_depend,
-                    max_bytes=self.options.max_archive_bytes,
-                )
+                if attempt == 1 and download is not None:
+                    zip_path, size = download.result()
+                else:
+                    zip_path, size = self.download(names)
                 ingest_archive(
                     zip_path, self.options.archive_limits, self.tree, names, zip_path.name
                 )
@@ -312,7 +368,8 @@ class _BatchExporter:
                 )
                 continue
             finally:
-                zip_path.unlink(missing_ok=True)
+                if zip_path is not None:
+                    zip_path.unlink(missing_ok=True)
             log(
                 logger,
                 "snapshot.batch",

@@ -13,6 +13,7 @@ import json
 import logging
 import ssl
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,8 @@ from backupd.logs import log
 logger = logging.getLogger(__name__)
 
 MAX_EXPORT_NAMES = 100  # documented per-call limit of batch-export
+# How long a refusal of the credentials is repeated without asking again (then one more try).
+REFUSAL_MEMORY = 60.0
 MAX_RESOURCE_LIMIT = 100  # documented page size range of the resource list: 1-100
 MAX_WORKSPACE_LIMIT = 100  # documented page size range of the workspace list: 1-100
 INSTANCE_LIMIT = 20  # the instance list's documented default; its maximum is not documented
@@ -123,6 +126,16 @@ class DataArtsClient:
         self._offset_modes: dict[str, OffsetMode] = {}
         self._lock = threading.Lock()
         self._retries = 0
+        # Until one call has succeeded, calls go one at a time: wrong credentials then cost
+        # one refused request, not one per workspace running in parallel.
+        self._credentials_proven = threading.Event()
+        self._first_call = threading.Lock()
+        self._refusal: tuple[float, CredentialsRejected] | None = None
+
+    @property
+    def credentials_proven(self) -> threading.Event:
+        """Set once a call succeeded: the credentials work (parallel work may start)."""
+        return self._credentials_proven
 
     @property
     def retries(self) -> int:
@@ -533,6 +546,23 @@ class DataArtsClient:
         return result
 
     def _send(self, request: httpx.Request, what: str) -> httpx.Response:
+        if self._credentials_proven.is_set():
+            return self._send_now(request, what)
+        with self._first_call:
+            refusal = self._refusal
+            if refusal is not None and time.monotonic() - refusal[0] < REFUSAL_MEMORY:
+                raise refusal[1]
+            if not self._credentials_proven.is_set():
+                try:
+                    response = self._send_now(request, what)
+                except CredentialsRejected as error:
+                    self._refusal = (time.monotonic(), error)
+                    raise
+                self._credentials_proven.set()
+                return response
+        return self._send_now(request, what)
+
+    def _send_now(self, request: httpx.Request, what: str) -> httpx.Response:
         try:
             response = self._http.send(request)
         except httpx.TransportError as error:

@@ -221,15 +221,14 @@ class GitRepo:
 
     # --- queries ------------------------------------------------------------------------------
 
+    # Queries go through the git command, never GitPython's object database: that keeps one
+    # long-lived cat-file process per repository, which two threads must not talk to at once.
+
     def has_commits(self) -> bool:
-        try:
-            self._repo.head.commit  # noqa: B018 - raises ValueError on an unborn branch
-        except ValueError:
-            return False
-        return True
+        return self.head() is not None
 
     def head(self) -> str | None:
-        return self._repo.head.commit.hexsha if self.has_commits() else None
+        return self.resolve_commit("HEAD")
 
     def tracked_files(self, folder: str) -> list[str]:
         """Files under ``folder`` in HEAD (POSIX, relative to the repository root)."""
@@ -447,9 +446,16 @@ class GitRepo:
         # commit overwrites it.
         message_file = self.path / ".git" / MESSAGE_FILE
         message_file.write_text(message, encoding="utf-8")
-        with self._repo.git.custom_environment(**environment):
-            self._git("commit", "-q", "--no-verify", "--cleanup=verbatim", "-F", str(message_file))
-        return self._repo.head.commit.hexsha
+        self._git(
+            "commit",
+            "-q",
+            "--no-verify",
+            "--cleanup=verbatim",
+            "-F",
+            str(message_file),
+            env=environment,
+        )
+        return self._git("rev-parse", "HEAD").strip()
 
     # --- tags -------------------------------------------------------------------------------
 
@@ -475,13 +481,19 @@ class GitRepo:
             "GIT_COMMITTER_EMAIL": tagger.email,
             "GIT_COMMITTER_DATE": f"{int(when.timestamp())} +0000",
         }
-        with (
-            tempfile.NamedTemporaryFile("w", encoding="utf-8", suffix=".txt") as message_file,
-            self._repo.git.custom_environment(**environment),
-        ):
+        with tempfile.NamedTemporaryFile("w", encoding="utf-8", suffix=".txt") as message_file:
             message_file.write(message)
             message_file.flush()
-            self._git("tag", "-a", "--cleanup=verbatim", "-F", message_file.name, name, "HEAD")
+            self._git(
+                "tag",
+                "-a",
+                "--cleanup=verbatim",
+                "-F",
+                message_file.name,
+                name,
+                "HEAD",
+                env=environment,
+            )
 
     # --- remote -------------------------------------------------------------------------------
 
@@ -520,9 +532,17 @@ class GitRepo:
 
     # --- plumbing -----------------------------------------------------------------------------
 
-    def _git(self, *args: str) -> str:
+    def _git(self, *args: str, env: Mapping[str, str] | None = None) -> str:
+        """Run git in the repository; ``env`` adds variables for this call only (thread-safe,
+        unlike GitPython's shared custom_environment)."""
         try:
-            return str(self._repo.git.execute(["git", *args], strip_newline_in_stdout=False))
+            return str(
+                self._repo.git.execute(
+                    ["git", *args],
+                    strip_newline_in_stdout=False,
+                    env={**os.environ, **env} if env else None,
+                )
+            )
         except git.GitCommandError as error:
             detail = (error.stderr or "").strip().replace("\n", " ")[:500]
             raise RepoError(f"git {args[0]} failed in {self.path}: {detail}") from None

@@ -269,6 +269,7 @@ def test_sigterm_abandons_a_stuck_export_after_stop_timeout(
 
     with DaemonProcess(config) as daemon:
         daemon.wait_for("snapshot.listed")
+        time.sleep(0.5)  # let the export call start (it then hangs for 6 s)
         signalled = time.monotonic()
         daemon.signal(signal.SIGTERM)
         code = daemon.wait_exit(15)
