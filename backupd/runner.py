@@ -29,9 +29,11 @@ from backupd.config import (
 from backupd.credentials import read_secret
 from backupd.dataarts.auth import AkSkAuth, IamTokenAuth, StaticTokenAuth
 from backupd.dataarts.client import ClientSettings, DataArtsClient
+from backupd.dataarts.retry import RetryPolicy
 from backupd.discovery import ALL_FOLDERS, sync_workspaces
 from backupd.errors import ClockSkewError, ConfigError, CredentialsRejected, RepoError
 from backupd.logs import log
+from backupd.observer import NO_OBSERVER, ApiObserver, SnapshotObserver
 from backupd.publish import push_snapshots, tag_snapshot
 from backupd.snapshot import SnapshotOptions, SnapshotResult, WorkspaceTarget, snapshot_workspace
 from backupd.store.archive import ArchiveLimits
@@ -146,8 +148,17 @@ def _token_auth(auth: TokenAuthConfig, key: str) -> StaticTokenAuth:
     return StaticTokenAuth(token)
 
 
-def make_client(source: SourceConfig, *, auth_cache: AuthCache | None = None) -> DataArtsClient:
-    """The API client for one source, authenticated as its config says."""
+def make_client(
+    source: SourceConfig,
+    *,
+    auth_cache: AuthCache | None = None,
+    api_observer: ApiObserver | None = None,
+    retry: RetryPolicy | None = None,
+) -> DataArtsClient:
+    """The API client for one source, authenticated as its config says.
+
+    ``retry`` replaces the default policy (`backupd check` asks once and reports).
+    """
     verify = tls_verify(source)
     settings = ClientSettings(
         endpoint=source.dlf_endpoint,
@@ -159,7 +170,10 @@ def make_client(source: SourceConfig, *, auth_cache: AuthCache | None = None) ->
         exports_per_second=source.exports_per_second,
         management_endpoint=source.management_api_endpoint if source.discovers else None,
     )
-    return DataArtsClient(settings, make_auth(source, verify=verify, cache=auth_cache))
+    if retry is not None:
+        settings = dataclasses.replace(settings, retry=retry)
+    auth = make_auth(source, verify=verify, cache=auth_cache)
+    return DataArtsClient(settings, auth, observer=api_observer)
 
 
 def snapshot_options(
@@ -220,12 +234,14 @@ def snapshot_source(
     chosen: Sequence[WorkspaceTarget],
     options: SnapshotOptions,
     identity: Identity,
+    observer: SnapshotObserver = NO_OBSERVER,
 ) -> list[SnapshotResult]:
     """Snapshot one source's workspaces; rejected credentials end the source's run."""
     results: list[SnapshotResult] = []
     for index, target in enumerate(chosen):
-        result = snapshot_workspace(client, repo, target, options, identity)
+        result = snapshot_workspace(client, repo, target, options, identity, observer)
         results.append(result)
+        observer.finished(result)
         rest = chosen[index + 1 :]
         if credentials_rejected(result) and rest:
             # Same credentials, same answer: asking again per workspace only adds noise.
@@ -237,7 +253,10 @@ def snapshot_source(
                 workspaces=",".join(t.label for t in rest),
                 reason=_rejection_reason(result),
             )
-            results += [dataclasses.replace(result, target=t, duration=0.0) for t in rest]
+            skipped = [dataclasses.replace(result, target=t, duration=0.0) for t in rest]
+            for item in skipped:
+                observer.finished(item)
+            results += skipped
             break
     return results
 
@@ -271,6 +290,7 @@ def run(
     client_factory: ClientFactory | None = None,
     auth_cache: AuthCache | None = None,
     clock: Callable[[], datetime] = utc_now,
+    observer: SnapshotObserver = NO_OBSERVER,
 ) -> RunReport:
     """Snapshot the configured workspaces, tag the restore point, push to the remote.
 
@@ -289,6 +309,7 @@ def run(
                 allow_mass_delete=allow_mass_delete,
                 client_factory=client_factory
                 or functools.partial(make_client, auth_cache=auth_cache),
+                observer=observer,
             )
             tag = _tag(repo, config, clock(), results, identity)
         pushed = None
@@ -319,6 +340,7 @@ def snapshot_all(
     only: Iterable[str] = (),
     allow_mass_delete: bool = False,
     client_factory: ClientFactory = make_client,
+    observer: SnapshotObserver = NO_OBSERVER,
 ) -> list[SnapshotResult]:
     """Snapshot the chosen workspaces into ``repo``; call with the lock held.
 
@@ -339,19 +361,22 @@ def snapshot_all(
                 continue
             with client_factory(source) as client:
                 found = sync_workspaces(client, repo, source, identity)
-                results += [
+                reports = [
                     r
                     for r in found.reports
                     if r.target.folder == ALL_FOLDERS or is_wanted(r.target)
                 ]
+                for report in reports:
+                    observer.finished(report)
+                results += reports
                 chosen = [t for t in found.targets if is_wanted(t)]
-                results += snapshot_source(client, repo, chosen, options, identity)
+                results += snapshot_source(client, repo, chosen, options, identity, observer)
             continue
         chosen = [t for t in targets(source) if is_wanted(t)]
         if not chosen:
             continue
         with client_factory(source) as client:
-            results += snapshot_source(client, repo, chosen, options, identity)
+            results += snapshot_source(client, repo, chosen, options, identity, observer)
     return results
 
 

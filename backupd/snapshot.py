@@ -21,6 +21,7 @@ from typing import Any
 from backupd.dataarts.client import DataArtsClient, JobSummary
 from backupd.errors import ArchiveError, BackupdError, SnapshotRefused
 from backupd.logs import log
+from backupd.observer import NO_OBSERVER, SnapshotObserver
 from backupd.store.archive import ArchiveLimits, extract_archive
 from backupd.store.authors import CommitGroup, attribute, identity_for, split_commits
 from backupd.store.gitrepo import GitRepo, Identity
@@ -109,7 +110,11 @@ def batches(names: Sequence[str], size: int) -> Iterator[Sequence[str]]:
 
 
 def stage_workspace(
-    client: DataArtsClient, target: WorkspaceTarget, options: SnapshotOptions, staging: Path
+    client: DataArtsClient,
+    target: WorkspaceTarget,
+    options: SnapshotOptions,
+    staging: Path,
+    observer: SnapshotObserver = NO_OBSERVER,
 ) -> StagedWorkspace:
     """Build the workspace's complete normalised tree under ``staging/tree``."""
     tree = staging / "tree"
@@ -128,6 +133,7 @@ def stage_workspace(
 
     names = [job.name for job in jobs]
     total_batches = (len(names) + options.batch_size - 1) // options.batch_size
+    observer.listed(target, len(names), total_batches)
     for number, batch in enumerate(batches(names, options.batch_size), start=1):
         zip_path = staging / f"batch-{number}.zip"
         size = client.export_jobs(
@@ -151,6 +157,7 @@ def stage_workspace(
             jobs=len(batch),
             bytes=size,
         )
+        observer.exported(target, number, total_batches, len(batch), size)
 
     for script in scripts:
         write_standalone_script(tree, script)
@@ -410,6 +417,7 @@ def snapshot_workspace(
     target: WorkspaceTarget,
     options: SnapshotOptions,
     identity: Identity,
+    observer: SnapshotObserver = NO_OBSERVER,
 ) -> SnapshotResult:
     """Snapshot one workspace; failures are returned, not raised, so others still run."""
     started = time.monotonic()
@@ -418,7 +426,7 @@ def snapshot_workspace(
         root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix="backupd-", dir=root))
     try:
-        staged = stage_workspace(client, target, options, staging)
+        staged = stage_workspace(client, target, options, staging, observer)
         changes, summary, sha = apply_staged(repo, target, staged, options, identity)
     except BackupdError as error:
         log(

@@ -25,6 +25,7 @@ from backupd.config import RepositoryConfig
 from backupd.dataarts.client import DataArtsClient
 from backupd.errors import BackupdError, SnapshotCancelled
 from backupd.logs import log
+from backupd.observer import NO_OBSERVER, SnapshotObserver
 from backupd.service.plan import WorkspaceJob
 from backupd.snapshot import SnapshotResult, apply_staged, stage_workspace
 from backupd.store.gitrepo import GitRepo, Identity
@@ -68,6 +69,7 @@ def run_snapshot(
     *,
     write_lock: threading.Lock,
     cancel: threading.Event,
+    observer: SnapshotObserver = NO_OBSERVER,
 ) -> SnapshotResult:
     """Snapshot one workspace; every failure is logged and returned, never raised."""
     target, options = job.target, job.options
@@ -84,7 +86,7 @@ def run_snapshot(
     staging = Path(tempfile.mkdtemp(prefix="backupd-", dir=options.staging_root))
     try:
         guarded = cast(DataArtsClient, CancellableClient(client, cancel))
-        staged = stage_workspace(guarded, target, options, staging)
+        staged = stage_workspace(guarded, target, options, staging, observer)
         with write_lock:
             # Checked again under the lock: the stop may have come while another
             # workspace was committing.
