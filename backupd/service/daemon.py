@@ -30,8 +30,9 @@ from types import FrameType
 
 from backupd.config import Config, SourceConfig, load_config
 from backupd.dataarts.client import DataArtsClient
-from backupd.errors import ConfigError, UserError
+from backupd.errors import BackupdError, ConfigError, UserError
 from backupd.logs import log
+from backupd.publish import push_snapshots
 from backupd.runner import make_client
 from backupd.service.alerts import AlertQueue
 from backupd.service.generation import ClientFactory, Generation, restart_only_changes
@@ -76,6 +77,8 @@ class Daemon:
         self._client_factory = client_factory or self._observed_client
         self._monitor: Monitor | None = None
         self._stale: list[str] = []
+        self._push_lock = threading.Lock()  # one push at a time; commits go on meanwhile
+        self._push_pending = False  # a push failed: the next snapshot pushes even unchanged
         self._signals: queue.SimpleQueue[int] = queue.SimpleQueue()
         self._cancel = threading.Event()  # set once: stop starting or continuing snapshots
         self._write_lock = threading.Lock()  # apply+commit, one workspace at a time
@@ -306,6 +309,7 @@ class Daemon:
                 cancel=self._cancel,
                 observer=self._metrics,
             )
+            self._push(generation.config, result)
         except Exception as error:  # a bug: keep the daemon and the other workspaces going
             logger.debug("traceback", exc_info=True)
             log(
@@ -327,6 +331,24 @@ class Daemon:
         self._metrics.finished(result)
         self._watch().finished(result)
         self._notifier.status(self._status())
+
+    def _push(self, config: Config, result: SnapshotResult) -> None:
+        """Push after a snapshot that committed (or after a failed push), as `backupd
+        snapshot` does; a failure is logged and counted, and retried after the next one."""
+        if config.remote is None or self._cancel.is_set():
+            return
+        if not (result.commit or self._push_pending):
+            return
+        with self._push_lock:
+            repository = config.repository
+            try:
+                with GitRepo.open(repository.path, branch=repository.branch) as repo:
+                    ok = push_snapshots(repo, config).ok
+            except BackupdError as error:
+                log(logger, "push.failed", level=logging.WARNING, error=str(error))
+                ok = False
+            self._push_pending = not ok
+        self._metrics.push_finished(ok)
 
     # --- health and status --------------------------------------------------------------------
 

@@ -18,8 +18,8 @@ from backupd.dataarts.simulator import Simulator
 from tests.alert_receiver import AlertReceiver
 from tests.e2e.daemon_process import DaemonProcess
 from tests.e2e.test_daemon import add_workspace, backupd
-from tests.gitserver import free_port
-from tests.helpers import make_config
+from tests.gitserver import bare_repository, free_port
+from tests.helpers import git, make_config
 
 LABEL = "prod/sales"
 
@@ -146,12 +146,14 @@ def test_metrics_count_throttled_calls_and_retries(tmp_path: Path, simulator: Si
             "schedule": {"interval": 3600},
             "daemon": {"run_at_start": True},
             "metrics": {"listen": f"127.0.0.1:{port}"},
+            "remote": {"url": (tmp_path / "no-such-remote.git").as_uri(), "timeout": 10},
         },
     )
     simulator.faults.throttle_rps = 3  # six calls in a burst: some are answered 429
 
     with DaemonProcess(config) as daemon:
         daemon.wait_for("snapshot.done", timeout=30)
+        daemon.wait_for("push.failed")
         scrape = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
         assert daemon.stop() == 0
 
@@ -160,3 +162,19 @@ def test_metrics_count_throttled_calls_and_retries(tmp_path: Path, simulator: Si
     assert metric(scrape, "backupd_api_requests_total", source="prod", status="429") == throttled
     assert metric(scrape, "backupd_api_retries_total", source="prod") == throttled
     assert metric(scrape, "backupd_snapshots_total", workspace=LABEL, result="success") == 1
+    assert metric(scrape, "backupd_push_failures_total") == 1
+
+
+def test_the_daemon_pushes_what_it_committed(tmp_path: Path, simulator: Simulator) -> None:
+    wid, _ = add_workspace(simulator, 1, "sales")
+    remote = bare_repository(tmp_path / "remote.git")
+    config = make_config(
+        tmp_path,
+        simulator,
+        {"sales": wid},
+        extra={"daemon": {"run_at_start": True}, "remote": {"url": remote.as_uri()}},
+    )
+    with DaemonProcess(config) as daemon:
+        daemon.wait_for("push.done")
+        assert daemon.stop() == 0
+    assert git(remote, "rev-parse", "main") == git(tmp_path / "repo", "rev-parse", "HEAD")
