@@ -83,6 +83,15 @@ def test_metrics_healthz_alerts_and_status_across_a_failure_and_a_restart(
             assert abs(success_at - time.time()) < 30
             assert healthz(base) == 200
             assert first["jobs"] == 6
+            # The next snapshot moves the counters.
+            daemon.wait_for("snapshot.done", after=daemon.events.index(first) + 1)
+            again = httpx.get(f"{base}/metrics", timeout=5).text
+            for name, labels in (
+                ("backupd_snapshots_total", {"workspace": LABEL, "result": "success"}),
+                ("backupd_exported_jobs_total", {"workspace": LABEL}),
+                ("backupd_api_requests_total", {"source": "prod", "status": "200"}),
+            ):
+                assert metric(again, name, **labels) > metric(scrape, name, **labels), name
 
             # The workspace's source starts failing (403: the IAM user lost its role) …
             simulator.faults.forbidden_workspaces = [wid]
