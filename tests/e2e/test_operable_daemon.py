@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import time
 from datetime import datetime
 from pathlib import Path
@@ -187,3 +188,21 @@ def test_the_daemon_pushes_what_it_committed(tmp_path: Path, simulator: Simulato
         daemon.wait_for("push.done")
         assert daemon.stop() == 0
     assert git(remote, "rev-parse", "main") == git(tmp_path / "repo", "rev-parse", "HEAD")
+
+
+def test_a_metrics_address_in_use_fails_the_start_with_one_line(
+    tmp_path: Path, simulator: Simulator
+) -> None:
+    wid, _ = add_workspace(simulator, 1, "sales")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = make_config(
+            tmp_path, simulator, {"sales": wid}, extra={"metrics": {"listen": f"127.0.0.1:{port}"}}
+        )
+        result = backupd("run", "-c", str(config))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"backupd: metrics.listen: cannot listen on 127.0.0.1:{port}: Address already in use"
+    )
