@@ -7,15 +7,18 @@ config or credentials (unreadable, or rejected by the service).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
+import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from backupd import __version__
-from backupd.config import load_config
+from backupd.config import Config, load_config
 from backupd.errors import (
     BackupdError,
     ClockSkewError,
@@ -28,6 +31,7 @@ from backupd.errors import (
 from backupd.logs import log, setup_logging
 
 if TYPE_CHECKING:
+    from backupd.observer import SnapshotObserver
     from backupd.snapshot import SnapshotResult
 
 logger = logging.getLogger("backupd")
@@ -94,6 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="record deletions even when the service lists no jobs or more than "
         "safety.max_delete_fraction of them vanished",
+    )
+    snapshot.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="list every workspace and print what a snapshot would add or delete (by name); "
+        "exports nothing, commits nothing. Content changes of existing jobs are only known "
+        "by exporting",
     )
 
     restore = commands.add_parser(
@@ -173,6 +184,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="list the restore points: commits that changed the workspace, with their "
         "snapshot/* tags",
     )
+    check = commands.add_parser(
+        "check",
+        help="try credentials, endpoints, listing and export per workspace, the repository "
+        "and the remote; a table of OK/FAIL lines",
+        description="Validate the config, then per source and workspace make one real call "
+        "of each kind a snapshot makes (list jobs with limit 1, export one job to a temporary "
+        "file), and check that the repository, staging and state folders are writable and "
+        "the remote answers (git ls-remote). Nothing is retried and nothing is written to the "
+        "repository. Exit code 0 only if every line is OK (or SKIP).",
+    )
+    with_config(check)
+    status = commands.add_parser(
+        "status",
+        help="the last snapshot of every workspace (from the status file); STALE when its "
+        "last success is older than twice its schedule's period",
+        description="Show, per workspace, the last attempt and success, duration, jobs, "
+        "changes, last commit and last error, as recorded by `backupd snapshot` and `backupd "
+        "run`. A workspace is STALE when its last success is older than twice the period of "
+        "its schedule (for cron: the longest gap between runs). Reads only; no API call. "
+        "Exit code 1 when a workspace is stale.",
+    )
+    with_config(status)
+    status.add_argument("--json", action="store_true", help="print JSON instead of a table")
     run = commands.add_parser(
         "run",
         help="run as a daemon: snapshot each workspace on its schedule until stopped",
@@ -260,7 +294,15 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     from backupd.runner import run
 
     config = load_config(args.config)
-    report = run(config, only=args.workspace, allow_mass_delete=args.allow_mass_delete)
+    if args.dry_run:
+        return dry_run(config, args.workspace)
+    with snapshot_observer(config) as observer:
+        report = run(
+            config,
+            only=args.workspace,
+            allow_mass_delete=args.allow_mass_delete,
+            observer=observer,
+        )
     results = report.results
     if report.push is not None and not report.push.ok:
         # Not a failed snapshot: the commits are safe here and go out with the next push.
@@ -288,6 +330,84 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
         for r in failed
     )
     return EXIT_CONFIG if rejected else EXIT_FAILED
+
+
+@contextlib.contextmanager
+def snapshot_observer(config: Config) -> Iterator[SnapshotObserver]:
+    """What watches a one-shot snapshot: the status file and alerts, and a progress bar on a
+    terminal."""
+    from backupd.observer import Fanout
+    from backupd.progress import progress_for
+    from backupd.service.alerts import send_alert
+    from backupd.service.monitor import Monitor
+    from backupd.service.plan import schedule_of
+    from backupd.service.status import StatusStore
+
+    monitor = Monitor(
+        StatusStore(config.status_dir),
+        schedule_of=functools.partial(schedule_of, config),
+        deliver=functools.partial(send_alert, config.alerts),
+    )
+    bar = progress_for(sys.stderr)
+    if bar is None:
+        yield monitor
+        return
+    with bar.attached():
+        yield Fanout([bar, monitor])
+
+
+def dry_run(config: Config, only: Sequence[str]) -> int:
+    from backupd.dry_run import dry_run as plan
+    from backupd.dry_run import format_plans
+
+    plans = plan(config, only)
+    if only and not plans:
+        raise UserError(f"no configured workspace matches {', '.join(only)}")
+    for line in format_plans(plans):
+        print(line)  # noqa: T201
+    return EXIT_FAILED if any(p.error for p in plans) else EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from backupd.check import run_checks
+    from backupd.table import render_table
+
+    config = load_config(args.config)
+    sources = len(config.sources)
+    listed = sum(len(s.listed_workspaces) for s in config.sources)
+    found = f"{sources} source(s), {listed} listed workspace(s)"
+    if any(s.discovers for s in config.sources):
+        found += " and discovered ones"
+    lines = run_checks(config)
+    rows = [
+        ("RESULT", "WHAT", "CHECK", "DETAIL"),
+        ("OK", "config", "valid", f"{args.config}: {found}"),
+    ]
+    rows += [(line.verdict, line.subject, line.check, line.detail) for line in lines]
+    for text in render_table(rows):
+        print(text)  # noqa: T201
+    failed = [line for line in lines if line.failed]
+    if failed:
+        print(f"backupd check: {len(failed)} of {len(rows) - 1} checks FAILED", file=sys.stderr)  # noqa: T201
+        return EXIT_FAILED
+    print(f"backupd check: all {len(rows) - 1} checks passed")  # noqa: T201
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from backupd.status_command import format_rows, rows_json, status_rows
+
+    config = load_config(args.config)
+    now = datetime.now(UTC)
+    rows = status_rows(config, now)
+    if args.json:
+        print(json.dumps(rows_json(rows, config), indent=2, ensure_ascii=False))  # noqa: T201
+    else:
+        for line in format_rows(rows, now):
+            print(line)  # noqa: T201
+    return EXIT_FAILED if any(row.stale for row in rows) else EXIT_OK
 
 
 def failure_lines(failed: Sequence[SnapshotResult]) -> list[str]:
@@ -428,6 +548,8 @@ COMMANDS = {
     "snapshot": cmd_snapshot,
     "restore": cmd_restore,
     "run": cmd_run,
+    "check": cmd_check,
+    "status": cmd_status,
     "push": cmd_push,
     "log": cmd_log,
     "show": cmd_show,

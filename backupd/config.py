@@ -142,6 +142,20 @@ def _access_key_id(value: str) -> str | None:
     return None
 
 
+def _listen_address(value: str) -> str | None:
+    host, _, port = value.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")  # [::1]:9464
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        return f"must be host:port such as 127.0.0.1:9464, got {value!r}"
+    return None
+
+
+def _command(value: tuple[str, ...]) -> str | None:
+    if value and not value[0].strip():
+        return "the program (first item) must not be empty"
+    return None
+
+
 def _existing_file(value: Path) -> str | None:
     return None if value.is_file() else f"{value} is not a readable file"
 
@@ -788,6 +802,44 @@ class DaemonConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    listen: str = option(
+        "host:port where `backupd run` serves Prometheus metrics (/metrics) and a health "
+        "check (/healthz: 200, or 503 while a workspace is stale). The endpoint has no "
+        "authentication: keep it on loopback (or behind a firewall).",
+        check=_listen_address,
+        example="127.0.0.1:9464",
+    )
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    """Where alerts go: on a workspace's first failure, its recovery and when it turns stale
+    (once per change, never per run). A failing alert is logged; it never fails a snapshot."""
+
+    webhook: str | None = option(
+        "URL that receives each alert as a JSON POST (its 'text' key suits Slack-style "
+        "incoming webhooks). Only its scheme and host appear in logs.",
+        None,
+        check=_url_with_path,
+        example="https://hooks.example.com/services/backupd",
+        shown=False,
+    )
+    command: tuple[str, ...] = option(
+        "Program run for each alert, as an argv list (no shell), with the alert as JSON on "
+        "its standard input and BACKUPD_ALERT / BACKUPD_WORKSPACE in its environment.",
+        (),
+        check=_command,
+        example=["/usr/local/bin/backupd-alert", "--to", "ops"],
+    )
+    timeout: float = option(
+        "Seconds one alert (webhook call or command) may take before it is abandoned.",
+        10.0,
+        check=_between(0.1, 600),
+    )
+
+
+@dataclass(frozen=True)
 class Config:
     repository: RepositoryConfig = option("Where snapshots are committed.")
     sources: tuple[SourceConfig, ...] = option("DataArts Studio accounts/regions to back up.")
@@ -812,6 +864,25 @@ class Config:
     remote: RemoteConfig | None = option(
         "Push commits and snapshot tags here after every snapshot run (never forced).", None
     )
+    state_dir: Path | None = option(
+        "Folder for backupd's own state: status.json, the last run of every workspace (what "
+        "`backupd status` shows; mode 0600). Default: <repository.path>/.git/backupd, found "
+        "by every backupd that reads this config, whoever runs it.",
+        None,
+        example="/var/lib/backupd/state",
+    )
+    metrics: MetricsConfig | None = option(
+        "Prometheus metrics and /healthz, served by `backupd run` (off when unset).", None
+    )
+    alerts: AlertsConfig = option(
+        "Alerts on failure, recovery and staleness (`backupd run` and `backupd snapshot`).",
+        AlertsConfig(),
+    )
+
+    @property
+    def status_dir(self) -> Path:
+        """Where status.json lives: state_dir, else inside the repository's .git folder."""
+        return self.state_dir or self.repository.path / ".git" / "backupd"
 
 
 # --- loading ----------------------------------------------------------------------------------
@@ -1014,6 +1085,12 @@ def _validate_config(config: Config) -> None:
             problem = _folder_name(workspace.folder)
             if problem:
                 raise ConfigError(f"{key}.workspaces[{j}].id", problem)
+    if config.state_dir is not None:
+        repo = config.repository.path.resolve()
+        state = config.state_dir.resolve()
+        inside = state == repo or state.is_relative_to(repo)
+        if inside and not state.is_relative_to(repo / ".git"):
+            raise ConfigError("state_dir", "must be outside the working tree (or inside .git)")
     if config.staging_dir is not None:
         repo = config.repository.path.resolve()
         staging = config.staging_dir.resolve()

@@ -34,6 +34,7 @@ from backupd.dataarts.retry import RetryPolicy
 from backupd.discovery import ALL_FOLDERS, sync_workspaces
 from backupd.errors import ClockSkewError, ConfigError, CredentialsRejected, RepoError
 from backupd.logs import log
+from backupd.observer import NO_OBSERVER, ApiObserver, SnapshotObserver
 from backupd.publish import push_snapshots, tag_snapshot
 from backupd.snapshot import (
     SnapshotOptions,
@@ -154,8 +155,17 @@ def _token_auth(auth: TokenAuthConfig, key: str) -> StaticTokenAuth:
     return StaticTokenAuth(token)
 
 
-def make_client(source: SourceConfig, *, auth_cache: AuthCache | None = None) -> DataArtsClient:
-    """The API client for one source, authenticated as its config says."""
+def make_client(
+    source: SourceConfig,
+    *,
+    auth_cache: AuthCache | None = None,
+    api_observer: ApiObserver | None = None,
+    retry: RetryPolicy | None = None,
+) -> DataArtsClient:
+    """The API client for one source, authenticated as its config says.
+
+    ``retry`` replaces the default policy (`backupd check` asks once and reports).
+    """
     verify = tls_verify(source)
     settings = ClientSettings(
         endpoint=source.dlf_endpoint,
@@ -174,7 +184,10 @@ def make_client(source: SourceConfig, *, auth_cache: AuthCache | None = None) ->
             max_retry_after=source.retry.max_retry_after,
         ),
     )
-    return DataArtsClient(settings, make_auth(source, verify=verify, cache=auth_cache))
+    if retry is not None:
+        settings = dataclasses.replace(settings, retry=retry)
+    auth = make_auth(source, verify=verify, cache=auth_cache)
+    return DataArtsClient(settings, auth, observer=api_observer)
 
 
 def snapshot_options(
@@ -241,6 +254,7 @@ def snapshot_source(
     identity: Identity,
     *,
     parallel: int = 1,
+    observer: SnapshotObserver = NO_OBSERVER,
 ) -> list[SnapshotResult]:
     """Snapshot one source's workspaces, ``parallel`` at a time; commits take turns.
 
@@ -261,7 +275,7 @@ def snapshot_source(
             return None
         try:
             result = snapshot_workspace(
-                client, repo, target, options, identity, commit_lock=commit_lock
+                client, repo, target, options, identity, commit_lock=commit_lock, observer=observer
             )
             if credentials_rejected(result) and not stop.is_set():
                 rejection.append(result)
@@ -283,12 +297,15 @@ def snapshot_source(
             workspaces=",".join(t.label for t in skipped),
             reason=_rejection_reason(rejection[0]),
         )
-    return [
+    results = [
         outcome
         if outcome is not None
         else dataclasses.replace(rejection[0], target=target, duration=0.0)
         for target, outcome in zip(chosen, outcomes, strict=True)
     ]
+    for result in results:
+        observer.finished(result)
+    return results
 
 
 def utc_now() -> datetime:
@@ -320,6 +337,7 @@ def run(
     client_factory: ClientFactory | None = None,
     auth_cache: AuthCache | None = None,
     clock: Callable[[], datetime] = utc_now,
+    observer: SnapshotObserver = NO_OBSERVER,
 ) -> RunReport:
     """Snapshot the configured workspaces, tag the restore point, push to the remote.
 
@@ -339,6 +357,7 @@ def run(
                 allow_mass_delete=allow_mass_delete,
                 client_factory=client_factory
                 or functools.partial(make_client, auth_cache=auth_cache),
+                observer=observer,
             )
             tag = _tag(repo, config, clock(), results, identity)
         pushed = None
@@ -369,6 +388,7 @@ def snapshot_all(
     only: Iterable[str] = (),
     allow_mass_delete: bool = False,
     client_factory: ClientFactory = make_client,
+    observer: SnapshotObserver = NO_OBSERVER,
 ) -> list[SnapshotResult]:
     """Snapshot the chosen workspaces into ``repo``; call with the lock held.
 
@@ -389,14 +409,23 @@ def snapshot_all(
                 continue
             with client_factory(source) as client:
                 found = sync_workspaces(client, repo, source, identity)
-                results += [
+                reports = [
                     r
                     for r in found.reports
                     if r.target.folder == ALL_FOLDERS or is_wanted(r.target)
                 ]
+                for report in reports:
+                    observer.finished(report)
+                results += reports
                 chosen = [t for t in found.targets if is_wanted(t)]
                 results += snapshot_source(
-                    client, repo, chosen, options, identity, parallel=config.daemon.max_parallel
+                    client,
+                    repo,
+                    chosen,
+                    options,
+                    identity,
+                    parallel=config.daemon.max_parallel,
+                    observer=observer,
                 )
             continue
         chosen = [t for t in targets(source) if is_wanted(t)]
@@ -404,7 +433,13 @@ def snapshot_all(
             continue
         with client_factory(source) as client:
             results += snapshot_source(
-                client, repo, chosen, options, identity, parallel=config.daemon.max_parallel
+                client,
+                repo,
+                chosen,
+                options,
+                identity,
+                parallel=config.daemon.max_parallel,
+                observer=observer,
             )
     return results
 

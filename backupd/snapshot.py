@@ -35,6 +35,7 @@ from backupd.errors import (
     SnapshotRefused,
 )
 from backupd.logs import log
+from backupd.observer import NO_OBSERVER, SnapshotObserver
 from backupd.store.archive import ArchiveLimits, read_archive
 from backupd.store.authors import CommitGroup, attribute, identity_for, split_commits
 from backupd.store.gitrepo import GitRepo, Identity
@@ -163,6 +164,7 @@ def stage_workspace(
     baseline: Baseline | None = None,
     *,
     now: float | None = None,
+    observer: SnapshotObserver = NO_OBSERVER,
 ) -> StagedWorkspace:
     """Stage the workspace's next state under ``staging/tree`` as a difference from ``baseline``.
 
@@ -195,7 +197,9 @@ def stage_workspace(
         mode="full" if full else "incremental",
     )
 
-    rejected = _BatchExporter(client, target, options, staging, tree).export_all(names)
+    observer.listed(target, len(names), -(-len(names) // options.batch_size))
+    exporter = _BatchExporter(client, target, options, staging, tree, observer)
+    rejected = exporter.export_all(names)
     if rejected:
         jobs = confirm_vanished(client, target, jobs, rejected)
     tree.put(INDEX_FILE, index_bytes(jobs))
@@ -252,6 +256,7 @@ class _BatchExporter:
     options: SnapshotOptions
     staging: Path
     tree: StagedTree
+    observer: SnapshotObserver = NO_OBSERVER
     _numbers: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
     def export_all(self, names: Sequence[str]) -> list[str]:
@@ -281,6 +286,8 @@ class _BatchExporter:
                 submit_next()
                 label = f"batch {number}/{len(chunks)}"
                 rejected += self.export_isolating(chunk, label, download)
+                size = download.result()[1] if download.exception() is None else 0
+                self.observer.exported(self.target, number, len(chunks), len(chunk), size)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
             for _, _, download in pending:  # started before a failure: drop their archives
@@ -717,6 +724,7 @@ def snapshot_workspace(
     *,
     commit_lock: AbstractContextManager[object] | None = None,
     before_apply: Callable[[], None] | None = None,
+    observer: SnapshotObserver = NO_OBSERVER,
 ) -> SnapshotResult:
     """Snapshot one workspace; failures are returned, not raised, so others still run.
 
@@ -752,7 +760,7 @@ def snapshot_workspace(
         return failed(error, f"cannot create a staging folder: {_describe(error)}")
     try:
         baseline = read_baseline(repo, target.label)
-        staged = stage_workspace(client, target, options, staging, baseline)
+        staged = stage_workspace(client, target, options, staging, baseline, observer=observer)
         with commit_lock or contextlib.nullcontext():
             if before_apply is not None:
                 before_apply()

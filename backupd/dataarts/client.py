@@ -34,6 +34,7 @@ from backupd.errors import (
     TransportError,
 )
 from backupd.logs import log
+from backupd.observer import ApiObserver
 
 logger = logging.getLogger(__name__)
 
@@ -105,8 +106,10 @@ class DataArtsClient:
         auth: httpx.Auth,
         *,
         transport: httpx.BaseTransport | None = None,
+        observer: ApiObserver | None = None,
     ) -> None:
         self.settings = settings
+        self._observer = observer or ApiObserver()
         self._list_rate = RateLimiter(settings.requests_per_second, burst=2)
         self._export_rate = RateLimiter(settings.exports_per_second, burst=1)
         self._http = httpx.Client(
@@ -121,6 +124,7 @@ class DataArtsClient:
                 "User-Agent": settings.user_agent,
             },
             follow_redirects=False,
+            event_hooks={"response": [self._observe]},
         )
         self._slots = threading.BoundedSemaphore(settings.max_concurrent)
         self._offset_modes: dict[str, OffsetMode] = {}
@@ -143,12 +147,19 @@ class DataArtsClient:
         with self._lock:
             return self._retries
 
+    def _on_retry(self, error: Exception) -> None:
+        self._count_retry(error)
+        self._observer.retry(error)
+
     def _count_retry(self, _error: Exception) -> None:
         with self._lock:
             self._retries += 1
 
     def close(self) -> None:
         self._http.close()
+
+    def _observe(self, response: httpx.Response) -> None:
+        self._observer.response(response.status_code)
 
     def __enter__(self) -> DataArtsClient:
         return self
@@ -172,6 +183,21 @@ class DataArtsClient:
                 summary = _job_summary(row, job_type)
                 jobs.setdefault(summary.name, summary)
         return [jobs[name] for name in sorted(jobs)]
+
+    def probe_jobs(self, workspace_id: str) -> tuple[int, str | None]:
+        """(jobs in the workspace, the name of one of them), from one listing call per job
+        type with limit 1: proves that listing works without paging through everything."""
+        path = f"/v1/{self.settings.project_id}/jobs"
+        total, name = 0, None
+        for job_type in JOB_TYPES:
+            query = [("jobType", job_type), ("limit", "1"), ("offset", "0")]
+            data = self._get_json(path, workspace_id, query, "list jobs")
+            count, rows = data.get("total"), data.get("jobs")
+            total += count if isinstance(count, int) else 0
+            if name is None and isinstance(rows, list) and rows and isinstance(rows[0], dict):
+                first = rows[0].get("name")
+                name = first if isinstance(first, str) else None
+        return total, name
 
     def list_scripts(self, workspace_id: str) -> list[dict[str, Any]]:
         """Every standalone script definition of the workspace (content included)."""
@@ -520,7 +546,7 @@ class DataArtsClient:
                 return attempt()
 
         return call_with_retries(
-            limited, policy=self.settings.retry, what=what, on_retry=self._count_retry
+            limited, policy=self.settings.retry, what=what, on_retry=self._on_retry
         )
 
     def _get_json(

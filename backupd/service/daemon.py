@@ -28,12 +28,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
-from backupd.config import Config, load_config
-from backupd.errors import ConfigError, UserError
+from backupd.config import Config, SourceConfig, load_config
+from backupd.dataarts.client import DataArtsClient
+from backupd.errors import BackupdError, ConfigError, UserError
 from backupd.logs import log
+from backupd.publish import push_snapshots
 from backupd.runner import make_client
+from backupd.service.alerts import AlertQueue
 from backupd.service.generation import ClientFactory, Generation, restart_only_changes
+from backupd.service.metrics import Metrics, MetricsServer
+from backupd.service.monitor import Monitor
+from backupd.service.plan import ScheduleSpec
 from backupd.service.scheduler import Scheduler
+from backupd.service.status import StatusStore
 from backupd.service.systemd import Notifier, watchdog_interval
 from backupd.service.worker import run_snapshot
 from backupd.snapshot import SnapshotResult, remove_stale_staging
@@ -60,13 +67,18 @@ class Daemon:
         *,
         notifier: Notifier,
         watchdog: float | None,
-        client_factory: ClientFactory = make_client,
+        client_factory: ClientFactory | None = None,
     ) -> None:
         self._config_path = config_path
         self._initial_config = config
         self._notifier = notifier
         self._watchdog_interval = watchdog
-        self._client_factory = client_factory
+        self._metrics = Metrics()  # this daemon's own registry
+        self._client_factory = client_factory or self._observed_client
+        self._monitor: Monitor | None = None
+        self._stale: list[str] = []
+        self._push_lock = threading.Lock()  # one push at a time; commits go on meanwhile
+        self._push_pending = False  # a push failed: the next snapshot pushes even unchanged
         self._signals: queue.SimpleQueue[int] = queue.SimpleQueue()
         self._cancel = threading.Event()  # set once: stop starting or continuing snapshots
         self._write_lock = threading.Lock()  # apply+commit, one workspace at a time
@@ -97,6 +109,7 @@ class Daemon:
                 self._open_repository(config, stack)
                 generation = Generation(config, self._client_factory)
                 self._generation = generation
+                self._start_monitoring(config, stack)
                 scheduler = self._scheduler
                 stack.callback(scheduler.shutdown)
                 scheduler.sync(
@@ -131,6 +144,43 @@ class Daemon:
         remove_stale_staging(config.staging_dir)
         log(logger, "daemon.repository_locked", path=str(repository.path), pid=os.getpid())
 
+    def _start_monitoring(self, config: Config, stack: ExitStack) -> None:
+        """Status records, alerts and (if configured) the metrics endpoint."""
+        alerts = AlertQueue(lambda: self._current().config.alerts)
+        stack.callback(alerts.close, self._current().config.alerts.timeout * 2)
+        self._monitor = Monitor(
+            StatusStore(config.status_dir),
+            schedule_of=self._schedule_of,
+            deliver=alerts.put,
+            sink=self._metrics,
+            since=datetime.now(UTC),
+        )
+        self._stale = self._monitor.check(self._current().jobs)
+        if config.metrics is not None:
+            server = MetricsServer(config.metrics.listen, self._metrics, self._health)
+            stack.callback(server.close)
+
+    def _schedule_of(self, label: str) -> ScheduleSpec | None:
+        job = self._current().jobs.get(label)
+        return None if job is None else job.schedule
+
+    def _observed_client(self, source: SourceConfig) -> DataArtsClient:
+        return make_client(source, api_observer=self._metrics.api(source.name))
+
+    def _health(self) -> tuple[bool, str]:
+        """/healthz: healthy unless a workspace is stale."""
+        stale = self._watch().stale()
+        if not stale:
+            return True, "ok"
+        lines = [f"stale: {label} (since {at:%Y-%m-%dT%H:%M:%SZ})" for label, at in stale.items()]
+        return False, "\n".join(sorted(lines))
+
+    def _watch(self) -> Monitor:
+        monitor = self._monitor
+        if monitor is None:  # pragma: no cover - set before any caller can run
+            raise RuntimeError("daemon not started")
+        return monitor
+
     def _on_signal(self, number: int, frame: FrameType | None) -> None:
         self._signals.put(number)  # SimpleQueue.put is safe in a signal handler
 
@@ -153,6 +203,7 @@ class Daemon:
                 self._reload()
             now = time.monotonic()
             if now >= next_check:
+                self._check_staleness()
                 healthy = self._check_health()
                 if healthy and interval and now >= next_ping:
                     self._notifier.watchdog()
@@ -257,7 +308,9 @@ class Daemon:
                 generation.config.repository,
                 write_lock=self._write_lock,
                 cancel=self._cancel,
+                observer=self._metrics,
             )
+            self._push(generation.config, result)
         except Exception as error:  # a bug: keep the daemon and the other workspaces going
             logger.debug("traceback", exc_info=True)
             log(
@@ -276,9 +329,35 @@ class Daemon:
         with self._state:
             self._finished[label] = _Finished(result, datetime.now(UTC))
             self._last = label
+        self._metrics.finished(result)
+        self._watch().finished(result)
         self._notifier.status(self._status())
 
+    def _push(self, config: Config, result: SnapshotResult) -> None:
+        """Push after a snapshot that committed (or after a failed push), as `backupd
+        snapshot` does; a failure is logged and counted, and retried after the next one."""
+        if config.remote is None or self._cancel.is_set():
+            return
+        if not (result.commit or self._push_pending):
+            return
+        with self._push_lock:
+            repository = config.repository
+            try:
+                with GitRepo.open(repository.path, branch=repository.branch) as repo:
+                    ok = push_snapshots(repo, config).ok
+            except BackupdError as error:
+                log(logger, "push.failed", level=logging.WARNING, error=str(error))
+                ok = False
+            self._push_pending = not ok
+        self._metrics.push_finished(ok)
+
     # --- health and status --------------------------------------------------------------------
+
+    def _check_staleness(self) -> None:
+        stale = self._watch().check(self._current().jobs)
+        if stale != self._stale:
+            self._stale = stale
+            self._notifier.status(self._status())
 
     def _check_health(self) -> bool:
         """Healthy = the scheduler dispatches and no snapshot is past its deadline."""
@@ -324,6 +403,8 @@ class Daemon:
         parts: list[str] = []
         if overran:
             parts.append(f"UNHEALTHY: {', '.join(overran)} past daemon.snapshot_timeout")
+        if self._stale:
+            parts.append(f"STALE: {', '.join(self._stale)}")
         if last is not None:
             done = finished[last]
             when = done.at.strftime("%H:%M:%SZ")

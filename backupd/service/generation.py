@@ -68,6 +68,8 @@ def restart_only_changes(old: Config, new: Config) -> None:
         "repository.path": (old.repository.path, new.repository.path),  # the lock is held
         "repository.branch": (old.repository.branch, new.repository.branch),
         "daemon.max_parallel": (old.daemon.max_parallel, new.daemon.max_parallel),  # pool size
+        "metrics": (old.metrics, new.metrics),  # the socket is bound
+        "state_dir": (old.status_dir, new.status_dir),  # the status records are loaded
     }
     for key, (before, after) in fixed.items():
         if before != after:

@@ -66,3 +66,17 @@ def plan_jobs(config: Config) -> dict[str, WorkspaceJob]:
             schedule = resolve_schedule(workspace.schedule, source.schedule, config.schedule)
             jobs[target.label] = WorkspaceJob(target, source.name, options, schedule)
     return jobs
+
+
+def schedule_of(config: Config, label: str) -> ScheduleSpec | None:
+    """The schedule of the workspace ``source/folder`` (listed or discovered), if configured."""
+    source_name, _, folder = label.partition("/")
+    source = next((s for s in config.sources if s.name == source_name), None)
+    if source is None:
+        return None
+    if source.discovers:
+        return resolve_schedule(source.schedule, config.schedule)
+    workspace = next((w for w in source.listed_workspaces if w.folder == folder), None)
+    if workspace is None:
+        return None
+    return resolve_schedule(workspace.schedule, source.schedule, config.schedule)

@@ -9,6 +9,7 @@ systemd watchdog only while it beats.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import threading
@@ -103,6 +104,20 @@ def make_trigger(spec: ScheduleSpec) -> Any:
     if not day.startswith("*") and not crontab_weekday.startswith("*"):
         return OrTrigger([cron(day, "*", None), cron("*", weekday, None)], jitter=jitter)
     return cron(day, weekday, jitter)
+
+
+def fire_times(
+    spec: ScheduleSpec, after: datetime, *, until: datetime, limit: int
+) -> list[datetime]:
+    """When ``spec`` fires after ``after`` (jitter left out): up to ``until``, at most
+    ``limit`` times, and at least twice when it fires at all (a monthly cron, say)."""
+    trigger = make_trigger(dataclasses.replace(spec, jitter=0.0))
+    times: list[datetime] = []
+    moment: datetime | None = trigger.get_next_fire_time(None, after)
+    while moment is not None and len(times) < limit and (len(times) < 2 or moment <= until):
+        times.append(moment)
+        moment = trigger.get_next_fire_time(moment, moment)
+    return times
 
 
 def _whole_seconds(seconds: float) -> int:

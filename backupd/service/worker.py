@@ -21,6 +21,7 @@ from backupd.config import RepositoryConfig
 from backupd.dataarts.client import DataArtsClient
 from backupd.errors import BackupdError, SnapshotCancelled
 from backupd.logs import log
+from backupd.observer import NO_OBSERVER, SnapshotObserver
 from backupd.service.plan import WorkspaceJob
 from backupd.snapshot import SnapshotResult, snapshot_workspace
 from backupd.store.gitrepo import GitRepo, Identity
@@ -64,6 +65,7 @@ def run_snapshot(
     *,
     write_lock: threading.Lock,
     cancel: threading.Event,
+    observer: SnapshotObserver = NO_OBSERVER,
 ) -> SnapshotResult:
     """Snapshot one workspace; every failure is logged and returned, never raised."""
     identity = Identity(repository.author.name, repository.author.email)
@@ -89,4 +91,5 @@ def run_snapshot(
             # Checked again under the lock: the stop may have come while another workspace
             # was committing.
             before_apply=functools.partial(raise_if_cancelled, cancel),
+            observer=observer,
         )

@@ -84,7 +84,7 @@ def test_usage_error_exits_2() -> None:
 def test_help_lists_every_command() -> None:
     result = backupd("--help")
     assert result.returncode == 0
-    for command in ("snapshot", "push", "log", "show", "config", "demo", "simulator"):
+    for command in ("snapshot", "check", "status", "push", "log", "show", "config", "demo"):
         assert command in result.stdout
 
 
@@ -136,3 +136,12 @@ def test_simulator_command_serves_the_dataarts_api(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.communicate(timeout=10)
+
+
+def test_help_describes_check_status_and_dry_run() -> None:
+    check = " ".join(backupd("check", "--help").stdout.split())
+    assert "limit 1" in check and "Exit code 0 only if every line is OK" in check
+    status = " ".join(backupd("status", "--help").stdout.split())
+    assert "STALE" in status and "--json" in status and "twice the period" in status
+    snapshot = " ".join(backupd("snapshot", "--help").stdout.split())
+    assert "--dry-run" in snapshot and "only known by exporting" in snapshot

@@ -1,0 +1,204 @@
+"""`backupd snapshot --dry-run`: list every workspace and compare with the repository.
+
+Lists jobs, scripts and resources (the same calls a snapshot starts with), exports nothing,
+writes nothing and takes no lock, so it also runs next to a working daemon. It compares
+names with the last commit (HEAD) — what is new, what would be recorded as deleted, whether
+the mass-deletion guard would refuse — and, from the previous snapshot's index, which jobs
+were saved in DataArts since. Whether a job's *content* changed (a script edited apart from
+its job, say) is only known by exporting it, which is what a snapshot does.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from backupd.config import Config, SourceConfig
+from backupd.dataarts.client import DataArtsClient
+from backupd.discovery import preview
+from backupd.errors import BackupdError, RepoError, SnapshotRefused
+from backupd.runner import make_client, snapshot_options, targets
+from backupd.snapshot import INDEX_FILE, RESOURCES_DIR, WorkspaceTarget, check_deletions
+from backupd.store.gitrepo import GitRepo
+from backupd.store.summary import ChangeSummary
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What HEAD holds for one workspace folder."""
+
+    jobs: frozenset[str] = frozenset()
+    scripts: frozenset[str] = frozenset()
+    resources: frozenset[str] = frozenset()
+    saved_at: dict[str, object] | None = None  # job → lastUpdateTime of the last snapshot
+
+
+@dataclass(frozen=True)
+class WorkspacePlan:
+    label: str
+    listed_jobs: int = 0
+    stored_jobs: int = 0
+    new_jobs: tuple[str, ...] = ()
+    gone_jobs: tuple[str, ...] = ()
+    saved_jobs: tuple[str, ...] = ()  # lastUpdateTime moved since the last snapshot
+    new_scripts: tuple[str, ...] = ()
+    gone_scripts: tuple[str, ...] = ()
+    new_resources: tuple[str, ...] = ()
+    gone_resources: tuple[str, ...] = ()
+    refused: str | None = None  # the mass-deletion guard's reason
+    error: str | None = None
+
+
+def _names(paths: Iterable[str], prefix: str, suffix: str) -> frozenset[str]:
+    return frozenset(
+        PurePosixPath(p).name.removesuffix(suffix)
+        for p in paths
+        if p.startswith(prefix) and p.endswith(suffix) and "/" not in p[len(prefix) :]
+    )
+
+
+def stored(repo: GitRepo | None, folder: str) -> Stored:
+    if repo is None:
+        return Stored()
+    files = repo.tracked_files(folder)
+    jobs = frozenset(
+        PurePosixPath(p).parent.name
+        for p in files
+        if p.startswith(f"{folder}/jobs/") and p.endswith(".job")
+    )
+    index = repo.read_file("HEAD", f"{folder}/{INDEX_FILE}")
+    saved_at: dict[str, object] | None = None
+    if index is not None:
+        try:
+            data = json.loads(index)
+            saved_at = {name: row.get("lastUpdateTime") for name, row in data["jobs"].items()}
+        except (ValueError, KeyError, TypeError, AttributeError):
+            saved_at = None
+    return Stored(
+        jobs=jobs,
+        scripts=_names(files, f"{folder}/scripts/", ".script"),
+        resources=_names(files, f"{folder}/{RESOURCES_DIR}/", ".resource"),
+        saved_at=saved_at,
+    )
+
+
+def plan_workspace(
+    client: DataArtsClient,
+    target: WorkspaceTarget,
+    before: Stored,
+    config: Config,
+    source: SourceConfig,
+) -> WorkspacePlan:
+    try:
+        jobs = client.list_jobs(target.workspace_id)
+        scripts = {str(s["name"]) for s in client.list_scripts(target.workspace_id)}
+        resources = {str(r["name"]) for r in client.list_resources(target.workspace_id)}
+    except BackupdError as error:
+        return WorkspacePlan(target.label, error=str(error))
+    names = {job.name for job in jobs}
+    gone = tuple(sorted(before.jobs - names))
+    saved: tuple[str, ...] = ()
+    if before.saved_at is not None:
+        saved = tuple(
+            sorted(
+                job.name
+                for job in jobs
+                if job.name in before.jobs and before.saved_at.get(job.name) != job.last_update_time
+            )
+        )
+    refused = None
+    options = snapshot_options(config, source, allow_mass_delete=False)
+    try:
+        summary = ChangeSummary(jobs_removed=gone)
+        check_deletions(target, summary, len(before.jobs), len(jobs), options)
+    except SnapshotRefused as error:
+        refused = str(error)
+    return WorkspacePlan(
+        target.label,
+        listed_jobs=len(jobs),
+        stored_jobs=len(before.jobs),
+        new_jobs=tuple(sorted(names - before.jobs)),
+        gone_jobs=gone,
+        saved_jobs=saved,
+        new_scripts=tuple(sorted(scripts - before.scripts)),
+        gone_scripts=tuple(sorted(before.scripts - scripts)),
+        new_resources=tuple(sorted(resources - before.resources)),
+        gone_resources=tuple(sorted(before.resources - resources)),
+        refused=refused,
+    )
+
+
+def _open(path: Path, branch: str) -> GitRepo | None:
+    try:
+        return GitRepo.open_existing(path, branch=branch)
+    except RepoError:
+        return None  # no snapshot yet: everything listed is new
+
+
+def dry_run(config: Config, only: Iterable[str] = ()) -> list[WorkspacePlan]:
+    """A plan per chosen workspace (``only`` as for `backupd snapshot -w`)."""
+    wanted = set(only)
+    plans: list[WorkspacePlan] = []
+    repo = _open(config.repository.path, config.repository.branch)
+    try:
+        for source in config.sources:
+            with make_client(source) as client:
+                if source.discovers:
+                    try:
+                        found = preview(client, config.repository.path, source).targets()
+                    except BackupdError as error:
+                        plans.append(WorkspacePlan(f"{source.name}/*", error=str(error)))
+                        continue
+                else:
+                    found = targets(source)
+                for target in found:
+                    if wanted and not {target.label, target.folder, target.source} & wanted:
+                        continue
+                    before = stored(repo, target.label)
+                    plans.append(plan_workspace(client, target, before, config, source))
+    finally:
+        if repo is not None:
+            repo.close()
+    return plans
+
+
+def _listing(title: str, names: tuple[str, ...], limit: int = 10) -> str:
+    shown = ", ".join(names[:limit]) + (
+        f", … ({len(names) - limit} more)" if len(names) > limit else ""
+    )
+    return f"  {title} ({len(names)}): {shown}"
+
+
+def format_plans(plans: list[WorkspacePlan]) -> list[str]:
+    lines: list[str] = []
+    for plan in plans:
+        if plan.error is not None:
+            lines.append(f"{plan.label}: FAILED to list: {plan.error}")
+            continue
+        lines.append(
+            f"{plan.label}: {plan.listed_jobs} jobs listed, {plan.stored_jobs} in the repository"
+        )
+        for title, names in (
+            ("new jobs", plan.new_jobs),
+            ("jobs gone (would be recorded as deleted)", plan.gone_jobs),
+            ("jobs saved in DataArts since the last snapshot", plan.saved_jobs),
+            ("new scripts", plan.new_scripts),
+            ("scripts gone", plan.gone_scripts),
+            ("new resources", plan.new_resources),
+            ("resources gone", plan.gone_resources),
+        ):
+            if names:
+                lines.append(_listing(title, names))
+        if plan.refused:
+            lines.append(f"  would be REFUSED: {plan.refused}")
+        if not any((plan.new_jobs, plan.gone_jobs, plan.new_scripts, plan.gone_scripts)) and not (
+            plan.new_resources or plan.gone_resources or plan.saved_jobs
+        ):
+            lines.append("  no job, script or resource added or removed")
+    lines.append(
+        "dry run: nothing was exported, written or committed. Whether the content of existing "
+        "jobs and scripts changed is only known by exporting them (run without --dry-run)."
+    )
+    return lines
