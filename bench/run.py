@@ -138,8 +138,10 @@ def write_config(
                 "page_size": PAGE_SIZE,
                 "requests_per_second": scale.list_rate,
                 "exports_per_second": scale.export_rate,
+                "max_concurrent_requests": scale.concurrency,
             }
         ],
+        "daemon": {"max_parallel": scale.concurrency},
     }
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(config))

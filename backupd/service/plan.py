@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from backupd.config import Config, ScheduleConfig
+from backupd.config import Config, ScheduleConfig, SourceConfig
+from backupd.discovery import ALL_FOLDERS
 from backupd.runner import snapshot_options, targets
 from backupd.snapshot import SnapshotOptions, WorkspaceTarget
 
@@ -40,6 +41,8 @@ class WorkspaceJob:
     source: str
     options: SnapshotOptions
     schedule: ScheduleSpec
+    # 'workspaces: all': this job discovers the source's workspaces, then snapshots each.
+    discover: SourceConfig | None = None
 
     @property
     def label(self) -> str:
@@ -62,7 +65,13 @@ def plan_jobs(config: Config) -> dict[str, WorkspaceJob]:
     jobs: dict[str, WorkspaceJob] = {}
     for source in config.sources:
         options = snapshot_options(config, source, allow_mass_delete=False)
-        for workspace, target in zip(source.workspaces, targets(source), strict=True):
+        if source.discovers:
+            # The workspaces are known only at run time: one job for the whole source.
+            target = WorkspaceTarget(source.name, "", ALL_FOLDERS)
+            schedule = resolve_schedule(source.schedule, config.schedule)
+            jobs[target.label] = WorkspaceJob(target, source.name, options, schedule, source)
+            continue
+        for workspace, target in zip(source.listed_workspaces, targets(source), strict=True):
             schedule = resolve_schedule(workspace.schedule, source.schedule, config.schedule)
             jobs[target.label] = WorkspaceJob(target, source.name, options, schedule)
     return jobs

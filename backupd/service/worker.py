@@ -15,10 +15,12 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any, cast
 
-from backupd.config import RepositoryConfig
+from backupd.config import RepositoryConfig, SourceConfig
 from backupd.dataarts.client import DataArtsClient
+from backupd.discovery import sync_workspaces
 from backupd.errors import BackupdError, SnapshotCancelled
 from backupd.logs import log
 from backupd.observer import NO_OBSERVER, SnapshotObserver
@@ -80,16 +82,72 @@ def run_snapshot(
             error=str(error),
         )
         return SnapshotResult(job.target, ok=False, error=str(error), error_type=type(error))
+    guarded = cast(DataArtsClient, CancellableClient(client, cancel))
+    # Checked again under the lock: the stop may have come while another workspace was
+    # committing.
+    before_apply = functools.partial(raise_if_cancelled, cancel)
     with repo:
+        if job.discover is not None:
+            return _snapshot_discovered(
+                job, job.discover, guarded, repo, identity, write_lock, before_apply, observer
+            )
         return snapshot_workspace(
-            cast(DataArtsClient, CancellableClient(client, cancel)),
+            guarded,
             repo,
             job.target,
             job.options,
             identity,
             commit_lock=write_lock,
-            # Checked again under the lock: the stop may have come while another workspace
-            # was committing.
-            before_apply=functools.partial(raise_if_cancelled, cancel),
+            before_apply=before_apply,
             observer=observer,
         )
+
+
+def _snapshot_discovered(
+    job: WorkspaceJob,
+    source: SourceConfig,
+    client: DataArtsClient,
+    repo: GitRepo,
+    identity: Identity,
+    write_lock: threading.Lock,
+    before_apply: Callable[[], None],
+    observer: SnapshotObserver,
+) -> SnapshotResult:
+    """Discover the source's workspaces (committing the map), then snapshot each in turn.
+
+    The daemon keeps one record per scheduled job, so the whole source is reported as
+    ``<source>/*``: ok only when discovery and every workspace went well.
+    """
+    try:
+        with write_lock:
+            before_apply()
+            found = sync_workspaces(client, repo, source, identity)
+    except SnapshotCancelled as error:
+        return SnapshotResult(job.target, ok=False, error=str(error), error_type=type(error))
+    results = list(found.reports)
+    for target in found.targets:
+        results.append(
+            snapshot_workspace(
+                client,
+                repo,
+                target,
+                job.options,
+                identity,
+                commit_lock=write_lock,
+                before_apply=before_apply,
+                observer=observer,
+            )
+        )
+    failed = [r for r in results if not r.ok]
+    commits = [r.commit for r in results if r.commit]
+    return SnapshotResult(
+        job.target,
+        ok=not failed,
+        jobs=sum(r.jobs for r in results),
+        scripts=sum(r.scripts for r in results),
+        resources=sum(r.resources for r in results),
+        commit=commits[-1] if commits else None,
+        error="; ".join(f"{r.target.label}: {r.error}" for r in failed) or None,
+        error_type=failed[0].error_type if failed else None,
+        duration=sum(r.duration for r in results),
+    )

@@ -19,7 +19,7 @@ import yaml
 
 from backupd.dataarts.simulator import Simulator
 from tests.e2e.daemon_process import DaemonProcess, NotifySocket, clean_environment
-from tests.helpers import commit_count, git, make_config, workspace_id
+from tests.helpers import commit_count, discover_all, git, make_config, workspace_id
 
 EVERY_SECOND = {"schedule": {"interval": 1}}
 
@@ -342,3 +342,24 @@ def test_help_describes_the_run_command() -> None:
     text = backupd("run", "--help").stdout
     for words in ("SIGTERM", "SIGHUP", "READY", "--config"):
         assert words in text
+
+
+def test_daemon_discovers_workspaces_and_backs_up_a_new_one_without_a_restart(
+    tmp_path: Path, simulator: Simulator
+) -> None:
+    add_workspace(simulator, 1, "sales")
+    config = make_config(
+        tmp_path, simulator, {}, extra_source=discover_all(simulator), extra=EVERY_SECOND
+    )
+
+    with DaemonProcess(config) as daemon:
+        daemon.wait_for("snapshot.done", lambda event: event["workspace"] == "prod/sales")
+        add_workspace(simulator, 2, "finance")
+        daemon.wait_for("snapshot.done", lambda event: event["workspace"] == "prod/finance")
+        assert daemon.stop() == 0
+
+    repo = tmp_path / "repo"
+    subjects = git(repo, "log", "--format=%s").splitlines()
+    assert any(s.startswith("prod/sales: 5 added") for s in subjects)
+    assert any(s.startswith("prod/finance: 5 added") for s in subjects)
+    assert git(repo, "status", "--porcelain") == ""
