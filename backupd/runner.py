@@ -14,7 +14,7 @@ import logging
 import ssl
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -37,11 +37,13 @@ from backupd.logs import log
 from backupd.observer import NO_OBSERVER, ApiObserver, SnapshotObserver
 from backupd.publish import push_snapshots, tag_snapshot
 from backupd.snapshot import (
+    PreparedWorkspace,
     SnapshotOptions,
     SnapshotResult,
     WorkspaceTarget,
+    finish_workspace,
+    prepare_workspace,
     remove_stale_staging,
-    snapshot_workspace,
 )
 from backupd.store.archive import ArchiveLimits
 from backupd.store.authors import default_identity
@@ -256,38 +258,54 @@ def snapshot_source(
     parallel: int = 1,
     observer: SnapshotObserver = NO_OBSERVER,
 ) -> list[SnapshotResult]:
-    """Snapshot one source's workspaces, ``parallel`` at a time; commits take turns.
+    """Snapshot one source's workspaces as a pipeline: ``parallel`` list and export at once
+    while this thread commits the staged ones, one at a time, as they become ready.
 
-    Rejected credentials end the source's run: workspaces not started yet are reported with
-    the same error instead of asking again (same credentials, same answer).
+    Git work and network waits overlap instead of adding up. At most ``parallel`` staged
+    workspaces wait for their commit, which bounds the disk staging may use. Rejected
+    credentials end the source's run: workspaces not started yet are reported with the same
+    error instead of asking again (same credentials, same answer).
     """
-    commit_lock = threading.Lock()
     stop = threading.Event()
     first_done = threading.Event()
+    waiting_commit = threading.BoundedSemaphore(max(1, parallel))
     rejection: list[SnapshotResult] = []
 
-    def one(index: int, target: WorkspaceTarget) -> SnapshotResult | None:
+    def prepare(index: int, target: WorkspaceTarget) -> PreparedWorkspace | SnapshotResult | None:
         # The first workspace goes alone until a call succeeded (or it ended): wrong
         # credentials are then refused once, not once per workspace started in parallel.
         while index and not (client.credentials_proven.is_set() or first_done.is_set()):
             first_done.wait(0.05)
         if stop.is_set():
             return None
+        waiting_commit.acquire()
         try:
-            result = snapshot_workspace(
-                client, repo, target, options, identity, commit_lock=commit_lock, observer=observer
-            )
-            if credentials_rejected(result) and not stop.is_set():
-                rejection.append(result)
-                stop.set()  # before first_done: waiting workspaces must see it
+            prepared = prepare_workspace(client, repo, target, options, observer=observer)
+            if isinstance(prepared, SnapshotResult):
+                waiting_commit.release()
+                if credentials_rejected(prepared) and not stop.is_set():
+                    rejection.append(prepared)
+                    stop.set()  # before first_done: waiting workspaces must see it
+            return prepared
+        except BaseException:
+            waiting_commit.release()
+            raise
         finally:
             if index == 0:
                 first_done.set()
-        return result
 
+    outcomes: dict[int, SnapshotResult | None] = {}
     with ThreadPoolExecutor(max(1, parallel), thread_name_prefix="workspace") as pool:
-        outcomes = list(pool.map(one, range(len(chosen)), chosen))
-    skipped = [t for t, outcome in zip(chosen, outcomes, strict=True) if outcome is None]
+        futures = {pool.submit(prepare, i, t): i for i, t in enumerate(chosen)}
+        for future in as_completed(futures):
+            outcome = future.result()
+            if isinstance(outcome, PreparedWorkspace):
+                try:
+                    outcome = finish_workspace(client, repo, outcome, options, identity)
+                finally:
+                    waiting_commit.release()
+            outcomes[futures[future]] = outcome
+    skipped = [t for i, t in enumerate(chosen) if outcomes[i] is None]
     if skipped:
         log(
             logger,
@@ -299,9 +317,9 @@ def snapshot_source(
         )
     results = [
         outcome
-        if outcome is not None
+        if (outcome := outcomes[i]) is not None
         else dataclasses.replace(rejection[0], target=target, duration=0.0)
-        for target, outcome in zip(chosen, outcomes, strict=True)
+        for i, target in enumerate(chosen)
     ]
     for result in results:
         observer.finished(result)

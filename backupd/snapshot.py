@@ -731,47 +731,85 @@ def snapshot_workspace(
     Staging needs no lock; ``commit_lock`` (a daemon's) is held only to apply and commit, and
     ``before_apply`` runs under it last of all (a daemon that is stopping raises there).
     """
+    prepared = prepare_workspace(client, repo, target, options, observer=observer)
+    if isinstance(prepared, SnapshotResult):
+        return prepared
+    return finish_workspace(
+        client,
+        repo,
+        prepared,
+        options,
+        identity,
+        commit_lock=commit_lock,
+        before_apply=before_apply,
+    )
+
+
+@dataclass(frozen=True)
+class PreparedWorkspace:
+    """A workspace staged and waiting for its commit (its staging folder still exists)."""
+
+    target: WorkspaceTarget
+    staging: Path
+    baseline: Baseline
+    staged: StagedWorkspace
+    started: float
+    retries_before: int
+
+
+def prepare_workspace(
+    client: DataArtsClient,
+    repo: GitRepo,
+    target: WorkspaceTarget,
+    options: SnapshotOptions,
+    *,
+    observer: SnapshotObserver = NO_OBSERVER,
+) -> PreparedWorkspace | SnapshotResult:
+    """The network half of a snapshot: list, export and stage (reads the repository only).
+
+    Returns the failure as a result when it fails; the staging folder is then gone.
+    """
     started = time.monotonic()
     retries_before = client.retries
-
-    def failed(error: BaseException, message: str) -> SnapshotResult:
-        cancelled = isinstance(error, SnapshotCancelled)
-        if cancelled:
-            message = f"abandoned before touching the repository: {message}"
-        log(
-            logger,
-            "snapshot.abandoned" if cancelled else "snapshot.failed",
-            level=logging.WARNING if cancelled else logging.ERROR,
-            workspace=target.label,
-            error=message,
-        )
-        return SnapshotResult(
-            target,
-            ok=False,
-            error=message,
-            error_type=type(error) if isinstance(error, BackupdError) else None,
-            duration=time.monotonic() - started,
-            retries=client.retries - retries_before,
-        )
-
     try:
         staging = make_staging(options.staging_root)
     except OSError as error:
-        return failed(error, f"cannot create a staging folder: {_describe(error)}")
+        message = f"cannot create a staging folder: {_describe(error)}"
+        return _failure(target, error, message, started, client.retries - retries_before)
     try:
         baseline = read_baseline(repo, target.label)
         staged = stage_workspace(client, target, options, staging, baseline, observer=observer)
+    except (BackupdError, OSError) as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        message = _describe(error) if isinstance(error, OSError) else str(error)
+        return _failure(target, error, message, started, client.retries - retries_before)
+    return PreparedWorkspace(target, staging, baseline, staged, started, retries_before)
+
+
+def finish_workspace(
+    client: DataArtsClient,
+    repo: GitRepo,
+    prepared: PreparedWorkspace,
+    options: SnapshotOptions,
+    identity: Identity,
+    *,
+    commit_lock: AbstractContextManager[object] | None = None,
+    before_apply: Callable[[], None] | None = None,
+) -> SnapshotResult:
+    """The repository half: apply the staged change and commit it; removes the staging."""
+    target, staged = prepared.target, prepared.staged
+    try:
         with commit_lock or contextlib.nullcontext():
             if before_apply is not None:
                 before_apply()
             changes, summary, sha = apply_staged(repo, target, staged, options, identity)
-            record_progress(repo, target.label, staged, baseline)
-    except BackupdError as error:
-        return failed(error, str(error))
-    except OSError as error:
-        return failed(error, _describe(error))
+            record_progress(repo, target.label, staged, prepared.baseline)
+    except (BackupdError, OSError) as error:
+        message = _describe(error) if isinstance(error, OSError) else str(error)
+        retries = client.retries - prepared.retries_before
+        return _failure(target, error, message, prepared.started, retries)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(prepared.staging, ignore_errors=True)
     result = SnapshotResult(
         target,
         ok=True,
@@ -781,8 +819,8 @@ def snapshot_workspace(
         changes=changes,
         summary=summary,
         commit=sha,
-        duration=time.monotonic() - started,
-        retries=client.retries - retries_before,
+        duration=time.monotonic() - prepared.started,
+        retries=client.retries - prepared.retries_before,
     )
     log(
         logger,
@@ -799,6 +837,29 @@ def snapshot_workspace(
         seconds=round(result.duration, 2),
     )
     return result
+
+
+def _failure(
+    target: WorkspaceTarget, error: BaseException, message: str, started: float, retries: int
+) -> SnapshotResult:
+    cancelled = isinstance(error, SnapshotCancelled)
+    if cancelled:
+        message = f"abandoned before touching the repository: {message}"
+    log(
+        logger,
+        "snapshot.abandoned" if cancelled else "snapshot.failed",
+        level=logging.WARNING if cancelled else logging.ERROR,
+        workspace=target.label,
+        error=message,
+    )
+    return SnapshotResult(
+        target,
+        ok=False,
+        error=message,
+        error_type=type(error) if isinstance(error, BackupdError) else None,
+        duration=time.monotonic() - started,
+        retries=retries,
+    )
 
 
 # --- what the last snapshot left: the baseline of the next one --------------------------------

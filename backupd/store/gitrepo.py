@@ -397,14 +397,9 @@ class GitRepo:
             return
         try:
             subprocess.run(
-                [
-                    "git",
-                    "--literal-pathspecs",  # job names are names, not patterns
-                    "add",
-                    "-A",
-                    "--pathspec-from-file=-",
-                    "--pathspec-file-nul",
-                ],
+                # Plumbing, not `git add`: paths are taken literally (no pathspec matching,
+                # which costs O(files x paths)); a path whose file is gone leaves the index.
+                ["git", "update-index", "--add", "--remove", "-z", "--stdin"],
                 cwd=self.path,
                 input=b"".join(path.encode("utf-8") + b"\0" for path in paths),
                 capture_output=True,
@@ -413,9 +408,9 @@ class GitRepo:
             )
         except subprocess.CalledProcessError as error:
             detail = error.stderr.decode("utf-8", "replace").strip().replace("\n", " ")[:500]
-            raise RepoError(f"git add failed in {self.path}: {detail}") from None
+            raise RepoError(f"git add failed in {self.path} (update-index): {detail}") from None
         except (OSError, subprocess.SubprocessError) as error:
-            raise RepoError(f"git add failed in {self.path}: {error}") from None
+            raise RepoError(f"git add failed in {self.path} (update-index): {error}") from None
 
     def commit(
         self, message: str, *, author: Identity, committer: Identity, folder: str | None = None
