@@ -32,6 +32,13 @@ class StagedTree:
     def __init__(self, root: Path, baseline: Mapping[str, str]) -> None:
         self.root = root
         self._baseline = dict(baseline)
+        # Stored paths by their folder and its parents ("jobs/<job>", "jobs", …), so keeping
+        # a job costs its own files, not a scan of the whole workspace.
+        self._folders: dict[str, list[str]] = {}
+        for path in self._baseline:
+            parts = path.split("/")
+            for depth in range(1, len(parts)):
+                self._folders.setdefault("/".join(parts[:depth]), []).append(path)
         self._seen: set[str] = set()
         self._added: set[str] = set()
         self._modified: set[str] = set()
@@ -56,14 +63,12 @@ class StagedTree:
 
     def keep(self, folder: str) -> int:
         """Keep every stored file under ``folder`` as it is (a job not exported this time)."""
-        prefix = folder.rstrip("/") + "/"
-        kept = [path for path in self._baseline if path.startswith(prefix)]
+        kept = self.stored_paths(folder)
         self._seen.update(kept)
         return len(kept)
 
     def stored_paths(self, folder: str) -> list[str]:
-        prefix = folder.rstrip("/") + "/"
-        return [path for path in self._baseline if path.startswith(prefix)]
+        return list(self._folders.get(folder.rstrip("/"), ()))
 
     def changes(self) -> ChangeSet:
         removed = sorted(set(self._baseline) - self._seen)

@@ -1,0 +1,44 @@
+"""StagedTree: the next folder state as a difference from the stored one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from backupd.store.staging import StagedTree, blob_id
+
+
+def test_blob_id_is_gits() -> None:
+    # `printf 'hello\n' | git hash-object --stdin`
+    assert blob_id(b"hello\n") == "ce013625030ba8dba906f756967f9e9ca394464a"
+
+
+def test_only_new_and_changed_files_are_written(tmp_path: Path) -> None:
+    baseline = {
+        "jobs/a/a.job": blob_id(b"A"),
+        "jobs/a/s.script": blob_id(b"S"),
+        "jobs/b/b.job": blob_id(b"B"),
+        "jobs/gone/gone.job": blob_id(b"G"),
+        "scripts/s.script": blob_id(b"S"),
+    }
+    tree = StagedTree(tmp_path, baseline)
+    tree.put("jobs/a/a.job", b"A")  # unchanged: not written
+    tree.put("jobs/a/s.script", b"S2")  # changed
+    tree.put("jobs/new/new.job", b"N")  # new
+    assert tree.keep("jobs/b") == 1  # not exported this time: stays as stored
+    tree.put("scripts/s.script", b"S")
+
+    changes = tree.changes()
+
+    assert changes.added == ("jobs/new/new.job",)
+    assert changes.modified == ("jobs/a/s.script",)
+    assert changes.removed == ("jobs/gone/gone.job",)
+    assert changes.unchanged_count == 3
+    written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+    assert written == ["jobs/a/s.script", "jobs/new/new.job"]
+
+
+def test_keep_takes_exactly_the_folder_not_its_namesakes(tmp_path: Path) -> None:
+    baseline = {"jobs/a/a.job": "1", "jobs/ab/ab.job": "2", "jobs/a/x/deep.txt": "3"}
+    tree = StagedTree(tmp_path, baseline)
+    assert tree.keep("jobs/a") == 2
+    assert tree.changes().removed == ("jobs/ab/ab.job",)
