@@ -40,6 +40,7 @@ class StagedTree:
             for depth in range(1, len(parts)):
                 self._folders.setdefault("/".join(parts[:depth]), []).append(path)
         self._seen: set[str] = set()
+        self._made: set[Path] = set()
         self._added: set[str] = set()
         self._modified: set[str] = set()
 
@@ -51,7 +52,10 @@ class StagedTree:
             self._modified.discard(path)
             return
         destination = self.root / path
-        destination.parent.mkdir(parents=True, exist_ok=True)
+        parent = destination.parent
+        if parent not in self._made:  # one mkdir per folder, not one per file
+            parent.mkdir(parents=True, exist_ok=True)
+            self._made.add(parent)
         destination.write_bytes(data)
         (self._modified if stored is not None else self._added).add(path)
 

@@ -85,8 +85,13 @@ def apply_changes(staged: Path, current: Path, changes: ChangeSet) -> None:
     Staged files are moved, not copied, when staging shares the file system. No fsync: the
     truth is in git's objects; a crash here leaves a dirty folder that the next run resets.
     """
+    made: set[Path] = set()
     for path in changes.added + changes.modified:
-        _move_file(staged / path, current / path)
+        target = current / path
+        if target.parent not in made:  # one mkdir per folder, not one per file
+            target.parent.mkdir(parents=True, exist_ok=True)
+            made.add(target.parent)
+        _move_file(staged / path, target)
     for path in changes.removed:
         target = current / path
         target.unlink(missing_ok=True)
@@ -94,7 +99,6 @@ def apply_changes(staged: Path, current: Path, changes: ChangeSet) -> None:
 
 
 def _move_file(source: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
     try:
         source.replace(target)
     except OSError as error:
