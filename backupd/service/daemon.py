@@ -32,7 +32,7 @@ from backupd.config import Config, SourceConfig, load_config
 from backupd.dataarts.client import DataArtsClient
 from backupd.errors import BackupdError, ConfigError, UserError
 from backupd.logs import log
-from backupd.publish import push_snapshots
+from backupd.publish import push_snapshots, tag_snapshot
 from backupd.runner import make_client
 from backupd.service.alerts import AlertQueue
 from backupd.service.generation import ClientFactory, Generation, restart_only_changes
@@ -310,6 +310,7 @@ class Daemon:
                 cancel=self._cancel,
                 observer=self._metrics,
             )
+            self._tag(generation.config, result)
             self._push(generation.config, result)
         except Exception as error:  # a bug: keep the daemon and the other workspaces going
             logger.debug("traceback", exc_info=True)
@@ -332,6 +333,20 @@ class Daemon:
         self._metrics.finished(result)
         self._watch().finished(result)
         self._notifier.status(self._status())
+
+    def _tag(self, config: Config, result: SnapshotResult) -> None:
+        """Mark a restore point as `backupd snapshot` does (history.tags), under the write
+        lock; a failure is logged, and the next snapshot tags again."""
+        if config.history.tags == "none" or not result.ok or self._cancel.is_set():
+            return
+        repository = config.repository
+        identity = Identity(repository.author.name, repository.author.email)
+        with self._write_lock:
+            try:
+                with GitRepo.open(repository.path, branch=repository.branch) as repo:
+                    tag_snapshot(repo, config.history.tags, datetime.now(UTC), [result], identity)
+            except BackupdError as error:
+                log(logger, "tag.failed", level=logging.ERROR, error=str(error))
 
     def _push(self, config: Config, result: SnapshotResult) -> None:
         """Push after a snapshot that committed (or after a failed push), as `backupd

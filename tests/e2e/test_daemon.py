@@ -363,3 +363,23 @@ def test_daemon_discovers_workspaces_and_backs_up_a_new_one_without_a_restart(
     assert any(s.startswith("prod/sales: 5 added") for s in subjects)
     assert any(s.startswith("prod/finance: 5 added") for s in subjects)
     assert git(repo, "status", "--porcelain") == ""
+
+
+def test_daemon_tags_restore_points_as_the_history_policy_says(
+    tmp_path: Path, simulator: Simulator
+) -> None:
+    wid, jobs = add_workspace(simulator, 1, "sales")
+    extra = {**EVERY_SECOND, "history": {"tags": "every"}}
+    config = make_config(tmp_path, simulator, {"sales": wid}, extra=extra)
+
+    with DaemonProcess(config) as daemon:
+        daemon.wait_for("snapshot.done", lambda event: event["commit"] != "none")
+        simulator.modify_job(wid, jobs[0])
+        done = daemon.wait_for("snapshot.done", changed(1))
+        daemon.wait_for("tag.created", after=daemon.events.index(done))  # tagged after commit
+        assert daemon.stop() == 0
+
+    repo = tmp_path / "repo"
+    tags = git(repo, "tag", "--list", "snapshot/*", "--points-at", "HEAD").split()
+    assert tags, git(repo, "tag", "--list")
+    assert git(repo, "cat-file", "-t", tags[0]).strip() == "tag"  # annotated
