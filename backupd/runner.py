@@ -425,7 +425,10 @@ def snapshot_all(
         if source.discovers:
             if not _concerns(source, wanted):
                 continue
-            with client_factory(source) as client:
+        elif not (chosen := [t for t in targets(source) if is_wanted(t)]):
+            continue
+        with client_factory(source) as client:
+            if source.discovers:
                 found = sync_workspaces(client, repo, source, identity)
                 reports = [
                     r
@@ -436,20 +439,6 @@ def snapshot_all(
                     observer.finished(report)
                 results += reports
                 chosen = [t for t in found.targets if is_wanted(t)]
-                results += snapshot_source(
-                    client,
-                    repo,
-                    chosen,
-                    options,
-                    identity,
-                    parallel=config.daemon.max_parallel,
-                    observer=observer,
-                )
-            continue
-        chosen = [t for t in targets(source) if is_wanted(t)]
-        if not chosen:
-            continue
-        with client_factory(source) as client:
             results += snapshot_source(
                 client,
                 repo,

@@ -598,21 +598,7 @@ def check_resource_deletions(
 ) -> None:
     """The job rules, applied to resources on their own: a workspace can hold many jobs and a
     few resources, and an empty resource listing is as likely a glitch as an empty job list."""
-    if options.allow_mass_delete or stored == 0:
-        return
-    if listed == 0:
-        raise SnapshotRefused(
-            f"{target.label}: the service listed no resources but the repository holds "
-            f"{stored}; refusing to record them all as deleted (if they really were deleted, "
-            "run again with --allow-mass-delete)"
-        )
-    removed = len(summary.resources_removed)
-    if removed / stored > options.max_delete_fraction:
-        raise SnapshotRefused(
-            f"{target.label}: {removed} of {stored} resources would be deleted, more than "
-            f"safety.max_delete_fraction ({options.max_delete_fraction:g}); refusing (if this "
-            "is real, run again with --allow-mass-delete)"
-        )
+    _guard_deletions(target, "resources", len(summary.resources_removed), stored, listed, options)
 
 
 def check_deletions(
@@ -623,18 +609,28 @@ def check_deletions(
     options: SnapshotOptions,
 ) -> None:
     """Refuse snapshots that look like a listing glitch rather than real deletions."""
-    if options.allow_mass_delete or stored_jobs == 0:
+    _guard_deletions(target, "jobs", len(summary.jobs_removed), stored_jobs, listed_jobs, options)
+
+
+def _guard_deletions(
+    target: WorkspaceTarget,
+    kind: str,
+    removed: int,
+    stored: int,
+    listed: int,
+    options: SnapshotOptions,
+) -> None:
+    if options.allow_mass_delete or stored == 0:
         return
-    if listed_jobs == 0:
+    if listed == 0:
         raise SnapshotRefused(
-            f"{target.label}: the service listed no jobs but the repository holds "
-            f"{stored_jobs}; refusing to record them all as deleted (if they really were "
+            f"{target.label}: the service listed no {kind} but the repository holds "
+            f"{stored}; refusing to record them all as deleted (if they really were "
             "deleted, run again with --allow-mass-delete)"
         )
-    removed = len(summary.jobs_removed)
-    if removed / stored_jobs > options.max_delete_fraction:
+    if removed / stored > options.max_delete_fraction:
         raise SnapshotRefused(
-            f"{target.label}: {removed} of {stored_jobs} jobs would be deleted, more than "
+            f"{target.label}: {removed} of {stored} {kind} would be deleted, more than "
             f"safety.max_delete_fraction ({options.max_delete_fraction:g}); refusing (if this "
             "is real, run again with --allow-mass-delete)"
         )
