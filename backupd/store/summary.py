@@ -101,28 +101,22 @@ def commit_subject(label: str, summary: ChangeSummary) -> str:
         f"{label}: {len(summary.jobs_added)} added, {len(summary.jobs_changed)} changed, "
         f"{len(summary.jobs_removed)} removed"
     )
-    script_parts = [
-        f"{len(names)} {word}"
-        for names, word in (
-            (summary.scripts_added, "added"),
-            (summary.scripts_changed, "changed"),
-            (summary.scripts_removed, "removed"),
-        )
-        if names
-    ]
-    if script_parts:
-        subject += "; scripts: " + ", ".join(script_parts)
-    resource_parts = [
-        f"{len(names)} {word}"
-        for names, word in (
-            (summary.resources_added, "added"),
-            (summary.resources_changed, "changed"),
-            (summary.resources_removed, "removed"),
-        )
-        if names
-    ]
-    if resource_parts:
-        subject += "; resources: " + ", ".join(resource_parts)
+    for kind, added, changed, removed in (
+        ("scripts", summary.scripts_added, summary.scripts_changed, summary.scripts_removed),
+        (
+            "resources",
+            summary.resources_added,
+            summary.resources_changed,
+            summary.resources_removed,
+        ),
+    ):
+        parts = [
+            f"{len(names)} {word}"
+            for names, word in ((added, "added"), (changed, "changed"), (removed, "removed"))
+            if names
+        ]
+        if parts:
+            subject += f"; {kind}: " + ", ".join(parts)
     return subject
 
 
