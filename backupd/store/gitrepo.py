@@ -199,6 +199,9 @@ class GitRepo:
             # Hooks or signing configured globally must not block an unattended daemon.
             writer.set_value("commit", "gpgsign", "false")
             writer.set_value("core", "quotePath", "false")
+            # Tens of thousands of files: each commit rewrites only a small split of the index
+            # instead of all of it.
+            writer.set_value("core", "splitIndex", "true")
 
     def _checkout_branch(self) -> None:
         try:
