@@ -291,7 +291,8 @@ class _BatchExporter:
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
             for _, _, download in pending:  # started before a failure: drop their archives
-                if download.done() and download.exception() is None:
+                # (A cancelled future is done too, and exception() would raise for it.)
+                if download.done() and not download.cancelled() and not download.exception():
                     download.result()[0].unlink(missing_ok=True)
         return rejected
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -135,3 +136,37 @@ def test_a_fresh_clone_resumes_from_the_committed_index(
     assert len(exported_jobs(simulator)) == 1
     assert second.commit is not None
     assert read_tree(clone_dir / "repo" / "prod" / "ws") == expected_tree(simulator, WID)
+
+
+def test_a_failing_batch_stops_the_downloads_ahead_and_leaves_no_archive(
+    tmp_path: Path, simulator: Simulator
+) -> None:
+    """Batches download ahead of unpacking; when one fails, the rest are dropped cleanly."""
+    simulator.add_workspace(WID, "ws")
+    simulator.populate(WID, 50)
+    config = make_config(
+        tmp_path,
+        simulator,
+        {"ws": WID},
+        extra_source={
+            "batch_size": 5,
+            "max_concurrent_requests": 3,
+            "retry": {"attempts": 1, "archive_attempts": 1},
+        },
+    )
+    calls = 0
+
+    def break_the_third(data: bytes) -> bytes:
+        nonlocal calls
+        calls += 1
+        return b"not a zip" if calls == 3 else data
+
+    simulator.export_hook = break_the_third
+
+    (result,) = run_snapshots(load_config(config))
+
+    assert not result.ok
+    # Downloads run side by side: the third one served may belong to batch 2, 3 or 4.
+    assert re.search(r"batch \d+/10: .*not a zip archive", result.error or "")
+    assert list((tmp_path / "staging").iterdir()) == []  # no archive or staging left behind
+    assert git(tmp_path / "repo", "log", "--format=%s").strip() == "backupd: initialise repository"
