@@ -318,14 +318,7 @@ class DataArtsClient:
     ) -> dict[str, Any]:
         def attempt() -> dict[str, Any]:
             request = self._build("POST", path, workspace_id, body=body)
-            response = self._send(request, what)
-            try:
-                data = response.json()
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                raise ApiError("response is not valid JSON", operation=what) from None
-            if not isinstance(data, dict):
-                raise ApiError("response is not a JSON object", operation=what)
-            return data
+            return _json_object(self._send(request, what), what)
 
         if retry:
             # import and check-file are in the export's rate class (10/s per user)
@@ -554,19 +547,7 @@ class DataArtsClient:
     ) -> dict[str, Any]:
         def attempt() -> dict[str, Any]:
             request = self._build("GET", path, workspace_id, query=query)
-            response = self._send(request, what)
-            try:
-                data = response.json()
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                raise TransportError(
-                    "response is not valid JSON (cut short?)",
-                    operation=what,
-                    status=response.status_code,
-                    request_id=_request_id(response),
-                ) from None
-            if not isinstance(data, dict):
-                raise ApiError("response is not a JSON object", operation=what)
-            return data
+            return _json_object(self._send(request, what), what)
 
         result: dict[str, Any] = self._call(attempt, what)
         return result
@@ -647,6 +628,23 @@ def _job_summary(row: Mapping[str, Any], job_type: str) -> JobSummary:
         last_update_time=last_update if isinstance(last_update, int) else None,
         last_update_user=user if isinstance(user, str) and user else None,
     )
+
+
+def _json_object(response: httpx.Response, what: str) -> dict[str, Any]:
+    """The JSON object a successful response carries; a body that does not parse was most
+    likely cut short (a TransportError, which may be retried)."""
+    try:
+        data = response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise TransportError(
+            "response is not valid JSON (cut short?)",
+            operation=what,
+            status=response.status_code,
+            request_id=_request_id(response),
+        ) from None
+    if not isinstance(data, dict):
+        raise ApiError("response is not a JSON object", operation=what)
+    return data
 
 
 def _request_id(response: httpx.Response) -> str | None:
