@@ -9,6 +9,7 @@ workspaces on a second host, ``dayu.<region>`` (§1.1, §1.4).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import ssl
@@ -110,8 +111,8 @@ class DataArtsClient:
     ) -> None:
         self.settings = settings
         self._observer = observer or ApiObserver()
-        self._list_rate = RateLimiter(settings.requests_per_second, burst=2)
-        self._export_rate = RateLimiter(settings.exports_per_second, burst=1)
+        self._list_rate = RateLimiter(settings.requests_per_second)
+        self._export_rate = RateLimiter(settings.exports_per_second)
         self._http = httpx.Client(
             base_url=settings.endpoint,
             auth=auth,
@@ -126,7 +127,7 @@ class DataArtsClient:
             follow_redirects=False,
             event_hooks={"response": [self._observe]},
         )
-        self._slots = threading.BoundedSemaphore(settings.max_concurrent)
+        self._slots = _Slots(settings.max_concurrent)
         self._offset_modes: dict[str, OffsetMode] = {}
         self._lock = threading.Lock()
         self._retries = 0
@@ -530,13 +531,20 @@ class DataArtsClient:
 
     def _call(self, attempt: Any, what: str, rate: RateLimiter | None = None) -> Any:
         limiter = rate or self._list_rate
+        # Listing calls are short and the next exports wait for them: they get the next slot.
+        listing = limiter is self._list_rate
 
         def limited() -> Any:
-            # A slot first, then a token: a call waiting for a slot must not hoard a token and
-            # later burst with others. Backoff sleeps happen outside, holding neither.
-            with self._slots:
-                limiter.acquire()
-                return attempt()
+            # A token only with a slot in hand, right before sending: a call waiting for a
+            # slot must not hoard a token and later burst with others. And no slot held while
+            # waiting for a token: exports queued for theirs would starve listing calls of
+            # connections. Backoff sleeps happen outside, holding neither.
+            while True:
+                with self._slots.taken(first=listing):
+                    wait = limiter.try_acquire()
+                    if wait <= 0:
+                        return attempt()
+                time.sleep(wait)
 
         return call_with_retries(
             limited, policy=self.settings.retry, what=what, on_retry=self._on_retry
@@ -645,6 +653,34 @@ def _json_object(response: httpx.Response, what: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ApiError("response is not a JSON object", operation=what)
     return data
+
+
+class _Slots:
+    """At most ``size`` calls in flight; callers asking ``first`` go before the others."""
+
+    def __init__(self, size: int) -> None:
+        self._free = size
+        self._first_waiting = 0
+        self._changed = threading.Condition()
+
+    @contextlib.contextmanager
+    def taken(self, *, first: bool) -> Iterator[None]:
+        with self._changed:
+            if first:
+                self._first_waiting += 1
+                try:
+                    self._changed.wait_for(lambda: self._free > 0)
+                finally:
+                    self._first_waiting -= 1
+            else:
+                self._changed.wait_for(lambda: self._free > 0 and not self._first_waiting)
+            self._free -= 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._free += 1
+                self._changed.notify_all()
 
 
 def _request_id(response: httpx.Response) -> str | None:

@@ -8,9 +8,11 @@ library would hide behind callbacks.
 from __future__ import annotations
 
 import logging
+import math
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -75,34 +77,45 @@ def call_with_retries(
 
 
 class RateLimiter:
-    """Token bucket: at most ``rate`` acquisitions per second, bursts up to ``burst``."""
+    """At most ``rate`` calls in any window of one second, the way DataArts counts its limits.
+
+    Unlike a token bucket that holds one token, a call that starts a little late (a thread
+    waking up, the GIL) does not push every later call back: the limit is on the calls in
+    the last second, so the long-run rate stays at ``rate``. ``margin`` lengthens the window
+    by a few milliseconds, for the time a request takes to reach the gateway, which varies.
+    Bursts are bounded by the callers' own concurrency limit.
+    """
 
     def __init__(
         self,
         rate: float,
-        burst: int = 1,
         *,
+        margin: float = 0.02,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.rate = rate
-        self.burst = burst
+        limit = max(1, math.floor(rate)) if rate > 0 else 0
+        self._window = limit / rate + margin if rate > 0 else 0.0
+        self._starts: deque[float] = deque(maxlen=limit or None)
+        self._limit = limit
         self._clock = clock
         self._sleep = sleep
-        self._tokens = float(burst)
-        self._updated = clock()
         self._lock = threading.Lock()
 
     def acquire(self) -> None:
-        if self.rate <= 0:
-            return
-        while True:
-            with self._lock:
-                now = self._clock()
-                self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
-                self._updated = now
-                if self._tokens >= 1:
-                    self._tokens -= 1
-                    return
-                wait = (1 - self._tokens) / self.rate
+        while (wait := self.try_acquire()) > 0:
             self._sleep(wait)
+
+    def try_acquire(self) -> float:
+        """Start a call now and return 0, or return the seconds until one may start."""
+        if self._limit == 0:
+            return 0.0
+        with self._lock:
+            now = self._clock()
+            if len(self._starts) == self._limit:
+                wait = self._starts[0] + self._window - now
+                if wait > 0:
+                    return wait
+            self._starts.append(now)  # the deque drops the oldest start
+            return 0.0

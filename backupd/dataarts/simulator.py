@@ -600,6 +600,7 @@ class Faults:
     export_cost_per_job: float = 0.0  # further seconds per job named in a batch-export call
     error_rate: float = 0.0  # fraction of DLF calls answered 500/503
     throttle_rps: float = 0.0  # above this many DLF calls/second: 429 APIGW.0308 (0 = off)
+    export_throttle_rps: float = 0.0  # the same, for batch-export calls on their own
     truncate_rate: float = 0.0  # fraction of export bodies cut short mid-transfer
     empty_listings: int = 0  # the next N job-list calls answer an empty list (total 0)
     # Workspaces the caller has no role in: authenticated calls get 403 DLF.6888.
@@ -719,6 +720,7 @@ class Simulator:
         self.faults = Faults()
         self._fault_rng = random.Random(seed + 2)
         self._recent_calls: list[float] = []
+        self._recent_exports: list[float] = []
         self._served: list[ServedRecord] = []
         self._lock = threading.RLock()
         self._rng = random.Random(seed)  # definitions: depends only on the mutation sequence
@@ -1298,16 +1300,33 @@ class Simulator:
     def _injected_fault(self, route: _Route) -> _Response | None:
         """Latency, throttling and server errors, decided before the real answer."""
         faults = self.faults
-        delay = faults.latency + (
-            faults.export_latency if route.handler == self._batch_export else 0.0
-        )
+        exporting = route.handler == self._batch_export
+        throttled = self._throttled(exporting)  # the gateway counts calls as they arrive
+        delay = faults.latency + (faults.export_latency if exporting else 0.0)
         if delay > 0:
             time.sleep(delay)
+        if throttled is not None:
+            return throttled
+        with self._lock:
+            if faults.error_rate > 0 and self._fault_rng.random() < faults.error_rate:
+                status = self._fault_rng.choice((500, 503))
+                return _error_response(status, "DLF.0000", "Internal server error.")
+            if route.handler == self._list_jobs and faults.empty_listings > 0:
+                faults.empty_listings -= 1
+                return _json_response(200, {"total": 0, "jobs": []})
+        return None
+
+    def _throttled(self, exporting: bool) -> _Response | None:
+        """429 when a limit's one-second window is full (rejected calls do not count)."""
+        faults = self.faults
         with self._lock:
             now = time.monotonic()
-            if faults.throttle_rps > 0:
-                self._recent_calls = [t for t in self._recent_calls if now - t < 1.0]
-                if len(self._recent_calls) >= faults.throttle_rps:
+            windows = [(faults.throttle_rps, self._recent_calls)]
+            if exporting:
+                windows.append((faults.export_throttle_rps, self._recent_exports))
+            for limit, recent in windows:
+                recent[:] = [t for t in recent if now - t < 1.0]
+                if limit > 0 and len(recent) >= limit:
                     response = _error_response(
                         429,
                         "APIGW.0308",
@@ -1315,13 +1334,9 @@ class Simulator:
                     )
                     response.headers["Retry-After"] = f"{faults.retry_after:g}"
                     return response
-                self._recent_calls.append(now)
-            if faults.error_rate > 0 and self._fault_rng.random() < faults.error_rate:
-                status = self._fault_rng.choice((500, 503))
-                return _error_response(status, "DLF.0000", "Internal server error.")
-            if route.handler == self._list_jobs and faults.empty_listings > 0:
-                faults.empty_listings -= 1
-                return _json_response(200, {"total": 0, "jobs": []})
+            for limit, recent in windows:
+                if limit > 0:
+                    recent.append(now)
         return None
 
     def _maybe_truncate(self, route: _Route, response: _Response) -> _Response:

@@ -485,8 +485,15 @@ def test_faults_throttle_fail_truncate_and_empty_listings() -> None:
             statuses = [http.get(f"{base}/jobs").status_code for _ in range(4)]
             assert 429 in statuses
             sim.faults.throttle_rps = 0
-            sim.faults.truncate_rate = 1.0
             names = sorted(sim.jobs("a" * 32))
+            sim.faults.export_throttle_rps = 1  # exports have a limit of their own
+            export = {"jobList": names[:1]}
+            first = http.post(f"{base}/jobs/batch-export", json=export).status_code
+            second = http.post(f"{base}/jobs/batch-export", json=export).status_code
+            assert (first, second) == (200, 429)
+            assert http.get(f"{base}/jobs").status_code == 200  # listing is not counted
+            sim.faults.export_throttle_rps = 0
+            sim.faults.truncate_rate = 1.0
             with pytest.raises(httpx.RemoteProtocolError):
                 http.post(f"{base}/jobs/batch-export", json={"jobList": names})
             assert http.post(f"{sim.url}/_sim/faults", json={"nope": 1}).status_code == 400

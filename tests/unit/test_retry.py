@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
 
-from backupd.dataarts.retry import RetryPolicy, call_with_retries
+from backupd.dataarts.retry import RateLimiter, RetryPolicy, call_with_retries
 from backupd.errors import (
     ApiError,
     AuthError,
@@ -93,3 +94,50 @@ def test_success_after_failures_returns_the_value() -> None:
         on_retry=retried.append,
     )
     assert result == "done" and len(retried) == 2
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def _starts(limiter: RateLimiter, clock: _Clock, count: int, late: float = 0.0) -> list[float]:
+    starts = []
+    for index in range(count):
+        limiter.acquire()
+        starts.append(clock.now)
+        if index == 3:
+            clock.now += late  # this caller was slow to make its next request
+    return starts
+
+
+def test_rate_limit_never_admits_more_than_rate_calls_in_any_second() -> None:
+    clock = _Clock()
+    limiter = RateLimiter(10, margin=0.0, clock=clock, sleep=clock.sleep)
+    starts = _starts(limiter, clock, 45)
+    for index, start in enumerate(starts):
+        assert sum(1 for t in starts[index:] if t < start + 1.0) <= 10
+    assert starts[-1] - starts[0] == pytest.approx(4.0)  # and no slower than that
+
+
+def test_a_late_call_does_not_push_the_later_ones_back() -> None:
+    clock = _Clock()
+    limiter = RateLimiter(10, margin=0.0, clock=clock, sleep=clock.sleep)
+    on_time = _starts(limiter, clock, 41)
+    clock = _Clock()
+    limiter = RateLimiter(10, margin=0.0, clock=clock, sleep=clock.sleep)
+    late = _starts(limiter, clock, 41, late=0.05)
+    assert late[-1] == pytest.approx(on_time[-1])
+
+
+def test_a_fractional_rate_spaces_single_calls() -> None:
+    clock = _Clock()
+    limiter = RateLimiter(0.5, margin=0.01, clock=clock, sleep=clock.sleep)
+    starts = _starts(limiter, clock, 3)
+    assert [round(b - a, 3) for a, b in itertools.pairwise(starts)] == [2.01, 2.01]
