@@ -33,8 +33,9 @@ from backupd.dataarts.client import ClientSettings, DataArtsClient
 from backupd.dataarts.retry import RetryPolicy
 from backupd.discovery import ALL_FOLDERS, sync_workspaces
 from backupd.errors import ClockSkewError, ConfigError, CredentialsRejected, RepoError
+from backupd.export_queue import ExportQueue
 from backupd.logs import log
-from backupd.observer import NO_OBSERVER, ApiObserver, SnapshotObserver
+from backupd.observer import NO_OBSERVER, ApiObserver, Fanout, SnapshotObserver
 from backupd.publish import push_snapshots, tag_snapshot
 from backupd.snapshot import (
     PreparedWorkspace,
@@ -261,41 +262,56 @@ def snapshot_source(
     """Snapshot one source's workspaces as a pipeline: ``parallel`` list and export at once
     while this thread commits the staged ones, one at a time, as they become ready.
 
-    Git work and network waits overlap instead of adding up. At most ``parallel`` staged
-    workspaces wait for their commit, which bounds the disk staging may use. Rejected
-    credentials end the source's run: workspaces not started yet are reported with the same
-    error instead of asking again (same credentials, same answer).
+    Git work and network waits overlap instead of adding up. Listing calls share one rate
+    limit, so at most half of the ``parallel`` workspaces list at once (the others export),
+    and the first lists alone: the first exports start after one workspace's listing rather
+    than after all of them. At most ``2 x parallel`` workspaces are staged or staging at
+    once, which bounds the disk staging may use. Rejected credentials end the source's run:
+    workspaces not started yet are reported with the same error instead of asking again
+    (same credentials, same answer).
     """
     stop = threading.Event()
-    first_done = threading.Event()
-    waiting_commit = threading.BoundedSemaphore(max(1, parallel))
+    first_listed = threading.Event()
+    listing = threading.BoundedSemaphore(max(1, parallel // 2))
+    staged_slots = threading.BoundedSemaphore(2 * max(1, parallel))
     rejection: list[SnapshotResult] = []
 
     def prepare(index: int, target: WorkspaceTarget) -> PreparedWorkspace | SnapshotResult | None:
-        # The first workspace goes alone until a call succeeded (or it ended): wrong
-        # credentials are then refused once, not once per workspace started in parallel.
-        while index and not (client.credentials_proven.is_set() or first_done.is_set()):
-            first_done.wait(0.05)
-        if stop.is_set():
-            return None
-        waiting_commit.acquire()
+        staged_slots.acquire()
+        if index:
+            # The first workspace lists alone: its calls prove the credentials (wrong ones
+            # are then refused once, not once per workspace) and its exports start soonest.
+            first_listed.wait()
+        turn = _ListingTurn(listing, first_listed if index == 0 else None)
         try:
-            prepared = prepare_workspace(client, repo, target, options, observer=observer)
+            if stop.is_set():
+                staged_slots.release()
+                return None
+            prepared = prepare_workspace(
+                client,
+                repo,
+                target,
+                options,
+                observer=Fanout([observer, turn]),
+                lane=exports.lane(index),
+            )
             if isinstance(prepared, SnapshotResult):
-                waiting_commit.release()
+                staged_slots.release()
                 if credentials_rejected(prepared) and not stop.is_set():
                     rejection.append(prepared)
-                    stop.set()  # before first_done: waiting workspaces must see it
+                    stop.set()  # before the turn passes on: waiting workspaces must see it
             return prepared
         except BaseException:
-            waiting_commit.release()
+            staged_slots.release()
             raise
         finally:
-            if index == 0:
-                first_done.set()
+            turn.pass_on()
 
     outcomes: dict[int, SnapshotResult | None] = {}
-    with ThreadPoolExecutor(max(1, parallel), thread_name_prefix="workspace") as pool:
+    with (
+        ExportQueue(options.export_window) as exports,
+        ThreadPoolExecutor(max(1, parallel), thread_name_prefix="workspace") as pool,
+    ):
         futures = {pool.submit(prepare, i, t): i for i, t in enumerate(chosen)}
         for future in as_completed(futures):
             outcome = future.result()
@@ -303,7 +319,7 @@ def snapshot_source(
                 try:
                     outcome = finish_workspace(client, repo, outcome, options, identity)
                 finally:
-                    waiting_commit.release()
+                    staged_slots.release()
             outcomes[futures[future]] = outcome
     skipped = [t for i, t in enumerate(chosen) if outcomes[i] is None]
     if skipped:
@@ -324,6 +340,26 @@ def snapshot_source(
     for result in results:
         observer.finished(result)
     return results
+
+
+class _ListingTurn(SnapshotObserver):
+    """Holds one of the ``listing`` places from its creation until the workspace is listed
+    (or its snapshot ended), then sets ``done``."""
+
+    def __init__(self, listing: threading.BoundedSemaphore, done: threading.Event | None) -> None:
+        listing.acquire()
+        self._listing: threading.BoundedSemaphore | None = listing
+        self._done = done
+
+    def listed(self, target: WorkspaceTarget, jobs: int, batches: int) -> None:
+        self.pass_on()
+
+    def pass_on(self) -> None:
+        listing, self._listing = self._listing, None
+        if listing is not None:
+            listing.release()
+            if self._done is not None:
+                self._done.set()
 
 
 def utc_now() -> datetime:
@@ -378,6 +414,7 @@ def run(
                 observer=observer,
             )
             tag = _tag(repo, config, clock(), results, identity)
+            repo.housekeep()
         pushed = None
         if config.remote is not None and results:
             pushed = push_snapshots(repo, config)

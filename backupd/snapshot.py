@@ -16,12 +16,13 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -34,10 +35,12 @@ from backupd.errors import (
     SnapshotCancelled,
     SnapshotRefused,
 )
+from backupd.export_queue import ExportQueue, Lane
 from backupd.logs import log
 from backupd.observer import NO_OBSERVER, SnapshotObserver
 from backupd.store.archive import ArchiveLimits, read_archive
 from backupd.store.authors import CommitGroup, attribute, identity_for, split_commits
+from backupd.store.blobs import BlobWriter
 from backupd.store.gitrepo import GitRepo, Identity
 from backupd.store.normalise import (
     canonical_json,
@@ -123,6 +126,7 @@ class StagedWorkspace:
     resource_count: int = 0
     exported: int = 0  # jobs exported (all of them in a full snapshot)
     full: bool = True
+    blobs_stored: bool = False  # the files' contents are in the repository already
 
 
 @dataclass(frozen=True)
@@ -165,16 +169,17 @@ def stage_workspace(
     *,
     now: float | None = None,
     observer: SnapshotObserver = NO_OBSERVER,
+    lane: Lane | None = None,
+    blobs: BlobWriter | None = None,
 ) -> StagedWorkspace:
     """Stage the workspace's next state under ``staging/tree`` as a difference from ``baseline``.
 
     Nothing here touches the repository: the baseline was read from it beforehand.
     """
     baseline = baseline or Baseline()
-    tree = StagedTree(staging / "tree", baseline.files)
-    jobs = client.list_jobs(target.workspace_id)
-    scripts = client.list_scripts(target.workspace_id)
-    resources = client.list_resources(target.workspace_id)
+    on_write = blobs.write if blobs is not None else None
+    tree = StagedTree(staging / "tree", baseline.files, on_write=on_write)
+    jobs, scripts, resources = list_workspace(client, target.workspace_id)
     # Scripts and resources first: their listings are the authority on them, and a script
     # that changed tells which jobs (holding a copy of it) must be exported again.
     changed_scripts = stage_scripts(tree, scripts)
@@ -198,7 +203,7 @@ def stage_workspace(
     )
 
     observer.listed(target, len(names), -(-len(names) // options.batch_size))
-    exporter = _BatchExporter(client, target, options, staging, tree, observer)
+    exporter = _BatchExporter(client, target, options, staging, tree, observer, lane)
     rejected = exporter.export_all(names)
     if rejected:
         jobs = confirm_vanished(client, target, jobs, rejected)
@@ -212,6 +217,39 @@ def stage_workspace(
         exported=len(names) - len(rejected),
         full=full,
     )
+
+
+def list_workspace(
+    client: DataArtsClient, workspace_id: str
+) -> tuple[list[JobSummary], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Jobs, scripts and resources, listed side by side: each is a chain of pages that waits
+    on the network, and the workspace's exports wait for all three.
+
+    Scripts and resources wait until some call proved the credentials (or the job listing
+    ended): wrong credentials or a skewed clock are then reported once, for the job list.
+    """
+    jobs_ended = threading.Event()
+
+    def when_allowed(listing: Callable[[str], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+        while not client.credentials_proven.wait(0.02):
+            if jobs_ended.is_set():
+                break
+        if jobs_failed:
+            return []  # not asked: the snapshot fails with the job list's error
+        return listing(workspace_id)
+
+    jobs_failed: list[bool] = []
+    with ThreadPoolExecutor(2, thread_name_prefix="listing") as pool:
+        scripts = pool.submit(when_allowed, client.list_scripts)
+        resources = pool.submit(when_allowed, client.list_resources)
+        try:
+            jobs = client.list_jobs(workspace_id)
+        except BaseException:
+            jobs_failed.append(True)
+            raise
+        finally:
+            jobs_ended.set()
+        return jobs, scripts.result(), resources.result()
 
 
 def is_full_snapshot(options: SnapshotOptions, baseline: Baseline, now: float) -> bool:
@@ -257,25 +295,32 @@ class _BatchExporter:
     staging: Path
     tree: StagedTree
     observer: SnapshotObserver = NO_OBSERVER
+    lane: Lane | None = None  # the source's shared export queue; else a queue of its own
     _numbers: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
     def export_all(self, names: Sequence[str]) -> list[str]:
         """Export ``names`` in batches; return those the service rejected as not existing.
 
-        Up to ``export_window`` batches download at once (the client still enforces the
-        rate and concurrency limits) while the archives that arrived are checked and staged
-        in order, so unpacking overlaps with waiting on the network.
+        Up to ``export_window`` batches wait in (or download from) the export queue while
+        the archives that arrived are checked and staged in order, so unpacking overlaps
+        with waiting on the network. The client still enforces rate and concurrency limits.
         """
+        if self.lane is not None:
+            return self._export_all(names, self.lane)
+        with ExportQueue(self.options.export_window) as own:
+            return self._export_all(names, own.lane(0))
+
+    def _export_all(self, names: Sequence[str], lane: Lane) -> list[str]:
         chunks = list(batches(names, self.options.batch_size))
         window = max(1, self.options.export_window)
-        pool = ThreadPoolExecutor(window, thread_name_prefix="export")
         pending: deque[tuple[int, Sequence[str], Future[tuple[Path, int]]]] = deque()
         upcoming = iter(enumerate(chunks, start=1))
 
         def submit_next() -> None:
             item = next(upcoming, None)
             if item is not None:
-                pending.append((item[0], item[1], pool.submit(self.download, item[1])))
+                chunk = item[1]
+                pending.append((item[0], chunk, lane.submit(lambda: self.download(chunk))))
 
         rejected: list[str] = []
         try:
@@ -289,10 +334,12 @@ class _BatchExporter:
                 size = download.result()[1] if download.exception() is None else 0
                 self.observer.exported(self.target, number, len(chunks), len(chunk), size)
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            for _, _, download in pending:
+                download.cancel()
+            wait([download for _, _, download in pending])
             for _, _, download in pending:  # started before a failure: drop their archives
                 # (A cancelled future is done too, and exception() would raise for it.)
-                if download.done() and not download.cancelled() and not download.exception():
+                if not download.cancelled() and not download.exception():
                     download.result()[0].unlink(missing_ok=True)
         return rejected
 
@@ -698,7 +745,8 @@ def apply_staged(
         apply_changes(staged.tree, workspace_dir, changes)
         sha = None
         for group in groups:
-            repo.stage([f"{folder}/{path}" for path in group.changes.paths])
+            paths = [f"{folder}/{path}" for path in group.changes.paths]
+            repo.stage(paths, blobs_stored=staged.blobs_stored)
             message = commit_message(folder, summarise(group.changes), users=job_users)
             author = identity if group.user is None else identity_for(group.user, options.authors)
             sha = repo.commit(message, author=author, committer=identity, folder=folder) or sha
@@ -761,6 +809,7 @@ def prepare_workspace(
     options: SnapshotOptions,
     *,
     observer: SnapshotObserver = NO_OBSERVER,
+    lane: Lane | None = None,
 ) -> PreparedWorkspace | SnapshotResult:
     """The network half of a snapshot: list, export and stage (reads the repository only).
 
@@ -773,10 +822,15 @@ def prepare_workspace(
     except OSError as error:
         message = f"cannot create a staging folder: {_describe(error)}"
         return _failure(target, error, message, started, client.retries - retries_before)
+    blobs = BlobWriter(repo.path)
     try:
         baseline = read_baseline(repo, target.label)
-        staged = stage_workspace(client, target, options, staging, baseline, observer=observer)
+        staged = stage_workspace(
+            client, target, options, staging, baseline, observer=observer, lane=lane, blobs=blobs
+        )
+        staged = replace(staged, blobs_stored=blobs.finish())
     except (BackupdError, OSError) as error:
+        blobs.abandon()
         shutil.rmtree(staging, ignore_errors=True)
         message = _describe(error) if isinstance(error, OSError) else str(error)
         return _failure(target, error, message, started, client.retries - retries_before)

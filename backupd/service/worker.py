@@ -88,19 +88,24 @@ def run_snapshot(
     before_apply = functools.partial(raise_if_cancelled, cancel)
     with repo:
         if job.discover is not None:
-            return _snapshot_discovered(
+            result = _snapshot_discovered(
                 job, job.discover, guarded, repo, identity, write_lock, before_apply, observer
             )
-        return snapshot_workspace(
-            guarded,
-            repo,
-            job.target,
-            job.options,
-            identity,
-            commit_lock=write_lock,
-            before_apply=before_apply,
-            observer=observer,
-        )
+        else:
+            result = snapshot_workspace(
+                guarded,
+                repo,
+                job.target,
+                job.options,
+                identity,
+                commit_lock=write_lock,
+                before_apply=before_apply,
+                observer=observer,
+            )
+        if result.commit:
+            with write_lock:
+                repo.housekeep()
+        return result
 
 
 def _snapshot_discovered(

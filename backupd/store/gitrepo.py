@@ -374,6 +374,7 @@ class GitRepo:
         """Whether ``folder`` differs from HEAD in the index or working tree (a crashed run)."""
         output = self._git(
             "--literal-pathspecs",
+            "--no-optional-locks",  # a check: it must not need to write the index
             "status",
             "--porcelain",
             "-z",
@@ -394,15 +395,25 @@ class GitRepo:
                 self._git("rm", "-r", "-q", "--cached", "--ignore-unmatch", "--", folder)
         self._git("clean", "-q", "-f", "-d", "-x", "--", folder)
 
-    def stage(self, paths: Sequence[str]) -> None:
-        """Stage exactly these paths (additions, modifications and deletions), in one git call."""
+    def stage(self, paths: Sequence[str], *, blobs_stored: bool = False) -> None:
+        """Stage exactly these paths (additions, modifications and deletions), in one git call.
+
+        ``blobs_stored``: their contents are in the object store already (a BlobWriter
+        stored them); only their ids are recorded. A commit refuses ids of missing objects.
+        """
         if not paths:
             return
+        # Without stored blobs, a threshold of 1 byte sends every blob through git's bulk
+        # check-in: one pack per call instead of a loose object (a file) per blob.
+        if blobs_stored:
+            command = ["git", "update-index", "--info-only", *STAGE_FLAGS]
+        else:
+            command = ["git", "-c", "core.bigFileThreshold=1", "update-index", *STAGE_FLAGS]
         try:
             subprocess.run(
                 # Plumbing, not `git add`: paths are taken literally (no pathspec matching,
                 # which costs O(files x paths)); a path whose file is gone leaves the index.
-                ["git", "update-index", "--add", "--remove", "-z", "--stdin"],
+                command,
                 cwd=self.path,
                 input=b"".join(path.encode("utf-8") + b"\0" for path in paths),
                 capture_output=True,
@@ -445,6 +456,9 @@ class GitRepo:
         message_file = self.path / ".git" / MESSAGE_FILE
         message_file.write_text(message, encoding="utf-8")
         self._git(
+            # No automatic gc between the commits of a run: housekeep() runs it once after.
+            "-c",
+            "gc.auto=0",
             "commit",
             "-q",
             "--no-verify",
@@ -454,6 +468,14 @@ class GitRepo:
             env=environment,
         )
         return self._git("rev-parse", "HEAD").strip()
+
+    def housekeep(self) -> None:
+        """``git gc --auto``, once after a run's commits (which skip it): packs loose objects
+        and merges packs when git's thresholds say so, in the background as git does."""
+        try:
+            self._git("gc", "--auto", "--quiet")
+        except RepoError as error:  # the commits stand; the next run tries again
+            log(logger, "repo.gc_failed", level=logging.WARNING, error=str(error))
 
     # --- tags -------------------------------------------------------------------------------
 
@@ -543,7 +565,18 @@ class GitRepo:
             )
         except git.GitCommandError as error:
             detail = (error.stderr or "").strip().replace("\n", " ")[:500]
-            raise RepoError(f"git {args[0]} failed in {self.path}: {detail}") from None
+            raise RepoError(f"git {_subcommand(args)} failed in {self.path}: {detail}") from None
+
+
+STAGE_FLAGS = ("--add", "--remove", "-z", "--stdin")
+
+
+def _subcommand(args: Sequence[str]) -> str:
+    """The git command of ``args`` (after any ``-c name=value`` settings)."""
+    rest = list(args)
+    while len(rest) > 1 and rest[0].startswith("-"):
+        rest = rest[2:] if rest[0] == "-c" else rest[1:]
+    return rest[0] if rest else "?"
 
 
 def _create_repository(path: Path, branch: str) -> None:

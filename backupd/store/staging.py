@@ -9,7 +9,7 @@ large the workspace: backupd's own work grows with what changed, not with the re
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from backupd.store.tree import ChangeSet
@@ -29,8 +29,15 @@ class StagedTree:
     Not thread-safe: one per workspace snapshot.
     """
 
-    def __init__(self, root: Path, baseline: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        root: Path,
+        baseline: Mapping[str, str],
+        *,
+        on_write: Callable[[bytes], None] | None = None,
+    ) -> None:
         self.root = root
+        self._on_write = on_write  # also given every file written (to store it in git early)
         self._baseline = dict(baseline)
         # Stored paths by their folder and its parents ("jobs/<job>", "jobs", …), so keeping
         # a job costs its own files, not a scan of the whole workspace.
@@ -57,6 +64,8 @@ class StagedTree:
             parent.mkdir(parents=True, exist_ok=True)
             self._made.add(parent)
         destination.write_bytes(data)
+        if self._on_write is not None:
+            self._on_write(data)
         (self._modified if stored is not None else self._added).add(path)
 
     def has(self, path: str) -> bool:

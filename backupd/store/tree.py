@@ -85,6 +85,15 @@ def apply_changes(staged: Path, current: Path, changes: ChangeSet) -> None:
     Staged files are moved, not copied, when staging shares the file system. No fsync: the
     truth is in git's objects; a crash here leaves a dirty folder that the next run resets.
     """
+    if not current.exists() and not changes.modified and not changes.removed:
+        # A new folder: staging holds exactly its files, so one rename places them all.
+        current.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            staged.replace(current)
+            return
+        except OSError as error:
+            if error.errno != errno.EXDEV:
+                raise
     made: set[Path] = set()
     for path in changes.added + changes.modified:
         target = current / path

@@ -1,0 +1,53 @@
+"""ExportQueue: the source's downloads, oldest workspace first."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from backupd.export_queue import ExportQueue
+
+
+def test_the_lowest_priority_number_goes_first_then_submission_order() -> None:
+    started: list[str] = []
+    gate = threading.Event()
+    with ExportQueue(1) as exports:
+        blocker = exports.submit(0, gate.wait)  # holds the only worker while we queue
+        later = exports.lane(2)
+        first = exports.lane(1)
+        futures = [
+            later.submit(lambda: started.append("ws2 batch 1")),
+            later.submit(lambda: started.append("ws2 batch 2")),
+            first.submit(lambda: started.append("ws1 batch 1")),
+            first.submit(lambda: started.append("ws1 batch 2")),
+        ]
+        gate.set()
+        for future in [blocker, *futures]:
+            future.result(timeout=10)
+    assert started == ["ws1 batch 1", "ws1 batch 2", "ws2 batch 1", "ws2 batch 2"]
+
+
+def test_a_cancelled_call_never_runs_and_errors_reach_the_caller() -> None:
+    ran: list[int] = []
+    gate = threading.Event()
+    with ExportQueue(1) as exports:
+        exports.submit(0, gate.wait)
+        skipped = exports.submit(0, lambda: ran.append(1))
+        failing = exports.submit(0, lambda: 1 / 0)
+        assert skipped.cancel()
+        gate.set()
+        with pytest.raises(ZeroDivisionError):
+            failing.result(timeout=10)
+    assert ran == []
+    assert skipped.cancelled()
+
+
+def test_closing_runs_what_is_queued_and_stops_the_threads() -> None:
+    done: list[int] = []
+    exports = ExportQueue(2, name="closing")
+    for number in range(6):
+        exports.submit(number % 3, lambda number=number: done.append(number))
+    exports.close()
+    assert sorted(done) == list(range(6))
+    assert not [t for t in threading.enumerate() if t.name.startswith("closing_")]
