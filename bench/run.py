@@ -57,6 +57,7 @@ class Measurement:
     export_calls: int
     list_calls: int
     commits: int
+    throttled: int  # calls the simulated gateway refused with 429
 
 
 def api_floor(scale: Scale, export_calls: int, list_calls: int) -> float:
@@ -73,10 +74,12 @@ def api_floor(scale: Scale, export_calls: int, list_calls: int) -> float:
     return max(rate_bound, concurrency_bound) + scale.latency
 
 
-def count_calls(simulator: Simulator) -> tuple[int, int]:
-    calls = simulator.calls
+def count_calls(simulator: Simulator) -> tuple[int, int, int]:
+    """(export calls, listing calls, calls refused with 429) since the last clear_calls()."""
+    calls = simulator.calls  # the calls the service answered (faults are served, not called)
     exports = sum(1 for c in calls if c.path.endswith("/batch-export"))
-    return exports, len(calls) - exports
+    throttled = sum(1 for r in simulator.served if r.status == 429)
+    return exports, len(calls) - exports, throttled
 
 
 def peak_rss_of(command: list[str], env: dict[str, str]) -> tuple[float, float, int]:
@@ -150,14 +153,16 @@ def write_config(
 
 def run_backupd(config: Path, simulator: Simulator) -> Measurement:
     simulator.clear_calls()
+    before = commit_count(config.parent / "repo")
     env = {**os.environ, "BACKUPD_LOG_LEVEL": "warning"}
     seconds, rss, code = peak_rss_of(
         [sys.executable, "-m", "backupd", "snapshot", "-c", str(config)], env
     )
     if code != 0:
         raise SystemExit(f"backupd snapshot failed with exit code {code}")
-    exports, lists = count_calls(simulator)
-    return Measurement(seconds, rss, exports, lists, commit_count(config.parent / "repo"))
+    exports, lists, throttled = count_calls(simulator)
+    commits = commit_count(config.parent / "repo") - before
+    return Measurement(seconds, rss, exports, lists, commits, throttled)
 
 
 # --- the naive baseline: what a quick script would do ----------------------------------------
@@ -202,6 +207,7 @@ subprocess.run(commit, check=True, env=env)
 
 def run_naive(folder: Path, simulator: Simulator, workspaces: list[tuple[str, str]]) -> Measurement:
     simulator.clear_calls()
+    before = commit_count(folder / "naive-repo")
     script = folder / "naive.py"
     script.write_text(NAIVE)
     command = [
@@ -216,8 +222,9 @@ def run_naive(folder: Path, simulator: Simulator, workspaces: list[tuple[str, st
     seconds, rss, code = peak_rss_of(command, dict(os.environ))
     if code != 0:
         raise SystemExit(f"naive baseline failed with exit code {code}")
-    exports, lists = count_calls(simulator)
-    return Measurement(seconds, rss, exports, lists, commit_count(folder / "naive-repo"))
+    exports, lists, throttled = count_calls(simulator)
+    commits = commit_count(folder / "naive-repo") - before
+    return Measurement(seconds, rss, exports, lists, commits, throttled)
 
 
 def mutate(simulator: Simulator, workspaces: list[tuple[str, str]], fraction: float) -> int:
@@ -266,9 +273,12 @@ def main() -> None:
         simulator.add_workspace(wid, name)
         simulator.populate(wid, scale.jobs)
     simulator.start()
-    # Server-side: every request pays latency, exports pay per job, the gateway throttles.
+    # Server-side: every request pays latency, exports pay per job, the gateway throttles
+    # (429 above the allowed calls in any one second, as DataArts counts).
     simulator.faults.latency = scale.latency
     simulator.faults.export_cost_per_job = scale.export_cost_per_job
+    simulator.faults.export_throttle_rps = scale.export_rate
+    simulator.faults.throttle_rps = scale.export_rate + scale.list_rate
     config = write_config(folder, simulator, workspaces, scale)
     rows: list[tuple[str, Measurement, Measurement | None]] = []
     try:
@@ -304,7 +314,7 @@ def main() -> None:
     )
     header = (
         f"{'scenario':26} {'backupd s':>10} {'floor s':>8} {'x floor':>8} {'naive s':>8} "
-        f"{'naive/us':>9} {'RSS MB':>7} {'exports':>8} {'lists':>6}"
+        f"{'naive/us':>9} {'RSS MB':>7} {'exports':>8} {'lists':>6} {'429s':>5} {'commits':>7}"
     )
     print(header)
     print("-" * len(header))
@@ -315,7 +325,8 @@ def main() -> None:
         print(
             f"{label:26} {ours.seconds:10.1f} {floor:8.1f} {ours.seconds / floor:8.2f} "
             f"{naive} {ratio} "
-            f"{ours.peak_rss_mb:7.0f} {ours.export_calls:8d} {ours.list_calls:6d}"
+            f"{ours.peak_rss_mb:7.0f} {ours.export_calls:8d} {ours.list_calls:6d} "
+            f"{ours.throttled:5d} {ours.commits:7d}"
         )
 
 
