@@ -123,6 +123,22 @@ def commit_count(repo: Path) -> int:
     return int(out or 0)
 
 
+def settle(repo: Path) -> float:
+    """Let the previous scenario's after-effects end before timing the next; returns seconds.
+
+    A run ends with `git gc --auto`, which may go on repacking in the background (as git does
+    after commits); and on this file system, files deleted in the last seconds make creating
+    new ones slow. Neither belongs to the next scenario.
+    """
+    started = time.perf_counter()
+    pid_file = repo / ".git" / "gc.pid"
+    while pid_file.exists() and time.perf_counter() - started < 600:
+        time.sleep(0.5)
+    os.sync()
+    time.sleep(5)
+    return time.perf_counter() - started
+
+
 def write_config(
     folder: Path, simulator: Simulator, workspaces: list[tuple[str, str]], scale: Scale
 ) -> Path:
@@ -293,11 +309,13 @@ def main() -> None:
         ):
             if prepare is not None:
                 print(f"changed {prepare()} jobs", flush=True)
-            print(f"{label}: backupd ...", flush=True)
+            waited = settle(folder / "repo")
+            print(f"{label}: backupd ... (settled {waited:.0f} s)", flush=True)
             ours = run_backupd(config, simulator)
             theirs = None
             if not args.skip_naive:
-                print(f"{label}: naive baseline ...", flush=True)
+                waited = settle(folder / "naive-repo")
+                print(f"{label}: naive baseline ... (settled {waited:.0f} s)", flush=True)
                 theirs = run_naive(folder, simulator, workspaces)
                 naive_results[label] = theirs
             rows.append((label, ours, theirs))
