@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 class SnapshotObserver:
     """Hooks of one or many workspace snapshots, in the order they happen."""
 
+    def sized(self, target: WorkspaceTarget, jobs: int) -> None:
+        """The workspace's listing arrived: it holds ``jobs`` jobs (before ``listed``)."""
+
     def listed(self, target: WorkspaceTarget, jobs: int, batches: int) -> None:
         """The workspace is listed: ``jobs`` jobs will be exported in ``batches`` calls."""
 
@@ -48,6 +51,10 @@ class Fanout(SnapshotObserver):
 
     def __init__(self, observers: Sequence[SnapshotObserver]) -> None:
         self._observers = tuple(observers)
+
+    def sized(self, target: WorkspaceTarget, jobs: int) -> None:
+        for observer in self._observers:
+            observer.sized(target, jobs)
 
     def listed(self, target: WorkspaceTarget, jobs: int, batches: int) -> None:
         for observer in self._observers:

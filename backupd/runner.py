@@ -35,6 +35,7 @@ from backupd.discovery import ALL_FOLDERS, sync_workspaces
 from backupd.errors import ClockSkewError, ConfigError, CredentialsRejected, RepoError
 from backupd.export_queue import ExportQueue
 from backupd.logs import log
+from backupd.memory import release_free_memory
 from backupd.observer import NO_OBSERVER, ApiObserver, Fanout, SnapshotObserver
 from backupd.publish import push_snapshots, tag_snapshot
 from backupd.snapshot import (
@@ -266,11 +267,14 @@ def snapshot_source(
     limit, so at most half of the ``parallel`` workspaces list at once (the others export),
     and the first lists alone: the first exports start after one workspace's listing rather
     than after all of them. At most ``2 x parallel`` workspaces are staged or staging at
-    once, which bounds the disk staging may use. Rejected credentials end the source's run:
-    workspaces not started yet are reported with the same error instead of asking again
-    (same credentials, same answer).
+    once, which bounds the disk staging may use, and a workspace starts only while those
+    hold fewer than ``JOBS_IN_FLIGHT`` jobs, which bounds memory. Rejected credentials end
+    the source's run: workspaces not started yet are reported with the same error instead of
+    asking again (same credentials, same answer).
     """
     stop = threading.Event()
+    budget = _JobBudget(JOBS_IN_FLIGHT)
+    weights: dict[int, int] = {}  # workspace index → jobs it counts against the budget
     first_listed = threading.Event()
     listing = threading.BoundedSemaphore(max(1, parallel // 2))
     staged_slots = threading.BoundedSemaphore(2 * max(1, parallel))
@@ -282,7 +286,9 @@ def snapshot_source(
             # The first workspace lists alone: its calls prove the credentials (wrong ones
             # are then refused once, not once per workspace) and its exports start soonest.
             first_listed.wait()
+        budget.admit()
         turn = _ListingTurn(listing, first_listed if index == 0 else None)
+        weight = _Weight(budget)
         try:
             if stop.is_set():
                 staged_slots.release()
@@ -292,16 +298,19 @@ def snapshot_source(
                 repo,
                 target,
                 options,
-                observer=Fanout([observer, turn]),
+                observer=Fanout([observer, weight, turn]),
                 lane=exports.lane(index),
             )
             if isinstance(prepared, SnapshotResult):
+                weight.release()
                 staged_slots.release()
                 if credentials_rejected(prepared) and not stop.is_set():
                     rejection.append(prepared)
                     stop.set()  # before the turn passes on: waiting workspaces must see it
+            weights[index] = weight.jobs
             return prepared
         except BaseException:
+            weight.release()
             staged_slots.release()
             raise
         finally:
@@ -319,7 +328,9 @@ def snapshot_source(
                 try:
                     outcome = finish_workspace(client, repo, outcome, options, identity)
                 finally:
+                    budget.release(weights.pop(futures[future], 0))
                     staged_slots.release()
+                    release_free_memory()
             outcomes[futures[future]] = outcome
     skipped = [t for i, t in enumerate(chosen) if outcomes[i] is None]
     if skipped:
@@ -340,6 +351,49 @@ def snapshot_source(
     for result in results:
         observer.finished(result)
     return results
+
+
+# Jobs whose listings and stored files a source's pipeline holds at once (about 1 kB each):
+# with large workspaces fewer are staged side by side, so memory does not grow with their
+# size. One workspace is always let through, however large.
+JOBS_IN_FLIGHT = 12_000
+
+
+class _JobBudget:
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._used = 0
+        self._changed = threading.Condition()
+
+    def admit(self) -> None:
+        """Wait until the workspaces in flight hold fewer jobs than the limit."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._used < self._limit)
+
+    def take(self, jobs: int) -> None:
+        with self._changed:
+            self._used += jobs
+
+    def release(self, jobs: int) -> None:
+        with self._changed:
+            self._used -= jobs
+            self._changed.notify_all()
+
+
+class _Weight(SnapshotObserver):
+    """Counts a workspace's jobs against the budget once its listing arrived."""
+
+    def __init__(self, budget: _JobBudget) -> None:
+        self._budget = budget
+        self.jobs = 0
+
+    def sized(self, target: WorkspaceTarget, jobs: int) -> None:
+        self.jobs = jobs
+        self._budget.take(jobs)
+
+    def release(self) -> None:
+        jobs, self.jobs = self.jobs, 0
+        self._budget.release(jobs)
 
 
 class _ListingTurn(SnapshotObserver):

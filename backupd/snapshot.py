@@ -48,7 +48,7 @@ from backupd.store.normalise import (
     parse_json,
     script_view,
 )
-from backupd.store.staging import StagedTree, blob_id
+from backupd.store.staging import StagedTree, StoredFiles, blob_id
 from backupd.store.summary import ChangeSummary, commit_message, job_of, summarise
 from backupd.store.tree import META_DIR, ChangeSet, apply_changes
 from backupd.store.volatile import VolatileRules, keep_equivalent
@@ -105,7 +105,7 @@ class SnapshotOptions:
 class Baseline:
     """What the last commit holds for a workspace folder, and what the last snapshot saw."""
 
-    files: Mapping[str, str] = field(default_factory=dict)  # path → git blob id
+    files: StoredFiles = field(default_factory=StoredFiles)  # path → git blob id
     # Job name → lastUpdateTime at the last snapshot (decides what an incremental one exports).
     job_times: Mapping[str, int | None] = field(default_factory=dict)
     last_full: float = 0.0  # when the last full snapshot finished (epoch seconds; 0 = never)
@@ -130,6 +130,19 @@ class StagedWorkspace:
 
 
 @dataclass(frozen=True)
+class JobCounts:
+    """Jobs a snapshot added, changed and removed."""
+
+    added: int = 0
+    changed: int = 0
+    removed: int = 0
+
+    @classmethod
+    def of(cls, summary: ChangeSummary) -> JobCounts:
+        return cls(len(summary.jobs_added), len(summary.jobs_changed), len(summary.jobs_removed))
+
+
+@dataclass(frozen=True)
 class SnapshotResult:
     """How one workspace snapshot went.
 
@@ -141,8 +154,9 @@ class SnapshotResult:
     ok: bool
     jobs: int = 0
     scripts: int = 0
-    changes: ChangeSet = field(default_factory=ChangeSet)
-    summary: ChangeSummary = field(default_factory=ChangeSummary)
+    # Counts, not the changed paths: a run's results outlive its workspaces, and a first
+    # snapshot of a large workspace changes tens of thousands of paths.
+    changed_jobs: JobCounts = field(default_factory=JobCounts)
     commit: str | None = None
     error: str | None = None
     error_type: type[BackupdError] | None = None  # tells credential and clock problems apart
@@ -180,9 +194,12 @@ def stage_workspace(
     on_write = blobs.write if blobs is not None else None
     tree = StagedTree(staging / "tree", baseline.files, on_write=on_write)
     jobs, scripts, resources = list_workspace(client, target.workspace_id)
+    observer.sized(target, max(len(jobs), len(baseline.files) // 4))
     # Scripts and resources first: their listings are the authority on them, and a script
     # that changed tells which jobs (holding a copy of it) must be exported again.
     changed_scripts = stage_scripts(tree, scripts)
+    script_count = len(scripts)
+    del scripts  # their bodies are staged: not held while the workspace exports
     for resource in resources:
         stage_resource(tree, resource)
     full = is_full_snapshot(options, baseline, time.time() if now is None else now)
@@ -196,7 +213,7 @@ def stage_workspace(
         "snapshot.listed",
         workspace=target.label,
         jobs=len(jobs),
-        scripts=len(scripts),
+        scripts=script_count,
         resources=len(resources),
         export=len(names),
         mode="full" if full else "incremental",
@@ -212,7 +229,7 @@ def stage_workspace(
         tree=tree.root,
         changes=tree.changes(),
         jobs=tuple(jobs),
-        script_count=len(scripts),
+        script_count=script_count,
         resource_count=len(resources),
         exported=len(names) - len(rejected),
         full=full,
@@ -269,18 +286,24 @@ def plan_exports(
     """
     if full:
         return [job.name for job in jobs]
-    uses: dict[str, set[str]] = {}
-    for path in baseline.files:
-        parts = path.split("/")
-        if len(parts) == 3 and parts[0] == "jobs" and parts[2].endswith(".script"):
-            uses.setdefault(parts[1], set()).add(parts[2].removesuffix(".script"))
+    holding_changed: set[str] = set()  # jobs whose folder holds a copy of a changed script
+    if changed_scripts:
+        for path in baseline.files:
+            parts = path.split("/")
+            if (
+                len(parts) == 3
+                and parts[0] == "jobs"
+                and parts[2].removesuffix(".script") in changed_scripts
+                and parts[2].endswith(".script")
+            ):
+                holding_changed.add(parts[1])
     chosen = []
     for job in jobs:
         stored = f"jobs/{job.name}/{job.name}.job" in baseline.files
         moved = job.last_update_time is None or (
             baseline.job_times.get(job.name) != job.last_update_time
         )
-        if not stored or moved or uses.get(job.name, set()) & changed_scripts:
+        if not stored or moved or job.name in holding_changed:
             chosen.append(job.name)
     return chosen
 
@@ -796,7 +819,7 @@ class PreparedWorkspace:
 
     target: WorkspaceTarget
     staging: Path
-    baseline: Baseline
+    last_full: float  # of the baseline (its files are not needed once staged)
     staged: StagedWorkspace
     started: float
     retries_before: int
@@ -834,7 +857,7 @@ def prepare_workspace(
         shutil.rmtree(staging, ignore_errors=True)
         message = _describe(error) if isinstance(error, OSError) else str(error)
         return _failure(target, error, message, started, client.retries - retries_before)
-    return PreparedWorkspace(target, staging, baseline, staged, started, retries_before)
+    return PreparedWorkspace(target, staging, baseline.last_full, staged, started, retries_before)
 
 
 def finish_workspace(
@@ -853,8 +876,8 @@ def finish_workspace(
         with commit_lock or contextlib.nullcontext():
             if before_apply is not None:
                 before_apply()
-            changes, summary, sha = apply_staged(repo, target, staged, options, identity)
-            record_progress(repo, target.label, staged, prepared.baseline)
+            _, summary, sha = apply_staged(repo, target, staged, options, identity)
+            record_progress(repo, target.label, staged, prepared.last_full)
     except (BackupdError, OSError) as error:
         message = _describe(error) if isinstance(error, OSError) else str(error)
         retries = client.retries - prepared.retries_before
@@ -867,8 +890,7 @@ def finish_workspace(
         jobs=len(staged.jobs),
         scripts=staged.script_count,
         resources=staged.resource_count,
-        changes=changes,
-        summary=summary,
+        changed_jobs=JobCounts.of(summary),
         commit=sha,
         duration=time.monotonic() - prepared.started,
         retries=client.retries - prepared.retries_before,
@@ -931,7 +953,7 @@ def read_baseline(repo: GitRepo, folder: str) -> Baseline:
     """
     if not repo.has_commits():
         return Baseline()
-    files = repo.list_files("HEAD", folder)
+    files = StoredFiles(repo.iter_files("HEAD", folder))
     tree = repo.tree_id("HEAD", folder)
     try:
         progress = parse_json(_progress_file(repo, folder).read_bytes())
@@ -950,13 +972,11 @@ def read_baseline(repo: GitRepo, folder: str) -> Baseline:
     return Baseline(files, job_times, 0.0)
 
 
-def record_progress(
-    repo: GitRepo, folder: str, staged: StagedWorkspace, baseline: Baseline
-) -> None:
+def record_progress(repo: GitRepo, folder: str, staged: StagedWorkspace, last_full: float) -> None:
     """Remember what this snapshot saw, for the next incremental one (best effort)."""
     progress = {
         "tree": repo.tree_id("HEAD", folder),
-        "lastFull": time.time() if staged.full else baseline.last_full,
+        "lastFull": time.time() if staged.full else last_full,
         "jobs": {job.name: job.last_update_time for job in staged.jobs},
     }
     target = _progress_file(repo, folder)

@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import ssl
+import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -50,7 +51,7 @@ JOB_TYPES = ("BATCH", "REAL_TIME")
 OffsetMode = Literal["page", "record"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class JobSummary:
     """One row of the job list: what identifies a job and tells whether it changed."""
 
@@ -630,11 +631,12 @@ def _json_body(value: Any) -> bytes:
 def _job_summary(row: Mapping[str, Any], job_type: str) -> JobSummary:
     last_update = row.get("lastUpdateTime")
     user = row.get("lastUpdateUser")
+    # A few distinct types and users repeat over thousands of rows: one string each.
     return JobSummary(
         name=str(row["name"]),
-        job_type=str(row.get("jobType") or job_type),
+        job_type=sys.intern(str(row.get("jobType") or job_type)),
         last_update_time=last_update if isinstance(last_update, int) else None,
-        last_update_user=user if isinstance(user, str) and user else None,
+        last_update_user=sys.intern(user) if isinstance(user, str) and user else None,
     )
 
 

@@ -83,7 +83,7 @@ def recorded(
     if result.gone:  # not snapshotted: nothing succeeded or failed
         return replace(base, gone=True)
     if result.ok:
-        summary = result.summary
+        counts = result.changed_jobs
         return replace(
             base,
             last_attempt=at,
@@ -92,9 +92,7 @@ def recorded(
             failures=0,
             duration=result.duration,
             jobs=result.jobs,
-            changes=Changes(
-                len(summary.jobs_added), len(summary.jobs_changed), len(summary.jobs_removed)
-            ),
+            changes=Changes(counts.added, counts.changed, counts.removed),
             last_commit=result.commit or base.last_commit,
             last_error=None,
             gone=False,

@@ -23,6 +23,7 @@ from backupd.dataarts.client import DataArtsClient
 from backupd.discovery import sync_workspaces
 from backupd.errors import BackupdError, SnapshotCancelled
 from backupd.logs import log
+from backupd.memory import release_free_memory
 from backupd.observer import NO_OBSERVER, SnapshotObserver
 from backupd.service.plan import WorkspaceJob
 from backupd.snapshot import SnapshotResult, snapshot_workspace
@@ -105,6 +106,7 @@ def run_snapshot(
         if result.commit:
             with write_lock:
                 repo.housekeep()
+        release_free_memory()
         return result
 
 

@@ -285,18 +285,32 @@ class GitRepo:
 
     def list_files(self, rev: str, folder: str) -> dict[str, str]:
         """Blob ids of every file under ``folder`` at ``rev``: path relative to the folder → oid."""
+        return dict(self.iter_files(rev, folder))
+
+    def iter_files(self, rev: str, folder: str) -> Iterator[tuple[str, str]]:
+        """(path relative to ``folder``, blob id) of every file under it at ``rev``, streamed
+        from git rather than read whole (a large workspace lists ~50,000 files)."""
         literal = f":(literal){folder}"  # job and workspace names are not patterns
-        output = self._git("ls-tree", "-r", "-z", "--full-tree", rev, "--", literal)
+        command = ["git", "ls-tree", "-r", "-z", "--full-tree", rev, "--", literal]
         prefix = folder.rstrip("/") + "/"
-        files: dict[str, str] = {}
-        for record in output.split("\0"):
-            if not record:
-                continue
-            meta, _, path = record.partition("\t")
-            _mode, kind, oid = meta.split(" ")
-            if kind == "blob" and path.startswith(prefix):
-                files[path[len(prefix) :]] = oid
-        return files
+        with subprocess.Popen(
+            command, cwd=self.path, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        ) as process:
+            assert process.stdout is not None  # noqa: S101 - stdout=PIPE
+            pending = b""
+            while chunk := process.stdout.read(1 << 16):
+                records = (pending + chunk).split(b"\0")
+                pending = records.pop()
+                for record in records:
+                    meta, _, raw_path = record.partition(b"\t")
+                    _mode, kind, oid = meta.split(b" ")
+                    path = raw_path.decode("utf-8", "surrogateescape")
+                    if kind == b"blob" and path.startswith(prefix):
+                        yield path[len(prefix) :], oid.decode("ascii")
+            stderr = process.stderr.read() if process.stderr is not None else b""
+        if process.returncode != 0:
+            detail = stderr.decode("utf-8", "replace").strip().replace("\n", " ")[:500]
+            raise RepoError(f"git ls-tree failed in {self.path}: {detail}")
 
     def read_blobs(self, oids: Iterable[str]) -> dict[str, bytes]:
         """Contents of many blobs from one ``git cat-file --batch`` (not a process per file)."""

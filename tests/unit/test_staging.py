@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from backupd.store.staging import StagedTree, blob_id
+from backupd.store.staging import StagedTree, StoredFiles, blob_id
 
 
 def test_blob_id_is_gits() -> None:
@@ -38,7 +38,21 @@ def test_only_new_and_changed_files_are_written(tmp_path: Path) -> None:
 
 
 def test_keep_takes_exactly_the_folder_not_its_namesakes(tmp_path: Path) -> None:
-    baseline = {"jobs/a/a.job": "1", "jobs/ab/ab.job": "2", "jobs/a/x/deep.txt": "3"}
+    baseline = {
+        "jobs/a/a.job": blob_id(b"1"),
+        "jobs/ab/ab.job": blob_id(b"2"),
+        "jobs/a/x/deep.txt": blob_id(b"3"),
+        "jobs/a.b/a.b.job": blob_id(b"4"),  # sorts between jobs/a/ and jobs/ab/
+    }
     tree = StagedTree(tmp_path, baseline)
     assert tree.keep("jobs/a") == 2
-    assert tree.changes().removed == ("jobs/ab/ab.job",)
+    assert tree.changes().removed == ("jobs/a.b/a.b.job", "jobs/ab/ab.job")
+
+
+def test_stored_files_answer_like_the_mapping_they_hold() -> None:
+    mapping = {f"jobs/j{n}/j{n}.job": blob_id(str(n).encode()) for n in range(50)}
+    stored = StoredFiles(mapping.items())
+    assert len(stored) == 50 and sorted(stored) == sorted(mapping)
+    assert all(stored.get(path) == oid for path, oid in mapping.items())
+    assert stored.get("jobs/j5") is None and "jobs/j50/j50.job" not in stored
+    assert [stored.path_at(p) for p in stored.under("jobs/j1")] == ["jobs/j1/j1.job"]

@@ -18,16 +18,15 @@ from backupd.service.status import (
     recorded,
     stale_after,
 )
-from backupd.snapshot import SnapshotResult, WorkspaceTarget
-from backupd.store.summary import ChangeSummary
+from backupd.snapshot import JobCounts, SnapshotResult, WorkspaceTarget
 
 TARGET = WorkspaceTarget("prod", "0" * 32, "sales")
 T0 = datetime(2026, 11, 27, 2, 5, tzinfo=UTC)  # a Friday
 
 
 def ok(commit: str | None = "abc123") -> SnapshotResult:
-    summary = ChangeSummary(jobs_added=("a",), jobs_changed=("b", "c"))
-    return SnapshotResult(TARGET, ok=True, jobs=7, summary=summary, commit=commit, duration=1.5)
+    counts = JobCounts(added=1, changed=2)
+    return SnapshotResult(TARGET, ok=True, jobs=7, changed_jobs=counts, commit=commit, duration=1.5)
 
 
 def failed(error: str = "list jobs: HTTP 403") -> SnapshotResult:
