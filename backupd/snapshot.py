@@ -768,7 +768,7 @@ def apply_staged(
         apply_changes(staged.tree, workspace_dir, changes)
         sha = None
         for group in groups:
-            paths = [f"{folder}/{path}" for path in group.changes.paths]
+            paths = (f"{folder}/{path}" for path in group.changes.paths)
             repo.stage(paths, blobs_stored=staged.blobs_stored)
             message = commit_message(folder, summarise(group.changes), users=job_users)
             author = identity if group.user is None else identity_for(group.user, options.authors)

@@ -409,13 +409,14 @@ class GitRepo:
                 self._git("rm", "-r", "-q", "--cached", "--ignore-unmatch", "--", folder)
         self._git("clean", "-q", "-f", "-d", "-x", "--", folder)
 
-    def stage(self, paths: Sequence[str], *, blobs_stored: bool = False) -> None:
+    def stage(self, paths: Iterable[str], *, blobs_stored: bool = False) -> None:
         """Stage exactly these paths (additions, modifications and deletions), in one git call.
 
         ``blobs_stored``: their contents are in the object store already (a BlobWriter
         stored them); only their ids are recorded. A commit refuses ids of missing objects.
         """
-        if not paths:
+        listed = b"\0".join(path.encode("utf-8") for path in paths)
+        if not listed:
             return
         # Without stored blobs, a threshold of 1 byte sends every blob through git's bulk
         # check-in: one pack per call instead of a loose object (a file) per blob.
@@ -429,7 +430,7 @@ class GitRepo:
                 # which costs O(files x paths)); a path whose file is gone leaves the index.
                 command,
                 cwd=self.path,
-                input=b"".join(path.encode("utf-8") + b"\0" for path in paths),
+                input=listed + b"\0",
                 capture_output=True,
                 check=True,
                 timeout=3600,
@@ -449,16 +450,16 @@ class GitRepo:
         must never carry another's changes.
         """
         if self.has_commits():
-            output = self._git("diff", "--cached", "--name-only", "-z")
-            staged = [path for path in output.split("\0") if path]
-            if not staged:
+            # Asked of git, not read back whole: a first snapshot stages ~50,000 paths.
+            if not self._staged_paths(limit=1):
                 return None
-            stray = [p for p in staged if folder is not None and not p.startswith(f"{folder}/")]
-            if stray:
-                raise RepoError(
-                    f"the index holds changes outside {folder} ({stray[0]}); "
-                    "refusing to commit them together"
-                )
+            if folder is not None:
+                stray = self._staged_paths(limit=1, outside=folder)
+                if stray:
+                    raise RepoError(
+                        f"the index holds changes outside {folder} ({stray[0]}); "
+                        "refusing to commit them together"
+                    )
         environment = {
             "GIT_AUTHOR_NAME": author.name,
             "GIT_AUTHOR_EMAIL": author.email,
@@ -490,6 +491,27 @@ class GitRepo:
             self._git("gc", "--auto", "--quiet")
         except RepoError as error:  # the commits stand; the next run tries again
             log(logger, "repo.gc_failed", level=logging.WARNING, error=str(error))
+
+    def _staged_paths(self, *, limit: int, outside: str | None = None) -> list[str]:
+        """Up to ``limit`` paths whose staged state differs from HEAD (outside a folder)."""
+        command = ["git", "diff", "--cached", "--name-only", "-z", "--no-renames"]
+        if outside is not None:
+            command += ["--", ".", f":(exclude,literal){outside}"]
+        found: list[str] = []
+        with subprocess.Popen(
+            command, cwd=self.path, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        ) as process:
+            assert process.stdout is not None  # noqa: S101 - stdout=PIPE
+            pending = b""
+            while len(found) < limit and (chunk := process.stdout.read(1 << 14)):
+                *complete, pending = (pending + chunk).split(b"\0")
+                found += [path.decode("utf-8", "surrogateescape") for path in complete if path]
+            process.kill()  # enough read (or all of it)
+            stderr = process.stderr.read() if process.stderr is not None else b""
+        if process.returncode not in (0, -9):
+            detail = stderr.decode("utf-8", "replace").strip().replace("\n", " ")[:500]
+            raise RepoError(f"git diff failed in {self.path}: {detail}")
+        return found[:limit]
 
     # --- tags -------------------------------------------------------------------------------
 
