@@ -263,10 +263,9 @@ def snapshot_source(
     """Snapshot one source's workspaces as a pipeline: ``parallel`` list and export at once
     while this thread commits the staged ones, one at a time, as they become ready.
 
-    Git work and network waits overlap instead of adding up. Listing calls share one rate
-    limit, so at most half of the ``parallel`` workspaces list at once (the others export),
-    and the first lists alone: the first exports start after one workspace's listing rather
-    than after all of them. At most ``2 x parallel`` workspaces are staged or staging at
+    Git work and network waits overlap instead of adding up. The first workspace lists
+    alone: the first exports start after one workspace's listing rather than after several
+    sharing the listing rate. At most ``2 x parallel`` workspaces are staged or staging at
     once, which bounds the disk staging may use, and a workspace starts only while those
     hold fewer than ``JOBS_IN_FLIGHT`` jobs, which bounds memory. Rejected credentials end
     the source's run: workspaces not started yet are reported with the same error instead of
@@ -276,7 +275,7 @@ def snapshot_source(
     budget = _JobBudget(JOBS_IN_FLIGHT)
     weights: dict[int, int] = {}  # workspace index → jobs it counts against the budget
     first_listed = threading.Event()
-    listing = threading.BoundedSemaphore(max(1, parallel // 2))
+    listing = threading.BoundedSemaphore(max(1, parallel))
     staged_slots = threading.BoundedSemaphore(2 * max(1, parallel))
     rejection: list[SnapshotResult] = []
 
