@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import logging
 import os
 import shutil
@@ -291,26 +292,13 @@ class GitRepo:
         """(path relative to ``folder``, blob id) of every file under it at ``rev``, streamed
         from git rather than read whole (a large workspace lists ~50,000 files)."""
         literal = f":(literal){folder}"  # job and workspace names are not patterns
-        command = ["git", "ls-tree", "-r", "-z", "--full-tree", rev, "--", literal]
         prefix = folder.rstrip("/") + "/"
-        with subprocess.Popen(
-            command, cwd=self.path, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-        ) as process:
-            assert process.stdout is not None  # noqa: S101 - stdout=PIPE
-            pending = b""
-            while chunk := process.stdout.read(1 << 16):
-                records = (pending + chunk).split(b"\0")
-                pending = records.pop()
-                for record in records:
-                    meta, _, raw_path = record.partition(b"\t")
-                    _mode, kind, oid = meta.split(b" ")
-                    path = raw_path.decode("utf-8", "surrogateescape")
-                    if kind == b"blob" and path.startswith(prefix):
-                        yield path[len(prefix) :], oid.decode("ascii")
-            stderr = process.stderr.read() if process.stderr is not None else b""
-        if process.returncode != 0:
-            detail = stderr.decode("utf-8", "replace").strip().replace("\n", " ")[:500]
-            raise RepoError(f"git ls-tree failed in {self.path}: {detail}")
+        for record in self._records("ls-tree", "-r", "-z", "--full-tree", rev, "--", literal):
+            meta, _, raw_path = record.partition(b"\t")
+            _mode, kind, oid = meta.split(b" ")
+            path = raw_path.decode("utf-8", "surrogateescape")
+            if kind == b"blob" and path.startswith(prefix):
+                yield path[len(prefix) :], oid.decode("ascii")
 
     def read_blobs(self, oids: Iterable[str]) -> dict[str, bytes]:
         """Contents of many blobs from one ``git cat-file --batch`` (not a process per file)."""
@@ -494,24 +482,12 @@ class GitRepo:
 
     def _staged_paths(self, *, limit: int, outside: str | None = None) -> list[str]:
         """Up to ``limit`` paths whose staged state differs from HEAD (outside a folder)."""
-        command = ["git", "diff", "--cached", "--name-only", "-z", "--no-renames"]
+        args = ["diff", "--cached", "--name-only", "-z", "--no-renames"]
         if outside is not None:
-            command += ["--", ".", f":(exclude,literal){outside}"]
-        found: list[str] = []
-        with subprocess.Popen(
-            command, cwd=self.path, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-        ) as process:
-            assert process.stdout is not None  # noqa: S101 - stdout=PIPE
-            pending = b""
-            while len(found) < limit and (chunk := process.stdout.read(1 << 14)):
-                *complete, pending = (pending + chunk).split(b"\0")
-                found += [path.decode("utf-8", "surrogateescape") for path in complete if path]
-            process.kill()  # enough read (or all of it)
-            stderr = process.stderr.read() if process.stderr is not None else b""
-        if process.returncode not in (0, -9):
-            detail = stderr.decode("utf-8", "replace").strip().replace("\n", " ")[:500]
-            raise RepoError(f"git diff failed in {self.path}: {detail}")
-        return found[:limit]
+            args += ["--", ".", f":(exclude,literal){outside}"]
+        with contextlib.closing(self._records(*args)) as records:  # closing ends git early
+            found = itertools.islice((path for path in records if path), limit)
+            return [path.decode("utf-8", "surrogateescape") for path in found]
 
     # --- tags -------------------------------------------------------------------------------
 
@@ -587,6 +563,25 @@ class GitRepo:
         return PushOutput(process.returncode, stdout, stderr)
 
     # --- plumbing -----------------------------------------------------------------------------
+
+    def _records(self, *args: str) -> Iterator[bytes]:
+        """git's NUL-terminated output records, streamed; closing the iterator early ends git."""
+        with subprocess.Popen(
+            ["git", *args], cwd=self.path, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        ) as process:
+            assert process.stdout is not None  # noqa: S101 - stdout=PIPE
+            pending = b""
+            try:
+                while chunk := process.stdout.read(1 << 16):
+                    *complete, pending = (pending + chunk).split(b"\0")
+                    yield from complete
+            finally:
+                if process.poll() is None:  # closed before the end: nothing more is wanted
+                    process.kill()
+            stderr = process.stderr.read() if process.stderr is not None else b""
+        if process.returncode != 0:
+            detail = stderr.decode("utf-8", "replace").strip().replace("\n", " ")[:500]
+            raise RepoError(f"git {_subcommand(args)} failed in {self.path}: {detail}")
 
     def _git(self, *args: str, env: Mapping[str, str] | None = None) -> str:
         """Run git in the repository; ``env`` adds variables for this call only (thread-safe,
