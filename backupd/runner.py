@@ -285,11 +285,11 @@ def snapshot_source(
             # The first workspace lists alone: its calls prove the credentials (wrong ones
             # are then refused once, not once per workspace) and its exports start soonest.
             first_listed.wait()
-        budget.admit()
+        weight = _Weight(budget, budget.admit())
         turn = _ListingTurn(listing, first_listed if index == 0 else None)
-        weight = _Weight(budget)
         try:
             if stop.is_set():
+                weight.release()
                 staged_slots.release()
                 return None
             prepared = prepare_workspace(
@@ -322,15 +322,19 @@ def snapshot_source(
     ):
         futures = {pool.submit(prepare, i, t): i for i, t in enumerate(chosen)}
         for future in as_completed(futures):
+            # Popped: a done future holds its result, and a staged workspace holds its
+            # listing and changed paths; kept, every workspace's would stay until the end.
+            index = futures.pop(future)
             outcome = future.result()
+            del future
             if isinstance(outcome, PreparedWorkspace):
                 try:
                     outcome = finish_workspace(client, repo, outcome, options, identity)
                 finally:
-                    budget.release(weights.pop(futures[future], 0))
+                    budget.release(weights.pop(index, 0))
                     staged_slots.release()
                     release_free_memory()
-            outcomes[futures[future]] = outcome
+            outcomes[index] = outcome
     skipped = [t for i, t in enumerate(chosen) if outcomes[i] is None]
     if skipped:
         log(
@@ -352,26 +356,47 @@ def snapshot_source(
     return results
 
 
-# Jobs whose listings and stored files a source's pipeline holds at once (about 1 kB each):
+# Jobs whose listings and stored files a source's pipeline holds at once (1-2 kB each):
 # with large workspaces fewer are staged side by side, so memory does not grow with their
 # size. One workspace is always let through, however large.
-JOBS_IN_FLIGHT = 12_000
+JOBS_IN_FLIGHT = 16_000
 
 
 class _JobBudget:
+    """The jobs the workspaces in flight hold, kept under a limit.
+
+    A workspace's size is known only once it is listed, and several list at once: each is
+    admitted holding the mean size of those listed so far, then resized. Admitting on what
+    is held now instead would let every waiting workspace in before any of them is listed.
+    """
+
     def __init__(self, limit: int) -> None:
         self._limit = limit
         self._used = 0
+        self._listed_jobs = 0
+        self._listed = 0
         self._changed = threading.Condition()
 
-    def admit(self) -> None:
-        """Wait until the workspaces in flight hold fewer jobs than the limit."""
-        with self._changed:
-            self._changed.wait_for(lambda: self._used < self._limit)
+    def _estimate(self) -> int:
+        return self._listed_jobs // self._listed if self._listed else 0
 
-    def take(self, jobs: int) -> None:
+    def admit(self) -> int:
+        """Wait until one more workspace fits (or none is in flight); returns what it holds."""
         with self._changed:
-            self._used += jobs
+            self._changed.wait_for(
+                lambda: self._used == 0 or self._used + self._estimate() <= self._limit
+            )
+            held = self._estimate()
+            self._used += held
+            return held
+
+    def resize(self, held: int, jobs: int) -> None:
+        """A workspace admitted holding ``held`` jobs was listed with ``jobs``."""
+        with self._changed:
+            self._used += jobs - held
+            self._listed_jobs += jobs
+            self._listed += 1
+            self._changed.notify_all()
 
     def release(self, jobs: int) -> None:
         with self._changed:
@@ -380,15 +405,15 @@ class _JobBudget:
 
 
 class _Weight(SnapshotObserver):
-    """Counts a workspace's jobs against the budget once its listing arrived."""
+    """The jobs one workspace holds against the budget: an estimate until it is listed."""
 
-    def __init__(self, budget: _JobBudget) -> None:
+    def __init__(self, budget: _JobBudget, held: int) -> None:
         self._budget = budget
-        self.jobs = 0
+        self.jobs = held
 
     def sized(self, target: WorkspaceTarget, jobs: int) -> None:
+        self._budget.resize(self.jobs, jobs)
         self.jobs = jobs
-        self._budget.take(jobs)
 
     def release(self) -> None:
         jobs, self.jobs = self.jobs, 0
