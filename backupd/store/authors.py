@@ -52,10 +52,11 @@ def attribute(changes: ChangeSet, editors: Mapping[str, str]) -> dict[str, str |
         for path in changes.added + changes.modified
         if is_job_file(path) and (job := job_of(path)) in editors
     }
+    removed = set(changes.removed)  # not the tuple: a lookup per changed path
     users: dict[str, str | None] = {}
     for path in changes.paths:
         job = job_of(path)
-        if job is not None and job in saved and path not in changes.removed:
+        if job is not None and job in saved and path not in removed:
             users[path] = editors[job]
         else:
             users[path] = None
