@@ -321,9 +321,13 @@ def main() -> None:
             rows.append((label, ours, theirs))
     finally:
         simulator.stop()
+        print_table(scale, rows)
         if not args.keep:
+            print(f"removing {folder} ...", flush=True)
             shutil.rmtree(folder, ignore_errors=True)
 
+
+def print_table(scale: Scale, rows: list[tuple[str, Measurement, Measurement | None]]) -> None:
     print()
     print(
         f"size: {scale.workspaces} workspaces x {scale.jobs} jobs; latency {scale.latency}s, "

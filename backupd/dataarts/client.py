@@ -10,16 +10,20 @@ workspaces on a second host, ``dayu.<region>`` (§1.1, §1.4).
 from __future__ import annotations
 
 import contextlib
+import functools
+import itertools
 import json
 import logging
 import ssl
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -49,6 +53,41 @@ INSTANCE_LIMIT = 20  # the instance list's documented default; its maximum is no
 INSTANCE_EFFECTIVE = 2  # instance status: 1 not effective, 2 effective, 3 deleted, 4 frozen…
 JOB_TYPES = ("BATCH", "REAL_TIME")
 OffsetMode = Literal["page", "record"]
+# Pages of one listing requested side by side once its first page told the total: a
+# workspace's listings are chains of pages, and one chain at a time cannot use the listing
+# rate. The client's connection slots and rate limit still apply to each page.
+PAGES_AT_ONCE = 3
+
+
+_Kept = TypeVar("_Kept")
+_Fetched = TypeVar("_Fetched")
+
+
+def _as_is(row: dict[str, Any]) -> dict[str, Any]:
+    return row
+
+
+def _in_order(fetch: Callable[[int], _Fetched], offsets: range, at_once: int) -> Iterator[_Fetched]:
+    """``fetch(offset)`` for each offset, ``at_once`` in flight, results in offset order.
+
+    Stopping early (or a failed fetch) cancels the fetches not started yet.
+    """
+    if not offsets:
+        return
+    with ThreadPoolExecutor(min(at_once, len(offsets)), thread_name_prefix="page") as pool:
+        pending: deque[Future[_Fetched]] = deque()
+        upcoming = iter(offsets)
+        try:
+            for offset in itertools.islice(upcoming, at_once):
+                pending.append(pool.submit(fetch, offset))
+            while pending:
+                result = pending.popleft().result()
+                for offset in itertools.islice(upcoming, 1):
+                    pending.append(pool.submit(fetch, offset))
+                yield result
+        finally:
+            for future in pending:
+                future.cancel()
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,11 +217,16 @@ class DataArtsClient:
         """Every job of the workspace (BATCH and REAL_TIME), unique by name, sorted."""
         jobs: dict[str, JobSummary] = {}
         for job_type in JOB_TYPES:
-            rows = self._list_all(
-                "jobs", "jobs", workspace_id, extra=[("jobType", job_type)], what="list jobs"
+            summaries = self._list_all(
+                "jobs",
+                "jobs",
+                workspace_id,
+                extra=[("jobType", job_type)],
+                what="list jobs",
+                # A summary per row as each page arrives: a raw row is ten times its size.
+                keep=functools.partial(_job_summary, job_type=job_type),
             )
-            for row in rows:
-                summary = _job_summary(row, job_type)
+            for summary in summaries:
                 jobs.setdefault(summary.name, summary)
         return [jobs[name] for name in sorted(jobs)]
 
@@ -352,12 +396,22 @@ class DataArtsClient:
         extra: list[tuple[str, str]],
         what: str,
         max_limit: int = 1000,
-    ) -> list[dict[str, Any]]:
-        """Page through a listing until ``total`` distinct names are seen (dlf-api.md §2.3)."""
+        keep: Callable[[dict[str, Any]], _Kept] = _as_is,  # type: ignore[assignment]
+    ) -> list[_Kept]:
+        """Page through a listing until ``total`` distinct names are seen (dlf-api.md §2.3).
+
+        Offset paging shifts when entries are created or deleted meanwhile: an entry can be
+        missed while the count still adds up (one deleted before it, one added after), and a
+        missed job would be recorded as deleted. So every page must report the same total,
+        and the distinct names must reach it; else the listing runs once more, then fails.
+        ``keep``: what to hold of each row (the first one of each name), made as pages arrive.
+        """
         limit = min(self.settings.page_size, max_limit)
-        items, total = self._page_through(resource, item_key, workspace_id, extra, limit, what)
-        if len(items) < total:
-            # Jobs created or deleted while paging shift the pages: list once more.
+        listing = functools.partial(
+            self._page_through, resource, item_key, workspace_id, extra, limit, what, keep
+        )
+        items, total, stable = listing()
+        if len(items) < total or not stable:
             log(
                 logger,
                 "list.inconsistent",
@@ -367,11 +421,15 @@ class DataArtsClient:
                 total=total,
                 workspace=workspace_id,
             )
-            items, total = self._page_through(resource, item_key, workspace_id, extra, limit, what)
-            if len(items) < total:
+            items, total, stable = listing()
+            if len(items) < total or not stable:
+                problem = (
+                    f"listing returned {len(items)} distinct entries but reported {total}"
+                    if len(items) < total
+                    else "the reported total changed while paging"
+                )
                 raise ApiError(
-                    f"listing returned {len(items)} distinct entries but reported {total}; "
-                    "refusing to work from a partial listing",
+                    f"{problem}; refusing to work from a partial listing",
                     operation=what,
                 )
         return list(items.values())
@@ -384,8 +442,11 @@ class DataArtsClient:
         extra: list[tuple[str, str]],
         limit: int,
         what: str,
-    ) -> tuple[dict[str, dict[str, Any]], int]:
+        keep: Callable[[dict[str, Any]], _Kept],
+    ) -> tuple[dict[str, _Kept], int, bool]:
+        """The entries by name, the last total reported, and whether every page reported it."""
         path = f"/v1/{self.settings.project_id}/{resource}"
+        totals: set[int] = set()
 
         def fetch(offset: int) -> tuple[list[dict[str, Any]], int]:
             query = [*extra, ("limit", str(limit)), ("offset", str(offset))]
@@ -398,14 +459,20 @@ class DataArtsClient:
             total = data.get("total")
             if not isinstance(total, int) or total < 0:
                 raise ApiError("response has no valid 'total'", operation=what)
+            totals.add(total)
             return rows, total
 
-        seen: dict[str, dict[str, Any]] = {}
+        seen: dict[str, _Kept] = {}
+
+        def take(rows: list[dict[str, Any]]) -> None:
+            for row in rows:
+                if row["name"] not in seen:
+                    seen[row["name"]] = keep(row)
+
         first, total = fetch(0)
-        for row in first:
-            seen.setdefault(row["name"], row)
+        take(first)
         if len(first) < limit or len(seen) >= total:
-            return seen, total
+            return seen, total, len(totals) == 1
 
         mode_key = f"{resource}?{limit}"
         with self._lock:
@@ -417,24 +484,35 @@ class DataArtsClient:
             mode = "record" if second and second[0]["name"] == first[1]["name"] else "page"
             with self._lock:
                 self._offset_modes[mode_key] = mode
-            for row in second:
-                seen.setdefault(row["name"], row)
+            take(second)
             if mode == "page" and (len(second) < limit or len(seen) >= total):
-                return seen, total
+                return seen, total, len(totals) == 1
             offset = 2 if mode == "page" else limit
         else:
             offset = 1 if mode == "page" else limit
+        del first
         step = 1 if mode == "page" else limit
-        max_pages = total // limit + 5
-        for _ in range(max_pages):
+        # The pages the reported total still needs, side by side and taken in order.
+        end = -(-total // limit) if mode == "page" else total
+        rows: list[dict[str, Any]] = []
+        for rows, page_total in _in_order(fetch, range(offset, end, step), PAGES_AT_ONCE):
+            total = page_total
+            before = len(seen)
+            take(rows)
+            if len(seen) == before:
+                break  # the service repeats itself: the count check decides
+            offset += step
+        if rows and (len(rows) < limit or len(seen) >= total):
+            return seen, total, len(totals) == 1
+        # Entries added while listing: page on, one at a time, until a short page.
+        for _ in range(total // limit + 5):
             rows, total = fetch(offset)
             before = len(seen)
-            for row in rows:
-                seen.setdefault(row["name"], row)
+            take(rows)
             if len(rows) < limit or len(seen) >= total or len(seen) == before:
                 break
             offset += step
-        return seen, total
+        return seen, total, len(totals) == 1
 
     def _list_management(
         self, resource: str, item_keys: tuple[str, ...], id_key: str, *, limit: int, what: str

@@ -609,6 +609,9 @@ class Faults:
     # Jobs deleted right after the next job-list call of the workspace holding them has been
     # answered: a job that vanishes between listing and export.
     delete_after_listing: list[str] = field(default_factory=list)
+    # Each job-list call answered creates a job (a workspace being bulk-edited): the total
+    # the pages report never holds still.
+    create_while_listing: bool = False
     seed: int = 0
 
 
@@ -1422,6 +1425,9 @@ class Simulator:
             page = self._page(selected, query, self.max_page_size)
             rows = [self._job_row(job) for job in page]
             self._vanish_listed(call.workspace)
+            if self.faults.create_while_listing:
+                name = f"created_while_listing_{len(call.workspace.jobs)}"
+                self._create_job(call.workspace, name, job_type, [], "alice", depend_on=[])
         return _json_response(200, {"total": len(selected), "jobs": rows})
 
     def _vanish_listed(self, workspace: _Workspace) -> None:

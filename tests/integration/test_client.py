@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import zipfile
 from pathlib import Path
 
@@ -9,7 +10,12 @@ import httpx
 import pytest
 
 from backupd.dataarts.auth import StaticTokenAuth
-from backupd.dataarts.client import ClientSettings, DataArtsClient, error_from_response
+from backupd.dataarts.client import (
+    PAGES_AT_ONCE,
+    ClientSettings,
+    DataArtsClient,
+    error_from_response,
+)
 from backupd.dataarts.retry import RetryPolicy
 from backupd.dataarts.simulator import DEFAULT_TOKEN, Simulator
 from backupd.errors import ApiError, AuthError, ClockSkewError, ServerError, ThrottledError
@@ -151,3 +157,44 @@ def test_error_classes_follow_status_and_code() -> None:
         "x",
     )
     assert isinstance(skew, ClockSkewError) and "clock" in str(skew)
+
+
+@pytest.mark.parametrize("offset_mode", ["page", "record"])
+def test_a_job_deleted_while_paging_is_not_mistaken_for_another(offset_mode: str) -> None:
+    # Deleted after the first page: later pages shift up and skip a job, while the count
+    # still adds up (the deleted job was seen). Taken as is, the skipped job would be
+    # recorded as deleted and the deleted one kept.
+    with Simulator(offset_mode=offset_mode) as simulator:  # type: ignore[arg-type]
+        simulator.add_workspace(WID, "ws")
+        simulator.populate(WID, 40, realtime_fraction=0.0)
+        doomed = sorted(simulator.jobs(WID))[2]
+        simulator.faults.delete_after_listing = [doomed]
+        with client_for(simulator, page_size=7) as client:
+            jobs = client.list_jobs(WID)
+        assert [j.name for j in jobs] == sorted(simulator.jobs(WID))
+        assert doomed not in {j.name for j in jobs} and len(jobs) == 39
+
+
+def test_a_listing_whose_total_keeps_changing_is_refused() -> None:
+    with Simulator() as simulator:
+        simulator.add_workspace(WID, "ws")
+        simulator.populate(WID, 40, realtime_fraction=0.0)
+        simulator.faults.create_while_listing = True
+        with client_for(simulator, page_size=7) as client, pytest.raises(ApiError) as caught:
+            client.list_jobs(WID)
+        assert "refusing to work from a partial listing" in str(caught.value)
+
+
+def test_the_pages_after_the_first_are_requested_side_by_side() -> None:
+    # A listing is a chain of pages; one page at a time leaves the listing rate unused.
+    with Simulator() as simulator:
+        simulator.add_workspace(WID, "ws")
+        simulator.populate(WID, 40, realtime_fraction=0.0)
+        simulator.faults.latency = 0.1
+        with client_for(simulator, page_size=5) as client:
+            jobs = client.list_jobs(WID)
+        pages = [r for r in simulator.served if r.path.endswith("/jobs")]
+    assert [j.name for j in jobs] == sorted(simulator.jobs(WID))
+    events = sorted([(r.received, 1) for r in pages] + [(r.answered, -1) for r in pages])
+    in_flight = list(itertools.accumulate(step for _, step in events))
+    assert 2 <= max(in_flight) <= PAGES_AT_ONCE
