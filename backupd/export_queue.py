@@ -63,19 +63,21 @@ class ExportQueue:
         self.close()
 
     def _work(self) -> None:
-        while True:
-            _, _, task = self._tasks.get()
-            if task is None:
-                return
-            future, call = task
-            if not future.set_running_or_notify_cancel():
-                continue  # cancelled while it waited
-            try:
-                result = call()
-            except BaseException as error:  # noqa: BLE001 - handed to whoever waits on it
-                future.set_exception(error)
-            else:
-                future.set_result(result)
+        while (task := self._tasks.get()[2]) is not None:
+            self._run(*task)
+            # Not kept while waiting for the next: a call holds its workspace's staged tree.
+            del task
+
+    @staticmethod
+    def _run(future: Future[Any], call: Callable[[], Any]) -> None:
+        if not future.set_running_or_notify_cancel():
+            return  # cancelled while it waited
+        try:
+            result = call()
+        except BaseException as error:  # noqa: BLE001 - handed to whoever waits on it
+            future.set_exception(error)
+        else:
+            future.set_result(result)
 
 
 @dataclass(frozen=True)

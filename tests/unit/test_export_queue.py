@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+import time
+import weakref
 
 import pytest
 
@@ -51,3 +53,21 @@ def test_closing_runs_what_is_queued_and_stops_the_threads() -> None:
     exports.close()
     assert sorted(done) == list(range(6))
     assert not [t for t in threading.enumerate() if t.name.startswith("closing_")]
+
+
+def test_an_idle_worker_does_not_hold_on_to_the_last_call() -> None:
+    # A download call holds its workspace's staged tree (the stored files of the folder):
+    # kept by an idle worker, a finished workspace's would stay for the rest of the run.
+    class Download:
+        def __call__(self) -> str:
+            return "archive"
+
+    with ExportQueue(2) as exports:
+        call = Download()
+        finished = weakref.ref(call)
+        assert exports.submit(0, call).result(timeout=10) == "archive"
+        del call
+        deadline = time.monotonic() + 5
+        while finished() is not None and time.monotonic() < deadline:
+            time.sleep(0.01)  # the worker may still be on its way back to the queue
+        assert finished() is None
