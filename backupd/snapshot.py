@@ -130,6 +130,8 @@ class StagedWorkspace:
     blobs_stored: bool = False  # the files' contents are in the repository already
     # Job → who saved it, for the jobs whose lastUpdateTime moved since the last snapshot.
     editors: Mapping[str, str] = field(default_factory=dict)
+    stored_jobs: int = 0  # in the last commit (the deletion guards compare against them)
+    stored_resources: int = 0
 
 
 @dataclass(frozen=True)
@@ -237,6 +239,8 @@ def stage_workspace(
         exported=len(names) - len(rejected),
         full=full,
         editors=editors(jobs, baseline.job_times),
+        stored_jobs=stored_job_count(baseline.files),
+        stored_resources=stored_resource_count(baseline.files),
     )
 
 
@@ -652,20 +656,18 @@ def editors(jobs: Sequence[JobSummary], saved_times: Mapping[str, int | None]) -
     }
 
 
-def stored_job_count(repo: GitRepo, folder: str) -> int:
-    prefix = f"{folder}/jobs/"
-    jobs = {
-        path[len(prefix) :].split("/", 1)[0]
-        for path in repo.tracked_files(f"{folder}/jobs")
-        if path.endswith(".job")
-    }
-    return len(jobs)
+def stored_job_count(files: StoredFiles) -> int:
+    """Job folders holding a job file (sorted paths keep each folder's files together)."""
+    count, last = 0, None
+    for position in files.under("jobs"):
+        path = files.path_at(position)
+        if path.endswith(".job") and (name := path.split("/", 2)[1]) != last:
+            count, last = count + 1, name
+    return count
 
 
-def stored_resource_count(repo: GitRepo, folder: str) -> int:
-    return sum(
-        1 for path in repo.tracked_files(f"{folder}/{RESOURCES_DIR}") if path.endswith(".resource")
-    )
+def stored_resource_count(files: StoredFiles) -> int:
+    return sum(1 for i in files.under(RESOURCES_DIR) if files.path_at(i).endswith(".resource"))
 
 
 def check_resource_deletions(
@@ -758,9 +760,9 @@ def apply_staged(
     if not changes.has_content_changes:
         return ChangeSet(unchanged_count=changes.unchanged_count), ChangeSummary(), None
     summary = summarise(changes)
-    check_deletions(target, summary, stored_job_count(repo, folder), len(staged.jobs), options)
+    check_deletions(target, summary, staged.stored_jobs, len(staged.jobs), options)
     check_resource_deletions(
-        target, summary, stored_resource_count(repo, folder), staged.resource_count, options
+        target, summary, staged.stored_resources, staged.resource_count, options
     )
     groups, job_users = plan_commits(workspace_dir, staged, changes, options)
     log(
@@ -991,7 +993,8 @@ def record_progress(repo: GitRepo, folder: str, staged: StagedWorkspace, last_fu
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        temporary.write_bytes(canonical_json(progress))
+        # Compact, from the C encoder: read by machines only, and 10,000 jobs long.
+        temporary.write_bytes(json.dumps(progress, separators=(",", ":")).encode())
         temporary.replace(target)
     except OSError as error:  # only costs a fuller next snapshot
         log(logger, "progress.unwritten", level=logging.WARNING, error=_describe(error))

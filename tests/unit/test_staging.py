@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from backupd.snapshot import stored_job_count, stored_resource_count
 from backupd.store.staging import StagedTree, StoredFiles, blob_id
 
 
@@ -56,3 +57,22 @@ def test_stored_files_answer_like_the_mapping_they_hold() -> None:
     assert all(stored.get(path) == oid for path, oid in mapping.items())
     assert stored.get("jobs/j5") is None and "jobs/j50/j50.job" not in stored
     assert [stored.path_at(p) for p in stored.under("jobs/j1")] == ["jobs/j1/j1.job"]
+
+
+def test_stored_jobs_and_resources_are_counted_from_the_stored_files() -> None:
+    oid = "0" * 40
+    files = StoredFiles(
+        (path, oid)
+        for path in [
+            "jobs/a/a.job",
+            "jobs/a/s.script",
+            "jobs/a.b/a.b.job",  # "." sorts before "/": a namesake folder comes first
+            "jobs/c/c.sql",  # a folder without its job file is not a job
+            "jobs/top.job",  # the flat layout of older exports
+            "resources/r.resource",
+            "resources/notes.txt",
+            "scripts/s.script",
+        ]
+    )
+    assert stored_job_count(files) == 3
+    assert stored_resource_count(files) == 1
