@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import itertools
 import json
 import logging
@@ -246,7 +247,7 @@ def stage_workspace(
 
 def list_workspace(
     client: DataArtsClient, workspace_id: str
-) -> tuple[list[JobSummary], list[dict[str, Any]], list[dict[str, Any]]]:
+) -> tuple[list[JobSummary], list[tuple[str, bytes]], list[dict[str, Any]]]:
     """Jobs, scripts and resources, listed side by side: each is a chain of pages that waits
     on the network, and the workspace's exports wait for all three.
 
@@ -255,7 +256,7 @@ def list_workspace(
     """
     jobs_ended = threading.Event()
 
-    def when_allowed(listing: Callable[[str], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    def when_allowed(listing: Callable[[str], list[Any]]) -> list[Any]:
         while not client.credentials_proven.wait(0.02):
             if jobs_ended.is_set():
                 break
@@ -265,7 +266,9 @@ def list_workspace(
 
     jobs_failed: list[bool] = []
     with ThreadPoolExecutor(2, thread_name_prefix="listing") as pool:
-        scripts = pool.submit(when_allowed, client.list_scripts)
+        scripts = pool.submit(
+            when_allowed, functools.partial(client.list_scripts, keep=script_file)
+        )
         resources = pool.submit(when_allowed, client.list_resources)
         try:
             jobs = client.list_jobs(workspace_id)
@@ -574,17 +577,25 @@ def stage_script_file(tree: StagedTree, path: str, content: bytes) -> None:
         tree.put(view_path, text)
 
 
-def stage_scripts(tree: StagedTree, scripts: Sequence[dict[str, Any]]) -> set[str]:
-    """Stage every listed script under scripts/; returns the names that changed or vanished."""
+def script_file(script: dict[str, Any]) -> tuple[str, bytes]:
+    """A listed script as (name, the bytes its .script file holds).
+
+    Made as each page of the listing arrives: the bytes take half the memory of the parsed
+    definition, and a large workspace lists thousands of scripts.
+    """
+    return str(script["name"]), canonical_json(script)
+
+
+def stage_scripts(tree: StagedTree, scripts: Sequence[tuple[str, bytes]]) -> set[str]:
+    """Stage every listed script (see ``script_file``) under scripts/; returns the names that
+    changed or vanished."""
     changed: set[str] = set()
     listed: set[str] = set()
-    for script in scripts:
-        name = str(script["name"])
+    for name, content in scripts:
         if not _safe_name(name):
             raise ArchiveError(f"script list: unusable script name {name!r}")
         listed.add(name)
         path = f"scripts/{name}.script"
-        content = canonical_json(script)
         stored = tree.stored_blob(path)
         if stored != blob_id(content):
             changed.add(name)

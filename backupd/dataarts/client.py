@@ -226,7 +226,7 @@ class DataArtsClient:
                 # A summary per row as each page arrives: a raw row is ten times its size.
                 keep=functools.partial(_job_summary, job_type=job_type),
             )
-            for summary in summaries:
+            for summary in summaries.values():
                 jobs.setdefault(summary.name, summary)
         return [jobs[name] for name in sorted(jobs)]
 
@@ -245,12 +245,25 @@ class DataArtsClient:
                 name = first if isinstance(first, str) else None
         return total, name
 
-    def list_scripts(self, workspace_id: str) -> list[dict[str, Any]]:
-        """Every standalone script definition of the workspace (content included)."""
-        rows = self._list_all(
-            "scripts", "scripts", workspace_id, extra=[], what="list scripts", max_limit=100
+    def list_scripts(
+        self,
+        workspace_id: str,
+        keep: Callable[[dict[str, Any]], _Kept] = _as_is,  # type: ignore[assignment]
+    ) -> list[_Kept]:
+        """Every standalone script definition of the workspace (content included), by name.
+
+        ``keep``: what to hold of each definition, made as its page arrives.
+        """
+        scripts = self._list_all(
+            "scripts",
+            "scripts",
+            workspace_id,
+            extra=[],
+            what="list scripts",
+            max_limit=100,
+            keep=keep,
         )
-        return sorted(rows, key=lambda row: str(row["name"]))
+        return [scripts[name] for name in sorted(scripts)]
 
     def list_resources(self, workspace_id: str) -> list[dict[str, Any]]:
         """Every resource definition of the workspace (name, type, OBS location, …)."""
@@ -262,7 +275,7 @@ class DataArtsClient:
             what="list resources",
             max_limit=MAX_RESOURCE_LIMIT,
         )
-        return sorted(rows, key=lambda row: str(row["name"]))
+        return [rows[name] for name in sorted(rows)]
 
     def list_instances(self) -> list[InstanceInfo]:
         """The project's DataArts Studio instances (management host)."""
@@ -397,7 +410,7 @@ class DataArtsClient:
         what: str,
         max_limit: int = 1000,
         keep: Callable[[dict[str, Any]], _Kept] = _as_is,  # type: ignore[assignment]
-    ) -> list[_Kept]:
+    ) -> dict[str, _Kept]:
         """Page through a listing until ``total`` distinct names are seen (dlf-api.md §2.3).
 
         Offset paging shifts when entries are created or deleted meanwhile: an entry can be
@@ -432,7 +445,7 @@ class DataArtsClient:
                     f"{problem}; refusing to work from a partial listing",
                     operation=what,
                 )
-        return list(items.values())
+        return items
 
     def _page_through(
         self,
