@@ -437,17 +437,6 @@ class GitRepo:
         With ``folder``, refuse when anything outside it is staged: one workspace's commit
         must never carry another's changes.
         """
-        if self.has_commits():
-            # Asked of git, not read back whole: a first snapshot stages ~50,000 paths.
-            if not self._staged_paths(limit=1):
-                return None
-            if folder is not None:
-                stray = self._staged_paths(limit=1, outside=folder)
-                if stray:
-                    raise RepoError(
-                        f"the index holds changes outside {folder} ({stray[0]}); "
-                        "refusing to commit them together"
-                    )
         environment = {
             "GIT_AUTHOR_NAME": author.name,
             "GIT_AUTHOR_EMAIL": author.email,
@@ -463,6 +452,19 @@ class GitRepo:
         # write-tree refuses ids of objects that are not in the repository.
         parent = self.head()
         tree = self._git("write-tree").strip()
+        if parent is not None:
+            # Trees compared, not the index read again: a tree diff skips unchanged subtrees,
+            # while every read of the index costs the size of the whole repository.
+            parent_tree = self._git("rev-parse", f"{parent}^{{tree}}").strip()
+            if tree == parent_tree:
+                return None
+            if folder is not None:
+                stray = self._changed_between(parent_tree, tree, outside=folder, limit=1)
+                if stray:
+                    raise RepoError(
+                        f"the index holds changes outside {folder} ({stray[0]}); "
+                        "refusing to commit them together"
+                    )
         parents = ("-p", parent) if parent else ()
         sha = self._git(
             "commit-tree", *parents, "-F", str(message_file), tree, env=environment
@@ -480,11 +482,10 @@ class GitRepo:
         except RepoError as error:  # the commits stand; the next run tries again
             log(logger, "repo.gc_failed", level=logging.WARNING, error=str(error))
 
-    def _staged_paths(self, *, limit: int, outside: str | None = None) -> list[str]:
-        """Up to ``limit`` paths whose staged state differs from HEAD (outside a folder)."""
-        args = ["diff", "--cached", "--name-only", "-z", "--no-renames"]
-        if outside is not None:
-            args += ["--", ".", f":(exclude,literal){outside}"]
+    def _changed_between(self, old: str, new: str, *, outside: str, limit: int) -> list[str]:
+        """Up to ``limit`` paths that differ between two trees, outside a folder."""
+        args = ["diff-tree", "-r", "--name-only", "-z", "--no-renames", old, new]
+        args += ["--", ".", f":(exclude,literal){outside}"]
         with contextlib.closing(self._records(*args)) as records:  # closing ends git early
             found = itertools.islice((path for path in records if path), limit)
             return [path.decode("utf-8", "surrogateescape") for path in found]
