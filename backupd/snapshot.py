@@ -41,7 +41,13 @@ from backupd.export_queue import ExportQueue, Lane
 from backupd.logs import log
 from backupd.observer import NO_OBSERVER, SnapshotObserver
 from backupd.store.archive import ArchiveLimits, read_archive
-from backupd.store.authors import CommitGroup, attribute, identity_for, split_commits
+from backupd.store.authors import (
+    CommitGroup,
+    attribute,
+    identity_for,
+    saved_by,
+    split_commits,
+)
 from backupd.store.blobs import BlobWriter
 from backupd.store.gitrepo import GitRepo, Identity
 from backupd.store.normalise import (
@@ -51,7 +57,7 @@ from backupd.store.normalise import (
     script_view,
 )
 from backupd.store.staging import StagedTree, StoredFiles, blob_id
-from backupd.store.summary import ChangeSummary, commit_message, job_of, summarise
+from backupd.store.summary import ChangeSummary, commit_message, summarise
 from backupd.store.tree import META_DIR, ChangeSet, apply_changes
 from backupd.store.volatile import VolatileRules, keep_equivalent
 
@@ -737,18 +743,15 @@ def plan_commits(
     rather than recording anyone's edit: backupd authors it (its message still names who
     last saved each job).
     """
-    users = attribute(changes, staged.editors)
-    job_users = {
-        job: user for path, user in users.items() if user and (job := job_of(path)) is not None
-    }
+    job_users = saved_by(changes, staged.editors)
     rank: dict[str, int] = {}  # a user's commit comes after those of users who saved earlier
     for job in staged.jobs:
         if (user := job_users.get(job.name)) is not None:
             rank[user] = max(rank.get(user, 0), job.last_update_time or 0)
     first = not (workspace_dir / INDEX_FILE).exists()
-    groups = split_commits(
-        changes, {} if first else users, per_author=options.commit_per_author, rank=rank
-    )
+    # Per path only when commits are split by it: a first snapshot changes ~5 paths a job.
+    users = {} if first else attribute(changes, staged.editors)
+    groups = split_commits(changes, users, per_author=options.commit_per_author, rank=rank)
     return groups, job_users
 
 

@@ -42,16 +42,22 @@ def identity_for(user: str, authors: Mapping[str, Identity]) -> Identity:
     return authors.get(user) or default_identity(user)
 
 
-def attribute(changes: ChangeSet, editors: Mapping[str, str]) -> dict[str, str | None]:
-    """The DataArts user behind each changed path (None when unknown).
+def saved_by(changes: ChangeSet, editors: Mapping[str, str]) -> dict[str, str]:
+    """Job → the user who saved it, for the jobs whose job file was added or changed.
 
     ``editors``: job → user, for jobs whose lastUpdateTime moved since the last snapshot.
     """
-    saved = {
-        job
-        for path in changes.added + changes.modified
+    return {
+        job: editors[job]
+        for paths in (changes.added, changes.modified)
+        for path in paths
         if is_job_file(path) and (job := job_of(path)) in editors
     }
+
+
+def attribute(changes: ChangeSet, editors: Mapping[str, str]) -> dict[str, str | None]:
+    """The DataArts user behind each changed path (None when unknown); see ``saved_by``."""
+    saved = saved_by(changes, editors)
     removed = set(changes.removed)  # not the tuple: a lookup per changed path
     users: dict[str, str | None] = {}
     for path in changes.paths:

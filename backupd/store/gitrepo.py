@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO, cast
 
 import git
 
@@ -403,29 +404,46 @@ class GitRepo:
         ``blobs_stored``: their contents are in the object store already (a BlobWriter
         stored them); only their ids are recorded. A commit refuses ids of missing objects.
         """
-        listed = b"\0".join(path.encode("utf-8") for path in paths)
-        if not listed:
-            return
         # Without stored blobs, a threshold of 1 byte sends every blob through git's bulk
         # check-in: one pack per call instead of a loose object (a file) per blob.
         if blobs_stored:
             command = ["git", "update-index", "--info-only", *STAGE_FLAGS]
         else:
             command = ["git", "-c", "core.bigFileThreshold=1", "update-index", *STAGE_FLAGS]
+        # Plumbing, not `git add`: paths are taken literally (no pathspec matching, which
+        # costs O(files x paths)); a path whose file is gone leaves the index. The paths are
+        # streamed to it: a first snapshot of a large workspace stages ~50,000.
+        chunks = _chunks(path.encode("utf-8") + b"\0" for path in paths)
+        first = next(chunks, None)
+        if first is None:
+            return
         try:
-            subprocess.run(
-                # Plumbing, not `git add`: paths are taken literally (no pathspec matching,
-                # which costs O(files x paths)); a path whose file is gone leaves the index.
-                command,
-                cwd=self.path,
-                input=listed + b"\0",
-                capture_output=True,
-                check=True,
-                timeout=3600,
-            )
-        except subprocess.CalledProcessError as error:
-            detail = error.stderr.decode("utf-8", "replace").strip().replace("\n", " ")[:500]
-            raise RepoError(f"git add failed in {self.path} (update-index): {detail}") from None
+            with tempfile.TemporaryFile() as errors:
+                process = subprocess.Popen(
+                    command,
+                    cwd=self.path,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.DEVNULL,
+                    stderr=errors,  # a file: git cannot block on it while we write
+                )
+                stdin = cast(IO[bytes], process.stdin)  # a pipe: stdin=PIPE
+                try:
+                    with stdin:
+                        for chunk in itertools.chain([first], chunks):
+                            stdin.write(chunk)
+                except BrokenPipeError:
+                    pass  # git stopped reading: its exit status and message tell why
+                finally:
+                    try:
+                        code = process.wait(timeout=3600)
+                    except subprocess.TimeoutExpired:
+                        process.kill()
+                        raise
+                if code != 0:
+                    errors.seek(0)
+                    text = errors.read(4000).decode("utf-8", "replace")
+                    detail = text.strip().replace("\n", " ")[:500]
+                    raise RepoError(f"git add failed in {self.path} (update-index): {detail}")
         except (OSError, subprocess.SubprocessError) as error:
             raise RepoError(f"git add failed in {self.path} (update-index): {error}") from None
 
@@ -601,6 +619,18 @@ class GitRepo:
 
 
 STAGE_FLAGS = ("--add", "--remove", "-z", "--stdin")
+
+
+def _chunks(pieces: Iterable[bytes], size: int = 1 << 16) -> Iterator[bytes]:
+    """``pieces`` joined into chunks of about ``size`` bytes."""
+    buffer = bytearray()
+    for piece in pieces:
+        buffer += piece
+        if len(buffer) >= size:
+            yield bytes(buffer)
+            buffer.clear()
+    if buffer:
+        yield bytes(buffer)
 
 
 def _subcommand(args: Sequence[str]) -> str:
