@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 from backupd.snapshot import stored_job_count, stored_resource_count
@@ -76,3 +77,36 @@ def test_stored_jobs_and_resources_are_counted_from_the_stored_files() -> None:
     )
     assert stored_job_count(files) == 3
     assert stored_resource_count(files) == 1
+
+
+def test_stored_files_agree_with_a_sorted_list_on_every_question() -> None:
+    # Blocks of 32 paths: namesakes, deep folders and non-ASCII names across block edges.
+    rng = random.Random(7)
+    names = [f"j{n}" for n in range(90)] + ["j1.b", "j1-x", "日本", "ü", "a/b/c"]
+    paths: set[str] = set()
+    for name in names:
+        paths.add(f"jobs/{name}/{name}.job")
+        for extra in rng.sample(["s.script", "s.sql", "x/deep.txt", "z.py"], rng.randint(0, 3)):
+            paths.add(f"jobs/{name}/{extra}")
+    paths |= {"README.md", "scripts/s.script", "zzz"}
+    mapping = {path: blob_id(path.encode()) for path in paths}
+    shuffled = list(mapping.items())
+    rng.shuffle(shuffled)  # not in git's order: sorted on the way in
+    stored = StoredFiles(shuffled)
+    ordered = sorted(paths, key=lambda p: p.encode())
+    assert list(stored) == ordered and len(stored) == len(ordered)
+    for position, path in enumerate(ordered):
+        assert stored.index(path) == position and stored.get(path) == mapping[path]
+        assert stored.path_at(position) == path
+    for missing in ["", "jobs", "jobs/j1", "jobs/j1/", "a", "zzzz", "jobs/j1/j1.jo", "ü/x"]:
+        assert missing not in stored and stored.get(missing) is None
+    for folder in ["jobs", "jobs/j1", "jobs/j1/", "jobs/日本", "jobs/j1/x", "scripts", "nope", "a"]:
+        prefix = folder.rstrip("/") + "/"
+        expected = [p for p in ordered if p.startswith(prefix)]
+        assert [stored.path_at(i) for i in stored.under(folder)] == expected
+
+
+def test_no_stored_files() -> None:
+    stored = StoredFiles()
+    assert len(stored) == 0 and list(stored) == [] and "a" not in stored
+    assert stored.under("jobs") == range(0, 0)
