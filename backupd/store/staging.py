@@ -78,14 +78,14 @@ class StoredFiles:
 
     def under(self, folder: str) -> range:
         """Positions of the files below ``folder`` (not of its namesakes like ``folder2``)."""
-        prefix = _encode(folder.rstrip("/") + "/")
+        prefix = _encode(folder.rstrip("/") + "/")  # "0" sorts right after "/": past the folder
         return range(self._first_at_or_after(prefix), self._first_at_or_after(prefix[:-1] + b"0"))
 
     def _path_bytes(self, position: int) -> bytes:
         return self._blob[self._starts[position] : self._starts[position + 1] - 1]
 
     def _first_at_or_after(self, key: bytes) -> int:
-        block = bisect.bisect_left(self._keys, key)  # "0" sorts right after "/"
+        block = bisect.bisect_left(self._keys, key)
         if block == 0:
             return 0
         low = (block - 1) * self._BLOCK
