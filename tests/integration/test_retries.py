@@ -183,13 +183,17 @@ def test_rate_limits_hold_over_every_one_second_window(sim: Simulator, tmp_path:
         max_concurrent=4,
     ) as client:
 
-        def work(worker: int) -> None:
+        def export(worker: int) -> None:
             for index in range(5):
                 client.export_jobs(WID, [names[worker * 5 + index]], tmp_path / f"{worker}-{index}")
-                client.list_scripts(WID)
+
+        def list_scripts() -> None:
+            for _ in range(10):
                 client.list_scripts(WID)
 
-        threads = [threading.Thread(target=work, args=(w,)) for w in range(4)]
+        # Listers of their own, so the export limit does not pace the list calls.
+        threads = [threading.Thread(target=export, args=(w,)) for w in range(4)]
+        threads += [threading.Thread(target=list_scripts) for _ in range(4)]
         started = time.monotonic()
         for thread in threads:
             thread.start()
@@ -202,15 +206,24 @@ def test_rate_limits_hold_over_every_one_second_window(sim: Simulator, tmp_path:
     assert len(export_times) == 20 and len(list_times) == 40
     assert set(statuses(exports(sim))) == {200}
     # DataArts counts calls per second: no one-second window may hold more than the rate.
-    assert busiest_second(export_times) <= export_rate
-    assert busiest_second(list_times) <= list_rate
+    # The stamps are taken by the simulator, which shares this process and its two cores with
+    # the client: a thread hand-off can delay one stamp by tens of milliseconds, so the window
+    # measured here is a little shorter than one second (a client without a limit puts all
+    # its calls in a tenth of that).
+    assert busiest_window(export_times, 1.0 - STAMP_JITTER) <= export_rate
+    assert busiest_window(list_times, 1.0 - STAMP_JITTER) <= list_rate
+    # ...and over the whole run the rate holds: 40 calls at 16 a second span 1.5 s at least.
+    assert max(list_times) - min(list_times) >= (40 - list_rate) / list_rate - STAMP_JITTER
     assert elapsed >= (20 // export_rate) * 0.95  # it really did hold calls back
 
 
-def busiest_second(times: list[float]) -> int:
+STAMP_JITTER = 0.05
+
+
+def busiest_window(times: list[float], seconds: float) -> int:
     ordered = sorted(times)
     return max(
-        sum(1 for t in ordered[i:] if t < start + 1.0 - 1e-3) for i, start in enumerate(ordered)
+        sum(1 for t in ordered[i:] if t < start + seconds - 1e-3) for i, start in enumerate(ordered)
     )
 
 
