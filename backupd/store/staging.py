@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import os
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import BinaryIO
 
 from backupd.store.tree import ChangeSet
 
@@ -114,6 +116,16 @@ def _pack(files: Iterable[tuple[str, str]]) -> tuple[bytes, array[int], bytes, b
     return bytes(blob), starts, bytes(ids), ordered
 
 
+def _create(path: str) -> BinaryIO:
+    """``path`` opened for writing; its folder is made when missing, not remembered (a first
+    snapshot of a large workspace makes tens of thousands of folders)."""
+    try:
+        return open(path, "wb")
+    except FileNotFoundError:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return open(path, "wb")
+
+
 class StagedTree:
     """Collects the new folder's files against ``baseline`` (the blob ids of the last commit).
 
@@ -133,8 +145,8 @@ class StagedTree:
         self._stored = stored
         self._seen = bytearray(len(stored))  # 1: the new folder holds this stored path too
         self._on_write = on_write  # also given every file written (to store it in git early)
-        self._made: set[str] = set()
-        self._added: set[str] = set()
+        # Paths new to the folder are not held: they are the files under ``root`` that the
+        # last commit lacks (a first snapshot of a large workspace adds tens of thousands).
         self._modified: set[str] = set()
 
     def put(self, path: str, data: bytes) -> None:
@@ -145,20 +157,18 @@ class StagedTree:
             if self._stored.id_at(position) == blob_id(data):
                 self._modified.discard(path)
                 return
-        destination = f"{self.root}/{path}"
-        parent = destination.rpartition("/")[0]
-        if parent not in self._made:  # one mkdir per folder, not one per file
-            Path(parent).mkdir(parents=True, exist_ok=True)
-            self._made.add(parent)
-        with open(destination, "wb") as file:
+        with _create(f"{self.root}/{path}") as file:
             file.write(data)
         if self._on_write is not None:
             self._on_write(data)
-        (self._modified if position is not None else self._added).add(path)
+        if position is not None:
+            self._modified.add(path)
 
     def has(self, path: str) -> bool:
         position = self._stored.index(path)
-        return path in self._added if position is None else bool(self._seen[position])
+        if position is None:
+            return (self.root / path).is_file()
+        return bool(self._seen[position])
 
     def stored_blob(self, path: str) -> str | None:
         return self._stored.get(path)
@@ -178,8 +188,17 @@ class StagedTree:
         ]
         unchanged = self._seen.count(1) - len(self._modified)
         return ChangeSet(
-            tuple(sorted(self._added)),
+            tuple(sorted(p for p in _files_below(self.root) if self._stored.index(p) is None)),
             tuple(sorted(self._modified)),
             tuple(removed),
             unchanged_count=unchanged,
         )
+
+
+def _files_below(root: Path) -> Iterator[str]:
+    """Relative POSIX paths of the files below ``root`` (none when it does not exist)."""
+    top = str(root)
+    for directory, _, filenames in os.walk(top):
+        prefix = directory[len(top) + 1 :].replace(os.sep, "/")
+        for name in filenames:
+            yield f"{prefix}/{name}" if prefix else name

@@ -39,6 +39,31 @@ def test_only_new_and_changed_files_are_written(tmp_path: Path) -> None:
     assert written == ["jobs/a/s.script", "jobs/new/new.job"]
 
 
+def test_new_files_are_known_from_the_staging_folder_in_plain_sorted_order(
+    tmp_path: Path,
+) -> None:
+    tree = StagedTree(tmp_path / "tree", {"jobs/a/a.job": blob_id(b"A")})
+    assert not tree.has("jobs/b/b.job")
+    tree.put("jobs/b/b.job", b"B")
+    tree.put("jobs/b/b.job", b"B2")  # put twice: one file, listed once
+    tree.put("jobs/a.b/a.b.job", b"AB")  # '.' sorts before '/': not the folder walk's order
+    tree.put("jobs/b/deep/x/y.txt", b"Y")  # folders made on demand
+    tree.put("jobs/a/a.job", b"A")
+
+    assert tree.has("jobs/b/b.job") and tree.has("jobs/b/deep/x/y.txt")
+    assert not tree.has("jobs/b") and not tree.has("jobs/c/c.job")
+    changes = tree.changes()
+    assert changes.added == ("jobs/a.b/a.b.job", "jobs/b/b.job", "jobs/b/deep/x/y.txt")
+    assert changes.modified == () and changes.removed == ()
+    assert (tmp_path / "tree/jobs/b/b.job").read_bytes() == b"B2"
+
+
+def test_nothing_new_when_no_file_was_written(tmp_path: Path) -> None:
+    tree = StagedTree(tmp_path / "never-made", {"jobs/a/a.job": blob_id(b"A")})
+    tree.put("jobs/a/a.job", b"A")
+    assert tree.changes().added == ()
+
+
 def test_keep_takes_exactly_the_folder_not_its_namesakes(tmp_path: Path) -> None:
     baseline = {
         "jobs/a/a.job": blob_id(b"1"),
