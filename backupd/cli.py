@@ -29,7 +29,7 @@ from backupd.errors import (
     UserError,
 )
 from backupd.logs import log, setup_logging
-from backupd.memory import limit_malloc_arenas
+from backupd.memory import configure_malloc
 
 if TYPE_CHECKING:
     from backupd.observer import SnapshotObserver
@@ -565,7 +565,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.log_level, args.log_format)
-    limit_malloc_arenas()
+    configure_malloc()
     try:
         return COMMANDS[args.command](args)
     except ClockSkewError as error:

@@ -5,6 +5,12 @@ an arena mostly stays with the process. backupd's threads each pass through larg
 buffers (listing pages, archives), so resident memory grew with the number of threads and
 with the size of the largest workspaces, not with what is live: peak RSS of a first snapshot
 of 6 x 8,000 jobs measured 167 MB with glibc's defaults and 122 MB with two arenas.
+
+glibc also raises its mmap threshold each time a large mapped block is freed (up to 32 MB):
+after the first listing page (about 1.4 MB for 1,000 jobs) was freed, later pages and
+archives were carved from the heap, where they fragment it and stay resident. A fixed
+threshold keeps each large transient buffer in a mapping of its own, returned when freed:
+at 20 x 8,000 jobs, peak RSS of a no-change snapshot went from 64 to 59 MB.
 """
 
 from __future__ import annotations
@@ -13,7 +19,9 @@ import ctypes
 import ctypes.util
 import functools
 
-_M_ARENA_MAX = -8  # mallopt parameter number (glibc malloc.h)
+# mallopt parameter numbers (glibc malloc.h)
+_M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
 
 
 @functools.cache
@@ -28,11 +36,14 @@ def _libc() -> ctypes.CDLL | None:
     return libc
 
 
-def limit_malloc_arenas(count: int = 2) -> None:
-    """Share ``count`` arenas between all threads; call before starting threads."""
+def configure_malloc(*, arenas: int = 2, mmap_threshold: int = 128 * 1024) -> None:
+    """Share ``arenas`` arenas between all threads and map every block of ``mmap_threshold``
+    bytes or more on its own (glibc's initial value, now fixed); call before starting threads.
+    """
     libc = _libc()
     if libc is not None:
-        libc.mallopt(_M_ARENA_MAX, count)
+        libc.mallopt(_M_ARENA_MAX, arenas)
+        libc.mallopt(_M_MMAP_THRESHOLD, mmap_threshold)
 
 
 def release_free_memory() -> None:
