@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from backupd.config import Config, SourceConfig
 from backupd.dataarts.client import DataArtsClient
@@ -22,6 +22,7 @@ from backupd.errors import BackupdError, RepoError, SnapshotRefused
 from backupd.runner import make_client, snapshot_options, targets
 from backupd.snapshot import INDEX_FILE, RESOURCES_DIR, WorkspaceTarget, check_deletions
 from backupd.store.gitrepo import GitRepo
+from backupd.store.names import name_of
 from backupd.store.summary import ChangeSummary
 
 
@@ -53,7 +54,7 @@ class WorkspacePlan:
 
 def _names(paths: Iterable[str], prefix: str, suffix: str) -> frozenset[str]:
     return frozenset(
-        PurePosixPath(p).name.removesuffix(suffix)
+        name_of(p).removesuffix(suffix)
         for p in paths
         if p.startswith(prefix) and p.endswith(suffix) and "/" not in p[len(prefix) :]
     )
@@ -64,7 +65,7 @@ def stored(repo: GitRepo | None, folder: str) -> Stored:
         return Stored()
     files = repo.tracked_files(folder)
     jobs = frozenset(
-        PurePosixPath(p).parent.name
+        name_of(p.rpartition("/")[0])
         for p in files
         if p.startswith(f"{folder}/jobs/") and p.endswith(".job")
     )

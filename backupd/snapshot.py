@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from backupd.dataarts.client import DataArtsClient, JobSummary
@@ -50,6 +50,7 @@ from backupd.store.authors import (
 )
 from backupd.store.blobs import BlobWriter
 from backupd.store.gitrepo import GitRepo, Identity
+from backupd.store.names import stem_of, with_suffix
 from backupd.store.normalise import (
     canonical_json,
     normalise_file,
@@ -539,9 +540,9 @@ def ingest_archive(
     exported: set[str] = set()
     owners: set[str] = set()  # job folders the archive writes into
     for relative in files:
-        parts = PurePosixPath(relative).parts
+        parts = relative.split("/")
         if parts[0] == "jobs" and relative.endswith(".job"):
-            exported.add(parts[1] if len(parts) == 3 else PurePosixPath(parts[1]).stem)
+            exported.add(parts[1] if len(parts) == 3 else stem_of(parts[1]))
         if parts[0] == "jobs" and len(parts) >= 3:
             owners.add(parts[1])
     missing = sorted(set(requested) - exported)
@@ -578,7 +579,7 @@ def stage_script_file(tree: StagedTree, path: str, content: bytes) -> None:
     if view is None:
         return
     extension, text = view
-    view_path = str(PurePosixPath(path).with_suffix(extension))
+    view_path = with_suffix(path, extension)
     if not tree.has(view_path):  # a real exported file of that name wins
         tree.put(view_path, text)
 
@@ -608,7 +609,7 @@ def stage_scripts(tree: StagedTree, scripts: Sequence[tuple[str, bytes]]) -> set
         stage_script_file(tree, path, content)
     for path in tree.stored_paths("scripts"):
         if path.endswith(".script"):
-            name = PurePosixPath(path).stem
+            name = stem_of(path)
             if name not in listed:
                 changed.add(name)
     return changed
@@ -794,7 +795,9 @@ def apply_staged(
         for group in groups:
             paths = (f"{folder}/{path}" for path in group.changes.paths)
             repo.stage(paths, blobs_stored=staged.blobs_stored)
-            message = commit_message(folder, summarise(group.changes), users=job_users)
+            # One commit (the usual case) records the whole change: its summary is made.
+            done = summary if group.changes is changes else summarise(group.changes)
+            message = commit_message(folder, done, users=job_users)
             author = identity if group.user is None else identity_for(group.user, options.authors)
             sha = repo.commit(message, author=author, committer=identity, folder=folder) or sha
     except (BackupdError, OSError) as error:

@@ -122,7 +122,7 @@ def _create(path: str) -> BinaryIO:
     try:
         return open(path, "wb")
     except FileNotFoundError:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        os.makedirs(path.rpartition("/")[0], exist_ok=True)
         return open(path, "wb")
 
 
@@ -167,7 +167,7 @@ class StagedTree:
     def has(self, path: str) -> bool:
         position = self._stored.index(path)
         if position is None:
-            return (self.root / path).is_file()
+            return os.path.isfile(f"{self.root}/{path}")
         return bool(self._seen[position])
 
     def stored_blob(self, path: str) -> str | None:

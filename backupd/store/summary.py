@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 
+from backupd.store.names import stem_of, suffix_of
 from backupd.store.tree import ChangeSet
 
 MAX_LISTED = 200  # names listed per section of a commit body; the rest are counted
@@ -24,27 +24,25 @@ class ChangeSummary:
 
 
 def job_of(path: str) -> str | None:
-    parts = PurePosixPath(path).parts
+    parts = path.split("/")
     if len(parts) >= 2 and parts[0] == "jobs":
-        return PurePosixPath(parts[1]).stem if len(parts) == 2 else parts[1]
+        return stem_of(parts[1]) if len(parts) == 2 else parts[1]
     return None
 
 
 def is_job_file(path: str) -> bool:
-    parts = PurePosixPath(path).parts
+    parts = path.split("/")
     if len(parts) == 3 and parts[0] == "jobs":  # jobs/<job>/<job>.job
         return parts[2] == f"{parts[1]}.job"
     return len(parts) == 2 and parts[0] == "jobs" and parts[1].endswith(".job")
 
 
 def _script_of(path: str) -> str | None:
-    pure = PurePosixPath(path)
-    return pure.stem if pure.suffix == ".script" else None
+    return stem_of(path) if suffix_of(path) == ".script" else None
 
 
 def _resource_of(path: str) -> str | None:
-    pure = PurePosixPath(path)
-    return pure.stem if pure.suffix == ".resource" else None
+    return stem_of(path) if suffix_of(path) == ".resource" else None
 
 
 def _resources_in(paths: tuple[str, ...]) -> set[str]:

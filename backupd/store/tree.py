@@ -6,6 +6,7 @@ an unchanged job is never rewritten and git sees exactly what changed.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -94,32 +95,34 @@ def apply_changes(staged: Path, current: Path, changes: ChangeSet) -> None:
         except OSError as error:
             if error.errno != errno.EXDEV:
                 raise
-    made: set[Path] = set()
+    made: set[str] = set()
     for path in changes.added + changes.modified:
-        target = current / path
-        if target.parent not in made:  # one mkdir per folder, not one per file
-            target.parent.mkdir(parents=True, exist_ok=True)
-            made.add(target.parent)
-        _move_file(staged / path, target)
+        target = f"{current}/{path}"
+        parent = target.rpartition("/")[0]
+        if parent not in made:  # one mkdir per folder, not one per file
+            os.makedirs(parent, exist_ok=True)
+            made.add(parent)
+        _move_file(f"{staged}/{path}", target)
     for path in changes.removed:
-        target = current / path
-        target.unlink(missing_ok=True)
-        _prune_empty_parents(target.parent, current)
+        target = f"{current}/{path}"
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(target)
+        _prune_empty_parents(target.rpartition("/")[0], str(current))
 
 
-def _move_file(source: Path, target: Path) -> None:
+def _move_file(source: str, target: str) -> None:
     try:
-        source.replace(target)
+        os.replace(source, target)
     except OSError as error:
         if error.errno != errno.EXDEV:
             raise
         shutil.copyfile(source, target)
 
 
-def _prune_empty_parents(directory: Path, stop: Path) -> None:
-    while directory != stop and directory.is_relative_to(stop):
+def _prune_empty_parents(directory: str, stop: str) -> None:
+    while directory.startswith(f"{stop}/"):
         try:
-            directory.rmdir()
+            os.rmdir(directory)
         except OSError:
             return
-        directory = directory.parent
+        directory = directory.rpartition("/")[0]

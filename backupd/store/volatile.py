@@ -18,10 +18,11 @@ import copy
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from backupd.store.names import suffix_of, with_suffix
 from backupd.store.normalise import VIEW_SUFFIXES, is_json_file, parse_json
 from backupd.store.tree import META_DIR, ChangeSet
 
@@ -75,7 +76,7 @@ class VolatileRules:
         )
 
     def for_file(self, path: str) -> tuple[FieldPath, ...]:
-        return self.by_suffix.get(PurePosixPath(path).suffix, ())
+        return self.by_suffix.get(suffix_of(path), ())
 
 
 def without_fields(data: Any, paths: Sequence[FieldPath]) -> Any:
@@ -141,10 +142,9 @@ def keep_equivalent(
             old, new = (current / path).read_bytes(), (staged / path).read_bytes()
             if equivalent(old, new, rules.for_file(path)):
                 kept.add(path)
-    kept_scripts = {PurePosixPath(p).with_suffix("") for p in kept if p.endswith(".script")}
+    kept_scripts = {with_suffix(p, "") for p in kept if p.endswith(".script")}
     for path in changes.modified:
-        pure = PurePosixPath(path)
-        if pure.suffix in VIEW_SUFFIXES and pure.with_suffix("") in kept_scripts:
+        if suffix_of(path) in VIEW_SUFFIXES and with_suffix(path, "") in kept_scripts:
             kept.add(path)
     if not kept:
         return changes
