@@ -57,7 +57,7 @@ from backupd.store.normalise import (
     parse_json,
     script_view,
 )
-from backupd.store.staging import StagedTree, StoredFiles, blob_id
+from backupd.store.staging import PendingChanges, StagedTree, StoredFiles, blob_id
 from backupd.store.summary import ChangeSummary, commit_message, summarise
 from backupd.store.tree import META_DIR, ChangeSet, apply_changes
 from backupd.store.volatile import VolatileRules, keep_equivalent
@@ -129,7 +129,7 @@ class StagedWorkspace:
     """
 
     tree: Path
-    changes: ChangeSet
+    changes: PendingChanges
     jobs: tuple[JobSummary, ...]
     script_count: int
     resource_count: int = 0
@@ -240,7 +240,7 @@ def stage_workspace(
     tree.put(INDEX_FILE, index_bytes(jobs))
     return StagedWorkspace(
         tree=tree.root,
-        changes=tree.changes(),
+        changes=tree.pending(),
         jobs=tuple(jobs),
         script_count=script_count,
         resource_count=len(resources),
@@ -769,7 +769,7 @@ def apply_staged(
     if repo.folder_dirty(folder):
         repo.reset_folder(folder)
     workspace_dir = repo.path / folder
-    changes = staged.changes
+    changes = staged.changes.change_set()
     # Noise (volatile fields, key order, number spelling) keeps the stored bytes.
     changes = keep_equivalent(changes, staged.tree, workspace_dir, options.volatile)
     if not changes.has_content_changes:

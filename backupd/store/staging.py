@@ -13,6 +13,7 @@ import hashlib
 import os
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -155,7 +156,9 @@ class StagedTree:
         if position is not None:
             self._seen[position] = 1
             if self._stored.id_at(position) == blob_id(data):
-                self._modified.discard(path)
+                if path in self._modified:  # written differently before: the folder holds
+                    self._modified.discard(path)  # exactly the new and changed files
+                    os.unlink(f"{self.root}/{path}")
                 return
         with _create(f"{self.root}/{path}") as file:
             file.write(data)
@@ -183,16 +186,39 @@ class StagedTree:
         return [self._stored.path_at(position) for position in self._stored.under(folder)]
 
     def changes(self) -> ChangeSet:
+        return self.pending().change_set()
+
+    def pending(self) -> PendingChanges:
+        """The difference, with the new paths left in the folder until asked for."""
         removed = [
             self._stored.path_at(position) for position, seen in enumerate(self._seen) if not seen
         ]
-        unchanged = self._seen.count(1) - len(self._modified)
-        return ChangeSet(
-            tuple(sorted(p for p in _files_below(self.root) if self._stored.index(p) is None)),
+        return PendingChanges(
+            self.root,
             tuple(sorted(self._modified)),
             tuple(removed),
-            unchanged_count=unchanged,
+            unchanged_count=self._seen.count(1) - len(self._modified),
         )
+
+
+@dataclass(frozen=True)
+class PendingChanges:
+    """A staged difference whose new paths are read from its folder only when asked for.
+
+    A first snapshot of a large workspace adds tens of thousands of paths: they are not held
+    while the workspace waits for its commit (its folder holds exactly the new and changed
+    files, so the new ones are the files there that are not changed ones).
+    """
+
+    root: Path
+    modified: tuple[str, ...]
+    removed: tuple[str, ...]
+    unchanged_count: int
+
+    def change_set(self) -> ChangeSet:
+        changed = set(self.modified)
+        added = sorted(p for p in _files_below(self.root) if p not in changed)
+        return ChangeSet(tuple(added), self.modified, self.removed, self.unchanged_count)
 
 
 def _files_below(root: Path) -> Iterator[str]:

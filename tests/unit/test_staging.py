@@ -7,6 +7,7 @@ from pathlib import Path
 
 from backupd.snapshot import stored_job_count, stored_resource_count
 from backupd.store.staging import StagedTree, StoredFiles, blob_id
+from backupd.store.tree import ChangeSet
 
 
 def test_blob_id_is_gits() -> None:
@@ -56,6 +57,16 @@ def test_new_files_are_known_from_the_staging_folder_in_plain_sorted_order(
     assert changes.added == ("jobs/a.b/a.b.job", "jobs/b/b.job", "jobs/b/deep/x/y.txt")
     assert changes.modified == () and changes.removed == ()
     assert (tmp_path / "tree/jobs/b/b.job").read_bytes() == b"B2"
+
+
+def test_a_file_written_then_put_back_as_stored_is_no_change(tmp_path: Path) -> None:
+    tree = StagedTree(tmp_path / "tree", {"jobs/a/a.job": blob_id(b"A")})
+    tree.put("jobs/a/a.job", b"A2")
+    tree.put("jobs/a/a.job", b"A")  # e.g. a retried batch
+    pending = tree.pending()
+    assert pending.modified == () and pending.unchanged_count == 1
+    assert pending.change_set() == ChangeSet()
+    assert not (tmp_path / "tree/jobs/a/a.job").exists()
 
 
 def test_nothing_new_when_no_file_was_written(tmp_path: Path) -> None:
