@@ -651,8 +651,14 @@ def index_bytes(jobs: Sequence[JobSummary]) -> bytes:
             "    }"
         )
 
-    rows = ",\n".join(row(name, by_name[name]) for name in sorted(by_name))
-    return f'{{\n  "jobs": {{\n{rows}\n  }}\n}}\n'.encode()
+    # Into one buffer: a list of rows, their join and its encoding would each be the file.
+    out = bytearray(b'{\n  "jobs": {\n')
+    for number, name in enumerate(sorted(by_name)):
+        if number:
+            out += b",\n"
+        out += row(name, by_name[name]).encode()
+    out += b"\n  }\n}\n"
+    return bytes(out)
 
 
 def _json(value: str | int | None) -> str:
