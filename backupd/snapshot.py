@@ -52,6 +52,7 @@ from backupd.store.blobs import BlobWriter
 from backupd.store.gitrepo import GitRepo, Identity
 from backupd.store.names import stem_of, with_suffix
 from backupd.store.normalise import (
+    VIEW_SUFFIXES,
     canonical_json,
     normalise_file,
     parse_json,
@@ -66,6 +67,7 @@ logger = logging.getLogger(__name__)
 
 INDEX_FILE = f"{META_DIR}/index.json"
 RESOURCES_DIR = "resources"  # resources/<name>.resource: definitions from the resource list
+SCRIPTS_DIR = "scripts"  # scripts/<name>.script: definitions from the script list
 
 # Staging folders are named after the process that owns them, so that a later run can tell
 # the leftovers of a killed process from the folders of one still working.
@@ -206,13 +208,14 @@ def stage_workspace(
     baseline = baseline or Baseline()
     on_write = blobs.write if blobs is not None else None
     tree = StagedTree(staging / "tree", baseline.files, on_write=on_write)
-    jobs, scripts, resources = list_workspace(client, target.workspace_id)
+    # Scripts are staged as their pages arrive; resources right after the listing. Their
+    # listings are the authority on them, and a script that changed tells which jobs
+    # (holding a copy of it) must be exported again.
+    scripts = ScriptStager(tree)
+    jobs, script_names, resources = list_workspace(client, target.workspace_id, scripts.stage)
     observer.sized(target, max(len(jobs), len(baseline.files) // 4))
-    # Scripts and resources first: their listings are the authority on them, and a script
-    # that changed tells which jobs (holding a copy of it) must be exported again.
-    changed_scripts = stage_scripts(tree, scripts)
-    script_count = len(scripts)
-    del scripts  # their bodies are staged: not held while the workspace exports
+    changed_scripts = scripts.finish(script_names)
+    script_count = len(script_names)
     for resource in resources:
         stage_resource(tree, resource)
     full = is_full_snapshot(options, baseline, time.time() if now is None else now)
@@ -253,10 +256,11 @@ def stage_workspace(
 
 
 def list_workspace(
-    client: DataArtsClient, workspace_id: str
-) -> tuple[list[JobSummary], list[tuple[str, bytes]], list[dict[str, Any]]]:
-    """Jobs, scripts and resources, listed side by side: each is a chain of pages that waits
-    on the network, and the workspace's exports wait for all three.
+    client: DataArtsClient, workspace_id: str, keep_script: Callable[[dict[str, Any]], str]
+) -> tuple[list[JobSummary], list[str], list[dict[str, Any]]]:
+    """Jobs, script names (``keep_script`` takes each script as its page arrives) and
+    resources, listed side by side: each is a chain of pages that waits on the network, and
+    the workspace's exports wait for all three.
 
     Scripts and resources wait until some call proved the credentials (or the job listing
     ended): wrong credentials or a skewed clock are then reported once, for the job list.
@@ -274,7 +278,7 @@ def list_workspace(
     jobs_failed: list[bool] = []
     with ThreadPoolExecutor(2, thread_name_prefix="listing") as pool:
         scripts = pool.submit(
-            when_allowed, functools.partial(client.list_scripts, keep=script_file)
+            when_allowed, functools.partial(client.list_scripts, keep=keep_script)
         )
         resources = pool.submit(when_allowed, client.list_resources)
         try:
@@ -584,35 +588,44 @@ def stage_script_file(tree: StagedTree, path: str, content: bytes) -> None:
         tree.put(view_path, text)
 
 
-def script_file(script: dict[str, Any]) -> tuple[str, bytes]:
-    """A listed script as (name, the bytes its .script file holds).
+class ScriptStager:
+    """Stages listed scripts under scripts/ as their pages arrive, so a large workspace's
+    thousands of script bodies are not held until its listing ends."""
 
-    Made as each page of the listing arrives: the bytes take half the memory of the parsed
-    definition, and a large workspace lists thousands of scripts.
-    """
-    return str(script["name"]), canonical_json(script)
+    def __init__(self, tree: StagedTree) -> None:
+        self._tree = tree
+        self._staged: set[str] = set()
+        self._changed: set[str] = set()  # differ from the last commit
 
-
-def stage_scripts(tree: StagedTree, scripts: Sequence[tuple[str, bytes]]) -> set[str]:
-    """Stage every listed script (see ``script_file``) under scripts/; returns the names that
-    changed or vanished."""
-    changed: set[str] = set()
-    listed: set[str] = set()
-    for name, content in scripts:
+    def stage(self, script: dict[str, Any]) -> str:
+        """Stage one listed script; returns its name."""
+        name = str(script["name"])
         if not _safe_name(name):
             raise ArchiveError(f"script list: unusable script name {name!r}")
-        listed.add(name)
-        path = f"scripts/{name}.script"
-        stored = tree.stored_blob(path)
-        if stored != blob_id(content):
-            changed.add(name)
-        stage_script_file(tree, path, content)
-    for path in tree.stored_paths("scripts"):
-        if path.endswith(".script"):
-            name = stem_of(path)
-            if name not in listed:
+        path = f"{SCRIPTS_DIR}/{name}.script"
+        content = canonical_json(script)
+        if self._tree.stored_blob(path) != blob_id(content):
+            self._changed.add(name)
+        stage_script_file(self._tree, path, content)
+        self._staged.add(name)
+        return name
+
+    def finish(self, listed: Sequence[str]) -> set[str]:
+        """The listing ended with ``listed``: returns the scripts that changed or vanished.
+
+        A listing that ran twice (its total moved) may have staged scripts deleted since:
+        they are taken out again.
+        """
+        names = set(listed)
+        for name in self._staged - names:
+            path = f"{SCRIPTS_DIR}/{name}.script"
+            for staged in (path, *(with_suffix(path, suffix) for suffix in VIEW_SUFFIXES)):
+                self._tree.discard(staged)
+        changed = self._changed & names
+        for path in self._tree.stored_paths(SCRIPTS_DIR):
+            if path.endswith(".script") and (name := stem_of(path)) not in names:
                 changed.add(name)
-    return changed
+        return changed
 
 
 def stage_resource(tree: StagedTree, resource: dict[str, Any]) -> None:

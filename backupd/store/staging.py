@@ -9,6 +9,7 @@ large the workspace: backupd's own work grows with what changed, not with the re
 from __future__ import annotations
 
 import bisect
+import contextlib
 import hashlib
 import os
 from array import array
@@ -166,6 +167,15 @@ class StagedTree:
             self._on_write(data)
         if position is not None:
             self._modified.add(path)
+
+    def discard(self, path: str) -> None:
+        """The new folder does not hold ``path`` after all."""
+        position = self._stored.index(path)
+        if position is not None:
+            self._seen[position] = 0
+            self._modified.discard(path)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(f"{self.root}/{path}")
 
     def has(self, path: str) -> bool:
         position = self._stored.index(path)
