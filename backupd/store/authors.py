@@ -82,12 +82,13 @@ def split_commits(
     by name) and a last one for changes without a known user. Otherwise one commit, authored
     by the user when a single user made every change.
     """
-    content = [p for p in changes.paths if not _is_meta(p)]
-    meta = [p for p in changes.paths if _is_meta(p)]
     if not per_author:
-        known = {users.get(p) for p in content}
+        # No list of the paths: a first snapshot's are packed (see PackedPaths).
+        known = {users.get(p) for p in changes.paths if not _is_meta(p)}
         single = known.pop() if len(known) == 1 else None
         return [CommitGroup(single, changes)]
+    content = [p for p in changes.paths if not _is_meta(p)]
+    meta = [p for p in changes.paths if _is_meta(p)]
     order = rank or {}
     named = sorted(
         {u for p in content if (u := users.get(p)) is not None},

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from backupd.store.tree import ChangeSet
+from backupd.store.tree import ChangeSet, PackedPaths
 
 
 def blob_id(data: bytes) -> str:
@@ -227,14 +227,31 @@ class PendingChanges:
 
     def change_set(self) -> ChangeSet:
         changed = set(self.modified)
-        added = sorted(p for p in _files_below(self.root) if p not in changed)
-        return ChangeSet(tuple(added), self.modified, self.removed, self.unchanged_count)
+        added = PackedPaths(p for p in _files_below(self.root) if p not in changed)
+        return ChangeSet(added, self.modified, self.removed, self.unchanged_count)
 
 
 def _files_below(root: Path) -> Iterator[str]:
-    """Relative POSIX paths of the files below ``root`` (none when it does not exist)."""
-    top = str(root)
-    for directory, _, filenames in os.walk(top):
-        prefix = directory[len(top) + 1 :].replace(os.sep, "/")
-        for name in filenames:
-            yield f"{prefix}/{name}" if prefix else name
+    """Relative POSIX paths of the files below ``root``, in sorted order, streamed (none when
+    it does not exist).
+
+    A folder's entries are sorted with a '/' after each subfolder's name, which puts every
+    path in the order of plain string comparison without holding them all to sort.
+    """
+
+    def below(folder: str, prefix: str) -> Iterator[str]:
+        with os.scandir(folder) as entries:
+            keyed = sorted(
+                (f"{entry.name}/", entry.name)
+                if entry.is_dir(follow_symlinks=False)
+                else (entry.name, "")
+                for entry in entries
+            )
+        for key, subfolder in keyed:
+            if subfolder:
+                yield from below(f"{folder}/{subfolder}", f"{prefix}{key}")
+            else:
+                yield f"{prefix}{key}"
+
+    if root.is_dir():
+        yield from below(str(root), "")

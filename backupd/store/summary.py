@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from backupd.store.names import stem_of, suffix_of
@@ -45,7 +46,7 @@ def _resource_of(path: str) -> str | None:
     return stem_of(path) if suffix_of(path) == ".resource" else None
 
 
-def _resources_in(paths: tuple[str, ...]) -> set[str]:
+def _resources_in(paths: Sequence[str]) -> set[str]:
     return {
         name for p in paths if p.startswith("resources/") and (name := _resource_of(p)) is not None
     }
@@ -58,7 +59,7 @@ def summarise(changes: ChangeSet) -> ChangeSummary:
     jobs_touched = {job_of(p) for p in changes.paths} - {None}
     jobs_changed = jobs_touched - jobs_added - jobs_removed
 
-    def standalone(paths: tuple[str, ...]) -> set[str]:
+    def standalone(paths: Sequence[str]) -> set[str]:
         return {
             name for p in paths if p.startswith("scripts/") and (name := _script_of(p)) is not None
         }

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import os
 import shutil
-from collections.abc import Iterator
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import overload
 
 # Paths under this folder are backupd's own bookkeeping, not content: they never justify a
 # commit on their own.
@@ -21,23 +24,75 @@ META_DIR = ".backupd"
 
 @dataclass(frozen=True)
 class ChangeSet:
-    """Relative POSIX paths (within one workspace folder) that differ from the stored tree."""
+    """Relative POSIX paths (within one workspace folder) that differ from the stored tree,
+    each kind in sorted order."""
 
-    added: tuple[str, ...] = ()
+    added: Sequence[str] = ()  # a PackedPaths when a staging folder was listed
     modified: tuple[str, ...] = ()
     removed: tuple[str, ...] = ()
     unchanged_count: int = field(default=0, compare=False)
 
     @property
-    def paths(self) -> tuple[str, ...]:
-        return self.added + self.modified + self.removed
+    def paths(self) -> Iterator[str]:
+        return itertools.chain(self.added, self.modified, self.removed)
 
     @property
     def has_content_changes(self) -> bool:
         return any(not _is_meta(path) for path in self.paths)
 
     def __bool__(self) -> bool:
-        return bool(self.paths)
+        return bool(self.added or self.modified or self.removed)
+
+
+class PackedPaths(Sequence[str]):
+    """Paths packed into one bytes object, each made a string only while it is looked at.
+
+    A first snapshot of a large workspace adds tens of thousands of paths, which its commit
+    goes over several times: as strings they took ~105 bytes each, packed ~45.
+    """
+
+    __slots__ = ("_blob", "_starts")
+
+    def __init__(self, paths: Iterable[str] = ()) -> None:
+        blob, starts = bytearray(), array("I", [0])
+        for path in paths:
+            blob += path.encode("utf-8", "surrogateescape")
+            starts.append(len(blob))
+        self._blob, self._starts = bytes(blob), starts
+
+    def __len__(self) -> int:
+        return len(self._starts) - 1
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[str, ...]: ...
+    def __getitem__(self, index: int | slice) -> str | tuple[str, ...]:
+        if isinstance(index, slice):
+            return tuple(self[i] for i in range(len(self))[index])
+        number = index + len(self) if index < 0 else index
+        if not 0 <= number < len(self):
+            raise IndexError(index)
+        start, end = self._starts[number], self._starts[number + 1]
+        return self._blob[start:end].decode("utf-8", "surrogateescape")
+
+    def __iter__(self) -> Iterator[str]:
+        blob, starts = self._blob, self._starts
+        for number in range(len(self)):
+            yield blob[starts[number] : starts[number + 1]].decode("utf-8", "surrogateescape")
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, PackedPaths):
+            return self._blob == other._blob and self._starts == other._starts
+        if isinstance(other, Sequence) and not isinstance(other, str | bytes):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))  # equal to the tuple of its paths, so hashed like it
+
+    def __repr__(self) -> str:
+        return f"PackedPaths({list(self)!r})"
 
 
 def _is_meta(path: str) -> bool:
@@ -96,7 +151,7 @@ def apply_changes(staged: Path, current: Path, changes: ChangeSet) -> None:
             if error.errno != errno.EXDEV:
                 raise
     made: set[str] = set()
-    for path in changes.added + changes.modified:
+    for path in itertools.chain(changes.added, changes.modified):
         target = f"{current}/{path}"
         parent = target.rpartition("/")[0]
         if parent not in made:  # one mkdir per folder, not one per file
