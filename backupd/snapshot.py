@@ -224,6 +224,7 @@ def stage_workspace(
     for job in jobs:
         if job.name not in exporting:
             tree.keep(f"jobs/{job.name}")
+    del exporting  # not held while the workspace exports
     log(
         logger,
         "snapshot.listed",

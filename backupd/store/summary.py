@@ -54,9 +54,11 @@ def _resources_in(paths: Sequence[str]) -> set[str]:
 
 def summarise(changes: ChangeSet) -> ChangeSummary:
     """Jobs, scripts and resources touched by ``changes`` (paths relative to a workspace)."""
-    jobs_added = {job_of(p) for p in changes.added if is_job_file(p)} - {None}
-    jobs_removed = {job_of(p) for p in changes.removed if is_job_file(p)} - {None}
-    jobs_touched = {job_of(p) for p in changes.paths} - {None}
+    # Sets built without None rather than copied without it: a first snapshot of a large
+    # workspace names thousands of jobs.
+    jobs_added = {j for p in changes.added if is_job_file(p) and (j := job_of(p)) is not None}
+    jobs_removed = {j for p in changes.removed if is_job_file(p) and (j := job_of(p)) is not None}
+    jobs_touched = {j for p in changes.paths if (j := job_of(p)) is not None}
     jobs_changed = jobs_touched - jobs_added - jobs_removed
 
     def standalone(paths: Sequence[str]) -> set[str]:
@@ -83,9 +85,9 @@ def summarise(changes: ChangeSet) -> ChangeSummary:
         - resources_removed
     )
     return ChangeSummary(
-        jobs_added=tuple(sorted(jobs_added)),  # type: ignore[arg-type]
-        jobs_changed=tuple(sorted(jobs_changed)),  # type: ignore[arg-type]
-        jobs_removed=tuple(sorted(jobs_removed)),  # type: ignore[arg-type]
+        jobs_added=tuple(sorted(jobs_added)),
+        jobs_changed=tuple(sorted(jobs_changed)),
+        jobs_removed=tuple(sorted(jobs_removed)),
         scripts_added=tuple(sorted(scripts_added)),
         scripts_changed=tuple(sorted(scripts_changed)),
         scripts_removed=tuple(sorted(scripts_removed)),
