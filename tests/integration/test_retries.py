@@ -174,8 +174,6 @@ def test_requests_that_cannot_succeed_are_sent_once(sim: Simulator, tmp_path: Pa
 def test_rate_limits_hold_over_every_one_second_window(sim: Simulator, tmp_path: Path) -> None:
     names = sorted(sim.jobs(WID))
     export_rate, list_rate = 8.0, 16.0
-    # The gateway counts the same way; the client's margin keeps it from refusing.
-    sim.faults.export_throttle_rps = export_rate
     with client_for(
         sim.url,
         exports_per_second=export_rate,
@@ -201,12 +199,12 @@ def test_rate_limits_hold_over_every_one_second_window(sim: Simulator, tmp_path:
             thread.join()
         elapsed = time.monotonic() - started
 
-    export_times = [r.received for r in exports(sim) if r.status == 200]
+    # No throttle on the simulator's side: it would count on its own stamps, which lag the
+    # client's sends by more than the client's margin when the cores are busy. The stamps
+    # are checked here instead, with that lag allowed for.
+    export_times = [r.received for r in exports(sim)]
     list_times = [r.received for r in sim.served if r.path.endswith("/scripts")]
     assert len(export_times) == 20 and len(list_times) == 40
-    # Under load a stamp can lag by more than the client's margin, and the simulator then
-    # refuses a call (retried): one at most, where a client without a limit gets a dozen.
-    assert statuses(exports(sim)).count(429) <= 1
     # DataArts counts calls per second: no one-second window may hold more than the rate.
     # The stamps are taken by the simulator, which shares this process and its two cores with
     # the client: a thread hand-off can delay one stamp by tens of milliseconds, so the window
@@ -214,7 +212,8 @@ def test_rate_limits_hold_over_every_one_second_window(sim: Simulator, tmp_path:
     # its calls in a tenth of that).
     assert busiest_window(export_times, 1.0 - STAMP_JITTER) <= export_rate
     assert busiest_window(list_times, 1.0 - STAMP_JITTER) <= list_rate
-    # ...and over the whole run the rate holds: 40 calls at 16 a second span 1.5 s at least.
+    # ...and over the whole run the rate holds: 20 calls at 8 a second (40 at 16) span 1.5 s.
+    assert max(export_times) - min(export_times) >= (20 - export_rate) / export_rate - STAMP_JITTER
     assert max(list_times) - min(list_times) >= (40 - list_rate) / list_rate - STAMP_JITTER
     assert elapsed >= (20 // export_rate) * 0.95  # it really did hold calls back
 
