@@ -26,6 +26,24 @@ def test_it_answers_like_the_tuple_it_packs() -> None:
     assert ChangeSet(added=PackedPaths(PATHS)) == ChangeSet(added=tuple(PATHS))
 
 
+def test_front_coding_answers_every_path_at_every_position() -> None:
+    # Prefixes shared across a restart, cut inside a character (é/ê share a byte), whole
+    # paths repeated, and one path the prefix of the next.
+    rng = random.Random(7)
+    parts = ["jobs", "job-1", "job-10", "jobé", "jobê", "s.sh", "s.script", "中文", ""]
+    paths = sorted(
+        "/".join(rng.choice(parts) for _ in range(rng.randint(1, 4))) for _ in range(300)
+    )
+    packed = PackedPaths(paths)
+    assert list(packed) == paths
+    assert [packed[i] for i in range(len(paths))] == paths
+    assert [packed[-i] for i in range(1, len(paths) + 1)] == [paths[-i] for i in range(1, 301)]
+    assert packed[10:40:3] == tuple(paths[10:40:3])
+    assert packed == PackedPaths(paths) and packed != PackedPaths(paths[:-1])
+    # The same bytes cut at other places are other paths.
+    assert PackedPaths(["ab", "c"]) != PackedPaths(["a", "bc"])
+
+
 def test_new_files_are_listed_in_plain_string_order(tmp_path: Path) -> None:
     # Names that sort before '/' ('-', '.', ' ') are where a folder walk's order differs.
     names = ["a", "a-b", "a.b", "a b", "ab", "a0", "中"]
