@@ -58,8 +58,12 @@ def summarise(changes: ChangeSet) -> ChangeSummary:
     # workspace names thousands of jobs.
     jobs_added = {j for p in changes.added if is_job_file(p) and (j := job_of(p)) is not None}
     jobs_removed = {j for p in changes.removed if is_job_file(p) and (j := job_of(p)) is not None}
-    jobs_touched = {j for p in changes.paths if (j := job_of(p)) is not None}
-    jobs_changed = jobs_touched - jobs_added - jobs_removed
+    # Not "touched - added - removed": a first snapshot would hold every name twice more.
+    jobs_changed = {
+        j
+        for p in changes.paths
+        if (j := job_of(p)) is not None and j not in jobs_added and j not in jobs_removed
+    }
 
     def standalone(paths: Sequence[str]) -> set[str]:
         return {
