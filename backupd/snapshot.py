@@ -756,7 +756,11 @@ def _guard_deletions(
 
 
 def plan_commits(
-    workspace_dir: Path, staged: StagedWorkspace, changes: ChangeSet, options: SnapshotOptions
+    workspace_dir: Path,
+    staged: StagedWorkspace,
+    changes: ChangeSet,
+    summary: ChangeSummary,
+    options: SnapshotOptions,
 ) -> tuple[list[CommitGroup], dict[str, str]]:
     """The commits recording ``changes`` and the job → user map their messages show.
 
@@ -764,14 +768,14 @@ def plan_commits(
     rather than recording anyone's edit: backupd authors it (its message still names who
     last saved each job).
     """
-    job_users = saved_by(changes, staged.editors)
+    job_users = saved_by(summary, changes, staged.editors)
     rank: dict[str, int] = {}  # a user's commit comes after those of users who saved earlier
     for job in staged.jobs:
         if (user := job_users.get(job.name)) is not None:
             rank[user] = max(rank.get(user, 0), job.last_update_time or 0)
     first = not (workspace_dir / INDEX_FILE).exists()
     # Per path only when commits are split by it: a first snapshot changes ~5 paths a job.
-    users = {} if first else attribute(changes, staged.editors)
+    users = {} if first else attribute(changes, job_users)
     groups = split_commits(changes, users, per_author=options.commit_per_author, rank=rank)
     return groups, job_users
 
@@ -799,7 +803,7 @@ def apply_staged(
     check_resource_deletions(
         target, summary, staged.stored_resources, staged.resource_count, options
     )
-    groups, job_users = plan_commits(workspace_dir, staged, changes, options)
+    groups, job_users = plan_commits(workspace_dir, staged, changes, summary, options)
     log(
         logger,
         "snapshot.apply",

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from backupd.store.gitrepo import Identity
-from backupd.store.summary import is_job_file, job_of
+from backupd.store.summary import ChangeSummary, is_job_file, job_of
 from backupd.store.tree import META_DIR, ChangeSet
 
 DEFAULT_EMAIL_DOMAIN = "dataarts.invalid"  # RFC 2606: never a real mailbox
@@ -42,28 +42,32 @@ def identity_for(user: str, authors: Mapping[str, Identity]) -> Identity:
     return authors.get(user) or default_identity(user)
 
 
-def saved_by(changes: ChangeSet, editors: Mapping[str, str]) -> dict[str, str]:
+def saved_by(
+    summary: ChangeSummary, changes: ChangeSet, editors: Mapping[str, str]
+) -> dict[str, str]:
     """Job → the user who saved it, for the jobs whose job file was added or changed.
 
-    ``editors``: job → user, for jobs whose lastUpdateTime moved since the last snapshot.
+    ``summary`` is that of ``changes``: its added jobs are those whose job file was added,
+    and their names are taken from it rather than made again (a first snapshot adds
+    thousands). ``editors``: job → user, for jobs whose lastUpdateTime moved since the last
+    snapshot.
     """
-    return {
-        job: editors[job]
-        for paths in (changes.added, changes.modified)
-        for path in paths
-        if is_job_file(path) and (job := job_of(path)) in editors
-    }
+    saved = {job: editors[job] for job in summary.jobs_added if job in editors}
+    for path in changes.modified:
+        if is_job_file(path) and (job := job_of(path)) in editors:
+            saved[job] = editors[job]
+    return saved
 
 
-def attribute(changes: ChangeSet, editors: Mapping[str, str]) -> dict[str, str | None]:
-    """The DataArts user behind each changed path (None when unknown); see ``saved_by``."""
-    saved = saved_by(changes, editors)
+def attribute(changes: ChangeSet, saved: Mapping[str, str]) -> dict[str, str | None]:
+    """The DataArts user behind each changed path (None when unknown); ``saved`` is what
+    ``saved_by`` answers for these changes."""
     removed = set(changes.removed)  # not the tuple: a lookup per changed path
     users: dict[str, str | None] = {}
     for path in changes.paths:
         job = job_of(path)
         if job is not None and job in saved and path not in removed:
-            users[path] = editors[job]
+            users[path] = saved[job]
         else:
             users[path] = None
     return users

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from backupd.store.authors import attribute, default_identity, split_commits
+from backupd.store.authors import attribute, default_identity, saved_by, split_commits
 from backupd.store.gitrepo import Identity
+from backupd.store.summary import summarise
 from backupd.store.tree import ChangeSet
 
 CHANGES = ChangeSet(
@@ -19,8 +20,14 @@ CHANGES = ChangeSet(
 EDITORS = {"new": "carol", "a": "alice", "b": "bob", "gone": "dave"}
 
 
+def saved(changes: ChangeSet) -> dict[str, str]:
+    return saved_by(summarise(changes), changes, EDITORS)
+
+
 def test_a_job_folder_is_its_editors_only_when_the_job_file_changed() -> None:
-    users = attribute(CHANGES, EDITORS)
+    # b's script copy changed without its job file; gone's deletion is nobody's edit.
+    assert saved(CHANGES) == {"new": "carol", "a": "alice"}
+    users = attribute(CHANGES, saved(CHANGES))
     assert users == {
         "jobs/new/new.job": "carol",
         "jobs/new/s.script": "carol",
@@ -34,7 +41,7 @@ def test_a_job_folder_is_its_editors_only_when_the_job_file_changed() -> None:
 
 def test_per_author_split_orders_by_rank_and_ends_with_backupd_and_bookkeeping() -> None:
     groups = split_commits(
-        CHANGES, attribute(CHANGES, EDITORS), per_author=True, rank={"alice": 9, "carol": 3}
+        CHANGES, attribute(CHANGES, saved(CHANGES)), per_author=True, rank={"alice": 9, "carol": 3}
     )
     assert [g.user for g in groups] == ["carol", "alice", None]
     assert groups[0].changes.added == ("jobs/new/new.job", "jobs/new/s.script")
@@ -49,10 +56,10 @@ def test_per_author_split_orders_by_rank_and_ends_with_backupd_and_bookkeeping()
 
 
 def test_single_commit_is_a_users_only_when_they_made_every_change() -> None:
-    mixed = split_commits(CHANGES, attribute(CHANGES, EDITORS), per_author=False)
+    mixed = split_commits(CHANGES, attribute(CHANGES, saved(CHANGES)), per_author=False)
     assert [(g.user, g.changes) for g in mixed] == [(None, CHANGES)]
     alone = ChangeSet(modified=(".backupd/index.json", "jobs/a/a.job", "jobs/a/x.script"))
-    (group,) = split_commits(alone, attribute(alone, EDITORS), per_author=False)
+    (group,) = split_commits(alone, attribute(alone, saved(alone)), per_author=False)
     assert group.user == "alice"
 
 
