@@ -347,7 +347,7 @@ def print_table(scale: Scale, rows: list[tuple[str, Measurement, Measurement | N
         print(
             f"{label:26} {ours.seconds:10.1f} {floor:8.1f} {ours.seconds / floor:8.2f} "
             f"{naive} {ratio} "
-            f"{ours.peak_rss_mb:7.0f} {ours.export_calls:8d} {ours.list_calls:6d} "
+            f"{ours.peak_rss_mb:7.1f} {ours.export_calls:8d} {ours.list_calls:6d} "
             f"{ours.throttled:5d} {ours.commits:7d}"
         )
 
