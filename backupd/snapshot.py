@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
+import io
 import itertools
 import json
 import logging
@@ -208,18 +209,11 @@ def stage_workspace(
     baseline = baseline or Baseline()
     on_write = blobs.write if blobs is not None else None
     tree = StagedTree(staging / "tree", baseline.files, on_write=on_write)
-    # Scripts are staged as their pages arrive; resources right after the listing. Their
-    # listings are the authority on them, and a script that changed tells which jobs
-    # (holding a copy of it) must be exported again.
-    scripts = ScriptStager(tree)
-    jobs, script_names, resources = list_workspace(client, target.workspace_id, scripts.stage)
+    jobs, script_count, changed_scripts, resource_count = stage_listings(client, target, tree)
     observer.sized(target, max(len(jobs), len(baseline.files) // 4))
-    changed_scripts = scripts.finish(script_names)
-    script_count = len(script_names)
-    for resource in resources:
-        stage_resource(tree, resource)
     full = is_full_snapshot(options, baseline, time.time() if now is None else now)
     names = plan_exports(jobs, baseline, changed_scripts, full=full)
+    del changed_scripts  # thousands of names in a first snapshot: not held while exporting
     exporting = set(names)
     for job in jobs:
         if job.name not in exporting:
@@ -231,7 +225,7 @@ def stage_workspace(
         workspace=target.label,
         jobs=len(jobs),
         scripts=script_count,
-        resources=len(resources),
+        resources=resource_count,
         export=len(names),
         mode="full" if full else "incremental",
     )
@@ -247,13 +241,32 @@ def stage_workspace(
         changes=tree.pending(),
         jobs=tuple(jobs),
         script_count=script_count,
-        resource_count=len(resources),
+        resource_count=resource_count,
         exported=len(names) - len(rejected),
         full=full,
         editors=editors(jobs, baseline.job_times),
         stored_jobs=stored_job_count(baseline.files),
         stored_resources=stored_resource_count(baseline.files),
     )
+
+
+def stage_listings(
+    client: DataArtsClient, target: WorkspaceTarget, tree: StagedTree
+) -> tuple[list[JobSummary], int, set[str], int]:
+    """List the workspace, staging its scripts and resources: returns the jobs, how many
+    scripts, the scripts that changed or vanished, and how many resources.
+
+    Scripts are staged as their pages arrive; resources right after the listing. Their
+    listings are the authority on them, and a script that changed tells which jobs
+    (holding a copy of it) must be exported again. The script names and the stager's sets
+    of them end here, before the workspace exports.
+    """
+    scripts = ScriptStager(tree)
+    jobs, script_names, resources = list_workspace(client, target.workspace_id, scripts.stage)
+    changed_scripts = scripts.finish(script_names)
+    for resource in resources:
+        stage_resource(tree, resource)
+    return jobs, len(script_names), changed_scripts, len(resources)
 
 
 def list_workspace(
@@ -666,13 +679,15 @@ def index_bytes(jobs: Sequence[JobSummary]) -> bytes:
         )
 
     # Into one buffer: a list of rows, their join and its encoding would each be the file.
-    out = bytearray(b'{\n  "jobs": {\n')
+    # A BytesIO hands over its buffer (a bytearray's bytes() would copy it).
+    out = io.BytesIO()
+    out.write(b'{\n  "jobs": {\n')
     for number, name in enumerate(sorted(by_name)):
         if number:
-            out += b",\n"
-        out += row(name, by_name[name]).encode()
-    out += b"\n  }\n}\n"
-    return bytes(out)
+            out.write(b",\n")
+        out.write(row(name, by_name[name]).encode())
+    out.write(b"\n  }\n}\n")
+    return out.getvalue()
 
 
 def _json(value: str | int | None) -> str:
