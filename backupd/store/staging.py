@@ -240,16 +240,16 @@ def _files_below(root: Path) -> Iterator[str]:
     """
 
     def below(folder: str, prefix: str) -> Iterator[str]:
+        # One string an entry (a jobs folder holds thousands): a subfolder's ends in '/',
+        # which no file name can.
         with os.scandir(folder) as entries:
-            keyed = sorted(
-                (f"{entry.name}/", entry.name)
-                if entry.is_dir(follow_symlinks=False)
-                else (entry.name, "")
+            keys = sorted(
+                f"{entry.name}/" if entry.is_dir(follow_symlinks=False) else entry.name
                 for entry in entries
             )
-        for key, subfolder in keyed:
-            if subfolder:
-                yield from below(f"{folder}/{subfolder}", f"{prefix}{key}")
+        for key in keys:
+            if key.endswith("/"):
+                yield from below(f"{folder}/{key[:-1]}", f"{prefix}{key}")
             else:
                 yield f"{prefix}{key}"
 
