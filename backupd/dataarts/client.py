@@ -60,10 +60,11 @@ PAGES_AT_ONCE = 3
 
 
 _Kept = TypeVar("_Kept")
+_Row = TypeVar("_Row")
 _Fetched = TypeVar("_Fetched")
 
 
-def _as_is(row: dict[str, Any]) -> dict[str, Any]:
+def _as_is(row: _Row) -> _Row:
     return row
 
 
@@ -224,7 +225,7 @@ class DataArtsClient:
                 extra=[("jobType", job_type)],
                 what="list jobs",
                 # A summary per row as each page arrives: a raw row is ten times its size.
-                keep=functools.partial(_job_summary, job_type=job_type),
+                condense=functools.partial(_job_summary, job_type=job_type),
             )
             for summary in summaries.values():
                 jobs.setdefault(summary.name, summary)
@@ -409,7 +410,8 @@ class DataArtsClient:
         extra: list[tuple[str, str]],
         what: str,
         max_limit: int = 1000,
-        keep: Callable[[dict[str, Any]], _Kept] = _as_is,  # type: ignore[assignment]
+        condense: Callable[[dict[str, Any]], _Row] = _as_is,  # type: ignore[assignment]
+        keep: Callable[[_Row], _Kept] = _as_is,  # type: ignore[assignment]
     ) -> dict[str, _Kept]:
         """Page through a listing until ``total`` distinct names are seen (dlf-api.md §2.3).
 
@@ -417,11 +419,21 @@ class DataArtsClient:
         missed while the count still adds up (one deleted before it, one added after), and a
         missed job would be recorded as deleted. So every page must report the same total,
         and the distinct names must reach it; else the listing runs once more, then fails.
-        ``keep``: what to hold of each row (the first one of each name), made as pages arrive.
+        ``condense``: what to make of every row, in the thread that fetched its page (pages
+        wait there for their turn: a raw page of 1,000 jobs is ~2 MB). ``keep``: what to hold
+        of the first row of each name, made in listing order as pages arrive.
         """
         limit = min(self.settings.page_size, max_limit)
         listing = functools.partial(
-            self._page_through, resource, item_key, workspace_id, extra, limit, what, keep
+            self._page_through,
+            resource,
+            item_key,
+            workspace_id,
+            extra,
+            limit,
+            what,
+            condense,
+            keep,
         )
         items, total, stable = listing()
         if len(items) < total or not stable:
@@ -455,13 +467,14 @@ class DataArtsClient:
         extra: list[tuple[str, str]],
         limit: int,
         what: str,
-        keep: Callable[[dict[str, Any]], _Kept],
+        condense: Callable[[dict[str, Any]], _Row],
+        keep: Callable[[_Row], _Kept],
     ) -> tuple[dict[str, _Kept], int, bool]:
         """The entries by name, the last total reported, and whether every page reported it."""
         path = f"/v1/{self.settings.project_id}/{resource}"
         totals: set[int] = set()
 
-        def fetch(offset: int) -> tuple[list[dict[str, Any]], int]:
+        def fetch(offset: int) -> tuple[list[tuple[str, _Row]], int]:
             query = [*extra, ("limit", str(limit)), ("offset", str(offset))]
             data = self._get_json(path, workspace_id, query, what)
             rows = data.get(item_key) or []
@@ -473,14 +486,14 @@ class DataArtsClient:
             if not isinstance(total, int) or total < 0:
                 raise ApiError("response has no valid 'total'", operation=what)
             totals.add(total)
-            return rows, total
+            return [(row["name"], condense(row)) for row in rows], total
 
         seen: dict[str, _Kept] = {}
 
-        def take(rows: list[dict[str, Any]]) -> None:
-            for row in rows:
-                if row["name"] not in seen:
-                    seen[row["name"]] = keep(row)
+        def take(rows: list[tuple[str, _Row]]) -> None:
+            for name, row in rows:
+                if name not in seen:
+                    seen[name] = keep(row)
 
         first, total = fetch(0)
         take(first)
@@ -494,7 +507,7 @@ class DataArtsClient:
         if mode is None:
             # offset is documented both as a page number and as a record offset: probe once.
             second, total = fetch(1)
-            mode = "record" if second and second[0]["name"] == first[1]["name"] else "page"
+            mode = "record" if second and second[0][0] == first[1][0] else "page"
             with self._lock:
                 self._offset_modes[mode_key] = mode
             take(second)
@@ -507,7 +520,7 @@ class DataArtsClient:
         step = 1 if mode == "page" else limit
         # The pages the reported total still needs, side by side and taken in order.
         end = -(-total // limit) if mode == "page" else total
-        rows: list[dict[str, Any]] = []
+        rows: list[tuple[str, _Row]] = []
         for rows, page_total in _in_order(fetch, range(offset, end, step), PAGES_AT_ONCE):
             total = page_total
             before = len(seen)

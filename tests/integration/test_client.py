@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import itertools
+import threading
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+from backupd.dataarts import client as client_module
 from backupd.dataarts.auth import StaticTokenAuth
 from backupd.dataarts.client import (
     PAGES_AT_ONCE,
     ClientSettings,
     DataArtsClient,
+    JobSummary,
     error_from_response,
 )
 from backupd.dataarts.retry import RetryPolicy
@@ -198,3 +202,26 @@ def test_the_pages_after_the_first_are_requested_side_by_side() -> None:
     events = sorted([(r.received, 1) for r in pages] + [(r.answered, -1) for r in pages])
     in_flight = list(itertools.accumulate(step for _, step in events))
     assert 2 <= max(in_flight) <= PAGES_AT_ONCE
+
+
+def test_pages_side_by_side_are_made_summaries_where_they_arrive(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Pages wait for their turn (they are taken in order): as raw rows a 1,000-job page is
+    # ~2 MB, so each is condensed in the thread that fetched it, before it waits.
+    threads: list[str] = []
+    summary_of = client_module._job_summary
+
+    def recording(row: dict[str, Any], job_type: str) -> JobSummary:
+        threads.append(threading.current_thread().name)
+        return summary_of(row, job_type)
+
+    monkeypatch.setattr(client_module, "_job_summary", recording)
+    with Simulator() as simulator:
+        simulator.add_workspace(WID, "ws")
+        simulator.populate(WID, 40, realtime_fraction=0.0)
+        with client_for(simulator, page_size=5) as client:
+            jobs = client.list_jobs(WID)
+    assert [j.name for j in jobs] == sorted(simulator.jobs(WID))
+    # The first page and the offset probe come one at a time; the other six side by side.
+    assert sum(name.startswith("page") for name in threads) == 30
