@@ -2,26 +2,31 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import bisect
+import itertools
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from backupd.store.names import stem_of, suffix_of
-from backupd.store.tree import ChangeSet
+from backupd.store.tree import ChangeSet, PackedPaths
 
 MAX_LISTED = 200  # names listed per section of a commit body; the rest are counted
 
 
 @dataclass(frozen=True)
 class ChangeSummary:
-    jobs_added: tuple[str, ...] = ()
-    jobs_changed: tuple[str, ...] = ()
-    jobs_removed: tuple[str, ...] = ()
-    scripts_added: tuple[str, ...] = ()
-    scripts_changed: tuple[str, ...] = ()
-    scripts_removed: tuple[str, ...] = ()
-    resources_added: tuple[str, ...] = ()
-    resources_changed: tuple[str, ...] = ()
-    resources_removed: tuple[str, ...] = ()
+    """Names in sorted order, each once (packed: a first snapshot of a large workspace names
+    thousands of jobs and scripts, and its commit message lists only the first of them)."""
+
+    jobs_added: Sequence[str] = ()
+    jobs_changed: Sequence[str] = ()
+    jobs_removed: Sequence[str] = ()
+    scripts_added: Sequence[str] = ()
+    scripts_changed: Sequence[str] = ()
+    scripts_removed: Sequence[str] = ()
+    resources_added: Sequence[str] = ()
+    resources_changed: Sequence[str] = ()
+    resources_removed: Sequence[str] = ()
 
 
 def job_of(path: str) -> str | None:
@@ -46,58 +51,61 @@ def _resource_of(path: str) -> str | None:
     return stem_of(path) if suffix_of(path) == ".resource" else None
 
 
-def _resources_in(paths: Sequence[str]) -> set[str]:
-    return {
-        name for p in paths if p.startswith("resources/") and (name := _resource_of(p)) is not None
-    }
+def _sorted_names(names: Iterable[str | None]) -> list[str]:
+    """Each name once, sorted; a sorted list rather than a set, which for the thousands of
+    names of a first snapshot holds a table several times their number."""
+    return [name for name, _ in itertools.groupby(sorted(n for n in names if n is not None))]
+
+
+def _holds(names: list[str], name: str) -> bool:
+    """Whether sorted ``names`` holds ``name``."""
+    at = bisect.bisect_left(names, name)
+    return at < len(names) and names[at] == name
+
+
+def _sorted_unless(names: Iterable[str | None], *others: list[str]) -> list[str]:
+    """Each name once, sorted, but none of those in the sorted lists ``others``."""
+    return _sorted_names(
+        n for n in names if n is not None and not any(_holds(other, n) for other in others)
+    )
 
 
 def summarise(changes: ChangeSet) -> ChangeSummary:
     """Jobs, scripts and resources touched by ``changes`` (paths relative to a workspace)."""
-    # Sets built without None rather than copied without it: a first snapshot of a large
-    # workspace names thousands of jobs.
-    jobs_added = {j for p in changes.added if is_job_file(p) and (j := job_of(p)) is not None}
-    jobs_removed = {j for p in changes.removed if is_job_file(p) and (j := job_of(p)) is not None}
-    # Not "touched - added - removed": a first snapshot would hold every name twice more.
-    jobs_changed = {
-        j
-        for p in changes.paths
-        if (j := job_of(p)) is not None and j not in jobs_added and j not in jobs_removed
-    }
+    jobs_added = _sorted_names(job_of(p) for p in changes.added if is_job_file(p))
+    jobs_removed = _sorted_names(job_of(p) for p in changes.removed if is_job_file(p))
+    jobs_changed = _sorted_unless((job_of(p) for p in changes.paths), jobs_added, jobs_removed)
 
-    def standalone(paths: Sequence[str]) -> set[str]:
-        return {
-            name for p in paths if p.startswith("scripts/") and (name := _script_of(p)) is not None
-        }
+    def standalone(paths: Sequence[str]) -> list[str]:
+        return _sorted_names(_script_of(p) for p in paths if p.startswith("scripts/"))
+
+    def resources(paths: Sequence[str]) -> list[str]:
+        return _sorted_names(_resource_of(p) for p in paths if p.startswith("resources/"))
 
     scripts_added = standalone(changes.added)
     scripts_removed = standalone(changes.removed)
     # A script a job depends on is repeated in each job folder: any modified copy names it.
     # Copies that appear or vanish with their job are that job's change, not the script's.
-    scripts_changed = (
-        {name for p in changes.modified if (name := _script_of(p)) is not None}
-        - scripts_added
-        - scripts_removed
+    scripts_changed = _sorted_unless(
+        (_script_of(p) for p in changes.modified), scripts_added, scripts_removed
     )
     # Resources the same way: resources/ holds them all; copies exported with a job count
     # as changed when modified.
-    resources_added = _resources_in(changes.added)
-    resources_removed = _resources_in(changes.removed)
-    resources_changed = (
-        {name for p in changes.modified if (name := _resource_of(p)) is not None}
-        - resources_added
-        - resources_removed
+    resources_added = resources(changes.added)
+    resources_removed = resources(changes.removed)
+    resources_changed = _sorted_unless(
+        (_resource_of(p) for p in changes.modified), resources_added, resources_removed
     )
     return ChangeSummary(
-        jobs_added=tuple(sorted(jobs_added)),
-        jobs_changed=tuple(sorted(jobs_changed)),
-        jobs_removed=tuple(sorted(jobs_removed)),
-        scripts_added=tuple(sorted(scripts_added)),
-        scripts_changed=tuple(sorted(scripts_changed)),
-        scripts_removed=tuple(sorted(scripts_removed)),
-        resources_added=tuple(sorted(resources_added)),
-        resources_changed=tuple(sorted(resources_changed)),
-        resources_removed=tuple(sorted(resources_removed)),
+        jobs_added=PackedPaths(jobs_added),
+        jobs_changed=PackedPaths(jobs_changed),
+        jobs_removed=PackedPaths(jobs_removed),
+        scripts_added=PackedPaths(scripts_added),
+        scripts_changed=PackedPaths(scripts_changed),
+        scripts_removed=PackedPaths(scripts_removed),
+        resources_added=PackedPaths(resources_added),
+        resources_changed=PackedPaths(resources_changed),
+        resources_removed=PackedPaths(resources_removed),
     )
 
 
