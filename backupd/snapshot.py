@@ -785,7 +785,7 @@ def plan_commits(
     """
     job_users = saved_by(summary, changes, staged.editors)
     rank: dict[str, int] = {}  # a user's commit comes after those of users who saved earlier
-    for job in staged.jobs:
+    for job in staged.jobs if options.commit_per_author else ():  # one commit: no order
         if (user := job_users.get(job.name)) is not None:
             rank[user] = max(rank.get(user, 0), job.last_update_time or 0)
     first = not (workspace_dir / INDEX_FILE).exists()
