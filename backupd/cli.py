@@ -29,11 +29,10 @@ from backupd.errors import (
     UserError,
 )
 from backupd.logs import log, setup_logging
-from backupd.memory import configure_malloc
+from backupd.snapshot.memory import configure_malloc
 
 if TYPE_CHECKING:
-    from backupd.observer import SnapshotObserver
-    from backupd.snapshot import SnapshotResult
+    from backupd.model import SnapshotObserver, SnapshotResult
 
 logger = logging.getLogger("backupd")
 
@@ -292,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
-    from backupd.runner import run
+    from backupd.snapshot.run import run
 
     config = load_config(args.config)
     if args.dry_run:
@@ -337,8 +336,8 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
 def snapshot_observer(config: Config) -> Iterator[SnapshotObserver]:
     """What watches a one-shot snapshot: the status file and alerts, and a progress bar on a
     terminal."""
-    from backupd.observer import Fanout
-    from backupd.progress import progress_for
+    from backupd.commands.progress import progress_for
+    from backupd.model import Fanout
     from backupd.service.alerts import send_alert
     from backupd.service.monitor import Monitor
     from backupd.service.plan import schedule_of
@@ -358,8 +357,8 @@ def snapshot_observer(config: Config) -> Iterator[SnapshotObserver]:
 
 
 def dry_run(config: Config, only: Sequence[str]) -> int:
-    from backupd.dry_run import dry_run as plan
-    from backupd.dry_run import format_plans
+    from backupd.commands.dry_run import dry_run as plan
+    from backupd.commands.dry_run import format_plans
 
     plans = plan(config, only)
     if only and not plans:
@@ -370,8 +369,8 @@ def dry_run(config: Config, only: Sequence[str]) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from backupd.check import run_checks
-    from backupd.table import render_table
+    from backupd.commands.check import run_checks
+    from backupd.commands.table import render_table
 
     config = load_config(args.config)
     sources = len(config.sources)
@@ -398,7 +397,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
-    from backupd.status_command import format_rows, rows_json, status_rows
+    from backupd.commands.status import format_rows, rows_json, status_rows
 
     config = load_config(args.config)
     now = datetime.now(UTC)
@@ -428,7 +427,7 @@ def failure_lines(failed: Sequence[SnapshotResult]) -> list[str]:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    from backupd.restore_command import run_restore
+    from backupd.commands.restore import run_restore
 
     return run_restore(args)
 
@@ -440,7 +439,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_push(args: argparse.Namespace) -> int:
-    from backupd.publish import push_snapshots
+    from backupd.snapshot.publish import push_snapshots
     from backupd.store.gitrepo import GitRepo
 
     config = load_config(args.config)
@@ -457,7 +456,7 @@ def cmd_push(args: argparse.Namespace) -> int:
 
 
 def cmd_log(args: argparse.Namespace) -> int:
-    from backupd.history import changes, format_changes, resolve_scope
+    from backupd.commands.history import changes, format_changes, resolve_scope
     from backupd.store.gitrepo import GitRepo
 
     config = load_config(args.config)
@@ -474,7 +473,7 @@ def cmd_log(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from backupd.history import format_time, resolve_scope, show_job
+    from backupd.commands.history import format_time, resolve_scope, show_job
     from backupd.store.gitrepo import GitRepo
 
     config = load_config(args.config)
@@ -498,8 +497,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_workspaces(args: argparse.Namespace) -> int:
-    from backupd.discovery import preview
-    from backupd.runner import make_client
+    from backupd.snapshot.discovery import preview
+    from backupd.wiring import make_client
 
     config = load_config(args.config)
     rows = [("SOURCE", "ID", "NAME", "FOLDER", "STATUS")]
@@ -532,14 +531,14 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from backupd.demo import run_demo
+    from backupd.commands.demo import run_demo
 
     run_demo(args.directory)
     return EXIT_OK
 
 
 def cmd_simulator(args: argparse.Namespace) -> int:
-    from backupd.dataarts.simulator import serve
+    from backupd.simulator.server import serve
 
     serve(args.port, args.host, workspaces=args.workspaces, jobs=args.jobs)
     return EXIT_OK

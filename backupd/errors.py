@@ -136,3 +136,9 @@ class RepoError(BackupdError):
 
 class SnapshotCancelled(BackupdError):
     """A stopping daemon abandoned a snapshot before it touched the repository."""
+
+
+def describe_os_error(error: OSError) -> str:
+    """An OSError as one line: its reason and the file it concerns."""
+    where = f" ({error.filename})" if error.filename else ""
+    return f"{error.strerror or error}{where}"

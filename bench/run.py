@@ -32,7 +32,7 @@ from pathlib import Path
 
 import yaml
 
-from backupd.dataarts.simulator import DEFAULT_PROJECT_ID, DEFAULT_TOKEN, Simulator
+from backupd.simulator.server import DEFAULT_PROJECT_ID, DEFAULT_TOKEN, Simulator
 
 PAGE_SIZE = 1000
 SCRIPT_PAGE_SIZE = 100

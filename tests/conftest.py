@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from backupd.dataarts.simulator import Simulator
+from backupd.simulator.server import Simulator
 
 Mount = Callable[[str, str], Path | None]
 

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 import yaml
 
-from backupd.dataarts.simulator import (
+from backupd.simulator.server import (
     DEFAULT_AK,
     DEFAULT_IAM_DOMAIN,
     DEFAULT_IAM_PASSWORD,

@@ -40,7 +40,7 @@ from backupd.errors import (
     TransportError,
 )
 from backupd.logs import log
-from backupd.observer import ApiObserver
+from backupd.model import ApiObserver
 
 logger = logging.getLogger(__name__)
 

@@ -32,8 +32,7 @@ from backupd.config import Config, SourceConfig, load_config
 from backupd.dataarts.client import DataArtsClient
 from backupd.errors import BackupdError, ConfigError, UserError
 from backupd.logs import log
-from backupd.publish import push_snapshots, tag_snapshot
-from backupd.runner import make_client
+from backupd.model import SnapshotResult
 from backupd.service.alerts import AlertQueue
 from backupd.service.generation import ClientFactory, Generation, restart_only_changes
 from backupd.service.metrics import Metrics, MetricsServer
@@ -43,8 +42,10 @@ from backupd.service.scheduler import Scheduler
 from backupd.service.status import StatusStore
 from backupd.service.systemd import Notifier, watchdog_interval
 from backupd.service.worker import run_snapshot
-from backupd.snapshot import SnapshotResult, remove_stale_staging
+from backupd.snapshot.publish import push_snapshots, tag_snapshot
+from backupd.snapshot.stage import remove_stale_staging
 from backupd.store.gitrepo import GitRepo, Identity, repository_lock
+from backupd.wiring import make_client
 
 logger = logging.getLogger(__name__)
 

@@ -21,10 +21,9 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from backupd.errors import UserError
 from backupd.logs import log
-from backupd.observer import ApiObserver, SnapshotObserver
+from backupd.model import ApiObserver, SnapshotObserver, SnapshotResult, WorkspaceTarget
 from backupd.service.monitor import HealthSink
 from backupd.service.status import WorkspaceStatus
-from backupd.snapshot import SnapshotResult, WorkspaceTarget
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from backupd.logs import log
-from backupd.observer import SnapshotObserver
+from backupd.model import SnapshotObserver, SnapshotResult
 from backupd.service.alerts import AlertEvent, alert_kind
 from backupd.service.plan import ScheduleSpec
 from backupd.service.status import (
@@ -25,7 +25,6 @@ from backupd.service.status import (
     recorded,
     stale_after,
 )
-from backupd.snapshot import SnapshotResult
 
 logger = logging.getLogger(__name__)
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from backupd.config import Config, ScheduleConfig, SourceConfig
-from backupd.discovery import ALL_FOLDERS
-from backupd.runner import snapshot_options, targets
-from backupd.snapshot import SnapshotOptions, WorkspaceTarget
+from backupd.model import WorkspaceTarget
+from backupd.snapshot.discovery import ALL_FOLDERS
+from backupd.snapshot.options import SnapshotOptions
+from backupd.wiring import snapshot_options, targets
 
 DEFAULT_CRON = "0 * * * *"  # hourly, documented on ScheduleConfig.cron
 DEFAULT_TIMEZONE = "UTC"

@@ -29,9 +29,9 @@ from typing import Any, Literal
 
 from backupd.errors import UserError
 from backupd.logs import log
+from backupd.model import SnapshotResult
 from backupd.service.plan import ScheduleSpec
 from backupd.service.scheduler import fire_times
-from backupd.snapshot import SnapshotResult
 
 logger = logging.getLogger(__name__)
 

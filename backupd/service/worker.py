@@ -20,13 +20,13 @@ from typing import Any, cast
 
 from backupd.config import RepositoryConfig, SourceConfig
 from backupd.dataarts.client import DataArtsClient
-from backupd.discovery import sync_workspaces
 from backupd.errors import BackupdError, SnapshotCancelled
 from backupd.logs import log
-from backupd.memory import release_free_memory
-from backupd.observer import NO_OBSERVER, SnapshotObserver
+from backupd.model import NO_OBSERVER, SnapshotObserver, SnapshotResult
 from backupd.service.plan import WorkspaceJob
-from backupd.snapshot import SnapshotResult, snapshot_workspace
+from backupd.snapshot.discovery import sync_workspaces
+from backupd.snapshot.memory import release_free_memory
+from backupd.snapshot.workspace import snapshot_workspace
 from backupd.store.gitrepo import GitRepo, Identity
 
 logger = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from backupd.dataarts.simulator import DEFAULT_AK, Simulator
+from backupd.simulator.server import DEFAULT_AK, Simulator
 from tests.gitserver import bare_repository
 from tests.helpers import backupd_cli, make_config, secret_file, workspace_id
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from backupd.dataarts.simulator import Simulator
+from backupd.simulator.server import Simulator
 from tests.helpers import auth_config, commit_count, make_config, secret_file, workspace_id
 
 WORKSPACES = {"sales": workspace_id(1), "finance": workspace_id(2)}

@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 from backupd.config import load_config
-from backupd.dataarts.simulator import Simulator
-from backupd.runner import run_snapshots
+from backupd.simulator.server import Simulator
+from backupd.snapshot.run import run_snapshots
 from tests.helpers import expected_tree, git, make_config, read_tree, workspace_id
 
 WORKSPACES = {"a": workspace_id(51), "b": workspace_id(52)}

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from backupd.dataarts.simulator import Simulator
+from backupd.simulator.server import Simulator
 from tests.e2e.daemon_process import DaemonProcess, NotifySocket, clean_environment
 from tests.helpers import commit_count, discover_all, git, make_config, workspace_id
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from backupd.dataarts.simulator import Simulator
+from backupd.simulator.server import Simulator
 from tests.alert_receiver import AlertReceiver
 from tests.e2e.daemon_process import DaemonProcess
 from tests.e2e.test_daemon import add_workspace, backupd

@@ -21,8 +21,9 @@ import pytest
 import yaml
 
 from backupd.config import load_config
-from backupd.dataarts.simulator import AccessKey, IamUser, Simulator
-from backupd.runner import AuthCache, make_auth, make_client, run_snapshots
+from backupd.simulator.server import AccessKey, IamUser, Simulator
+from backupd.snapshot.run import run_snapshots
+from backupd.wiring import AuthCache, make_auth, make_client
 from tests.helpers import git, secret_file, workspace_id
 
 AK = "HYGIENEAKQ7X2M9P4W1Z"

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from backupd.dataarts.simulator import Simulator
+from backupd.simulator.server import Simulator
 from tests.e2e.daemon_process import clean_environment
 from tests.helpers import backupd_cli, commit_count, make_config, workspace_id
 

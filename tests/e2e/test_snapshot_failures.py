@@ -9,7 +9,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from backupd.dataarts.simulator import Simulator
+from backupd.simulator.server import Simulator
 from tests.helpers import (
     commit_count,
     expected_tree,

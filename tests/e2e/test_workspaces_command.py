@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from backupd.dataarts.simulator import DEFAULT_INSTANCE_ID, Simulator
+from backupd.simulator.server import DEFAULT_INSTANCE_ID, Simulator
 from tests.helpers import discover_all, make_config, workspace_id
 
 

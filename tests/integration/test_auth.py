@@ -17,16 +17,17 @@ from typing import Any
 import pytest
 
 from backupd.config import load_config
-from backupd.dataarts.sim_auth import TOKEN_EXPIRED, AuthRequest, SimulatedAuth
-from backupd.dataarts.simulator import DEFAULT_PROJECT_ID, Simulator
 from backupd.errors import (
     AuthError,
     CertificateError,
     ClockSkewError,
     CredentialsRejected,
 )
-from backupd.runner import AuthCache, run_snapshots
-from backupd.snapshot import SnapshotResult
+from backupd.model import SnapshotResult
+from backupd.simulator.gateway import TOKEN_EXPIRED, AuthRequest, SimulatedAuth
+from backupd.simulator.server import DEFAULT_PROJECT_ID, Simulator
+from backupd.snapshot.run import run_snapshots
+from backupd.wiring import AuthCache
 from tests.helpers import auth_config, commit_count, make_config, secret_file, workspace_id
 
 WORKSPACES = {"sales": workspace_id(1), "finance": workspace_id(2), "ops": workspace_id(3)}

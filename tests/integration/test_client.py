@@ -21,9 +21,9 @@ from backupd.dataarts.client import (
     error_from_response,
 )
 from backupd.dataarts.retry import RetryPolicy
-from backupd.dataarts.simulator import DEFAULT_TOKEN, Simulator
 from backupd.errors import ApiError, AuthError, ClockSkewError, ServerError, ThrottledError
 from backupd.secret import Secret
+from backupd.simulator.server import DEFAULT_TOKEN, Simulator
 from tests.helpers import workspace_id
 
 WID = workspace_id(5)

@@ -7,9 +7,9 @@ import pytest
 from backupd.dataarts.auth import StaticTokenAuth
 from backupd.dataarts.client import ClientSettings, DataArtsClient
 from backupd.dataarts.retry import RetryPolicy
-from backupd.dataarts.simulator import DEFAULT_INSTANCE_ID, DEFAULT_TOKEN, Simulator
 from backupd.errors import ApiError
 from backupd.secret import Secret
+from backupd.simulator.server import DEFAULT_INSTANCE_ID, DEFAULT_TOKEN, Simulator
 from tests.helpers import workspace_id
 
 WID = workspace_id(5)

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from backupd.config import load_config
-from backupd.dataarts.simulator import DEFAULT_INSTANCE_ID, Simulator
-from backupd.runner import run_snapshots
-from backupd.snapshot import SnapshotResult
+from backupd.model import SnapshotResult
+from backupd.simulator.server import DEFAULT_INSTANCE_ID, Simulator
+from backupd.snapshot.run import run_snapshots
 from tests.helpers import (
     commit_count,
     discover_all,

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from backupd import runner
 from backupd.config import load_config
-from backupd.dataarts.simulator import Simulator
-from backupd.snapshot import PreparedWorkspace
+from backupd.simulator.server import Simulator
+from backupd.snapshot import run as runner
+from backupd.snapshot.workspace import PreparedWorkspace
 from tests.helpers import make_config, workspace_id
 
 

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from backupd.config import load_config
-from backupd.dataarts.simulator import Simulator
-from backupd.runner import RunReport, run
+from backupd.simulator.server import Simulator
+from backupd.snapshot.run import RunReport, run
 from tests.gitserver import GitDaemon, bare_repository
 from tests.helpers import backupd_cli as backupd
 from tests.helpers import git, make_config, workspace_id

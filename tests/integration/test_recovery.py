@@ -15,9 +15,10 @@ import time
 from pathlib import Path
 
 from backupd.config import load_config
-from backupd.dataarts.simulator import Simulator
-from backupd.runner import run_snapshots
-from backupd.snapshot import STAGING_PREFIX, SnapshotResult
+from backupd.model import SnapshotResult
+from backupd.simulator.server import Simulator
+from backupd.snapshot.run import run_snapshots
+from backupd.snapshot.stage import STAGING_PREFIX
 from tests.helpers import expected_tree, git, make_config, read_tree, workspace_id
 
 A, B = workspace_id(41), workspace_id(42)

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from backupd.config import load_config
-from backupd.dataarts.simulator import Simulator
-from backupd.runner import run_snapshots
+from backupd.simulator.server import Simulator
+from backupd.snapshot.run import run_snapshots
 from tests.helpers import expected_tree, git, make_config, read_tree, workspace_id
 
 WID = workspace_id(1)

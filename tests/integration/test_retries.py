@@ -18,9 +18,9 @@ import pytest
 from backupd.dataarts.auth import StaticTokenAuth
 from backupd.dataarts.client import ClientSettings, DataArtsClient
 from backupd.dataarts.retry import RetryPolicy
-from backupd.dataarts.simulator import DEFAULT_TOKEN, ServedRecord, Simulator
 from backupd.errors import ApiError, AuthError, ServerError, TransportError
 from backupd.secret import Secret
+from backupd.simulator.server import DEFAULT_TOKEN, ServedRecord, Simulator
 from tests.helpers import workspace_id
 
 WID = workspace_id(11)

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from backupd.dataarts.simulator import (
+from backupd.simulator.server import (
     DEFAULT_PROJECT_ID,
     DEFAULT_TOKEN,
     AuthRequest,

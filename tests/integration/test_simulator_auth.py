@@ -9,8 +9,9 @@ import httpx
 import pytest
 
 from backupd.dataarts.auth import AkSkAuth, is_clock_skew_message
-from backupd.dataarts.sim_auth import TOKEN_EXPIRED
-from backupd.dataarts.simulator import (
+from backupd.secret import Secret
+from backupd.simulator.gateway import TOKEN_EXPIRED
+from backupd.simulator.server import (
     DEFAULT_AK,
     DEFAULT_IAM_DOMAIN,
     DEFAULT_IAM_PASSWORD,
@@ -19,7 +20,6 @@ from backupd.dataarts.simulator import (
     DEFAULT_SK,
     Simulator,
 )
-from backupd.secret import Secret
 
 WS = "a1" * 16
 JOBS = f"/v1/{DEFAULT_PROJECT_ID}/jobs"

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from backupd.dataarts.simulator import (
+from backupd.simulator.server import (
     DEFAULT_INSTANCE_ID,
     DEFAULT_PROJECT_ID,
     DEFAULT_TOKEN,

@@ -13,15 +13,15 @@ from backupd.dataarts.auth import StaticTokenAuth
 from backupd.dataarts.client import ClientSettings, DataArtsClient
 from backupd.dataarts.obs import ObsClient, ObsCredentials
 from backupd.dataarts.retry import RetryPolicy
-from backupd.dataarts.simulator import (
+from backupd.errors import ApiError
+from backupd.secret import Secret
+from backupd.simulator.server import (
     DEFAULT_OBS_AK,
     DEFAULT_OBS_SK,
     DEFAULT_PROJECT_ID,
     DEFAULT_TOKEN,
     Simulator,
 )
-from backupd.errors import ApiError
-from backupd.secret import Secret
 from tests.helpers import workspace_id
 
 WID = workspace_id(5)

@@ -9,7 +9,7 @@ import pytest
 
 from backupd.config import SourceConfig, parse_config
 from backupd.dataarts.client import WorkspaceInfo
-from backupd.discovery import filter_reason, map_commit_message, plan_discovery
+from backupd.snapshot.discovery import filter_reason, map_commit_message, plan_discovery
 from backupd.store.workspace_map import MappedWorkspace, WorkspaceMap, allocate_folder
 
 INSTANCE = "i" * 32

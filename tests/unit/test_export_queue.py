@@ -8,7 +8,7 @@ import weakref
 
 import pytest
 
-from backupd.export_queue import ExportQueue
+from backupd.snapshot.export_queue import ExportQueue
 
 
 def test_the_lowest_priority_number_goes_first_then_submission_order() -> None:

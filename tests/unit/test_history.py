@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from backupd.commands.history import parse_moment, resolve_scope
 from backupd.config import Config, parse_config
 from backupd.errors import UsageError
-from backupd.history import parse_moment, resolve_scope
 
 
 def config() -> Config:

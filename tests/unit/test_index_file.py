@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from backupd.dataarts.client import JobSummary
-from backupd.snapshot import index_bytes
+from backupd.snapshot.plan import index_bytes
 from backupd.store.normalise import canonical_json
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from backupd.runner import _JobBudget
+from backupd.snapshot.run import _JobBudget
 
 
 def _admit_in_background(budget: _JobBudget) -> tuple[threading.Event, list[int]]:

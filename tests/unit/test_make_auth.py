@@ -12,8 +12,8 @@ import pytest
 from backupd.config import SourceConfig, parse_config
 from backupd.dataarts.auth import AkSkAuth, IamTokenAuth, StaticTokenAuth
 from backupd.errors import ConfigError, CredentialError
-from backupd.runner import AuthCache, make_auth, tls_verify
 from backupd.secret import Secret
+from backupd.wiring import AuthCache, make_auth, tls_verify
 
 AK = "DISTINCTAK1234567890"
 

@@ -11,7 +11,7 @@ import pytest
 
 from backupd.config import SourceConfig, parse_config
 from backupd.errors import ConfigError, CredentialError
-from backupd.restore_import import obs_credentials
+from backupd.restore.importer import obs_credentials
 from backupd.secret import Secret
 
 

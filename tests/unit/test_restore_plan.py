@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from backupd.errors import RestoreError
-from backupd.restore import (
+from backupd.restore.plan import (
     dependents,
     index_jobs,
     parse_moment,

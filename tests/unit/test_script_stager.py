@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from backupd.errors import ArchiveError
-from backupd.snapshot import ScriptStager
+from backupd.snapshot.ingest import ScriptStager
 from backupd.store.normalise import canonical_json
 from backupd.store.staging import StagedTree, blob_id
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from backupd.snapshot import stored_job_count, stored_resource_count
+from backupd.snapshot.plan import stored_job_count, stored_resource_count
 from backupd.store.staging import StagedTree, StoredFiles, blob_id
 from backupd.store.tree import ChangeSet
 

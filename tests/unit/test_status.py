@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from backupd.model import JobCounts, SnapshotResult, WorkspaceTarget
 from backupd.service.alerts import AlertEvent, alert_kind
 from backupd.service.monitor import Monitor
 from backupd.service.plan import ScheduleSpec
@@ -18,7 +19,6 @@ from backupd.service.status import (
     recorded,
     stale_after,
 )
-from backupd.snapshot import JobCounts, SnapshotResult, WorkspaceTarget
 
 TARGET = WorkspaceTarget("prod", "0" * 32, "sales")
 T0 = datetime(2026, 11, 27, 2, 5, tzinfo=UTC)  # a Friday

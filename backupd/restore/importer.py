@@ -22,7 +22,7 @@ from backupd.credentials import read_secret
 from backupd.dataarts.client import DataArtsClient
 from backupd.dataarts.obs import ObsClient, ObsCredentials
 from backupd.errors import ApiError, CredentialError, RestoreError
-from backupd.restore import RestorePlan, split_entries, zip_bytes
+from backupd.restore.plan import RestorePlan, split_entries, zip_bytes
 
 Say = Callable[[str], None]
 

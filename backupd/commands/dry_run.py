@@ -17,13 +17,15 @@ from pathlib import Path
 
 from backupd.config import Config, SourceConfig
 from backupd.dataarts.client import DataArtsClient
-from backupd.discovery import preview
 from backupd.errors import BackupdError, RepoError, SnapshotRefused
-from backupd.runner import make_client, snapshot_options, targets
-from backupd.snapshot import INDEX_FILE, RESOURCES_DIR, WorkspaceTarget, check_deletions
+from backupd.model import WorkspaceTarget
+from backupd.snapshot.apply import check_deletions
+from backupd.snapshot.discovery import preview
 from backupd.store.gitrepo import GitRepo
+from backupd.store.layout import INDEX_FILE, RESOURCES_DIR
 from backupd.store.names import name_of
 from backupd.store.summary import ChangeSummary
+from backupd.wiring import make_client, snapshot_options, targets
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from backupd.config import SourceConfig
 from backupd.dataarts.client import DataArtsClient, WorkspaceInfo
 from backupd.errors import BackupdError, ConfigError, RepoError, SnapshotRefused
 from backupd.logs import log
-from backupd.snapshot import SnapshotResult, WorkspaceTarget
+from backupd.model import SnapshotResult, WorkspaceTarget
 from backupd.store.gitrepo import GitRepo, Identity
 from backupd.store.workspace_map import MAP_FILE, MappedWorkspace, WorkspaceMap, allocate_folder
 

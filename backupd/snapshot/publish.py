@@ -16,7 +16,7 @@ from pathlib import Path
 from backupd.config import Config, RemoteConfig
 from backupd.errors import ConfigError, CredentialError
 from backupd.logs import log
-from backupd.snapshot import SnapshotResult
+from backupd.model import SnapshotResult
 from backupd.store.gitrepo import GitRepo, Identity
 from backupd.store.remote import PushResult, interpret, push_environment, redact_url, refspecs
 from backupd.store.tags import TAG_PREFIX, TagPolicy, tag_due, tag_name

@@ -65,7 +65,7 @@ from io import BytesIO
 from typing import Any, Literal
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
-from backupd.dataarts.sim_auth import (
+from backupd.simulator.gateway import (
     DEFAULT_AK,
     DEFAULT_IAM_DOMAIN,
     DEFAULT_IAM_PASSWORD,

@@ -1,7 +1,7 @@
-"""What a snapshot tells the world while it runs: the interface, and a fan-out.
+"""Value types the pipeline, the service and the commands share, and the observer protocol.
 
-The snapshot code calls these hooks and knows nothing about who listens: the progress bar
-(progress.py), the status file and alerts (service/monitor.py) and Prometheus
+Observers: the snapshot code calls their hooks and knows nothing about who listens: the
+progress display, the status file and alerts (service/monitor.py) and Prometheus
 (service/metrics.py) each implement the ones they need. Every method is a no-op here, and a
 listener must not raise: a broken display or metric must never fail a snapshot.
 """
@@ -9,10 +9,62 @@ listener must not raise: a broken display or metric must never fail a snapshot.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
-if TYPE_CHECKING:
-    from backupd.snapshot import SnapshotResult, WorkspaceTarget
+from backupd.errors import (
+    BackupdError,
+)
+from backupd.store.summary import ChangeSummary
+
+
+@dataclass(frozen=True)
+class WorkspaceTarget:
+    """Which workspace to snapshot and where its folder lives in the repository."""
+
+    source: str
+    workspace_id: str
+    folder: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.source}/{self.folder}"
+
+
+@dataclass(frozen=True)
+class JobCounts:
+    """Jobs a snapshot added, changed and removed."""
+
+    added: int = 0
+    changed: int = 0
+    removed: int = 0
+
+    @classmethod
+    def of(cls, summary: ChangeSummary) -> JobCounts:
+        return cls(len(summary.jobs_added), len(summary.jobs_changed), len(summary.jobs_removed))
+
+
+@dataclass(frozen=True)
+class SnapshotResult:
+    """How one workspace snapshot went.
+
+    ``gone``: a discovered workspace that DataArts no longer lists; it was not snapshotted
+    and its folder was kept (``ok`` stays True: nothing failed, but someone should look).
+    """
+
+    target: WorkspaceTarget
+    ok: bool
+    jobs: int = 0
+    scripts: int = 0
+    # Counts, not the changed paths: a run's results outlive its workspaces, and a first
+    # snapshot of a large workspace changes tens of thousands of paths.
+    changed_jobs: JobCounts = field(default_factory=JobCounts)
+    commit: str | None = None
+    error: str | None = None
+    error_type: type[BackupdError] | None = None  # tells credential and clock problems apart
+    duration: float = 0.0
+    resources: int = 0
+    gone: bool = False
+    retries: int = 0  # API calls retried during this snapshot
 
 
 class SnapshotObserver:

@@ -11,10 +11,10 @@ import sys
 from pathlib import Path
 
 from backupd.config import load_config
-from backupd.dataarts.simulator import DEFAULT_AK, DEFAULT_PROJECT_ID, DEFAULT_SK, Simulator
 from backupd.errors import UserError
-from backupd.runner import run_snapshots
-from backupd.snapshot import SnapshotResult
+from backupd.model import SnapshotResult
+from backupd.simulator.server import DEFAULT_AK, DEFAULT_PROJECT_ID, DEFAULT_SK, Simulator
+from backupd.snapshot.run import run_snapshots
 
 WORKSPACES = {
     "sales": "5ea1e5000000000000000000000000a1",

@@ -19,8 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TextIO
 
-from backupd.observer import SnapshotObserver
-from backupd.snapshot import SnapshotResult, WorkspaceTarget
+from backupd.model import SnapshotObserver, SnapshotResult, WorkspaceTarget
 
 CLEAR_LINE = "\r\x1b[K"
 REDRAW_EVERY = 0.1  # seconds: often enough to look alive, rarely enough to cost nothing

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from backupd.commands.table import render_table
 from backupd.config import Config
 from backupd.service.plan import ScheduleSpec, schedule_of
 from backupd.service.status import StatusStore, WorkspaceStatus, stale_after, to_json
-from backupd.table import render_table
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,6 @@ from typing import Literal
 from backupd.config import AkSkAuthConfig, Config, SourceConfig
 from backupd.dataarts.client import DataArtsClient
 from backupd.dataarts.retry import RetryPolicy
-from backupd.discovery import preview
 from backupd.errors import (
     ApiError,
     AuthError,
@@ -37,11 +36,12 @@ from backupd.errors import (
     TransportError,
     UserError,
 )
-from backupd.publish import ssh_key_path
-from backupd.runner import make_client
-from backupd.snapshot import WorkspaceTarget
+from backupd.model import WorkspaceTarget
+from backupd.snapshot.discovery import preview
+from backupd.snapshot.publish import ssh_key_path
 from backupd.store.gitrepo import LOCK_FILE
 from backupd.store.remote import push_environment, redact_url
+from backupd.wiring import make_client
 
 Verdict = Literal["OK", "FAIL", "SKIP"]
 ONCE = RetryPolicy(attempts=1)  # a check reports the first answer; retries would hide it

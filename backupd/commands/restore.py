@@ -14,7 +14,7 @@ from typing import TextIO
 
 from backupd.config import Config, SourceConfig, WorkspaceConfig, load_config
 from backupd.errors import UsageError
-from backupd.restore import (
+from backupd.restore.plan import (
     DEFAULT_MAX_IMPORT_BYTES,
     RestorePlan,
     format_time,
@@ -162,8 +162,8 @@ def compare(
     plan: RestorePlan,
     output: Output,
 ) -> int:
-    from backupd.restore_compare import compare_with_live
-    from backupd.runner import make_client, snapshot_options
+    from backupd.restore.compare import compare_with_live
+    from backupd.wiring import make_client, snapshot_options
 
     options = snapshot_options(config, source, allow_mass_delete=False)
     with make_client(source) as client:
@@ -202,8 +202,8 @@ def import_into(
     overwrite: bool,
 ) -> int:
     from backupd.dataarts.obs import ObsClient
-    from backupd.restore_import import ImportOptions, import_plan, obs_credentials
-    from backupd.runner import make_client
+    from backupd.restore.importer import ImportOptions, import_plan, obs_credentials
+    from backupd.wiring import make_client
 
     restore = source.restore
     if not restore.obs_bucket:

@@ -13,8 +13,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from backupd.dataarts.client import DataArtsClient
-from backupd.restore import RestorePlan
-from backupd.snapshot import batches
+from backupd.restore.plan import RestorePlan
+from backupd.snapshot.export import batches
 from backupd.store.archive import ArchiveLimits, extract_archive
 from backupd.store.normalise import is_json_file, parse_json
 

@@ -1,0 +1,1 @@
+"""Restoring from the repository: plan (rebuild a zip), compare, import into DataArts."""

@@ -1,0 +1,1 @@
+"""A local DataArts Studio over real HTTP, for `backupd demo`, `backupd simulator` and tests."""

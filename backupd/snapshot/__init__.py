@@ -1,0 +1,1 @@
+"""The snapshot pipeline: plan → export → stage → apply → commit, driven by run.py."""

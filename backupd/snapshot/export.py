@@ -1,0 +1,236 @@
+"""Batch exports: chunks of at most 100 names, each archive verified and staged in order.
+
+A job deleted between listing and export fails its whole batch (400); the batch is halved
+until the job is isolated, and the job counts as deleted only once a fresh listing agrees.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from backupd.dataarts.client import DataArtsClient, JobSummary
+from backupd.errors import (
+    ApiError,
+    ArchiveError,
+)
+from backupd.logs import log
+from backupd.model import NO_OBSERVER, SnapshotObserver, WorkspaceTarget
+from backupd.snapshot.export_queue import ExportQueue, Lane
+from backupd.snapshot.ingest import ingest_archive
+from backupd.snapshot.options import SnapshotOptions
+from backupd.store.staging import StagedTree
+
+logger = logging.getLogger(__name__)
+
+
+# What batch-export answers when a listed job no longer exists (dlf-api.md §3.1, §3.2).
+VANISHED_JOB_CODES = frozenset({"DLF.0100", "DLF.3051"})
+
+
+def batches(names: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    for start in range(0, len(names), size):
+        yield names[start : start + size]
+
+
+@dataclass(frozen=True)
+class BatchExporter:
+    """Exports named jobs into the staged tree, one verified archive at a time."""
+
+    client: DataArtsClient
+    target: WorkspaceTarget
+    options: SnapshotOptions
+    staging: Path
+    tree: StagedTree
+    observer: SnapshotObserver = NO_OBSERVER
+    lane: Lane | None = None  # the source's shared export queue; else a queue of its own
+    _numbers: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+
+    def export_all(self, names: Sequence[str]) -> list[str]:
+        """Export ``names`` in batches; return those the service rejected as not existing.
+
+        Up to ``export_window`` batches wait in (or download from) the export queue while
+        the archives that arrived are checked and staged in order, so unpacking overlaps
+        with waiting on the network. The client still enforces rate and concurrency limits.
+        """
+        if self.lane is not None:
+            return self._export_all(names, self.lane)
+        with ExportQueue(self.options.export_window) as own:
+            return self._export_all(names, own.lane(0))
+
+    def _export_all(self, names: Sequence[str], lane: Lane) -> list[str]:
+        chunks = list(batches(names, self.options.batch_size))
+        window = max(1, self.options.export_window)
+        pending: deque[tuple[int, Sequence[str], Future[tuple[Path, int]]]] = deque()
+        upcoming = iter(enumerate(chunks, start=1))
+
+        def submit_next() -> None:
+            item = next(upcoming, None)
+            if item is not None:
+                chunk = item[1]
+                pending.append((item[0], chunk, lane.submit(lambda: self.download(chunk))))
+
+        rejected: list[str] = []
+        try:
+            for _ in range(window):
+                submit_next()
+            while pending:
+                number, chunk, download = pending.popleft()
+                submit_next()
+                label = f"batch {number}/{len(chunks)}"
+                rejected += self.export_isolating(chunk, label, download)
+                size = download.result()[1] if download.exception() is None else 0
+                self.observer.exported(self.target, number, len(chunks), len(chunk), size)
+        finally:
+            for _, _, download in pending:
+                download.cancel()
+            wait([download for _, _, download in pending])
+            for _, _, download in pending:  # started before a failure: drop their archives
+                # (A cancelled future is done too, and exception() would raise for it.)
+                if not download.cancelled() and not download.exception():
+                    download.result()[0].unlink(missing_ok=True)
+        return rejected
+
+    def download(self, names: Sequence[str]) -> tuple[Path, int]:
+        """One batch-export call into a new zip file in staging: (path, size)."""
+        zip_path = self.staging / f"batch-{next(self._numbers)}.zip"
+        try:
+            size = self.client.export_jobs(
+                self.target.workspace_id,
+                names,
+                zip_path,
+                export_depend=self.options.export_depend,
+                max_bytes=self.options.max_archive_bytes,
+            )
+        except BaseException:
+            zip_path.unlink(missing_ok=True)
+            raise
+        return zip_path, size
+
+    def export_isolating(
+        self,
+        names: Sequence[str],
+        label: str,
+        download: Future[tuple[Path, int]] | None = None,
+    ) -> list[str]:
+        """Export ``names``; return those the service rejected as not existing.
+
+        A job deleted between listing and export makes the whole batch fail (400); halving
+        the batch isolates it in about 2·log2(batch) calls instead of one call per job.
+        """
+        try:
+            self.export(names, label, download)
+        except ApiError as error:
+            if not _rejects_names(error):
+                raise
+            if len(names) == 1:
+                log(
+                    logger,
+                    "snapshot.export_rejected",
+                    level=logging.WARNING,
+                    workspace=self.target.label,
+                    job=names[0],
+                    error=str(error),
+                )
+                return [names[0]]
+            middle = len(names) // 2
+            return self.export_isolating(names[:middle], f"{label} part 1") + self.export_isolating(
+                names[middle:], f"{label} part 2"
+            )
+        return []
+
+    def export(
+        self,
+        names: Sequence[str],
+        label: str,
+        download: Future[tuple[Path, int]] | None = None,
+    ) -> None:
+        """Check and stage one archive (downloaded now, or by ``download``); a bad archive is
+        fetched again (bounded)."""
+        for attempt in range(1, self.options.archive_attempts + 1):
+            zip_path: Path | None = None
+            try:
+                if attempt == 1 and download is not None:
+                    zip_path, size = download.result()
+                else:
+                    zip_path, size = self.download(names)
+                ingest_archive(
+                    zip_path, self.options.archive_limits, self.tree, names, zip_path.name
+                )
+            except ArchiveError as error:
+                if attempt >= self.options.archive_attempts or _local_failure(error):
+                    raise ArchiveError(f"{label}: {error}") from error
+                log(
+                    logger,
+                    "snapshot.archive_retry",
+                    level=logging.WARNING,
+                    workspace=self.target.label,
+                    batch=label,
+                    attempt=attempt,
+                    error=str(error),
+                )
+                continue
+            finally:
+                if zip_path is not None:
+                    zip_path.unlink(missing_ok=True)
+            log(
+                logger,
+                "snapshot.batch",
+                level=logging.DEBUG,
+                workspace=self.target.label,
+                batch=label,
+                jobs=len(names),
+                bytes=size,
+            )
+            return
+
+
+def _rejects_names(error: ApiError) -> bool:
+    """A 400 that a missing job causes (not throttling, server or credential trouble)."""
+    return type(error) is ApiError and error.status == 400 and error.code in VANISHED_JOB_CODES
+
+
+def _local_failure(error: ArchiveError) -> bool:
+    """Our disk failed (full, unwritable), not the archive: downloading again cannot help."""
+    return isinstance(error.__cause__, OSError)
+
+
+def confirm_vanished(
+    client: DataArtsClient,
+    target: WorkspaceTarget,
+    jobs: Sequence[JobSummary],
+    rejected: Sequence[str],
+) -> list[JobSummary]:
+    """The listed jobs minus ``rejected``, once a fresh listing shows those are really gone.
+
+    An export refusal alone is not proof of a deletion (a name the export endpoint dislikes
+    looks the same), and history must never record a deletion that did not happen.
+    """
+    fresh = {job.name for job in client.list_jobs(target.workspace_id)}
+    still_listed = sorted(set(rejected) & fresh)
+    if still_listed:
+        raise ApiError(
+            f"export rejected {len(still_listed)} job(s) that a fresh listing still shows: "
+            f"{', '.join(still_listed[:5])}; not recording them as deleted",
+            operation="batch export",
+        )
+    if not fresh and len(jobs) > len(rejected):
+        raise ApiError(
+            "a fresh listing to confirm vanished jobs came back empty; "
+            "refusing to treat that as proof",
+            operation="list jobs",
+        )
+    gone = set(rejected)
+    log(
+        logger,
+        "snapshot.vanished",
+        level=logging.WARNING,
+        workspace=target.label,
+        jobs=",".join(sorted(gone)),
+    )
+    return [job for job in jobs if job.name not in gone]

@@ -1,0 +1,234 @@
+"""Staging: the workspace's next state, built outside the repository.
+
+List (jobs, scripts, resources), plan, export and unpack into a staging folder as a
+difference from the last commit. Nothing here writes to the repository's working tree.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import re
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from backupd.dataarts.client import DataArtsClient, JobSummary
+from backupd.logs import log
+from backupd.model import NO_OBSERVER, SnapshotObserver, WorkspaceTarget
+from backupd.snapshot.export import BatchExporter, confirm_vanished
+from backupd.snapshot.export_queue import Lane
+from backupd.snapshot.ingest import ScriptStager, stage_resource
+from backupd.snapshot.options import SnapshotOptions
+from backupd.snapshot.plan import (
+    Baseline,
+    editors,
+    index_bytes,
+    is_full_snapshot,
+    plan_exports,
+    stored_job_count,
+    stored_resource_count,
+)
+from backupd.store.blobs import BlobWriter
+from backupd.store.layout import INDEX_FILE
+from backupd.store.staging import PendingChanges, StagedTree
+
+logger = logging.getLogger(__name__)
+
+
+# Staging folders are named after the process that owns them, so that a later run can tell
+# the leftovers of a killed process from the folders of one still working.
+STAGING_PREFIX = "backupd-staging-"
+
+
+_STAGING_NAME = re.compile(rf"^{re.escape(STAGING_PREFIX)}(\d+)-")
+
+
+@dataclass(frozen=True)
+class StagedWorkspace:
+    """The workspace's next state, staged as its difference from the last commit.
+
+    ``tree`` holds only the files that are new or changed; ``changes`` says what to add,
+    rewrite and remove.
+    """
+
+    tree: Path
+    changes: PendingChanges
+    jobs: tuple[JobSummary, ...]
+    script_count: int
+    resource_count: int = 0
+    exported: int = 0  # jobs exported (all of them in a full snapshot)
+    full: bool = True
+    blobs_stored: bool = False  # the files' contents are in the repository already
+    # Job → who saved it, for the jobs whose lastUpdateTime moved since the last snapshot.
+    editors: Mapping[str, str] = field(default_factory=dict)
+    stored_jobs: int = 0  # in the last commit (the deletion guards compare against them)
+    stored_resources: int = 0
+
+
+def stage_workspace(
+    client: DataArtsClient,
+    target: WorkspaceTarget,
+    options: SnapshotOptions,
+    staging: Path,
+    baseline: Baseline | None = None,
+    *,
+    now: float | None = None,
+    observer: SnapshotObserver = NO_OBSERVER,
+    lane: Lane | None = None,
+    blobs: BlobWriter | None = None,
+) -> StagedWorkspace:
+    """Stage the workspace's next state under ``staging/tree`` as a difference from ``baseline``.
+
+    Nothing here touches the repository: the baseline was read from it beforehand.
+    """
+    baseline = baseline or Baseline()
+    on_write = blobs.write if blobs is not None else None
+    tree = StagedTree(staging / "tree", baseline.files, on_write=on_write)
+    jobs, script_count, changed_scripts, resource_count = stage_listings(client, target, tree)
+    observer.sized(target, max(len(jobs), len(baseline.files) // 4))
+    full = is_full_snapshot(options, baseline, time.time() if now is None else now)
+    names = plan_exports(jobs, baseline, changed_scripts, full=full)
+    del changed_scripts  # thousands of names in a first snapshot: not held while exporting
+    exporting = set(names)
+    for job in jobs:
+        if job.name not in exporting:
+            tree.keep(f"jobs/{job.name}")
+    del exporting  # not held while the workspace exports
+    log(
+        logger,
+        "snapshot.listed",
+        workspace=target.label,
+        jobs=len(jobs),
+        scripts=script_count,
+        resources=resource_count,
+        export=len(names),
+        mode="full" if full else "incremental",
+    )
+
+    observer.listed(target, len(names), -(-len(names) // options.batch_size))
+    exporter = BatchExporter(client, target, options, staging, tree, observer, lane)
+    rejected = exporter.export_all(names)
+    if rejected:
+        jobs = confirm_vanished(client, target, jobs, rejected)
+    tree.put(INDEX_FILE, index_bytes(jobs))
+    return StagedWorkspace(
+        tree=tree.root,
+        changes=tree.pending(),
+        jobs=tuple(jobs),
+        script_count=script_count,
+        resource_count=resource_count,
+        exported=len(names) - len(rejected),
+        full=full,
+        editors=editors(jobs, baseline.job_times),
+        stored_jobs=stored_job_count(baseline.files),
+        stored_resources=stored_resource_count(baseline.files),
+    )
+
+
+def stage_listings(
+    client: DataArtsClient, target: WorkspaceTarget, tree: StagedTree
+) -> tuple[list[JobSummary], int, set[str], int]:
+    """List the workspace, staging its scripts and resources: returns the jobs, how many
+    scripts, the scripts that changed or vanished, and how many resources.
+
+    Scripts are staged as their pages arrive; resources right after the listing. Their
+    listings are the authority on them, and a script that changed tells which jobs
+    (holding a copy of it) must be exported again. The script names and the stager's sets
+    of them end here, before the workspace exports.
+    """
+    scripts = ScriptStager(tree)
+    jobs, script_names, resources = list_workspace(client, target.workspace_id, scripts.stage)
+    changed_scripts = scripts.finish(script_names)
+    for resource in resources:
+        stage_resource(tree, resource)
+    return jobs, len(script_names), changed_scripts, len(resources)
+
+
+def list_workspace(
+    client: DataArtsClient, workspace_id: str, keep_script: Callable[[dict[str, Any]], str]
+) -> tuple[list[JobSummary], list[str], list[dict[str, Any]]]:
+    """Jobs, script names (``keep_script`` takes each script as its page arrives) and
+    resources, listed side by side: each is a chain of pages that waits on the network, and
+    the workspace's exports wait for all three.
+
+    Scripts and resources wait until some call proved the credentials (or the job listing
+    ended): wrong credentials or a skewed clock are then reported once, for the job list.
+    """
+    jobs_ended = threading.Event()
+
+    def when_allowed(listing: Callable[[str], list[Any]]) -> list[Any]:
+        while not client.credentials_proven.wait(0.02):
+            if jobs_ended.is_set():
+                break
+        if jobs_failed:
+            return []  # not asked: the snapshot fails with the job list's error
+        return listing(workspace_id)
+
+    jobs_failed: list[bool] = []
+    with ThreadPoolExecutor(2, thread_name_prefix="listing") as pool:
+        scripts = pool.submit(
+            when_allowed, functools.partial(client.list_scripts, keep=keep_script)
+        )
+        resources = pool.submit(when_allowed, client.list_resources)
+        try:
+            jobs = client.list_jobs(workspace_id)
+        except BaseException:
+            jobs_failed.append(True)
+            raise
+        finally:
+            jobs_ended.set()
+        return jobs, scripts.result(), resources.result()
+
+
+def _staging_root(root: Path | None) -> Path:
+    return root if root is not None else Path(tempfile.gettempdir())
+
+
+def make_staging(root: Path | None) -> Path:
+    """A new, private staging folder carrying this process's id in its name."""
+    base = _staging_root(root)
+    base.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=base))
+
+
+def remove_stale_staging(root: Path | None) -> list[Path]:
+    """Delete staging folders left by processes that no longer run (a kill -9, a power cut).
+
+    Folders of live processes are kept, this process's own included: a daemon may be
+    snapshotting another workspace right now, and several backupd may share one root.
+    """
+    base = _staging_root(root)
+    removed: list[Path] = []
+    try:
+        entries = list(base.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _STAGING_NAME.match(entry.name)
+        if match is None or _process_alive(int(match[1])) or not entry.is_dir():
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        removed.append(entry)
+    if removed:
+        log(logger, "staging.cleaned", root=str(base), folders=len(removed))
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process: not ours to judge
+    return True

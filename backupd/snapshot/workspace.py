@@ -1,0 +1,187 @@
+"""One workspace, start to commit: prepare (list, export, stage), then finish (apply, commit).
+
+Failures are returned as results, never raised, so one workspace never stops another.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from backupd.dataarts.client import DataArtsClient
+from backupd.errors import (
+    BackupdError,
+    SnapshotCancelled,
+    describe_os_error,
+)
+from backupd.logs import log
+from backupd.model import NO_OBSERVER, JobCounts, SnapshotObserver, SnapshotResult, WorkspaceTarget
+from backupd.snapshot.apply import apply_staged
+from backupd.snapshot.export_queue import Lane
+from backupd.snapshot.options import SnapshotOptions
+from backupd.snapshot.plan import read_baseline, record_progress
+from backupd.snapshot.stage import StagedWorkspace, make_staging, stage_workspace
+from backupd.store.blobs import BlobWriter
+from backupd.store.gitrepo import GitRepo, Identity
+
+logger = logging.getLogger(__name__)
+
+
+def snapshot_workspace(
+    client: DataArtsClient,
+    repo: GitRepo,
+    target: WorkspaceTarget,
+    options: SnapshotOptions,
+    identity: Identity,
+    *,
+    commit_lock: AbstractContextManager[object] | None = None,
+    before_apply: Callable[[], None] | None = None,
+    observer: SnapshotObserver = NO_OBSERVER,
+) -> SnapshotResult:
+    """Snapshot one workspace; failures are returned, not raised, so others still run.
+
+    Staging needs no lock; ``commit_lock`` (a daemon's) is held only to apply and commit, and
+    ``before_apply`` runs under it last of all (a daemon that is stopping raises there).
+    """
+    prepared = prepare_workspace(client, repo, target, options, observer=observer)
+    if isinstance(prepared, SnapshotResult):
+        return prepared
+    return finish_workspace(
+        client,
+        repo,
+        prepared,
+        options,
+        identity,
+        commit_lock=commit_lock,
+        before_apply=before_apply,
+    )
+
+
+@dataclass(frozen=True)
+class PreparedWorkspace:
+    """A workspace staged and waiting for its commit (its staging folder still exists)."""
+
+    target: WorkspaceTarget
+    staging: Path
+    last_full: float  # of the baseline (its files are not needed once staged)
+    staged: StagedWorkspace
+    started: float
+    retries_before: int
+
+
+def prepare_workspace(
+    client: DataArtsClient,
+    repo: GitRepo,
+    target: WorkspaceTarget,
+    options: SnapshotOptions,
+    *,
+    observer: SnapshotObserver = NO_OBSERVER,
+    lane: Lane | None = None,
+) -> PreparedWorkspace | SnapshotResult:
+    """The network half of a snapshot: list, export and stage (reads the repository only).
+
+    Returns the failure as a result when it fails; the staging folder is then gone.
+    """
+    started = time.monotonic()
+    retries_before = client.retries
+    try:
+        staging = make_staging(options.staging_root)
+    except OSError as error:
+        message = f"cannot create a staging folder: {describe_os_error(error)}"
+        return _failure(target, error, message, started, client.retries - retries_before)
+    blobs = BlobWriter(repo.path)
+    try:
+        baseline = read_baseline(repo, target.label)
+        staged = stage_workspace(
+            client, target, options, staging, baseline, observer=observer, lane=lane, blobs=blobs
+        )
+        staged = replace(staged, blobs_stored=blobs.finish())
+    except (BackupdError, OSError) as error:
+        blobs.abandon()
+        shutil.rmtree(staging, ignore_errors=True)
+        message = describe_os_error(error) if isinstance(error, OSError) else str(error)
+        return _failure(target, error, message, started, client.retries - retries_before)
+    return PreparedWorkspace(target, staging, baseline.last_full, staged, started, retries_before)
+
+
+def finish_workspace(
+    client: DataArtsClient,
+    repo: GitRepo,
+    prepared: PreparedWorkspace,
+    options: SnapshotOptions,
+    identity: Identity,
+    *,
+    commit_lock: AbstractContextManager[object] | None = None,
+    before_apply: Callable[[], None] | None = None,
+) -> SnapshotResult:
+    """The repository half: apply the staged change and commit it; removes the staging."""
+    target, staged = prepared.target, prepared.staged
+    try:
+        with commit_lock or contextlib.nullcontext():
+            if before_apply is not None:
+                before_apply()
+            _, summary, sha = apply_staged(repo, target, staged, options, identity)
+            record_progress(
+                repo, target.label, staged.jobs, full=staged.full, last_full=prepared.last_full
+            )
+    except (BackupdError, OSError) as error:
+        message = describe_os_error(error) if isinstance(error, OSError) else str(error)
+        retries = client.retries - prepared.retries_before
+        return _failure(target, error, message, prepared.started, retries)
+    finally:
+        shutil.rmtree(prepared.staging, ignore_errors=True)
+    result = SnapshotResult(
+        target,
+        ok=True,
+        jobs=len(staged.jobs),
+        scripts=staged.script_count,
+        resources=staged.resource_count,
+        changed_jobs=JobCounts.of(summary),
+        commit=sha,
+        duration=time.monotonic() - prepared.started,
+        retries=client.retries - prepared.retries_before,
+    )
+    log(
+        logger,
+        "snapshot.done",
+        workspace=target.label,
+        jobs=result.jobs,
+        exported=staged.exported,
+        mode="full" if staged.full else "incremental",
+        added=len(summary.jobs_added),
+        changed=len(summary.jobs_changed),
+        removed=len(summary.jobs_removed),
+        commit=sha or "none",
+        retries=result.retries,
+        seconds=round(result.duration, 2),
+    )
+    return result
+
+
+def _failure(
+    target: WorkspaceTarget, error: BaseException, message: str, started: float, retries: int
+) -> SnapshotResult:
+    cancelled = isinstance(error, SnapshotCancelled)
+    if cancelled:
+        message = f"abandoned before touching the repository: {message}"
+    log(
+        logger,
+        "snapshot.abandoned" if cancelled else "snapshot.failed",
+        level=logging.WARNING if cancelled else logging.ERROR,
+        workspace=target.label,
+        error=message,
+    )
+    return SnapshotResult(
+        target,
+        ok=False,
+        error=message,
+        error_type=type(error) if isinstance(error, BackupdError) else None,
+        duration=time.monotonic() - started,
+        retries=retries,
+    )
