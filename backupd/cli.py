@@ -7,19 +7,19 @@ config or credentials (unreadable, or rejected by the service).
 from __future__ import annotations
 
 import argparse
-import contextlib
-import functools
-import json
+import importlib
 import logging
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from backupd import __version__
-from backupd.config import Config, load_config
 from backupd.errors import (
+    EXIT_CONFIG,
+    EXIT_FAILED,
+    EXIT_USAGE,
     BackupdError,
     ClockSkewError,
     ConfigError,
@@ -28,23 +28,14 @@ from backupd.errors import (
     UsageError,
     UserError,
 )
-from backupd.logs import log, setup_logging
+from backupd.logs import setup_logging
 from backupd.snapshot.memory import configure_malloc
 
 if TYPE_CHECKING:
-    from backupd.model import SnapshotObserver, SnapshotResult
+    pass
 
 logger = logging.getLogger("backupd")
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_CONFIG = 78  # EX_CONFIG from sysexits.h; systemd's RestartPreventExitStatus= uses it
-
-_PROBLEM_KINDS: tuple[tuple[type[BackupdError], str], ...] = (
-    (ClockSkewError, "clock problem: "),
-    (CredentialsRejected, "credentials rejected: "),
-)
 
 DEFAULT_CONFIG = "/etc/backupd/config.yaml"
 
@@ -290,274 +281,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def cmd_snapshot(args: argparse.Namespace) -> int:
-    from backupd.snapshot.run import run
-
-    config = load_config(args.config)
-    if args.dry_run:
-        return dry_run(config, args.workspace)
-    with snapshot_observer(config) as observer:
-        report = run(
-            config,
-            only=args.workspace,
-            allow_mass_delete=args.allow_mass_delete,
-            observer=observer,
-        )
-    results = report.results
-    if report.push is not None and not report.push.ok:
-        # Not a failed snapshot: the commits are safe here and go out with the next push.
-        print(f"backupd: {report.push.error} (will retry on the next run)", file=sys.stderr)  # noqa: T201
-    if args.workspace and not results:
-        raise UserError(f"no configured workspace matches {', '.join(args.workspace)}")
-    failed = [r for r in results if not r.ok]
-    if not failed:
-        return EXIT_OK
-    labels = [r.target.label for r in failed]
-    log(
-        logger,
-        "snapshot.summary",
-        level=logging.ERROR,
-        failed=",".join(labels),
-        ok=len(results) - len(failed),
-    )
-    for line in failure_lines(failed):
-        print(f"backupd: {line}", file=sys.stderr)  # noqa: T201
-    print(f"backupd: snapshot failed for {', '.join(labels)}", file=sys.stderr)  # noqa: T201
-    rejected = any(
-        r.error_type is not None
-        and issubclass(r.error_type, CredentialsRejected)
-        and not issubclass(r.error_type, ClockSkewError)
-        for r in failed
-    )
-    return EXIT_CONFIG if rejected else EXIT_FAILED
-
-
-@contextlib.contextmanager
-def snapshot_observer(config: Config) -> Iterator[SnapshotObserver]:
-    """What watches a one-shot snapshot: the status file and alerts, and a progress bar on a
-    terminal."""
-    from backupd.commands.progress import progress_for
-    from backupd.model import Fanout
-    from backupd.service.alerts import send_alert
-    from backupd.service.monitor import Monitor
-    from backupd.service.plan import schedule_of
-    from backupd.service.status import StatusStore
-
-    monitor = Monitor(
-        StatusStore(config.status_dir),
-        schedule_of=functools.partial(schedule_of, config),
-        deliver=functools.partial(send_alert, config.alerts),
-    )
-    bar = progress_for(sys.stderr)
-    if bar is None:
-        yield monitor
-        return
-    with bar.attached():
-        yield Fanout([bar, monitor])
-
-
-def dry_run(config: Config, only: Sequence[str]) -> int:
-    from backupd.commands.dry_run import dry_run as plan
-    from backupd.commands.dry_run import format_plans
-
-    plans = plan(config, only)
-    if only and not plans:
-        raise UserError(f"no configured workspace matches {', '.join(only)}")
-    for line in format_plans(plans):
-        print(line)  # noqa: T201
-    return EXIT_FAILED if any(p.error for p in plans) else EXIT_OK
-
-
-def cmd_check(args: argparse.Namespace) -> int:
-    from backupd.commands.check import run_checks
-    from backupd.commands.table import render_table
-
-    config = load_config(args.config)
-    sources = len(config.sources)
-    listed = sum(len(s.listed_workspaces) for s in config.sources)
-    found = f"{sources} source(s), {listed} listed workspace(s)"
-    if any(s.discovers for s in config.sources):
-        found += " and discovered ones"
-    lines = run_checks(config)
-    rows = [
-        ("RESULT", "WHAT", "CHECK", "DETAIL"),
-        ("OK", "config", "valid", f"{args.config}: {found}"),
-    ]
-    rows += [(line.verdict, line.subject, line.check, line.detail) for line in lines]
-    for text in render_table(rows):
-        print(text)  # noqa: T201
-    failed = [line for line in lines if line.failed]
-    if failed:
-        print(f"backupd check: {len(failed)} of {len(rows) - 1} checks FAILED", file=sys.stderr)  # noqa: T201
-        return EXIT_FAILED
-    print(f"backupd check: all {len(rows) - 1} checks passed")  # noqa: T201
-    return EXIT_OK
-
-
-def cmd_status(args: argparse.Namespace) -> int:
-    from datetime import UTC, datetime
-
-    from backupd.commands.status import format_rows, rows_json, status_rows
-
-    config = load_config(args.config)
-    now = datetime.now(UTC)
-    rows = status_rows(config, now)
-    if args.json:
-        print(json.dumps(rows_json(rows, config), indent=2, ensure_ascii=False))  # noqa: T201
-    else:
-        for line in format_rows(rows, now):
-            print(line)  # noqa: T201
-    return EXIT_FAILED if any(row.stale for row in rows) else EXIT_OK
-
-
-def failure_lines(failed: Sequence[SnapshotResult]) -> list[str]:
-    """One line per distinct error, naming its workspaces and the kind of problem first."""
-    by_error: dict[tuple[str, str], list[str]] = {}
-    for result in failed:
-        kind = next(
-            (
-                label
-                for cls, label in _PROBLEM_KINDS
-                if result.error_type is not None and issubclass(result.error_type, cls)
-            ),
-            "",
-        )
-        by_error.setdefault((kind, result.error or "unknown error"), []).append(result.target.label)
-    return [f"{', '.join(labels)}: {kind}{error}" for (kind, error), labels in by_error.items()]
-
-
-def cmd_restore(args: argparse.Namespace) -> int:
-    from backupd.commands.restore import run_restore
-
-    return run_restore(args)
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    from backupd.service.daemon import run_daemon
-
-    return run_daemon(args.config, load_config(args.config))
-
-
-def cmd_push(args: argparse.Namespace) -> int:
-    from backupd.snapshot.publish import push_snapshots
-    from backupd.store.gitrepo import GitRepo
-
-    config = load_config(args.config)
-    if config.remote is None:
-        raise ConfigError("remote", "is not configured: there is nowhere to push to")
-    with GitRepo.open_existing(config.repository.path, branch=config.repository.branch) as repo:
-        result = push_snapshots(repo, config)
-    if not result.ok:
-        print(f"backupd: {result.error}", file=sys.stderr)  # noqa: T201
-        return EXIT_FAILED
-    updated = f"{len(result.updated)} ref(s) updated" if result.updated else "already up to date"
-    print(f"pushed to {result.remote}: {updated}")  # noqa: T201
-    return EXIT_OK
-
-
-def cmd_log(args: argparse.Namespace) -> int:
-    from backupd.commands.history import changes, format_changes, resolve_scope
-    from backupd.store.gitrepo import GitRepo
-
-    config = load_config(args.config)
-    if args.max_count is not None and args.max_count < 1:
-        raise UsageError("--max-count must be at least 1")
-    scope = resolve_scope(config, source=args.source, workspace=args.workspace, job=args.job)
-    with GitRepo.open_existing(config.repository.path, branch=config.repository.branch) as repo:
-        found = changes(repo, scope, max_count=args.max_count)
-    if not found and scope.job is not None:
-        raise UserError(f"no recorded change of job {scope.job!r} in {', '.join(scope.folders)}")
-    for line in format_changes(found, scope):
-        print(line)  # noqa: T201
-    return EXIT_OK
-
-
-def cmd_show(args: argparse.Namespace) -> int:
-    from backupd.commands.history import format_time, resolve_scope, show_job
-    from backupd.store.gitrepo import GitRepo
-
-    config = load_config(args.config)
-    scope = resolve_scope(config, source=args.source, workspace=args.workspace, job=args.job)
-    with GitRepo.open_existing(config.repository.path, branch=config.repository.branch) as repo:
-        view = show_job(repo, scope, at=args.at, with_scripts=args.scripts)
-    if args.at is not None:
-        when = format_time(view.commit.time)
-        print(  # noqa: T201
-            f"backupd: {scope.job_folder(view.folder)} as of {view.commit.sha[:10]} ({when})",
-            file=sys.stderr,
-        )
-    output = sys.stdout.buffer
-    for index, (path, content) in enumerate(view.files):
-        if args.scripts:
-            separator = "" if index == 0 else "\n"
-            output.write(f"{separator}==> {path} <==\n".encode())
-        output.write(content)
-    output.flush()
-    return EXIT_OK
-
-
-def cmd_workspaces(args: argparse.Namespace) -> int:
-    from backupd.snapshot.discovery import preview
-    from backupd.wiring import make_client
-
-    config = load_config(args.config)
-    rows = [("SOURCE", "ID", "NAME", "FOLDER", "STATUS")]
-    for source in config.sources:
-        if not source.discovers:
-            rows += [
-                (source.name, w.id, w.name or "-", w.folder, "listed in config")
-                for w in source.listed_workspaces
-            ]
-            continue
-        with make_client(source) as client:
-            found = preview(client, config.repository.path, source)
-        rows += [(source.name, w.id, w.name, w.folder or "-", w.status) for w in found.workspaces]
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    for row in rows:
-        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
-        print("  ".join([*cells, row[4]]))  # noqa: T201
-    return EXIT_OK
-
-
-def cmd_config(args: argparse.Namespace) -> int:
-    if args.action == "generate":
-        from backupd.config_doc import render_example
-
-        sys.stdout.write(render_example())
-        return EXIT_OK
-    load_config(args.config)
-    print(f"{args.config}: valid")  # noqa: T201
-    return EXIT_OK
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    from backupd.commands.demo import run_demo
-
-    run_demo(args.directory)
-    return EXIT_OK
-
-
-def cmd_simulator(args: argparse.Namespace) -> int:
-    from backupd.simulator.server import serve
-
-    serve(args.port, args.host, workspaces=args.workspaces, jobs=args.jobs)
-    return EXIT_OK
-
-
+# Sub-command → module under backupd.commands with a ``cmd_<name>(args) -> int``. Imported
+# when run, so `backupd status` never loads the scheduler or the HTTP stack.
 COMMANDS = {
-    "snapshot": cmd_snapshot,
-    "restore": cmd_restore,
-    "run": cmd_run,
-    "check": cmd_check,
-    "status": cmd_status,
-    "push": cmd_push,
-    "log": cmd_log,
-    "show": cmd_show,
-    "workspaces": cmd_workspaces,
-    "config": cmd_config,
-    "demo": cmd_demo,
-    "simulator": cmd_simulator,
+    "snapshot": "snapshot",
+    "restore": "restore",
+    "run": "run",
+    "check": "check",
+    "status": "status",
+    "push": "push",
+    "log": "history",
+    "show": "history",
+    "workspaces": "workspaces",
+    "config": "config",
+    "demo": "demo",
+    "simulator": "simulator",
 }
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    module = importlib.import_module(f"backupd.commands.{COMMANDS[args.command]}")
+    command: Callable[[argparse.Namespace], int] = getattr(module, f"cmd_{args.command}")
+    return command(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -566,7 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(args.log_level, args.log_format)
     configure_malloc()
     try:
-        return COMMANDS[args.command](args)
+        return dispatch(args)
     except ClockSkewError as error:
         print(f"backupd: clock problem: {error}", file=sys.stderr)  # noqa: T201
         return EXIT_FAILED

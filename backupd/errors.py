@@ -142,3 +142,10 @@ def describe_os_error(error: OSError) -> str:
     """An OSError as one line: its reason and the file it concerns."""
     where = f" ({error.filename})" if error.filename else ""
     return f"{error.strerror or error}{where}"
+
+
+# Exit codes of the command line (cli.py turns errors into them; commands return them).
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_CONFIG = 78  # EX_CONFIG from sysexits.h; systemd's RestartPreventExitStatus= uses it

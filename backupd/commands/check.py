@@ -9,23 +9,27 @@ a check reports what the first try met. Each line says OK, FAIL (with what to do
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import fcntl
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from backupd.config import AkSkAuthConfig, Config, SourceConfig
+from backupd.config import AkSkAuthConfig, Config, SourceConfig, load_config
 from backupd.dataarts.client import DataArtsClient
 from backupd.dataarts.retry import RetryPolicy
 from backupd.errors import (
+    EXIT_FAILED,
+    EXIT_OK,
     ApiError,
     AuthError,
     BackupdError,
@@ -42,6 +46,9 @@ from backupd.snapshot.publish import ssh_key_path
 from backupd.store.gitrepo import LOCK_FILE
 from backupd.store.remote import push_environment, redact_url
 from backupd.wiring import make_client
+
+if TYPE_CHECKING:
+    pass
 
 Verdict = Literal["OK", "FAIL", "SKIP"]
 ONCE = RetryPolicy(attempts=1)  # a check reports the first answer; retries would hide it
@@ -359,3 +366,29 @@ def run_checks(config: Config) -> list[CheckLine]:
         if extra is not None:
             lines.append(extra)
     return lines
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from backupd.commands.check import run_checks
+    from backupd.commands.table import render_table
+
+    config = load_config(args.config)
+    sources = len(config.sources)
+    listed = sum(len(s.listed_workspaces) for s in config.sources)
+    found = f"{sources} source(s), {listed} listed workspace(s)"
+    if any(s.discovers for s in config.sources):
+        found += " and discovered ones"
+    lines = run_checks(config)
+    rows = [
+        ("RESULT", "WHAT", "CHECK", "DETAIL"),
+        ("OK", "config", "valid", f"{args.config}: {found}"),
+    ]
+    rows += [(line.verdict, line.subject, line.check, line.detail) for line in lines]
+    for text in render_table(rows):
+        print(text)  # noqa: T201
+    failed = [line for line in lines if line.failed]
+    if failed:
+        print(f"backupd check: {len(failed)} of {len(rows) - 1} checks FAILED", file=sys.stderr)  # noqa: T201
+        return EXIT_FAILED
+    print(f"backupd check: all {len(rows) - 1} checks passed")  # noqa: T201
+    return EXIT_OK

@@ -6,15 +6,23 @@ a shared script and a resource, snapshots again and prints the resulting git his
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from backupd.config import load_config
-from backupd.errors import UserError
+from backupd.errors import (
+    EXIT_OK,
+    UserError,
+)
 from backupd.model import SnapshotResult
 from backupd.simulator.server import DEFAULT_AK, DEFAULT_PROJECT_ID, DEFAULT_SK, Simulator
 from backupd.snapshot.run import run_snapshots
+
+if TYPE_CHECKING:
+    from backupd.model import SnapshotResult
 
 WORKSPACES = {
     "sales": "5ea1e5000000000000000000000000a1",
@@ -127,3 +135,10 @@ def _users_of(simulator: Simulator, workspace_id: str, script: str) -> list[str]
         for job in simulator.jobs(workspace_id)
         if script in simulator.job_scripts(workspace_id, job)
     ]
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from backupd.commands.demo import run_demo
+
+    run_demo(args.directory)
+    return EXIT_OK

@@ -6,14 +6,24 @@ REV:path``): the repository is the only history there is.
 
 from __future__ import annotations
 
+import argparse
 import re
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time
+from typing import TYPE_CHECKING
 
-from backupd.config import Config
-from backupd.errors import UsageError, UserError
+from backupd.config import Config, load_config
+from backupd.errors import (
+    EXIT_OK,
+    UsageError,
+    UserError,
+)
 from backupd.store.gitrepo import CommitInfo, GitRepo
+
+if TYPE_CHECKING:
+    pass
 
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]|$)")
 
@@ -184,3 +194,44 @@ def _required(commit: str | None, problem: str) -> str:
     if commit is None:
         raise UserError(problem)
     return commit
+
+
+def cmd_log(args: argparse.Namespace) -> int:
+    from backupd.commands.history import changes, format_changes, resolve_scope
+    from backupd.store.gitrepo import GitRepo
+
+    config = load_config(args.config)
+    if args.max_count is not None and args.max_count < 1:
+        raise UsageError("--max-count must be at least 1")
+    scope = resolve_scope(config, source=args.source, workspace=args.workspace, job=args.job)
+    with GitRepo.open_existing(config.repository.path, branch=config.repository.branch) as repo:
+        found = changes(repo, scope, max_count=args.max_count)
+    if not found and scope.job is not None:
+        raise UserError(f"no recorded change of job {scope.job!r} in {', '.join(scope.folders)}")
+    for line in format_changes(found, scope):
+        print(line)  # noqa: T201
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from backupd.commands.history import format_time, resolve_scope, show_job
+    from backupd.store.gitrepo import GitRepo
+
+    config = load_config(args.config)
+    scope = resolve_scope(config, source=args.source, workspace=args.workspace, job=args.job)
+    with GitRepo.open_existing(config.repository.path, branch=config.repository.branch) as repo:
+        view = show_job(repo, scope, at=args.at, with_scripts=args.scripts)
+    if args.at is not None:
+        when = format_time(view.commit.time)
+        print(  # noqa: T201
+            f"backupd: {scope.job_folder(view.folder)} as of {view.commit.sha[:10]} ({when})",
+            file=sys.stderr,
+        )
+    output = sys.stdout.buffer
+    for index, (path, content) in enumerate(view.files):
+        if args.scripts:
+            separator = "" if index == 0 else "\n"
+            output.write(f"{separator}==> {path} <==\n".encode())
+        output.write(content)
+    output.flush()
+    return EXIT_OK

@@ -10,10 +10,12 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from backupd.config import Config, SourceConfig, WorkspaceConfig, load_config
-from backupd.errors import UsageError
+from backupd.errors import (
+    UsageError,
+)
 from backupd.restore.plan import (
     DEFAULT_MAX_IMPORT_BYTES,
     RestorePlan,
@@ -23,6 +25,9 @@ from backupd.restore.plan import (
     write_atomically,
 )
 from backupd.store.gitrepo import GitRepo
+
+if TYPE_CHECKING:
+    pass
 
 
 class Output:
@@ -248,3 +253,9 @@ def import_into(
         return 1
     output.say(f"imported {jobs} jobs into {plan.folder} in {parts} part(s)")
     return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from backupd.commands.restore import run_restore
+
+    return run_restore(args)

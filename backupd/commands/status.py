@@ -6,14 +6,20 @@ which is exactly when a backup silently stopped: its workspaces show up as STALE
 
 from __future__ import annotations
 
+import argparse
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backupd.commands.table import render_table
-from backupd.config import Config
+from backupd.config import Config, load_config
+from backupd.errors import EXIT_FAILED, EXIT_OK
 from backupd.service.plan import ScheduleSpec, schedule_of
 from backupd.service.status import StatusStore, WorkspaceStatus, stale_after, to_json
+
+if TYPE_CHECKING:
+    pass
 
 
 @dataclass(frozen=True)
@@ -129,3 +135,19 @@ def rows_json(rows: list[StatusRow], config: Config) -> dict[str, Any]:
             for row in rows
         ],
     }
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from backupd.commands.status import format_rows, rows_json, status_rows
+
+    config = load_config(args.config)
+    now = datetime.now(UTC)
+    rows = status_rows(config, now)
+    if args.json:
+        print(json.dumps(rows_json(rows, config), indent=2, ensure_ascii=False))  # noqa: T201
+    else:
+        for line in format_rows(rows, now):
+            print(line)  # noqa: T201
+    return EXIT_FAILED if any(row.stale for row in rows) else EXIT_OK
