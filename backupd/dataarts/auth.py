@@ -39,16 +39,18 @@ from backupd.errors import (
 from backupd.secret import Secret
 
 __all__ = [
+    "DATE_FORMAT",
     "UNSIGNED_HEADERS",
+    "UNSIGNED_PAYLOAD",
     "AkSkAuth",
     "IamTokenAuth",
     "StaticTokenAuth",
+    "as_utc",
     "connection_error",
     "encode_query",
     "is_clock_skew_message",
     "mask_ak",
     "sign",
-    "verify",
 ]
 
 log = logging.getLogger(__name__)
@@ -79,9 +81,6 @@ UNSIGNED_HEADERS = frozenset(
     }
 )
 
-_AUTHORIZATION_RE = re.compile(
-    r"SDK-HMAC-SHA256\s+Access=([^,\s]+),\s*SignedHeaders=([^,\s]+),\s*Signature=([0-9a-fA-F]+)"
-)
 
 # Wording of our own verify() plus what APIG really answers, e.g. "Incorrect app authentication
 # information: signature expired, signature time:…,server time:…" or "calc ak sk signature
@@ -123,7 +122,7 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def _as_utc(moment: datetime) -> datetime:
+def as_utc(moment: datetime) -> datetime:
     # A naive datetime from an injected clock is taken as UTC, never as local time.
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
@@ -235,67 +234,6 @@ def sign(
     )
 
 
-def verify(
-    method: str,
-    url: str,
-    headers: Mapping[str, str],
-    body: bytes,
-    *,
-    lookup_sk: Callable[[str], Secret | None],
-    now: datetime,
-    max_skew: timedelta = timedelta(minutes=15),
-) -> str | None:
-    """Check a signed request the way APIG does: ``None`` if valid, else the error message.
-
-    ``url`` may be absolute or just the raw path + query as received. Only the headers named
-    in ``SignedHeaders`` are checked, as on the gateway. Messages never
-    contain the SK, the signature input, or any header value other than the date.
-    """
-    prefix = "Incorrect IAM authentication information"
-    lowered = {name.lower(): value for name, value in headers.items()}
-    match = _AUTHORIZATION_RE.fullmatch(lowered.get("authorization", "").strip())
-    if match is None:
-        return f"{prefix}: missing or malformed SDK-HMAC-SHA256 Authorization header"
-    ak, signed_list, signature = match.groups()
-    names = signed_list.split(";")
-    for required in ("host", "x-sdk-date"):
-        if required not in names:
-            return f"{prefix}: {required} is not a signed header"
-    missing = [name for name in names if name not in lowered]
-    if missing:
-        return f"{prefix}: signed header(s) not in request: {', '.join(missing)}"
-
-    raw_date = lowered["x-sdk-date"].strip()
-    try:
-        signed_at = datetime.strptime(raw_date, DATE_FORMAT).replace(tzinfo=UTC)
-    except ValueError:
-        return f"{prefix}: X-Sdk-Date {raw_date!r} is not of the form YYYYMMDDTHHMMSSZ"
-    server_now = _as_utc(now)
-    if abs(server_now - signed_at) > max_skew:
-        minutes = max_skew.total_seconds() / 60
-        return (
-            f"{prefix}: Signature expired: X-Sdk-Date {raw_date} is more than {minutes:g} minutes "
-            f"from server time {server_now.strftime(DATE_FORMAT)} (check the client clock)"
-        )
-
-    sk = lookup_sk(ak)
-    if sk is None:
-        return f"{prefix}: unknown AK {mask_ak(ak)}"
-    content_sha = lowered.get("x-sdk-content-sha256", "").strip()
-    if (
-        "x-sdk-content-sha256" in names
-        and body
-        and content_sha != UNSIGNED_PAYLOAD
-        and content_sha != hashlib.sha256(body).hexdigest()
-    ):
-        return f"{prefix}: X-Sdk-Content-Sha256 does not match the body"
-    expected = sign(method, url, {n: lowered[n] for n in names}, body, ak=ak, sk=sk)
-    expected_signature = expected.rsplit("Signature=", 1)[1]
-    if not hmac.compare_digest(expected_signature, signature.lower()):
-        return f"{prefix}: verify aksk signature fail"
-    return None
-
-
 def is_clock_skew_message(text: str) -> bool:
     """True when an error text says the signature date was rejected (local clock off)."""
     return bool(_CLOCK_SKEW_RE.search(text))
@@ -356,7 +294,7 @@ class AkSkAuth(httpx.Auth):
     def apply(self, request: httpx.Request) -> None:
         """Add the signing headers to ``request`` in place (overwriting any earlier ones)."""
         headers = request.headers
-        headers["X-Sdk-Date"] = _as_utc(self.clock()).strftime(DATE_FORMAT)
+        headers["X-Sdk-Date"] = as_utc(self.clock()).strftime(DATE_FORMAT)
         headers["Host"] = request.url.netloc.decode("ascii")
         if self.security_token is not None:
             headers["X-Security-Token"] = self.security_token.reveal()
@@ -471,7 +409,7 @@ class IamTokenAuth(httpx.Auth):
 
     def _valid_token(self) -> _Token:
         with self._lock:
-            now = _as_utc(self._clock())
+            now = as_utc(self._clock())
             current = self._token
             if current is not None and now < current.refresh_at:
                 return current
@@ -488,7 +426,7 @@ class IamTokenAuth(httpx.Auth):
         with self._lock:
             if self._token is not None and self._token is not rejected:
                 return self._token  # another thread already replaced it
-            now = _as_utc(self._clock())
+            now = as_utc(self._clock())
             last = self._last_forced_refresh
             if last is not None and now - last < self.FORCED_REFRESH_INTERVAL:
                 log.debug("API answered 401; a new IAM token was fetched less than a minute ago")
@@ -634,7 +572,7 @@ class IamTokenAuth(httpx.Auth):
 def _expires_at(response: httpx.Response) -> datetime | None:
     try:
         raw = response.json()["token"]["expires_at"]
-        return _as_utc(datetime.fromisoformat(raw))
+        return as_utc(datetime.fromisoformat(raw))
     except (ValueError, KeyError, TypeError):
         return None
 

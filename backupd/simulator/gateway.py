@@ -18,17 +18,18 @@ or 401 with an IAM error body for a wrong user or password.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import hmac
 import json
 import re
 import secrets
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from backupd.dataarts.auth import mask_ak, verify
+from backupd.dataarts.auth import DATE_FORMAT, UNSIGNED_PAYLOAD, as_utc, mask_ak, sign
 from backupd.secret import Secret
 
 DEFAULT_TOKEN = "sim-token"  # noqa: S105 -- a public, fake token for the local simulator
@@ -314,3 +315,69 @@ def _iam_error(status: int, title: str, message: str) -> IamAnswer:
 
 def _iam_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+_AUTHORIZATION_RE = re.compile(
+    r"SDK-HMAC-SHA256\s+Access=([^,\s]+),\s*SignedHeaders=([^,\s]+),\s*Signature=([0-9a-fA-F]+)"
+)
+
+
+def verify(
+    method: str,
+    url: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    lookup_sk: Callable[[str], Secret | None],
+    now: datetime,
+    max_skew: timedelta = timedelta(minutes=15),
+) -> str | None:
+    """Check a signed request the way APIG does: ``None`` if valid, else the error message.
+
+    ``url`` may be absolute or just the raw path + query as received. Only the headers named
+    in ``SignedHeaders`` are checked, as on the gateway. Messages never
+    contain the SK, the signature input, or any header value other than the date.
+    """
+    prefix = "Incorrect IAM authentication information"
+    lowered = {name.lower(): value for name, value in headers.items()}
+    match = _AUTHORIZATION_RE.fullmatch(lowered.get("authorization", "").strip())
+    if match is None:
+        return f"{prefix}: missing or malformed SDK-HMAC-SHA256 Authorization header"
+    ak, signed_list, signature = match.groups()
+    names = signed_list.split(";")
+    for required in ("host", "x-sdk-date"):
+        if required not in names:
+            return f"{prefix}: {required} is not a signed header"
+    missing = [name for name in names if name not in lowered]
+    if missing:
+        return f"{prefix}: signed header(s) not in request: {', '.join(missing)}"
+
+    raw_date = lowered["x-sdk-date"].strip()
+    try:
+        signed_at = datetime.strptime(raw_date, DATE_FORMAT).replace(tzinfo=UTC)
+    except ValueError:
+        return f"{prefix}: X-Sdk-Date {raw_date!r} is not of the form YYYYMMDDTHHMMSSZ"
+    server_now = as_utc(now)
+    if abs(server_now - signed_at) > max_skew:
+        minutes = max_skew.total_seconds() / 60
+        return (
+            f"{prefix}: Signature expired: X-Sdk-Date {raw_date} is more than {minutes:g} minutes "
+            f"from server time {server_now.strftime(DATE_FORMAT)} (check the client clock)"
+        )
+
+    sk = lookup_sk(ak)
+    if sk is None:
+        return f"{prefix}: unknown AK {mask_ak(ak)}"
+    content_sha = lowered.get("x-sdk-content-sha256", "").strip()
+    if (
+        "x-sdk-content-sha256" in names
+        and body
+        and content_sha != UNSIGNED_PAYLOAD
+        and content_sha != hashlib.sha256(body).hexdigest()
+    ):
+        return f"{prefix}: X-Sdk-Content-Sha256 does not match the body"
+    expected = sign(method, url, {n: lowered[n] for n in names}, body, ak=ak, sk=sk)
+    expected_signature = expected.rsplit("Signature=", 1)[1]
+    if not hmac.compare_digest(expected_signature, signature.lower()):
+        return f"{prefix}: verify aksk signature fail"
+    return None

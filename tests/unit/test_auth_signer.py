@@ -19,10 +19,10 @@ from backupd.dataarts.auth import (
     encode_query,
     is_clock_skew_message,
     sign,
-    verify,
 )
 from backupd.errors import CredentialError
 from backupd.secret import Secret
+from backupd.simulator.gateway import verify
 
 AK = "TESTAK1234567890ABCD"
 SK_TEXT = "TestSecretKey0123456789abcdefghijklmnopq"
