@@ -49,6 +49,8 @@ class SnapshotResult:
 
     ``gone``: a discovered workspace that DataArts no longer lists; it was not snapshotted
     and its folder was kept (``ok`` stays True: nothing failed, but someone should look).
+    ``interrupted``: a stop (SIGTERM, SIGINT) cut the snapshot short before it touched the
+    repository; not a failure (``ok`` is False: nothing was recorded), the next run does it.
     """
 
     target: WorkspaceTarget
@@ -65,6 +67,7 @@ class SnapshotResult:
     resources: int = 0
     gone: bool = False
     retries: int = 0  # API calls retried during this snapshot
+    interrupted: bool = False
 
 
 class SnapshotObserver:

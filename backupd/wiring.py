@@ -147,10 +147,12 @@ def make_client(
     auth_cache: AuthCache | None = None,
     api_observer: ApiObserver | None = None,
     retry: RetryPolicy | None = None,
+    cancel: threading.Event | None = None,
 ) -> DataArtsClient:
     """The API client for one source, authenticated as its config says.
 
-    ``retry`` replaces the default policy (`backupd check` asks once and reports).
+    ``retry`` replaces the default policy (`backupd check` asks once and reports);
+    ``cancel``, once set, stops the client from starting calls (a stopping process).
     """
     verify = tls_verify(source)
     settings = ClientSettings(
@@ -173,7 +175,7 @@ def make_client(
     if retry is not None:
         settings = dataclasses.replace(settings, retry=retry)
     auth = make_auth(source, verify=verify, cache=auth_cache)
-    return DataArtsClient(settings, auth, observer=api_observer)
+    return DataArtsClient(settings, auth, observer=api_observer, cancel=cancel)
 
 
 def snapshot_options(

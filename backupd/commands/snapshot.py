@@ -6,8 +6,11 @@ import argparse
 import contextlib
 import functools
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Iterator, Sequence
+from types import FrameType
 from typing import TYPE_CHECKING
 
 from backupd.config import Config, load_config
@@ -35,14 +38,20 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if args.dry_run:
         return dry_run(config, args.workspace)
-    with snapshot_observer(config) as observer:
+    with snapshot_observer(config) as observer, stop_signals() as stopped:
         report = run(
             config,
             only=args.workspace,
             allow_mass_delete=args.allow_mass_delete,
             observer=observer,
+            cancel=stopped,
         )
     results = report.results
+    if stopped.is_set():
+        # Not a failure: nothing half-done was recorded, and the next run does the work.
+        cut = [r.target.label for r in results if r.interrupted]
+        print(f"backupd: interrupted; not snapshotted: {', '.join(cut) or 'none'}", file=sys.stderr)  # noqa: T201
+        return 128 + stopped.signal_number
     if report.push is not None and not report.push.ok:
         # Not a failed snapshot: the commits are safe here and go out with the next push.
         print(f"backupd: {report.push.error} (will retry on the next run)", file=sys.stderr)  # noqa: T201
@@ -70,6 +79,32 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     )
     return EXIT_CONFIG if rejected else EXIT_FAILED
 
+
+class StopSignal(threading.Event):
+    """Set by SIGTERM or SIGINT: the snapshot stops between two API calls."""
+
+    signal_number = signal.SIGTERM.value
+
+
+@contextlib.contextmanager
+def stop_signals() -> Iterator[StopSignal]:
+    """SIGTERM and SIGINT end the run cleanly instead of killing it mid-call (a timer unit
+    stopped by systemd, Ctrl-C on a terminal); the handlers before are put back after."""
+    stopped = StopSignal()
+
+    def on_signal(number: int, frame: FrameType | None) -> None:
+        stopped.signal_number = number
+        stopped.set()
+
+    previous = {number: signal.signal(number, on_signal) for number in STOP_SIGNALS}
+    try:
+        yield stopped
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 _PROBLEM_KINDS: tuple[tuple[type[BackupdError], str], ...] = (
     (ClockSkewError, "clock problem: "),

@@ -39,7 +39,9 @@ class StatusRow:
             return "STALE"
         if record is None or record.last_attempt is None:
             return "NEVER RUN"
-        return "FAILING" if record.failing else "OK"
+        if record.failing:
+            return "FAILING"
+        return "INTERRUPTED" if record.interrupted else "OK"
 
 
 def configured_labels(config: Config) -> list[str]:

@@ -36,6 +36,7 @@ from backupd.errors import (
     ClockSkewError,
     CredentialsRejected,
     ServerError,
+    SnapshotCancelled,
     ThrottledError,
     TransportError,
 )
@@ -149,8 +150,12 @@ class DataArtsClient:
         *,
         transport: httpx.BaseTransport | None = None,
         observer: ApiObserver | None = None,
+        cancel: threading.Event | None = None,
     ) -> None:
+        """``cancel``: once set, no further call starts (a stopping process); each call then
+        raises SnapshotCancelled, so a snapshot stops between two calls, never inside one."""
         self.settings = settings
+        self._cancel = cancel
         self._observer = observer or ApiObserver()
         self._list_rate = RateLimiter(settings.requests_per_second)
         self._export_rate = RateLimiter(settings.exports_per_second)
@@ -645,6 +650,8 @@ class DataArtsClient:
             # waiting for a token: exports queued for theirs would starve listing calls of
             # connections. Backoff sleeps happen outside, holding neither.
             while True:
+                if self._cancel is not None and self._cancel.is_set():
+                    raise SnapshotCancelled(f"{what}: not started, backupd is stopping")
                 with self._slots.taken(first=listing):
                     wait = limiter.try_acquire()
                     if wait <= 0:

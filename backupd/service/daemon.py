@@ -15,6 +15,7 @@ everything that follows runs on the main thread.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -22,6 +23,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,17 +34,18 @@ from backupd.config import Config, SourceConfig, load_config
 from backupd.dataarts.client import DataArtsClient
 from backupd.errors import BackupdError, ConfigError, UserError
 from backupd.logs import log
-from backupd.model import SnapshotResult
+from backupd.model import Fanout, SnapshotObserver, SnapshotResult, WorkspaceTarget
 from backupd.service.alerts import AlertQueue
 from backupd.service.generation import ClientFactory, Generation, restart_only_changes
 from backupd.service.metrics import Metrics, MetricsServer
 from backupd.service.monitor import Monitor
-from backupd.service.plan import ScheduleSpec
+from backupd.service.plan import DISCOVERY_PREFIX, ScheduleSpec
 from backupd.service.scheduler import Scheduler
 from backupd.service.status import StatusStore
 from backupd.service.systemd import Notifier, watchdog_interval
-from backupd.service.worker import run_snapshot
-from backupd.snapshot.publish import push_snapshots, tag_snapshot
+from backupd.snapshot.discovery import known_targets, read_map
+from backupd.snapshot.memory import release_free_memory
+from backupd.snapshot.run import Publisher, SourceRun, discover_workspaces, snapshot_sources
 from backupd.snapshot.stage import remove_stale_staging
 from backupd.store.gitrepo import GitRepo, Identity, repository_lock
 from backupd.wiring import make_client
@@ -78,8 +81,8 @@ class Daemon:
         self._client_factory = client_factory or self._observed_client
         self._monitor: Monitor | None = None
         self._stale: list[str] = []
-        self._push_lock = threading.Lock()  # one push at a time; commits go on meanwhile
-        self._push_pending = False  # a push failed: the next snapshot pushes even unchanged
+        self._publisher = Publisher()  # tags and pushes, one push at a time
+        self._observer: SnapshotObserver = self._metrics  # + the monitor, once it exists
         self._signals: queue.SimpleQueue[int] = queue.SimpleQueue()
         self._cancel = threading.Event()  # set once: stop starting or continuing snapshots
         self._write_lock = threading.Lock()  # apply+commit, one workspace at a time
@@ -108,15 +111,18 @@ class Daemon:
             with ExitStack() as stack:
                 stack.callback(self._notifier.close)
                 self._open_repository(config, stack)
-                generation = Generation(config, self._client_factory)
+                generation = Generation(
+                    config, self._client_factory, discovered=_known_workspaces(config)
+                )
                 self._generation = generation
                 self._start_monitoring(config, stack)
                 scheduler = self._scheduler
                 stack.callback(scheduler.shutdown)
+                schedules = _schedules(generation)
                 scheduler.sync(
-                    {label: job.schedule for label, job in generation.jobs.items()},
+                    schedules,
                     misfire_grace_time=config.daemon.misfire_grace_time,
-                    run_now=generation.jobs if config.daemon.run_at_start else (),
+                    run_now=schedules if config.daemon.run_at_start else (),
                 )
                 scheduler.start()
                 self._log_schedule(generation)
@@ -156,6 +162,7 @@ class Daemon:
             sink=self._metrics,
             since=datetime.now(UTC),
         )
+        self._observer = Fanout([self._metrics, self._monitor, _Recorder(self)])
         self._stale = self._monitor.check(self._current().jobs)
         if config.metrics is not None:
             server = MetricsServer(config.metrics.listen, self._metrics, self._health)
@@ -166,7 +173,7 @@ class Daemon:
         return None if job is None else job.schedule
 
     def _observed_client(self, source: SourceConfig) -> DataArtsClient:
-        return make_client(source, api_observer=self._metrics.api(source.name))
+        return make_client(source, api_observer=self._metrics.api(source.name), cancel=self._cancel)
 
     def _health(self) -> tuple[bool, str]:
         """/healthz: healthy unless a workspace is stale."""
@@ -248,16 +255,17 @@ class Daemon:
         try:
             config = load_config(self._config_path)
             restart_only_changes(old.config, config)
-            generation = Generation(config, self._client_factory)
+            generation = Generation(config, self._client_factory, discovered=old.discovered)
         except UserError as error:
             self._reload_failed(error)
             return
-        added = set(generation.jobs) - set(old.jobs)
+        schedules = _schedules(generation)
+        added = set(schedules) - set(_schedules(old))
         with self._state:
             self._generation = generation
         try:
             result = self._scheduler.sync(
-                {label: job.schedule for label, job in generation.jobs.items()},
+                schedules,
                 misfire_grace_time=config.daemon.misfire_grace_time,
                 run_now=added if config.daemon.run_at_start else (),
             )
@@ -292,80 +300,112 @@ class Daemon:
     # --- snapshots (scheduler threads) --------------------------------------------------------
 
     def _run_job(self, label: str) -> None:
+        """A scheduler thread's work: one workspace's snapshot, or one source's discovery."""
         if self._cancel.is_set():
             return  # queued before the stop: do not even start
         with self._state:
             generation = self._current()
-            job = generation.jobs.get(label)
-            if job is None or label in self._running:
+            if label.startswith(DISCOVERY_PREFIX):
+                known = label in generation.discoveries
+            else:
+                known = label in generation.jobs
+            if not known or label in self._running:
                 return  # removed by a reload since it became due, or (defensively) running
             generation.acquire()
             self._running[label] = time.monotonic()
         try:
-            log(logger, "snapshot.started", workspace=label)
-            result = run_snapshot(
-                job,
-                generation.client(job.source),
-                generation.config.repository,
-                write_lock=self._write_lock,
-                cancel=self._cancel,
-                observer=self._metrics,
-            )
-            self._tag(generation.config, result)
-            self._push(generation.config, result)
-        except Exception as error:  # a bug: keep the daemon and the other workspaces going
-            logger.debug("traceback", exc_info=True)
-            log(
-                logger,
-                "snapshot.failed",
-                level=logging.ERROR,
-                workspace=label,
-                error=f"internal error: {type(error).__name__}: {error}",
-            )
-            result = SnapshotResult(job.target, ok=False, error=f"internal error: {error}")
+            if label.startswith(DISCOVERY_PREFIX):
+                self._discover(generation, label.removeprefix(DISCOVERY_PREFIX))
+            else:
+                self._snapshot(generation, label)
         finally:
             generation.release()
             with self._state:
                 del self._running[label]
                 self._state.notify_all()
-        with self._state:
-            self._finished[label] = _Finished(result, datetime.now(UTC))
-            self._last = label
-        self._metrics.finished(result)
-        self._watch().finished(result)
-        self._notifier.status(self._status())
+            self._notifier.status(self._status())
 
-    def _tag(self, config: Config, result: SnapshotResult) -> None:
-        """Mark a restore point as `backupd snapshot` does (history.tags), under the write
-        lock; a failure is logged, and the next snapshot tags again."""
-        if config.history.tags == "none" or not result.ok or self._cancel.is_set():
+    def _snapshot(self, generation: Generation, label: str) -> None:
+        """One workspace through the one driver (snapshot/run.py), then tag and push."""
+        job = generation.jobs[label]
+        config = generation.config
+        run = SourceRun(generation.sources[job.source], targets=(job.target,))
+        log(logger, "snapshot.started", workspace=label)
+        try:
+            with self._repository(config) as repo:
+                results = snapshot_sources(
+                    config,
+                    repo,
+                    [run],
+                    _identity(config),
+                    clients=lambda source: contextlib.nullcontext(generation.client(source.name)),
+                    observer=self._observer,
+                    cancel=self._cancel,
+                    commit_lock=self._write_lock,
+                    parallel=1,
+                )
+                if any(r.commit for r in results):
+                    with self._write_lock:
+                        repo.housekeep()
+                if not self._cancel.is_set():
+                    self._publisher.tag(
+                        repo, config, results, _identity(config), commit_lock=self._write_lock
+                    )
+                    pushed = self._publisher.push(repo, config, results)
+                    if pushed is not None:
+                        self._metrics.push_finished(pushed.ok)
+        except Exception as error:  # a bug: keep the daemon and the other workspaces going
+            logger.debug("traceback", exc_info=True)
+            self._internal_error(job.target, error)
+        finally:
+            release_free_memory()
+
+    def _discover(self, generation: Generation, source_name: str) -> None:
+        """A discovering source's pass: discover its workspaces (committing the map), then
+        run each as a job of its own, so each has its slot, timeout, status and metrics."""
+        config = generation.config
+        run = SourceRun(generation.sources[source_name], discover=True)
+        try:
+            with self._repository(config) as repo:
+                found, _ = discover_workspaces(
+                    generation.client(source_name),
+                    repo,
+                    run,
+                    _identity(config),
+                    commit_lock=self._write_lock,
+                    observer=self._observer,
+                )
+        except Exception as error:  # a bug: the workspaces found last time still run
+            logger.debug("traceback", exc_info=True)
+            self._internal_error(WorkspaceTarget(source_name, "", "*"), error)
+            found = list(generation.discovered.get(source_name, ()))
+        labels = generation.set_discovered(source_name, found)
+        if self._cancel.is_set():
             return
+        for label in labels:
+            self._scheduler.run_once(label)
+
+    @contextlib.contextmanager
+    def _repository(self, config: Config) -> Iterator[GitRepo]:
+        # Opened per run: GitPython leaks in long-lived processes.
         repository = config.repository
-        identity = Identity(repository.author.name, repository.author.email)
-        with self._write_lock:
-            try:
-                with GitRepo.open(repository.path, branch=repository.branch) as repo:
-                    tag_snapshot(repo, config.history.tags, datetime.now(UTC), [result], identity)
-            except BackupdError as error:
-                log(logger, "tag.failed", level=logging.ERROR, error=str(error))
+        with GitRepo.open(repository.path, branch=repository.branch) as repo:
+            yield repo
 
-    def _push(self, config: Config, result: SnapshotResult) -> None:
-        """Push after a snapshot that committed (or after a failed push), as `backupd
-        snapshot` does; a failure is logged and counted, and retried after the next one."""
-        if config.remote is None or self._cancel.is_set():
-            return
-        if not (result.commit or self._push_pending):
-            return
-        with self._push_lock:
-            repository = config.repository
-            try:
-                with GitRepo.open(repository.path, branch=repository.branch) as repo:
-                    ok = push_snapshots(repo, config).ok
-            except BackupdError as error:
-                log(logger, "push.failed", level=logging.WARNING, error=str(error))
-                ok = False
-            self._push_pending = not ok
-        self._metrics.push_finished(ok)
+    def _internal_error(self, target: WorkspaceTarget, error: Exception) -> None:
+        log(
+            logger,
+            "snapshot.failed",
+            level=logging.ERROR,
+            workspace=target.label,
+            error=f"internal error: {type(error).__name__}: {error}",
+        )
+        self._observer.finished(SnapshotResult(target, ok=False, error=f"internal error: {error}"))
+
+    def _record(self, result: SnapshotResult) -> None:
+        with self._state:
+            self._finished[result.target.label] = _Finished(result, datetime.now(UTC))
+            self._last = result.target.label
 
     # --- health and status --------------------------------------------------------------------
 
@@ -455,6 +495,45 @@ class Daemon:
         if generation is None:  # pragma: no cover - set before any caller can run
             raise RuntimeError("daemon not started")
         return generation
+
+
+class _Recorder(SnapshotObserver):
+    """Keeps the daemon's own view of the last results (its systemd STATUS= line)."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self._daemon = daemon
+
+    def finished(self, result: SnapshotResult) -> None:
+        self._daemon._record(result)
+
+
+def _identity(config: Config) -> Identity:
+    return Identity(config.repository.author.name, config.repository.author.email)
+
+
+def _schedules(generation: Generation) -> dict[str, ScheduleSpec]:
+    """What the scheduler triggers: listed workspaces and discovery passes (a discovered
+    workspace is started by its source's pass)."""
+    schedules = {
+        label: job.schedule for label, job in generation.jobs.items() if not job.discovered
+    }
+    schedules.update({label: job.schedule for label, job in generation.discoveries.items()})
+    return schedules
+
+
+def _known_workspaces(config: Config) -> dict[str, list[WorkspaceTarget]]:
+    """The workspaces each discovering source had at the last discovery (the repository's
+    maps), so that they are watched for staleness before the first pass."""
+    known: dict[str, list[WorkspaceTarget]] = {}
+    for source in config.sources:
+        if source.discovers:
+            try:
+                workspace_map = read_map(config.repository.path / source.name)
+            except BackupdError as error:
+                log(logger, "workspaces.map_unreadable", level=logging.WARNING, error=str(error))
+                continue
+            known[source.name] = known_targets(source, workspace_map)
+    return known
 
 
 def _hard_exit(code: int) -> None:

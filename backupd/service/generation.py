@@ -7,23 +7,40 @@ one finish with it, and its clients close when the last of them is done.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 from backupd.config import Config, SourceConfig
 from backupd.dataarts.client import DataArtsClient
 from backupd.errors import ConfigError
-from backupd.service.plan import WorkspaceJob, plan_jobs
+from backupd.model import WorkspaceTarget
+from backupd.service.plan import DiscoveryJob, WorkspaceJob, plan_discoveries, plan_jobs
 
 ClientFactory = Callable[[SourceConfig], DataArtsClient]
 
 
 class Generation:
     """A config, its workspace jobs and one API client per source (shared by that source's
-    workspaces, so that they also share its rate limit). Counts the snapshots using it."""
+    workspaces, so that they also share its rate limit). Counts the snapshots using it.
 
-    def __init__(self, config: Config, client_factory: ClientFactory) -> None:
+    ``discovered``: the workspaces each discovering source had when this generation began
+    (from the repository, or the previous generation); every discovery pass replaces them.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        client_factory: ClientFactory,
+        discovered: Mapping[str, Sequence[WorkspaceTarget]] | None = None,
+    ) -> None:
         self.config = config
-        self.jobs: dict[str, WorkspaceJob] = plan_jobs(config)
+        self.sources = {source.name: source for source in config.sources}
+        self.discoveries: dict[str, DiscoveryJob] = plan_discoveries(config)
+        self._discovered = {
+            name: tuple(found)
+            for name, found in (discovered or {}).items()
+            if name in self.sources and self.sources[name].discovers
+        }
+        self.jobs: dict[str, WorkspaceJob] = plan_jobs(config, self._discovered)
         self._clients: dict[str, DataArtsClient] = {}
         self._users = 0
         self._retired = False
@@ -37,6 +54,19 @@ class Generation:
 
     def client(self, source: str) -> DataArtsClient:
         return self._clients[source]
+
+    @property
+    def discovered(self) -> dict[str, tuple[WorkspaceTarget, ...]]:
+        with self._lock:
+            return dict(self._discovered)
+
+    def set_discovered(self, source: str, found: Sequence[WorkspaceTarget]) -> list[str]:
+        """What a discovery pass of ``source`` found: its workspaces' labels, now jobs."""
+        with self._lock:
+            self._discovered[source] = tuple(found)
+            jobs = plan_jobs(self.config, self._discovered)
+            self.jobs = jobs  # replaced whole: readers never see it half-built
+        return [target.label for target in found]
 
     def acquire(self) -> None:
         with self._lock:

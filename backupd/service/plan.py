@@ -1,4 +1,8 @@
-"""What `backupd run` runs: one job per configured workspace, with its schedule resolved.
+"""What `backupd run` runs: one job per workspace, with its schedule resolved.
+
+A listed workspace runs on its own schedule. A discovering source (``workspaces: all``) has a
+discovery job on the source's schedule; each pass discovers the workspaces again and runs
+each as a job of its own (its own slot, timeout, status record, metrics and alerts).
 
 Pure: config in, frozen values out. A workspace's schedule takes each key from the nearest
 level that sets it (workspace, then source, then the global ``schedule:``); ``cron`` and
@@ -8,13 +12,11 @@ global ``cron``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from backupd.config import Config, ScheduleConfig, SourceConfig
+from backupd.config import Config, ScheduleConfig
 from backupd.model import WorkspaceTarget
-from backupd.snapshot.discovery import ALL_FOLDERS
-from backupd.snapshot.options import SnapshotOptions
-from backupd.wiring import snapshot_options, targets
 
 DEFAULT_CRON = "0 * * * *"  # hourly, documented on ScheduleConfig.cron
 DEFAULT_TIMEZONE = "UTC"
@@ -34,20 +36,37 @@ class ScheduleSpec:
         return f"{when} {self.timezone}" + (f" jitter {self.jitter:g}s" if self.jitter else "")
 
 
+DISCOVERY_PREFIX = "discover:"  # the label of a source's discovery job
+
+
 @dataclass(frozen=True)
 class WorkspaceJob:
-    """Everything needed to snapshot one workspace, except the API client and the repo."""
+    """One workspace the daemon snapshots (except the API client and the repository).
+
+    ``discovered``: found by its source's discovery, which runs it after each pass; it has no
+    trigger of its own.
+    """
 
     target: WorkspaceTarget
     source: str
-    options: SnapshotOptions
     schedule: ScheduleSpec
-    # 'workspaces: all': this job discovers the source's workspaces, then snapshots each.
-    discover: SourceConfig | None = None
+    discovered: bool = False
 
     @property
     def label(self) -> str:
         return self.target.label
+
+
+@dataclass(frozen=True)
+class DiscoveryJob:
+    """A discovering source's pass: discover its workspaces, then run each of them."""
+
+    source: str
+    schedule: ScheduleSpec
+
+    @property
+    def label(self) -> str:
+        return f"{DISCOVERY_PREFIX}{self.source}"
 
 
 def resolve_schedule(*levels: ScheduleConfig | None) -> ScheduleSpec:
@@ -61,21 +80,33 @@ def resolve_schedule(*levels: ScheduleConfig | None) -> ScheduleSpec:
     return ScheduleSpec(cron=when.cron, interval=when.interval, timezone=timezone, jitter=jitter)
 
 
-def plan_jobs(config: Config) -> dict[str, WorkspaceJob]:
-    """One job per configured workspace, keyed by its label (``source/folder``)."""
+def plan_jobs(
+    config: Config, discovered: Mapping[str, Sequence[WorkspaceTarget]] | None = None
+) -> dict[str, WorkspaceJob]:
+    """One job per workspace, keyed by its label (``source/folder``): every listed one, and
+    for discovering sources those of ``discovered`` (source name → targets)."""
     jobs: dict[str, WorkspaceJob] = {}
     for source in config.sources:
-        options = snapshot_options(config, source, allow_mass_delete=False)
         if source.discovers:
-            # The workspaces are known only at run time: one job for the whole source.
-            target = WorkspaceTarget(source.name, "", ALL_FOLDERS)
             schedule = resolve_schedule(source.schedule, config.schedule)
-            jobs[target.label] = WorkspaceJob(target, source.name, options, schedule, source)
+            for target in (discovered or {}).get(source.name, ()):
+                jobs[target.label] = WorkspaceJob(target, source.name, schedule, discovered=True)
             continue
-        for workspace, target in zip(source.listed_workspaces, targets(source), strict=True):
+        for workspace in source.listed_workspaces:
+            target = WorkspaceTarget(source.name, workspace.id, workspace.folder)
             schedule = resolve_schedule(workspace.schedule, source.schedule, config.schedule)
-            jobs[target.label] = WorkspaceJob(target, source.name, options, schedule)
+            jobs[target.label] = WorkspaceJob(target, source.name, schedule)
     return jobs
+
+
+def plan_discoveries(config: Config) -> dict[str, DiscoveryJob]:
+    """The discovery job of each discovering source, keyed by its label."""
+    jobs = [
+        DiscoveryJob(source.name, resolve_schedule(source.schedule, config.schedule))
+        for source in config.sources
+        if source.discovers
+    ]
+    return {job.label: job for job in jobs}
 
 
 def schedule_of(config: Config, label: str) -> ScheduleSpec | None:

@@ -31,6 +31,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.combining import OrTrigger
 from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from backupd.errors import ConfigError
@@ -217,6 +218,23 @@ class Scheduler:
         rescheduled = tuple(label for label in changed if label in self._specs)
         self._specs.update(changed)
         return SyncResult(added=added, rescheduled=rescheduled, removed=removed)
+
+    def run_once(self, label: str) -> None:
+        """Run ``label`` now, once (a discovered workspace: its discovery pass starts it).
+
+        It shares the pool and ``max_instances=1`` with the scheduled jobs; a run of it that
+        is still going makes this one a skipped run, logged like any other.
+        """
+        if label in self._specs:  # pragma: no cover - labels of scheduled jobs never come here
+            raise ValueError(f"{label} has a schedule of its own")
+        self._scheduler.add_job(
+            self._run,
+            DateTrigger(run_date=datetime.now(UTC), timezone=UTC),
+            args=(label,),
+            id=label,
+            name=label,
+            replace_existing=True,
+        )
 
     def next_run(self, label: str) -> datetime | None:
         job = self._scheduler.get_job(label)

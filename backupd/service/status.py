@@ -68,6 +68,8 @@ class WorkspaceStatus:
     last_commit: str | None = None  # the newest commit a snapshot of it made
     last_error: str | None = None  # None: the last attempt succeeded
     gone: bool = False  # discovered workspace that DataArts no longer lists
+    # The last attempt was cut short by a stop (not a failure: nothing was recorded).
+    interrupted: bool = False
     alerted: AlertState | None = None  # the state last alerted about (None: never)
 
     @property
@@ -82,6 +84,8 @@ def recorded(
     base = previous or WorkspaceStatus(result.target.label)
     if result.gone:  # not snapshotted: nothing succeeded or failed
         return replace(base, gone=True)
+    if result.interrupted:  # a stop, not a failure: the workspace keeps its state
+        return replace(base, last_attempt=at, duration=result.duration, interrupted=True)
     if result.ok:
         counts = result.changed_jobs
         return replace(
@@ -96,6 +100,7 @@ def recorded(
             last_commit=result.commit or base.last_commit,
             last_error=None,
             gone=False,
+            interrupted=False,
         )
     return replace(
         base,
@@ -105,6 +110,7 @@ def recorded(
         duration=result.duration,
         last_error=result.error or "unknown error",
         gone=False,
+        interrupted=False,
     )
 
 
@@ -195,6 +201,7 @@ def from_json(label: str, data: Mapping[str, Any]) -> WorkspaceStatus:
         last_commit=typed("last_commit", str),
         last_error=typed("last_error", str),
         gone=typed("gone", bool, False),
+        interrupted=typed("interrupted", bool, False),
         alerted=alerted if alerted in ("ok", "failing", "stale") else None,
     )
 

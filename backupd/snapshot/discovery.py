@@ -275,6 +275,15 @@ def folders_of(source_dir: Path) -> frozenset[str]:
     )
 
 
+def known_targets(source: SourceConfig, workspace_map: WorkspaceMap) -> list[WorkspaceTarget]:
+    """The workspaces of ``source`` the map holds as present and its filters include."""
+    return [
+        WorkspaceTarget(source.name, w.id, w.folder)
+        for w in workspace_map.workspaces
+        if w.present and filter_reason(w.id, w.name, source.include, source.exclude)[0]
+    ]
+
+
 def preview(client: DataArtsClient, repository: Path, source: SourceConfig) -> Discovery:
     """What discovery finds now, against the map in the working tree; changes nothing."""
     source_dir = repository / source.name
@@ -299,12 +308,7 @@ def sync_workspaces(
         discovery = discover(client, source, previous, folders_of(repo.path / source.name))
         _record(repo, source, previous, discovery, identity)
     except (BackupdError, OSError) as error:
-        fallback = [
-            WorkspaceTarget(source.name, w.id, w.folder)
-            for w in previous.workspaces
-            if w.present and filter_reason(w.id, w.name, source.include, source.exclude)[0]
-        ]
-        return _failed(source, error, fallback)
+        return _failed(source, error, known_targets(source, previous))
     _announce(discovery)
     reports = tuple(
         SnapshotResult(WorkspaceTarget(source.name, w.id, w.folder or w.id), ok=True, gone=True)

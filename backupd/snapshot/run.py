@@ -8,12 +8,14 @@ source the same way; those are then reported once and not attempted. Sources wit
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -22,7 +24,7 @@ from backupd.config import (
     SourceConfig,
 )
 from backupd.dataarts.client import DataArtsClient
-from backupd.errors import ClockSkewError, CredentialsRejected, RepoError
+from backupd.errors import BackupdError, ClockSkewError, CredentialsRejected, RepoError
 from backupd.logs import log
 from backupd.model import (
     NO_OBSERVER,
@@ -64,6 +66,8 @@ def snapshot_source(
     *,
     parallel: int = 1,
     observer: SnapshotObserver = NO_OBSERVER,
+    cancel: threading.Event | None = None,
+    commit_lock: AbstractContextManager[object] | None = None,
 ) -> list[SnapshotResult]:
     """Snapshot one source's workspaces as a pipeline: ``parallel`` list and export at once
     while this thread commits the staged ones, one at a time, as they become ready.
@@ -75,6 +79,9 @@ def snapshot_source(
     hold fewer than ``JOBS_IN_FLIGHT`` jobs, which bounds memory. Rejected credentials end
     the source's run: workspaces not started yet are reported with the same error instead of
     asking again (same credentials, same answer).
+
+    ``commit_lock`` (a daemon's) is held only to apply and commit; ``cancel`` (a stop) ends
+    the workspaces between two API calls, and under the lock before anything is applied.
     """
     stop = threading.Event()
     budget = _JobBudget(JOBS_IN_FLIGHT)
@@ -134,7 +141,15 @@ def snapshot_source(
             del future
             if isinstance(outcome, PreparedWorkspace):
                 try:
-                    outcome = finish_workspace(client, repo, outcome, options, identity)
+                    outcome = finish_workspace(
+                        client,
+                        repo,
+                        outcome,
+                        options,
+                        identity,
+                        commit_lock=commit_lock,
+                        cancel=cancel,
+                    )
                 finally:
                     budget.release(weights.pop(index, 0))
                     staged_slots.release()
@@ -250,20 +265,148 @@ def utc_now() -> datetime:
 
 
 @dataclass(frozen=True)
+class SourceRun:
+    """What to snapshot of one source: ``targets``, or (``discover``) the workspaces that
+    discovery finds, narrowed to ``wanted`` (labels, folders or the source name; empty:
+    all of them)."""
+
+    source: SourceConfig
+    targets: tuple[WorkspaceTarget, ...] = ()
+    discover: bool = False
+    wanted: frozenset[str] = frozenset()
+
+    def keeps(self, target: WorkspaceTarget) -> bool:
+        return not self.wanted or bool({target.label, target.folder, target.source} & self.wanted)
+
+
+# An open client for a source, closed (or not: a daemon's outlive a run) when the run is done.
+ClientOpener = Callable[[SourceConfig], AbstractContextManager[DataArtsClient]]
+
+
+@dataclass(frozen=True)
 class RunReport:
     """One snapshot run: each workspace's result, the tag it created, how the push went."""
 
     results: tuple[SnapshotResult, ...]
     tag: str | None = None
-    push: PushResult | None = None  # None: no remote configured (or nothing was run)
+    push: PushResult | None = None  # None: no remote configured (or nothing was pushed)
 
 
-def _concerns(source: SourceConfig, wanted: set[str]) -> bool:
-    """Could ``only`` name a workspace of this source (whose folders are not known yet)?"""
-    return not wanted or any(
-        item == source.name or item.startswith(f"{source.name}/") or "/" not in item
-        for item in wanted
-    )
+def discover_workspaces(
+    client: DataArtsClient,
+    repo: GitRepo,
+    run: SourceRun,
+    identity: Identity,
+    *,
+    commit_lock: AbstractContextManager[object] | None = None,
+    observer: SnapshotObserver = NO_OBSERVER,
+) -> tuple[list[WorkspaceTarget], list[SnapshotResult]]:
+    """The source's workspaces as discovery finds them now (committing the workspace map),
+    and the reports it makes: a ``gone`` result per vanished workspace, a failed
+    ``<source>/*`` when discovery failed (the workspaces found last time are then kept)."""
+    with commit_lock or contextlib.nullcontext():
+        found = sync_workspaces(client, repo, run.source, identity)
+    reports = [r for r in found.reports if r.target.folder == ALL_FOLDERS or run.keeps(r.target)]
+    for report in reports:
+        observer.finished(report)
+    return [t for t in found.targets if run.keeps(t)], reports
+
+
+def snapshot_sources(
+    config: Config,
+    repo: GitRepo,
+    runs: Sequence[SourceRun],
+    identity: Identity,
+    *,
+    clients: ClientOpener,
+    observer: SnapshotObserver = NO_OBSERVER,
+    cancel: threading.Event | None = None,
+    commit_lock: AbstractContextManager[object] | None = None,
+    allow_mass_delete: bool = False,
+    parallel: int | None = None,
+) -> list[SnapshotResult]:
+    """THE driver: snapshot what ``runs`` name, source by source, into ``repo``.
+
+    `backupd snapshot` calls it with every configured source (holding the repository lock);
+    the daemon with one workspace at a time (``commit_lock`` serialises its commits,
+    ``cancel`` is its stop). Discovery and reporting (``observer.finished``) happen here and
+    nowhere else; tagging and pushing follow in :class:`Publisher`.
+    """
+    results: list[SnapshotResult] = []
+    for run in runs:
+        if cancel is not None and cancel.is_set():
+            break
+        options = snapshot_options(config, run.source, allow_mass_delete=allow_mass_delete)
+        with clients(run.source) as client:
+            chosen = list(run.targets)
+            if run.discover:
+                found, reports = discover_workspaces(
+                    client, repo, run, identity, commit_lock=commit_lock, observer=observer
+                )
+                results += reports
+                chosen = found
+            results += snapshot_source(
+                client,
+                repo,
+                chosen,
+                options,
+                identity,
+                parallel=config.daemon.max_parallel if parallel is None else parallel,
+                observer=observer,
+                cancel=cancel,
+                commit_lock=commit_lock,
+            )
+    return results
+
+
+class Publisher:
+    """Tags restore points and pushes them, after the snapshots of a run.
+
+    One push at a time, outside the commit lock (it may wait on the network); a push that
+    failed is tried again after the next snapshot even when that one changed nothing.
+    """
+
+    def __init__(self, clock: Callable[[], datetime] = utc_now) -> None:
+        self._clock = clock
+        self._push_lock = threading.Lock()
+        # A first push after start always: an earlier process's push may have failed.
+        self._push_pending = True
+
+    def tag(
+        self,
+        repo: GitRepo,
+        config: Config,
+        results: Sequence[SnapshotResult],
+        identity: Identity,
+        *,
+        commit_lock: AbstractContextManager[object] | None = None,
+    ) -> str | None:
+        """Mark a restore point (``history.tags``); a failure is logged and the next run tags."""
+        if config.history.tags == "none":
+            return None
+        with commit_lock or contextlib.nullcontext():
+            try:
+                return tag_snapshot(repo, config.history.tags, self._clock(), results, identity)
+            except RepoError as error:  # the commits stand; the next run tags again
+                log(logger, "tag.failed", level=logging.ERROR, error=str(error))
+                return None
+
+    def push(
+        self, repo: GitRepo, config: Config, results: Sequence[SnapshotResult]
+    ) -> PushResult | None:
+        """Push when something was committed (or an earlier push failed); None: not pushed."""
+        if config.remote is None or not results:
+            return None
+        if not (any(r.commit for r in results) or self._push_pending):
+            return None
+        with self._push_lock:
+            try:
+                result = push_snapshots(repo, config)
+            except BackupdError as error:
+                log(logger, "push.failed", level=logging.WARNING, error=str(error))
+                result = PushResult(ok=False, remote="", error=str(error))
+            self._push_pending = not result.ok
+        return result
 
 
 def run(
@@ -275,100 +418,62 @@ def run(
     auth_cache: AuthCache | None = None,
     clock: Callable[[], datetime] = utc_now,
     observer: SnapshotObserver = NO_OBSERVER,
+    cancel: threading.Event | None = None,
 ) -> RunReport:
-    """Snapshot the configured workspaces, tag the restore point, push to the remote.
+    """One snapshot run (`backupd snapshot`, the timer units): the configured workspaces
+    (``only``: labels, folders or source names), then tag and push.
 
-    ``only``: labels, folder names or source names. The push runs outside the lock: it may
+    Holds the repository lock while it snapshots and tags; the push runs outside it: it may
     wait on the network, and its failure is part of the report, never an exception.
     """
+    factory = client_factory or functools.partial(make_client, auth_cache=auth_cache, cancel=cancel)
     identity = Identity(config.repository.author.name, config.repository.author.email)
+    publisher = Publisher(clock)
     with GitRepo.open(config.repository.path, branch=config.repository.branch) as repo:
         with repository_lock(repo):
             repo.prepare(identity)  # also repairs what a killed run left in the repository
             remove_stale_staging(config.staging_dir)
-            results = snapshot_all(
+            results = snapshot_sources(
                 config,
                 repo,
+                select_sources(config, only),
                 identity,
-                only=only,
-                allow_mass_delete=allow_mass_delete,
-                client_factory=client_factory
-                or functools.partial(make_client, auth_cache=auth_cache),
+                clients=factory,
                 observer=observer,
+                cancel=cancel,
+                allow_mass_delete=allow_mass_delete,
             )
-            tag = _tag(repo, config, clock(), results, identity)
+            tag = publisher.tag(repo, config, results, identity)
             repo.housekeep()
         pushed = None
-        if config.remote is not None and results:
-            pushed = push_snapshots(repo, config)
+        if not (cancel is not None and cancel.is_set()):
+            pushed = publisher.push(repo, config, results)
     return RunReport(tuple(results), tag, pushed)
 
 
-def _tag(
-    repo: GitRepo,
-    config: Config,
-    now: datetime,
-    results: list[SnapshotResult],
-    identity: Identity,
-) -> str | None:
-    try:
-        return tag_snapshot(repo, config.history.tags, now, results, identity)
-    except RepoError as error:  # the commits stand; the next run tags again
-        log(logger, "tag.failed", level=logging.ERROR, error=str(error))
-        return None
-
-
-def snapshot_all(
-    config: Config,
-    repo: GitRepo,
-    identity: Identity,
-    *,
-    only: Iterable[str] = (),
-    allow_mass_delete: bool = False,
-    client_factory: ClientFactory = make_client,
-    observer: SnapshotObserver = NO_OBSERVER,
-) -> list[SnapshotResult]:
-    """Snapshot the chosen workspaces into ``repo``; call with the lock held.
-
-    ``only``: labels ('source/folder'), folder names or source names. The results include a
-    ``gone`` result for each discovered workspace DataArts no longer lists, and a failed
-    ``<source>/*`` result when discovering a source's workspaces failed.
-    """
-    wanted = set(only)
-    results: list[SnapshotResult] = []
-
-    def is_wanted(target: WorkspaceTarget) -> bool:
-        return not wanted or bool({target.label, target.folder, target.source} & wanted)
-
+def select_sources(config: Config, only: Iterable[str] = ()) -> list[SourceRun]:
+    """What ``only`` (labels 'source/folder', folders or source names; empty: all) chooses
+    of each source. A discovering source's folders are known only after discovery."""
+    wanted = frozenset(only)
+    runs = []
     for source in config.sources:
-        options = snapshot_options(config, source, allow_mass_delete=allow_mass_delete)
         if source.discovers:
-            if not _concerns(source, wanted):
-                continue
-        elif not (chosen := [t for t in targets(source) if is_wanted(t)]):
+            if _concerns(source, wanted):
+                runs.append(SourceRun(source, discover=True, wanted=wanted))
             continue
-        with client_factory(source) as client:
-            if source.discovers:
-                found = sync_workspaces(client, repo, source, identity)
-                reports = [
-                    r
-                    for r in found.reports
-                    if r.target.folder == ALL_FOLDERS or is_wanted(r.target)
-                ]
-                for report in reports:
-                    observer.finished(report)
-                results += reports
-                chosen = [t for t in found.targets if is_wanted(t)]
-            results += snapshot_source(
-                client,
-                repo,
-                chosen,
-                options,
-                identity,
-                parallel=config.daemon.max_parallel,
-                observer=observer,
-            )
-    return results
+        selection = SourceRun(source, wanted=wanted)
+        chosen = tuple(t for t in targets(source) if selection.keeps(t))
+        if chosen:
+            runs.append(dataclasses.replace(selection, targets=chosen))
+    return runs
+
+
+def _concerns(source: SourceConfig, wanted: frozenset[str]) -> bool:
+    """Could ``wanted`` name a workspace of this source (whose folders are not known yet)?"""
+    return not wanted or any(
+        item == source.name or item.startswith(f"{source.name}/") or "/" not in item
+        for item in wanted
+    )
 
 
 def run_snapshots(

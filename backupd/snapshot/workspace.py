@@ -8,8 +8,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import shutil
+import threading
 import time
-from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -31,36 +31,6 @@ from backupd.store.blobs import BlobWriter
 from backupd.store.gitrepo import GitRepo, Identity
 
 logger = logging.getLogger(__name__)
-
-
-def snapshot_workspace(
-    client: DataArtsClient,
-    repo: GitRepo,
-    target: WorkspaceTarget,
-    options: SnapshotOptions,
-    identity: Identity,
-    *,
-    commit_lock: AbstractContextManager[object] | None = None,
-    before_apply: Callable[[], None] | None = None,
-    observer: SnapshotObserver = NO_OBSERVER,
-) -> SnapshotResult:
-    """Snapshot one workspace; failures are returned, not raised, so others still run.
-
-    Staging needs no lock; ``commit_lock`` (a daemon's) is held only to apply and commit, and
-    ``before_apply`` runs under it last of all (a daemon that is stopping raises there).
-    """
-    prepared = prepare_workspace(client, repo, target, options, observer=observer)
-    if isinstance(prepared, SnapshotResult):
-        return prepared
-    return finish_workspace(
-        client,
-        repo,
-        prepared,
-        options,
-        identity,
-        commit_lock=commit_lock,
-        before_apply=before_apply,
-    )
 
 
 @dataclass(frozen=True)
@@ -118,14 +88,18 @@ def finish_workspace(
     identity: Identity,
     *,
     commit_lock: AbstractContextManager[object] | None = None,
-    before_apply: Callable[[], None] | None = None,
+    cancel: threading.Event | None = None,
 ) -> SnapshotResult:
-    """The repository half: apply the staged change and commit it; removes the staging."""
+    """The repository half: apply the staged change and commit it; removes the staging.
+
+    ``cancel`` is looked at under the lock, last of all: a stop that came while another
+    workspace was committing still leaves this one untouched.
+    """
     target, staged = prepared.target, prepared.staged
     try:
         with commit_lock or contextlib.nullcontext():
-            if before_apply is not None:
-                before_apply()
+            if cancel is not None and cancel.is_set():
+                raise SnapshotCancelled("backupd is stopping")
             _, summary, sha = apply_staged(repo, target, staged, options, identity)
             record_progress(
                 repo, target.label, staged.jobs, full=staged.full, last_full=prepared.last_full
@@ -169,10 +143,10 @@ def _failure(
 ) -> SnapshotResult:
     cancelled = isinstance(error, SnapshotCancelled)
     if cancelled:
-        message = f"abandoned before touching the repository: {message}"
+        message = f"interrupted before touching the repository: {message}"
     log(
         logger,
-        "snapshot.abandoned" if cancelled else "snapshot.failed",
+        "snapshot.interrupted" if cancelled else "snapshot.failed",
         level=logging.WARNING if cancelled else logging.ERROR,
         workspace=target.label,
         error=message,
@@ -184,4 +158,5 @@ def _failure(
         error_type=type(error) if isinstance(error, BackupdError) else None,
         duration=time.monotonic() - started,
         retries=retries,
+        interrupted=cancelled,
     )

@@ -247,7 +247,7 @@ def test_sigterm_during_a_slow_snapshot_exits_promptly_and_leaves_the_repository
     assert code == 0, "".join(daemon.lines)
     assert elapsed < 30
     print(f"SIGTERM to exit: {elapsed:.2f} s")
-    assert daemon.named("snapshot.abandoned")
+    assert daemon.named("snapshot.interrupted")
     assert not daemon.named("snapshot.done")
     repo = tmp_path / "repo"
     fsck = subprocess.run(
