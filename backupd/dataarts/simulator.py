@@ -5,7 +5,9 @@ given seed and sequence of operations, and served by a stdlib ``ThreadingHTTPSer
 daemon thread. Only the calls backupd makes are modelled (see ``docs/dlf-api.md``):
 
 * ``GET  /v1/{project_id}/jobs``               job list, one ``jobType`` per call, paged
+* ``GET  /v1/{project_id}/jobs/{job_name}``    job detail; 400 DLF.0100 proves a job is gone
 * ``GET  /v1/{project_id}/scripts``            script list with full definitions, paged
+* ``GET  /v1/{project_id}/scripts/{name}``     one script (400 DLF.6201 when there is none)
 * ``POST /v1/{project_id}/jobs/batch-export``  zip of ``jobs/<job>/<job>.job`` (+ scripts)
 * ``POST /v3/auth/tokens``                     IAM: a password login → a project-scoped token
 * ``POST /v1/{project_id}/jobs/check-file``    what an import zip in OBS holds
@@ -13,6 +15,7 @@ daemon thread. Only the calls backupd makes are modelled (see ``docs/dlf-api.md`
 * ``GET  /v1/{project_id}/system-tasks/{id}``  the import task: RUNNING → SUCCESSFUL | FAILED
 * ``PUT  /obs/{bucket}/{key}``                 OBS object upload (path-style, OBS signature)
 * ``GET  /v1/{project_id}/resources``          resource definitions, paged
+* ``GET  /v1/{project_id}/resources/{id}``     one resource (400 DLF.6241 when there is none)
 * ``GET  /v1/{project_id}/instances``          DataArts Studio instances (management API)
 * ``GET  /v1/{project_id}/workspaces/{id}``    the workspaces of one instance (management API)
 
@@ -28,6 +31,13 @@ refused calls).
 
 There is also a control API under ``/_sim/`` (no auth) so that tests driving backupd as a
 subprocess can change the state and read the call log.
+
+The real service varies (dlf-api.md §12): zip layout, member-name encoding, extra files,
+paging, optional APIs, glitches. Each variety is an option of ``Simulator`` (``configure``,
+``POST /_sim/options``) or a ``Faults`` field (``Glitch``); ``VARIANTS`` names each variety
+in one line so that a contract suite can run the pipeline on every one (``variant(name)``,
+``POST /_sim/variants``, ``--variant``). ``content(workspace)`` (``GET /_sim/content``) is
+what a backup of a workspace should hold.
 
 Layout of this module, top to bottom: public records, in-memory state, the generator of
 realistic definitions, the ``Simulator`` (state API, then HTTP API), the HTTP plumbing, ``serve``.
@@ -2601,6 +2611,7 @@ def _zip(
                 if directory_entries and folder not in folders:
                     folders.add(folder)
                     entry = info(folder)
+                    entry.CRC = entry.compress_size = entry.file_size = 0
                     entry.external_attr = (0o40755 << 16) | 0x10  # a directory, MS-DOS too
                     archive.mkdir(entry)
             member = info(name)
