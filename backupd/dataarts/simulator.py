@@ -886,11 +886,6 @@ def _iam_forbidden(action: str) -> _Response:
     return _json_response(403, {"error": {"code": 403, "message": message, "title": "Forbidden"}})
 
 
-def _literal(name: str, value: object, allowed: Sequence[object]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {tuple(allowed)}, not {value!r}")
-
-
 # --------------------------------------------------------------------------------------------
 # The simulator
 
@@ -1107,9 +1102,8 @@ class Simulator:
             elif name in choices:
                 allowed = choices[name]
                 # True == 1 in Python: booleans must be booleans, literals must be strings.
-                if isinstance(value, bool) != isinstance(allowed[0], bool):
+                if isinstance(value, bool) != isinstance(allowed[0], bool) or value not in allowed:
                     raise ValueError(f"{name} must be one of {tuple(allowed)}, not {value!r}")
-                _literal(name, value, allowed)
             else:
                 raise ValueError(f"unknown simulator option {name!r}")
         merged = {**self.options(), **options}
