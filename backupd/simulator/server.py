@@ -5,7 +5,9 @@ given seed and sequence of operations, and served by a stdlib ``ThreadingHTTPSer
 daemon thread. Only the calls backupd makes are modelled (see ``docs/dlf-api.md``):
 
 * ``GET  /v1/{project_id}/jobs``               job list, one ``jobType`` per call, paged
+* ``GET  /v1/{project_id}/jobs/{job_name}``    job detail; 400 DLF.0100 proves a job is gone
 * ``GET  /v1/{project_id}/scripts``            script list with full definitions, paged
+* ``GET  /v1/{project_id}/scripts/{name}``     one script (400 DLF.6201 when there is none)
 * ``POST /v1/{project_id}/jobs/batch-export``  zip of ``jobs/<job>/<job>.job`` (+ scripts)
 * ``POST /v3/auth/tokens``                     IAM: a password login → a project-scoped token
 * ``POST /v1/{project_id}/jobs/check-file``    what an import zip in OBS holds
@@ -13,6 +15,7 @@ daemon thread. Only the calls backupd makes are modelled (see ``docs/dlf-api.md`
 * ``GET  /v1/{project_id}/system-tasks/{id}``  the import task: RUNNING → SUCCESSFUL | FAILED
 * ``PUT  /obs/{bucket}/{key}``                 OBS object upload (path-style, OBS signature)
 * ``GET  /v1/{project_id}/resources``          resource definitions, paged
+* ``GET  /v1/{project_id}/resources/{id}``     one resource (400 DLF.6241 when there is none)
 * ``GET  /v1/{project_id}/instances``          DataArts Studio instances (management API)
 * ``GET  /v1/{project_id}/workspaces/{id}``    the workspaces of one instance (management API)
 
@@ -28,6 +31,13 @@ refused calls).
 
 There is also a control API under ``/_sim/`` (no auth) so that tests driving backupd as a
 subprocess can change the state and read the call log.
+
+The real service varies (dlf-api.md §12): zip layout, member-name encoding, extra files,
+paging, optional APIs, glitches. Each variety is an option of ``Simulator`` (``configure``,
+``POST /_sim/options``) or a ``Faults`` field (``Glitch``); ``VARIANTS`` names each variety
+in one line so that a contract suite can run the pipeline on every one (``variant(name)``,
+``POST /_sim/variants``, ``--variant``). ``content(workspace)`` (``GET /_sim/content``) is
+what a backup of a workspace should hold.
 
 Layout of this module, top to bottom: public records, in-memory state, the generator of
 realistic definitions, the ``Simulator`` (state API, then HTTP API), the HTTP plumbing, ``serve``.
@@ -55,9 +65,10 @@ import ssl
 import sys
 import threading
 import time
+import unicodedata
 import uuid
 import zipfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -104,6 +115,14 @@ JOB_TYPES = ("BATCH", "REAL_TIME")
 
 Json = dict[str, Any]
 
+# How the simulated service varies (dlf-api.md §12); see ``Simulator.configure`` and ``VARIANTS``.
+OffsetMode = Literal["page", "record"]
+PageSizePolicy = Literal["reject", "clamp"]
+Layout = Literal["folders", "documented", "flat"]
+NameEncoding = Literal["auto", "utf-8", "gb18030"]
+ApiAvailability = Literal["ok", "missing", "forbidden"]
+NameSet = Literal["plain", "chinese", "hostile"]
+
 
 # --------------------------------------------------------------------------------------------
 # Public records
@@ -146,6 +165,8 @@ class _Job:
     create_user: str
     last_update_time: int
     status: str
+    # Resources the job uses: their definitions ride along in exports when ``extra_files``.
+    resources: list[str] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -165,6 +186,7 @@ class _Workspace:
     instance_id: str = DEFAULT_INSTANCE_ID
     resources: dict[str, Json] = field(default_factory=dict)
     create_time: int = CLOCK_START_MS
+    name_sets: set[str] = field(default_factory=set)  # fixed name sets already added
 
 
 @dataclass
@@ -553,6 +575,153 @@ def _to_json_bytes(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
+def _cdm_jobs(definition: Json) -> list[tuple[str, str]]:
+    """(cluster, CDM job name) of each CDMJob node, in node order, without repeats."""
+    found: list[tuple[str, str]] = []
+    for node in definition.get("nodes", []):
+        if node.get("type") != "CDMJob":
+            continue
+        properties = {p.get("name"): p.get("value") for p in node.get("properties", [])}
+        cdm = (str(properties.get("clusterName") or ""), str(properties.get("jobName") or ""))
+        if cdm[1] and cdm not in found:
+            found.append(cdm)
+    return found
+
+
+def _cdm_definition(cluster: str, job_name: str) -> bytes:
+    """A CDM job definition as an export may carry it (format undocumented): pretty-printed
+    with CRLF line ends and no final newline, so only a byte-for-byte copy keeps it."""
+    value = {
+        "jobs": [
+            {
+                "job_type": "NORMAL_JOB",
+                "name": job_name,
+                "from-connector-name": "generic-jdbc-connector",
+                "from-link-name": "mysql_link",
+                "from-config-values": {
+                    "configs": [
+                        {
+                            "name": "fromJobConfig",
+                            "inputs": [
+                                {"name": "fromJobConfig.schemaName", "value": "prod"},
+                                {"name": "fromJobConfig.tableName", "value": job_name},
+                            ],
+                        }
+                    ]
+                },
+                "to-connector-name": "obs-connector",
+                "to-link-name": "obs_link",
+                "to-config-values": {
+                    "configs": [
+                        {
+                            "name": "toJobConfig",
+                            "inputs": [
+                                {"name": "toJobConfig.bucketName", "value": "landing"},
+                                {"name": "toJobConfig.outputDirectory", "value": f"/{job_name}/"},
+                            ],
+                        }
+                    ]
+                },
+                "driver-config-values": {
+                    "configs": [
+                        {
+                            "name": "throttlingConfig",
+                            "inputs": [{"name": "throttlingConfig.numExtractors", "value": "4"}],
+                        }
+                    ]
+                },
+                "cluster": cluster,
+            }
+        ]
+    }
+    return json.dumps(value, indent=4, ensure_ascii=False).replace("\n", "\r\n").encode("utf-8")
+
+
+# ---- fixed name sets: what ``populate`` adds with ``names="chinese"`` or ``names="hostile"``
+
+LONG_CJK_JOB = ("数据仓库每日订单汇总" * 13)[:127] + "甲"  # 128 characters, 384 UTF-8 bytes
+LONG_CJK_JOB_TWIN = LONG_CJK_JOB[:-1] + "乙"  # differs from LONG_CJK_JOB in its last character
+LONG_CJK_SCRIPT = "清洗脚本汇总查询" * 16  # 128 characters, 384 UTF-8 bytes
+LONG_CJK_RESOURCE = "资源文件" * 8  # 32 characters, the longest resource name
+CAFE_NFC = unicodedata.normalize("NFC", "café")
+CAFE_NFD = unicodedata.normalize("NFD", "café")
+RESUME_NFC = unicodedata.normalize("NFC", "résumé")
+RESUME_NFD = unicodedata.normalize("NFD", "résumé")
+
+
+@dataclass(frozen=True)
+class _FixedJob:
+    name: str
+    job_type: str
+    scripts: tuple[str, ...] = ()
+    resources: tuple[str, ...] = ()
+
+
+# Every class of awkward name dlf-api.md §8 and §12 list, for jobs, scripts and resources.
+_HOSTILE_JOBS: tuple[_FixedJob, ...] = (
+    _FixedJob(LONG_CJK_JOB, "BATCH", (LONG_CJK_SCRIPT, "nul.sql"), (LONG_CJK_RESOURCE,)),
+    _FixedJob(LONG_CJK_JOB_TWIN, "BATCH", (LONG_CJK_SCRIPT,)),
+    _FixedJob("CON", "BATCH", ("PRN",), ("CON",)),
+    _FixedJob("aux", "REAL_TIME"),
+    _FixedJob("COM1", "BATCH", ("nul.sql",)),
+    _FixedJob("aux.daily", "BATCH", ("aux.sql",)),
+    _FixedJob("trailing.", "BATCH", ("trailing_script.",)),
+    _FixedJob("Daily_Orders", "BATCH", ("Orders_SQL", "orders_sql"), ("Lib_Jar", "lib_jar")),
+    _FixedJob("daily_orders", "BATCH", ("orders_sql",)),
+    _FixedJob(CAFE_NFC, "BATCH", (RESUME_NFC,)),
+    _FixedJob(CAFE_NFD, "BATCH", (RESUME_NFD,)),
+    _FixedJob("tab\there", "BATCH", ("tab\tscript",)),
+    _FixedJob("back\\slash", "BATCH", ("back\\slash_script",)),
+    _FixedJob("a b", "REAL_TIME", ("a b script",)),
+    _FixedJob("it's", "BATCH", ("it's.sql",)),
+    _FixedJob("x#1", "BATCH", ("x#1",)),
+    _FixedJob("a+b", "BATCH", ("a+b",)),
+    _FixedJob("50%", "BATCH", ("50%",)),
+    _FixedJob("a%2Fb", "BATCH"),
+    _FixedJob(".git", "BATCH", (".gitignore",)),
+    _FixedJob("ods_uses_hostile_scripts", "BATCH", (LONG_CJK_SCRIPT, "it's.sql", "a b script")),
+)
+_HOSTILE_STANDALONE_SCRIPTS: tuple[str, ...] = (
+    "aux",
+    "standalone #1 + 50% 's",
+    "独立脚本 (standalone)",
+)
+_HOSTILE_RESOURCES: tuple[str, ...] = (LONG_CJK_RESOURCE, "CON", "Lib_Jar", "lib_jar")
+
+HOSTILE_NAME_CLASSES: dict[str, tuple[str, ...]] = {
+    "long-cjk": (LONG_CJK_JOB, LONG_CJK_JOB_TWIN, LONG_CJK_SCRIPT, LONG_CJK_RESOURCE),
+    "windows-reserved": ("CON", "aux", "COM1", "aux.daily", "nul.sql", "PRN", "aux.sql"),
+    "trailing-dot": ("trailing.", "trailing_script."),
+    "case-pair": ("Daily_Orders", "daily_orders", "Orders_SQL", "orders_sql", "Lib_Jar", "lib_jar"),
+    "unicode-normalisation": (CAFE_NFC, CAFE_NFD, RESUME_NFC, RESUME_NFD),
+    "control-character": ("tab\there", "tab\tscript"),
+    "backslash": ("back\\slash", "back\\slash_script"),
+    "url-special": (
+        "a b",
+        "a b script",
+        "it's",
+        "it's.sql",
+        "x#1",
+        "a+b",
+        "50%",
+        "a%2Fb",
+        *_HOSTILE_STANDALONE_SCRIPTS[1:],
+    ),
+    "dot-prefix": (".git", ".gitignore"),
+}
+"""The names ``populate_hostile`` creates, by class (a name may be a job, script or resource)."""
+
+# Short Chinese names in the documented charset; 誠 is 0xD5 0x5C in GB18030 (0x5C is '\\').
+_CHINESE_JOBS_FIXED: tuple[_FixedJob, ...] = (
+    _FixedJob("每日销售汇总", "BATCH", ("清洗脚本", "汇总查询"), ("维表资源",)),
+    _FixedJob("订单清洗", "REAL_TIME", ("清洗脚本",)),
+    _FixedJob("库存同步", "BATCH"),
+    _FixedJob("誠信報表", "BATCH", ("誠信查詢",)),
+)
+_CHINESE_STANDALONE_SCRIPTS: tuple[str, ...] = ("数据校验",)
+_CHINESE_RESOURCES: tuple[str, ...] = ("维表资源",)
+
+
 # --------------------------------------------------------------------------------------------
 # HTTP request/response values
 
@@ -590,6 +759,40 @@ class _Response:
     truncate_to: int | None = None
 
 
+GLITCH_LISTS = ("BATCH", "REAL_TIME", "jobs", "scripts", "resources", "instances", "workspaces")
+GLITCH_KINDS = ("empty", "total", "drop")
+
+
+@dataclass
+class Glitch:
+    """One list answer that misbehaves once (or ``times`` times), then is used up.
+
+    A glitch fires on a successful answer of the list it names and rewrites that answer:
+    ``"empty"`` -> no rows and a total of 0 (``{"total":0,"jobs":[]}``); ``"total"`` -> the
+    rows as they are, the total replaced by ``total``; ``"drop"`` -> the first ``rows`` rows
+    left out, the total unchanged. Armed glitches are tried in order; at most one fires per
+    answer. As JSON (``POST /_sim/faults``): ``{"glitches": [{"list": "REAL_TIME", ...}]}``.
+    """
+
+    # "BATCH" / "REAL_TIME" (the job list of that jobType; no jobType is BATCH), "jobs" (either
+    # type), "scripts", "resources", "instances" or "workspaces".
+    list: str
+    kind: str = "empty"  # "empty", "total" or "drop"
+    offset: int | None = None  # only an answer to this offset parameter (1: the offset probe)
+    skip: int = 0  # let this many matching answers through first (1: the second call)
+    total: int = 0  # kind "total": the total the answer reports
+    rows: int = 1  # kind "drop": how many rows, from the page's start, are left out
+    times: int = 1  # how many answers it spoils before it is used up
+
+    def __post_init__(self) -> None:
+        if self.list not in GLITCH_LISTS:
+            raise ValueError(f"glitch list must be one of {GLITCH_LISTS}, not {self.list!r}")
+        if self.kind not in GLITCH_KINDS:
+            raise ValueError(f"glitch kind must be one of {GLITCH_KINDS}, not {self.kind!r}")
+        if self.times < 1 or self.skip < 0 or self.rows < 0 or self.total < 0:
+            raise ValueError("glitch times must be >= 1; skip, rows and total >= 0")
+
+
 @dataclass
 class Faults:
     """Misbehaviour of the simulated service, for robustness tests. Change fields at will
@@ -612,6 +815,9 @@ class Faults:
     # Each job-list call answered creates a job (a workspace being bulk-edited): the total
     # the pages report never holds still.
     create_while_listing: bool = False
+    # One-shot misbehaving list answers (an empty job type, an empty later page, a lowered
+    # total, missing rows, an empty offset probe), each used up when it fires; see ``Glitch``.
+    glitches: list[Glitch] = field(default_factory=list)
     seed: int = 0
 
 
@@ -664,6 +870,20 @@ class _Route:
     handler: Callable[[_Call], _Response]
     needs_workspace: bool = True
     management: bool = False  # served by the management host (dayu.<region>), not dayu-dlf
+    list_kind: str | None = None  # a paged list ("jobs", "scripts", …): glitches apply
+    optional_api: Literal["resources", "management"] | None = None  # may be missing/forbidden
+
+
+_UNPUBLISHED_API = (
+    "APIG.0101",
+    "The API does not exist or has not been published in the environment",
+)
+
+
+def _iam_forbidden(action: str) -> _Response:
+    """What the management API answers when an IAM policy denies ``action`` (nested body)."""
+    message = f"Policy doesn't allow {action} to be performed."
+    return _json_response(403, {"error": {"code": 403, "message": message, "title": "Forbidden"}})
 
 
 # --------------------------------------------------------------------------------------------
@@ -678,8 +898,17 @@ class Simulator:
         *,
         project_id: str = DEFAULT_PROJECT_ID,
         token: str | None = DEFAULT_TOKEN,
-        offset_mode: Literal["page", "record"] = "page",
+        offset_mode: OffsetMode = "page",
         max_page_size: int = 1000,
+        page_size_policy: PageSizePolicy = "reject",
+        layout: Layout = "folders",
+        directory_entries: bool = False,
+        utf8_flag: bool = True,
+        name_encoding: NameEncoding = "auto",
+        extra_files: bool = False,
+        resources_api: ApiAvailability = "ok",
+        management_api: ApiAvailability = "ok",
+        names: NameSet = "plain",
         seed: int = 0,
         authenticate: Authenticator | None = None,
         require_auth: bool = True,
@@ -692,13 +921,62 @@ class Simulator:
     ) -> None:
         """``token``: a fixed X-Auth-Token also accepted (None: only issued tokens and AK/SK);
         ``authenticate``: replaces the built-in check; ``require_auth=False``: no check at all.
+
+        How the service varies (dlf-api.md §12; change later with ``configure``):
+
+        * ``offset_mode``: ``"page"`` = ``offset`` is a page number, ``"record"`` = a row offset.
+        * ``max_page_size``: the largest ``limit`` of the job list (script, resource and
+          workspace lists: at most 100 as well).
+        * ``page_size_policy``: a larger ``limit`` is ``"reject"``-ed (400 DLF.3051) or
+          ``"clamp"``-ed silently to the maximum.
+        * ``layout`` of a batch-export zip: ``"folders"`` = ``jobs/<job>/<job>.job`` with the
+          job's scripts beside it; ``"documented"`` = the same, but a job that carries no
+          script sits at ``jobs/<job>.job``; ``"flat"`` = ``jobs/<job>.job`` and each script
+          once at ``scripts/<name>.script``.
+        * ``directory_entries``: the zip also holds an entry for every folder (``jobs/``, …).
+        * ``utf8_flag``: member names are flagged UTF-8 (general-purpose bit 11), every one of
+          them; False: no name is flagged.
+        * ``name_encoding`` of member names: ``"auto"`` = UTF-8 when flagged, GB18030 when not;
+          ``"utf-8"`` / ``"gb18030"`` (GB18030 cannot be flagged).
+        * ``extra_files``: exports (with ``exportDepend``) also carry the definitions of the
+          resources a job uses (``<name>.resource``) and of its CDM jobs (``<cdm job>.json``,
+          CRLF, pretty-printed): beside the job when it has a folder, else under top-level
+          ``resources/`` and ``cdm/``.
+        * ``resources_api`` / ``management_api``: ``"ok"``, ``"missing"`` (404 APIG.0101, as
+          an unpublished API) or ``"forbidden"`` (403: DLF.6888 for resources, an IAM-style
+          ``{"error": {...}}`` body for instances/workspaces).
+        * ``names``: ``"plain"``; ``"chinese"``/``"hostile"`` = ``populate`` also adds (once per
+          workspace) the fixed set of ``populate_chinese`` / ``populate_hostile``.
         """
-        if offset_mode not in ("page", "record"):
-            raise ValueError(f"offset_mode must be 'page' or 'record', not {offset_mode!r}")
+        self._lock = threading.RLock()
         self.project_id = project_id
         self.token = token
-        self.offset_mode = offset_mode
-        self.max_page_size = max_page_size
+        # The instance list's array; one older doc revision calls it 'commodity_order_lists'.
+        self.instance_list_key = "commodity_orders"
+        self.offset_mode: OffsetMode = "page"
+        self.max_page_size = 1000
+        self.page_size_policy: PageSizePolicy = "reject"
+        self.layout: Layout = "folders"
+        self.directory_entries = False
+        self.utf8_flag = True
+        self.name_encoding: NameEncoding = "auto"
+        self.extra_files = False
+        self.resources_api: ApiAvailability = "ok"
+        self.management_api: ApiAvailability = "ok"
+        self.names: NameSet = "plain"
+        self.configure(
+            offset_mode=offset_mode,
+            max_page_size=max_page_size,
+            page_size_policy=page_size_policy,
+            layout=layout,
+            directory_entries=directory_entries,
+            utf8_flag=utf8_flag,
+            name_encoding=name_encoding,
+            extra_files=extra_files,
+            resources_api=resources_api,
+            management_api=management_api,
+            names=names,
+        )
         self.require_auth = require_auth
         # The API Gateway's and IAM's view of the account: keys, users, tokens, clock.
         self.auth = SimulatedAuth(
@@ -715,8 +993,6 @@ class Simulator:
         # When set, the management API answers only requests whose Host is this name and the
         # DLF API answers only the others (APIGW.0101 otherwise), as on Huawei Cloud.
         self.management_hostname: str | None = None
-        # The instance list's array; one older doc revision calls it 'commodity_order_lists'.
-        self.instance_list_key = "commodity_orders"
         self._instances: dict[str, _Instance] = {
             DEFAULT_INSTANCE_ID: _Instance(DEFAULT_INSTANCE_ID, DEFAULT_INSTANCE_NAME, 2)
         }
@@ -725,7 +1001,6 @@ class Simulator:
         self._recent_calls: list[float] = []
         self._recent_exports: list[float] = []
         self._served: list[ServedRecord] = []
-        self._lock = threading.RLock()
         self._rng = random.Random(seed)  # definitions: depends only on the mutation sequence
         self._noise = random.Random(seed + 1)  # list-call noise: never affects exports
         self._clock_ms = CLOCK_START_MS
@@ -736,9 +1011,11 @@ class Simulator:
         self._scheme = "http"
         self._thread: threading.Thread | None = None
         self._dlf_routes: tuple[_Route, ...] = (
-            _Route("GET", re.compile(r"/jobs"), self._list_jobs),
+            _Route("GET", re.compile(r"/jobs"), self._list_jobs, list_kind="jobs"),
             _Route("POST", re.compile(r"/jobs/batch-export"), self._batch_export),
-            _Route("GET", re.compile(r"/scripts"), self._list_scripts),
+            _Route("GET", re.compile(r"/jobs/(?P<job_name>[^/]+)"), self._show_job),
+            _Route("GET", re.compile(r"/scripts"), self._list_scripts, list_kind="scripts"),
+            _Route("GET", re.compile(r"/scripts/(?P<script_name>[^/]+)"), self._show_script),
             _Route("POST", re.compile(r"/jobs/check-file"), self._check_file),
             _Route("POST", re.compile(r"/jobs/import"), self._import_jobs),
             _Route(
@@ -747,13 +1024,27 @@ class Simulator:
                 self._system_task,
                 needs_workspace=False,
             ),
-            _Route("GET", re.compile(r"/resources"), self._list_resources),
+            _Route(
+                "GET",
+                re.compile(r"/resources"),
+                self._list_resources,
+                list_kind="resources",
+                optional_api="resources",
+            ),
+            _Route(
+                "GET",
+                re.compile(r"/resources/(?P<resource_id>[^/]+)"),
+                self._show_resource,
+                optional_api="resources",
+            ),
             _Route(
                 "GET",
                 re.compile(r"/instances"),
                 self._list_instances,
                 needs_workspace=False,
                 management=True,
+                list_kind="instances",
+                optional_api="management",
             ),
             _Route(
                 "GET",
@@ -761,6 +1052,8 @@ class Simulator:
                 self._list_workspaces,
                 needs_workspace=False,
                 management=True,
+                list_kind="workspaces",
+                optional_api="management",
             ),
         )
         # Restore: an OBS object store (bucket → key → bytes) and the import tasks.
@@ -777,6 +1070,64 @@ class Simulator:
             ("POST", "/_sim/auth"): self._control_auth,
             ("GET", "/_sim/resources"): self._control_resources,
             ("GET", "/_sim/workspaces"): self._control_workspaces,
+            ("GET", "/_sim/content"): self._control_content,
+            ("GET", "/_sim/options"): self._control_options,
+            ("POST", "/_sim/options"): self._control_options,
+            ("GET", "/_sim/variants"): self._control_variants,
+            ("POST", "/_sim/variants"): self._control_variants,
+        }
+
+    # ---- variety -----------------------------------------------------------------------------
+
+    def configure(self, **options: Any) -> None:
+        """Change how the service varies: any keyword of the constructor's second group
+        (``offset_mode`` … ``names``), plus ``instance_list_key``. Checked before any is set."""
+        choices: dict[str, Sequence[object]] = {
+            "offset_mode": ("page", "record"),
+            "page_size_policy": ("reject", "clamp"),
+            "layout": ("folders", "documented", "flat"),
+            "name_encoding": ("auto", "utf-8", "gb18030"),
+            "resources_api": ("ok", "missing", "forbidden"),
+            "management_api": ("ok", "missing", "forbidden"),
+            "names": ("plain", "chinese", "hostile"),
+            "instance_list_key": ("commodity_orders", "commodity_order_lists"),
+            "directory_entries": (True, False),
+            "utf8_flag": (True, False),
+            "extra_files": (True, False),
+        }
+        for name, value in options.items():
+            if name == "max_page_size":
+                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                    raise ValueError(f"max_page_size must be a positive int, not {value!r}")
+            elif name in choices:
+                allowed = choices[name]
+                # True == 1 in Python: booleans must be booleans, literals must be strings.
+                if isinstance(value, bool) != isinstance(allowed[0], bool) or value not in allowed:
+                    raise ValueError(f"{name} must be one of {tuple(allowed)}, not {value!r}")
+            else:
+                raise ValueError(f"unknown simulator option {name!r}")
+        merged = {**self.options(), **options}
+        if merged["utf8_flag"] and merged["name_encoding"] == "gb18030":
+            raise ValueError("GB18030 names cannot carry the UTF-8 flag (utf8_flag=False)")
+        with self._lock:
+            for name, value in options.items():
+                setattr(self, name, value)
+
+    def options(self) -> dict[str, Any]:
+        """The current values of everything ``configure`` accepts."""
+        return {
+            "offset_mode": self.offset_mode,
+            "max_page_size": self.max_page_size,
+            "page_size_policy": self.page_size_policy,
+            "layout": self.layout,
+            "directory_entries": self.directory_entries,
+            "utf8_flag": self.utf8_flag,
+            "name_encoding": self.name_encoding,
+            "extra_files": self.extra_files,
+            "resources_api": self.resources_api,
+            "management_api": self.management_api,
+            "names": self.names,
+            "instance_list_key": self.instance_list_key,
         }
 
     # ---- lifecycle ---------------------------------------------------------------------------
@@ -829,7 +1180,7 @@ class Simulator:
         if self._server is None:
             raise RuntimeError("simulator not started")
         host, port = self._server.server_address[:2]
-        return f"{self._scheme}://{host}:{port}"
+        return f"{self._scheme}://{host!s}:{port}"
 
     # ---- state: mutations --------------------------------------------------------------------
 
@@ -886,7 +1237,9 @@ class Simulator:
         definitions); return the new job names.
 
         At least one script is shared by the first two jobs (when there are two) and about a
-        fifth of the scripts are standalone (used by no job).
+        fifth of the scripts are standalone (used by no job). Every other new job uses one of
+        the new resources (round robin). With ``names="chinese"``/``"hostile"`` the fixed
+        name set is added too, the first time only (its new jobs are returned as well).
         """
         with self._lock:
             workspace = self._workspace(workspace_id)
@@ -912,9 +1265,31 @@ class Simulator:
                     workspace, name, job_type, chosen, rng.choice(_USERS), depend_on=depend_on
                 )
                 names.append(name)
-            for _ in range(resources):
-                self._new_populated_resource(workspace)
+            added = [self._new_populated_resource(workspace) for _ in range(resources)]
+            if added:  # which job uses which resource: no draw, so the rest stays as it was
+                for index, name in enumerate(names[::2]):
+                    workspace.jobs[name].resources.append(added[index % len(added)])
+            if self.names == "chinese":
+                names += self._add_fixed_names(workspace, "chinese")
+            elif self.names == "hostile":
+                names += self._add_fixed_names(workspace, "hostile")
             return names
+
+    def populate_hostile(self, workspace_id: str) -> list[str]:
+        """Add jobs, scripts and resources named with every class of ``HOSTILE_NAME_CLASSES``
+        (long CJK, Windows device names, trailing dot, case and NFC/NFD pairs, a tab, a
+        backslash, URL-special characters, ``.git``); jobs use hostile scripts and resources,
+        a few scripts are standalone. Only the first call per workspace adds anything; returns
+        the new job names."""
+        with self._lock:
+            return self._add_fixed_names(self._workspace(workspace_id), "hostile")
+
+    def populate_chinese(self, workspace_id: str) -> list[str]:
+        """Add a few short Chinese-named jobs, scripts and a resource (one name holds a byte
+        0x5C in GB18030). Only the first call per workspace adds anything; returns the new
+        job names."""
+        with self._lock:
+            return self._add_fixed_names(self._workspace(workspace_id), "chinese")
 
     def add_job(
         self,
@@ -924,8 +1299,9 @@ class Simulator:
         job_type: str = "BATCH",
         scripts: Sequence[str] = (),
         user: str = "alice",
+        resources: Sequence[str] = (),
     ) -> None:
-        """Add a job; scripts that do not exist yet are created (HiveSQL)."""
+        """Add a job; scripts (HiveSQL) and resources (jar) that do not exist yet are created."""
         if job_type not in JOB_TYPES:
             raise ValueError(f"job_type must be one of {JOB_TYPES}, not {job_type!r}")
         with self._lock:
@@ -938,7 +1314,13 @@ class Simulator:
                     workspace.scripts[script] = _generated_script(
                         self._rng, script, "HiveSQL", domain, chinese=False
                     )
+            for resource in resources:
+                if resource not in workspace.resources:
+                    workspace.resources[resource] = _resource_definition(
+                        self._rng, workspace_id, resource, "jar"
+                    )
             self._create_job(workspace, name, job_type, list(scripts), user, depend_on=[])
+            workspace.jobs[name].resources = list(dict.fromkeys(resources))
 
     def modify_job(self, workspace_id: str, name: str, *, user: str = "bob") -> None:
         """A real definition change; bumps lastUpdateTime, lastUpdateUser and version."""
@@ -1102,20 +1484,68 @@ class Simulator:
     def export_files(
         self, workspace_id: str, names: Sequence[str], *, export_depend: bool = True
     ) -> dict[str, bytes]:
-        """The entries (path -> bytes, in zip order) a batch export of ``names`` holds."""
+        """The file entries (path -> bytes, in zip order) a batch export of ``names`` holds,
+        laid out as ``layout`` says (directory entries are not listed here).
+
+        A dependency (script, resource, CDM job) sits beside its job when the job has a
+        folder, else once under a top-level ``scripts/``, ``resources/`` or ``cdm/``.
+        """
         with self._lock:
             workspace = self._workspace(workspace_id)
             files: dict[str, bytes] = {}
             for name in dict.fromkeys(names):
                 job = self._job(workspace_id, name)
-                files[f"jobs/{name}/{name}.job"] = _to_json_bytes(job.definition)
-                if not export_depend:
-                    continue
-                for script_name in _job_scripts(job.definition):
-                    script = workspace.scripts.get(script_name)
-                    if script is not None:
-                        files[f"jobs/{name}/{script_name}.script"] = _to_json_bytes(script)
+                scripts, resources, cdm_jobs = [], [], []
+                if export_depend:
+                    scripts = [s for s in _job_scripts(job.definition) if s in workspace.scripts]
+                    if self.extra_files:
+                        resources = [r for r in job.resources if r in workspace.resources]
+                        cdm_jobs = _cdm_jobs(job.definition)
+                in_folder = self.layout == "folders" or (self.layout == "documented" and scripts)
+                folder = f"jobs/{name}/" if in_folder else ""
+                files[f"{folder or 'jobs/'}{name}.job"] = _to_json_bytes(job.definition)
+                for script in scripts:
+                    path = f"{folder or 'scripts/'}{script}.script"
+                    files[path] = _to_json_bytes(workspace.scripts[script])
+                for resource in resources:
+                    path = f"{folder or 'resources/'}{resource}.resource"
+                    files[path] = _to_json_bytes(workspace.resources[resource])
+                for cluster, cdm_job in cdm_jobs:
+                    files[f"{folder or 'cdm/'}{cdm_job}.json"] = _cdm_definition(cluster, cdm_job)
             return files
+
+    def content(self, workspace_id: str) -> dict[str, Any]:
+        """Everything of one workspace a backup should hold, as plain data (deep copies):
+
+        ``jobs`` (name -> definition, as the ``.job`` file holds it), ``job_types`` (name ->
+        BATCH/REAL_TIME), ``job_scripts`` / ``job_resources`` (job -> names it uses that
+        exist), ``scripts`` and ``resources`` (name -> definition, as the lists return them),
+        and ``export``: path -> bytes of a full export of every job (``exportDepend``) under
+        the current layout and options -- the union of any chunked exports.
+        """
+        with self._lock:
+            workspace = self._workspace(workspace_id)
+            jobs = sorted(workspace.jobs)
+            return {
+                "workspace": {"id": workspace.id, "name": workspace.name},
+                "jobs": {name: copy.deepcopy(workspace.jobs[name].definition) for name in jobs},
+                "job_types": {name: workspace.jobs[name].job_type for name in jobs},
+                "job_scripts": {
+                    name: [
+                        script
+                        for script in _job_scripts(workspace.jobs[name].definition)
+                        if script in workspace.scripts
+                    ]
+                    for name in jobs
+                },
+                "job_resources": {
+                    name: [r for r in workspace.jobs[name].resources if r in workspace.resources]
+                    for name in jobs
+                },
+                "scripts": copy.deepcopy(workspace.scripts),
+                "resources": copy.deepcopy(workspace.resources),
+                "export": self.export_files(workspace_id, jobs),
+            }
 
     @property
     def calls(self) -> list[CallRecord]:
@@ -1146,7 +1576,45 @@ class Simulator:
         except KeyError:
             raise KeyError(f"unknown resource {name!r} in workspace {workspace_id!r}") from None
 
-    def _new_populated_resource(self, workspace: _Workspace) -> None:
+    def _add_fixed_names(self, workspace: _Workspace, which: str) -> list[str]:
+        """Add the fixed name set ``which`` ("hostile"/"chinese") unless it was added before."""
+        if which in workspace.name_sets:
+            return []
+        workspace.name_sets.add(which)
+        if which == "hostile":
+            jobs, standalone, resources = (
+                _HOSTILE_JOBS,
+                _HOSTILE_STANDALONE_SCRIPTS,
+                _HOSTILE_RESOURCES,
+            )
+        else:
+            jobs, standalone = _CHINESE_JOBS_FIXED, _CHINESE_STANDALONE_SCRIPTS
+            resources = _CHINESE_RESOURCES
+        rng = self._rng
+        for resource in resources:
+            if resource not in workspace.resources:
+                workspace.resources[resource] = _resource_definition(
+                    rng, workspace.id, resource, "jar", desc=f"{which} name", directory="/lib"
+                )
+        used = [script for job in jobs for script in job.scripts]
+        for script in dict.fromkeys([*used, *standalone]):
+            if script not in workspace.scripts:
+                script_type = rng.choice(_POPULATED_SCRIPT_TYPES)
+                chinese = not script.isascii()
+                workspace.scripts[script] = _generated_script(
+                    rng, script, script_type, rng.choice(_DOMAINS), chinese
+                )
+        names: list[str] = []
+        for job in jobs:
+            if job.name in workspace.jobs:
+                continue
+            user = rng.choice(_USERS)
+            self._create_job(workspace, job.name, job.job_type, job.scripts, user, depend_on=[])
+            workspace.jobs[job.name].resources = list(job.resources)
+            names.append(job.name)
+        return names
+
+    def _new_populated_resource(self, workspace: _Workspace) -> str:
         rng = self._rng
         resource_type = rng.choice(("jar", "jar", "file", "archive"))
         domain = rng.choice(_DOMAINS)
@@ -1164,6 +1632,7 @@ class Simulator:
             desc=f"{domain} {resource_type}",
             directory=f"/resources/{domain}",
         )
+        return name
 
     def _job(self, workspace_id: str, name: str) -> _Job:
         try:
@@ -1285,12 +1754,22 @@ class Simulator:
             if route.method == request.method and params is not None:
                 if not self._right_host(route, request):
                     return _error_response(404, *_API_NOT_FOUND)
+                if self._availability(route) == "missing":
+                    return _error_response(404, *_UNPUBLISHED_API)
                 fault = self._injected_fault(route)
                 if fault is not None:
                     return fault
                 response = self._answer_dlf(route, request, params.groupdict())
+                response = self._maybe_glitch(route, request, response)
                 return self._maybe_truncate(route, response)
         return _error_response(404, *_API_NOT_FOUND)
+
+    def _availability(self, route: _Route) -> ApiAvailability:
+        if route.optional_api == "resources":
+            return self.resources_api
+        if route.optional_api == "management":
+            return self.management_api
+        return "ok"
 
     def _right_host(self, route: _Route, request: _Request) -> bool:
         if self.management_hostname is None:
@@ -1342,6 +1821,55 @@ class Simulator:
                     recent.append(now)
         return None
 
+    def _maybe_glitch(self, route: _Route, request: _Request, response: _Response) -> _Response:
+        """Spoil a successful list answer with the first armed ``Glitch`` that matches it."""
+        if route.list_kind is None or response.status != 200:
+            return response
+        query = request.query
+        lists = {route.list_kind}
+        if route.list_kind == "jobs":
+            lists.add(query.get("jobType") or "BATCH")
+        try:
+            offset = int(query.get("offset") or 0)
+        except ValueError:
+            return response
+        with self._lock:
+            glitch = self._take_glitch(lists, offset)
+        if glitch is None:
+            return response
+        body = json.loads(response.body)
+        rows_key, total_key = {
+            "jobs": ("jobs", "total"),
+            "scripts": ("scripts", "total"),
+            "resources": ("resources", "total"),
+            "instances": (self.instance_list_key, "count"),
+            "workspaces": ("data", "count"),
+        }[route.list_kind]
+        if glitch.kind == "empty":
+            body[rows_key], body[total_key] = [], 0
+            if "total_page" in body:
+                body["total_page"] = 0
+        elif glitch.kind == "total":
+            body[total_key] = glitch.total
+        else:
+            body[rows_key] = body[rows_key][glitch.rows :]
+        return _Response(200, _to_json_bytes(body), headers=response.headers)
+
+    def _take_glitch(self, lists: set[str], offset: int) -> Glitch | None:
+        """The glitch that fires for this answer, used up by one (caller holds the lock)."""
+        armed = self.faults.glitches
+        for glitch in list(armed):
+            if glitch.list not in lists or glitch.offset not in (None, offset):
+                continue
+            if glitch.skip > 0:
+                glitch.skip -= 1
+                continue
+            glitch.times -= 1
+            if glitch.times <= 0:
+                armed.remove(glitch)
+            return glitch
+        return None
+
     def _maybe_truncate(self, route: _Route, response: _Response) -> _Response:
         if route.handler != self._batch_export or response.status != 200:
             return response
@@ -1364,7 +1892,16 @@ class Simulator:
         call: _Call | None = None
         with self._lock:
             workspace = self._workspaces.get(workspace_id or "")
-        if workspace is None and route.needs_workspace:
+        availability = self._availability(route)
+        if availability == "forbidden" and route.optional_api == "management":
+            response = _iam_forbidden(
+                "DataArtsStudio:instance:list"
+                if route.handler == self._list_instances
+                else "DataArtsStudio:workspace:list"
+            )
+        elif availability == "forbidden":
+            response = _error_response(403, *_FORBIDDEN)
+        elif workspace is None and route.needs_workspace:
             response = _error_response(400, *_INVALID_PARAMETER)
         elif workspace_id in self.faults.forbidden_workspaces:
             response = _error_response(403, *_FORBIDDEN)
@@ -1404,10 +1941,23 @@ class Simulator:
 
     # ---- HTTP: DLF routes --------------------------------------------------------------------
 
-    def _page(self, rows: Sequence[Any], query: dict[str, str], max_limit: int) -> list[Any]:
-        limit = _int_param(query, "limit", DEFAULT_LIMIT)
+    def _page_limit(self, query: dict[str, str], max_limit: int, default: int) -> int:
+        """The page size this answer uses: ``limit`` as asked, or clamped to ``max_limit``."""
+        limit = _int_param(query, "limit", default)
+        if limit < 1 or (limit > max_limit and self.page_size_policy == "reject"):
+            raise _invalid_parameter()
+        return min(limit, max_limit)
+
+    def _page(
+        self,
+        rows: Sequence[Any],
+        query: dict[str, str],
+        max_limit: int,
+        default: int = DEFAULT_LIMIT,
+    ) -> list[Any]:
+        limit = self._page_limit(query, max_limit, default)
         offset = _int_param(query, "offset", 0)
-        if not 1 <= limit <= max_limit or offset < 0:
+        if offset < 0:
             raise _invalid_parameter()
         start = offset * limit if self.offset_mode == "page" else offset
         return list(rows[start : start + limit])
@@ -1462,6 +2012,31 @@ class Simulator:
             row["lastInstanceEndTime"] = self._clock_ms + self._noise.randint(1, 86_400) * 1000
         return row
 
+    def _show_job(self, call: _Call) -> _Response:
+        """Job detail: the definition, or 400 DLF.0100 -- the proof that a job is gone."""
+        name = call.params["job_name"]
+        call.job_names = (name,)
+        with self._lock:
+            job = call.workspace.jobs.get(name)
+            if job is None:
+                raise _DlfError("DLF.0100", "The job does not exist.")
+            return _json_response(200, job.definition)
+
+    def _show_script(self, call: _Call) -> _Response:
+        with self._lock:
+            script = call.workspace.scripts.get(call.params["script_name"])
+            if script is None:
+                raise _DlfError("DLF.6201", "The script does not exist.")
+            return _json_response(200, script)
+
+    def _show_resource(self, call: _Call) -> _Response:
+        resource_id = call.params["resource_id"]
+        with self._lock:
+            for resource in call.workspace.resources.values():
+                if resource.get("id") == resource_id:
+                    return _json_response(200, resource)
+        raise _DlfError("DLF.6241", "The resource does not exist.")
+
     def _list_scripts(self, call: _Call) -> _Response:
         with self._lock:
             scripts = [call.workspace.scripts[name] for name in sorted(call.workspace.scripts)]
@@ -1511,7 +2086,7 @@ class Simulator:
                 raise _invalid_parameter()
             # In creation order, as the console shows them.
             selected = [w for w in self._workspaces.values() if w.instance_id == instance_id]
-            limit = _int_param(query, "limit", MANAGEMENT_DEFAULT_LIMIT)
+            limit = self._page_limit(query, WORKSPACE_LIST_MAX_LIMIT, MANAGEMENT_DEFAULT_LIMIT)
             page = self._page(selected, query, WORKSPACE_LIST_MAX_LIMIT)
             rows = [self._workspace_row(workspace) for workspace in page]
         return _json_response(
@@ -1549,7 +2124,17 @@ class Simulator:
                 raise _DlfError("DLF.0100", "The job does not exist.")
             files = self.export_files(call.workspace.id, names, export_depend=export_depend)
             stamp = self._clock_ms
-        archive = _zip(files, stamp)
+            options = self.options()
+        encoding = options["name_encoding"]
+        if encoding == "auto":
+            encoding = "utf-8" if options["utf8_flag"] else "gb18030"
+        archive = _zip(
+            files,
+            stamp,
+            utf8_flag=options["utf8_flag"],
+            name_encoding=encoding,
+            directory_entries=options["directory_entries"],
+        )
         if self.export_hook is not None:
             archive = self.export_hook(archive)
         return _Response(
@@ -1762,6 +2347,8 @@ class Simulator:
             "add_resource": self.add_resource,
             "modify_resource": self.modify_resource,
             "delete_resource": self.delete_resource,
+            "populate_hostile": self.populate_hostile,
+            "populate_chinese": self.populate_chinese,
         }
 
     def _control_mutate(self, request: _Request) -> _Response:
@@ -1790,14 +2377,60 @@ class Simulator:
             known = {f.name for f in dataclasses.fields(Faults)}
             if not isinstance(changes, dict) or not set(changes) <= known:
                 raise ValueError(f"fields must be among {sorted(known)}")
+            if "glitches" in changes:
+                raw = changes["glitches"]
+                if not isinstance(raw, list) or not all(isinstance(g, dict) for g in raw):
+                    raise ValueError("glitches must be a list of objects")
+                changes["glitches"] = [Glitch(**glitch) for glitch in raw]
             with self._lock:
                 for name, value in changes.items():
                     setattr(self.faults, name, value)
                 if "seed" in changes:
                     self._fault_rng = random.Random(changes["seed"])
-        except ValueError as error:
+        except (ValueError, TypeError) as error:
             return _json_response(400, {"ok": False, "error": str(error)})
         return _json_response(200, {"ok": True, "result": dataclasses.asdict(self.faults)})
+
+    def _control_content(self, request: _Request) -> _Response:
+        """``content()`` as JSON; export files as UTF-8 text (every file the simulator makes
+        is UTF-8)."""
+        try:
+            content = self.content(request.query.get("workspace", ""))
+        except KeyError as error:
+            return _json_response(404, {"ok": False, "error": str(error)})
+        content["export"] = {path: data.decode("utf-8") for path, data in content["export"].items()}
+        return _json_response(200, content)
+
+    def _control_options(self, request: _Request) -> _Response:
+        """GET: ``options()``; POST: ``configure(**body)``, then the options."""
+        if request.method == "POST":
+            try:
+                changes = json.loads(request.body or b"{}")
+                if not isinstance(changes, dict):
+                    raise ValueError("expected a JSON object")
+                self.configure(**changes)
+            except (ValueError, TypeError) as error:
+                return _json_response(400, {"ok": False, "error": str(error)})
+        return _json_response(200, self.options())
+
+    def _control_variants(self, request: _Request) -> _Response:
+        """GET: name -> description of ``VARIANTS``; POST ``{"variants": [names]}``: apply them
+        in order, then answer the options."""
+        if request.method == "GET":
+            return _json_response(200, {n: v.description for n, v in VARIANTS.items()})
+        try:
+            payload = json.loads(request.body or b"{}")
+            names = payload.get("variants") if isinstance(payload, dict) else None
+            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                raise ValueError('expected {"variants": [names]}')
+            unknown = [name for name in names if name not in VARIANTS]
+            if unknown:
+                raise ValueError(f"unknown variants {unknown}; known: {sorted(VARIANTS)}")
+            for name in names:
+                VARIANTS[name].apply(self)
+        except ValueError as error:
+            return _json_response(400, {"ok": False, "error": str(error)})
+        return _json_response(200, self.options())
 
     def _control_resources(self, request: _Request) -> _Response:
         try:
@@ -1916,6 +2549,9 @@ def _obs_error(status: int, code: str, message: str) -> _Response:
     return _Response(status, body.encode(), content_type="application/xml")
 
 
+_UTF8_FLAG = 0x800  # general-purpose bit 11: the member name is UTF-8
+
+
 class _Utf8ZipInfo(zipfile.ZipInfo):
     """Flags every name as UTF-8 (general-purpose bit 11), as Java's ZipOutputStream does.
 
@@ -1924,19 +2560,57 @@ class _Utf8ZipInfo(zipfile.ZipInfo):
     """
 
     def _encodeFilenameFlags(self) -> tuple[bytes, int]:
-        return self.filename.encode("utf-8"), self.flag_bits | 0x800
+        return self.filename.encode("utf-8"), self.flag_bits | _UTF8_FLAG
 
 
-def _zip(files: dict[str, bytes], stamp_ms: int) -> bytes:
-    """A deflated zip with UTF-8 flagged names and a timestamp from the simulated clock."""
+class _UnflaggedZipInfo(zipfile.ZipInfo):
+    """Writes the name in ``name_encoding`` and never sets the UTF-8 flag, as zip tools on a
+    Chinese Windows (GB18030) or old Java (UTF-8 bytes, unflagged) do. Readers see the bytes
+    as cp437 unless told the encoding (``ZipFile(metadata_encoding=...)``)."""
+
+    name_encoding = "gb18030"
+
+    def _encodeFilenameFlags(self) -> tuple[bytes, int]:
+        return self.filename.encode(self.name_encoding), self.flag_bits & ~_UTF8_FLAG
+
+
+def _zip(
+    files: dict[str, bytes],
+    stamp_ms: int,
+    *,
+    utf8_flag: bool = True,
+    name_encoding: str = "utf-8",
+    directory_entries: bool = False,
+) -> bytes:
+    """A deflated zip with a timestamp from the simulated clock; names flagged UTF-8, or
+    unflagged in ``name_encoding``; with ``directory_entries``, each folder gets an entry
+    before its first member."""
     moment = datetime.fromtimestamp(stamp_ms / 1000, tz=UTC)
     date_time = (moment.year, moment.month, moment.day, moment.hour, moment.minute, moment.second)
+
+    def info(name: str) -> zipfile.ZipInfo:
+        if utf8_flag:
+            return _Utf8ZipInfo(name, date_time=date_time)
+        unflagged = _UnflaggedZipInfo(name, date_time=date_time)
+        unflagged.name_encoding = name_encoding
+        return unflagged
+
     buffer = BytesIO()
+    folders: set[str] = set()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for name, data in files.items():
-            info = _Utf8ZipInfo(name, date_time=date_time)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            archive.writestr(info, data)
+            parts = name.split("/")[:-1]
+            for depth in range(1, len(parts) + 1):
+                folder = "/".join(parts[:depth]) + "/"
+                if directory_entries and folder not in folders:
+                    folders.add(folder)
+                    entry = info(folder)
+                    entry.CRC = entry.compress_size = entry.file_size = 0
+                    entry.external_attr = (0o40755 << 16) | 0x10  # a directory, MS-DOS too
+                    archive.mkdir(entry)
+            member = info(name)
+            member.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(member, data)
     return buffer.getvalue()
 
 
@@ -2002,6 +2676,181 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 # --------------------------------------------------------------------------------------------
+# Variants: the field's variety (dlf-api.md §12), one name each, for a contract suite
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A named way the real service differs: ``Simulator.configure`` options plus one-shot
+    glitches. Apply it (``variant.apply(sim)`` or ``variant(sim)``) before ``populate``:
+    name sets are added by ``populate``; glitches are armed anew (copies) on every apply."""
+
+    name: str
+    description: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+    glitches: tuple[Glitch, ...] = ()
+
+    def apply(self, simulator: Simulator) -> Simulator:
+        simulator.configure(**self.options)
+        with simulator._lock:
+            simulator.faults.glitches.extend(dataclasses.replace(g) for g in self.glitches)
+        return simulator
+
+    def __call__(self, simulator: Simulator) -> Simulator:
+        return self.apply(simulator)
+
+
+_HOSTILE = {"names": "hostile"}
+_CHINESE_GB18030 = {"utf8_flag": False, "name_encoding": "gb18030", "names": "chinese"}
+
+VARIANTS: dict[str, Variant] = {
+    variant.name: variant
+    for variant in (
+        Variant(
+            "folders",
+            "today's defaults: jobs/<job>/<job>.job with the job's scripts beside it, every name "
+            "UTF-8 flagged, no directory entries, page-number offsets, limit > 1000 -> 400",
+        ),
+        Variant(
+            "documented",
+            "the API page read literally: a job carrying no script at jobs/<job>.job, the "
+            "others in folders; with directory entries",
+            {"layout": "documented", "directory_entries": True},
+        ),
+        Variant(
+            "flat",
+            "jobs/<job>.job and each script once at scripts/<name>.script",
+            {"layout": "flat"},
+        ),
+        Variant(
+            "flat-gb18030",
+            "flat; member names GB18030 without the UTF-8 flag; Chinese names populated",
+            {"layout": "flat", **_CHINESE_GB18030},
+        ),
+        Variant(
+            "folders-gb18030",
+            "folders with directory entries; member names GB18030, unflagged; Chinese names",
+            {"directory_entries": True, **_CHINESE_GB18030},
+        ),
+        Variant(
+            "unflagged-utf8",
+            "folders; member names UTF-8 bytes without the flag (cp437 to a naive reader); "
+            "Chinese names populated",
+            {"utf8_flag": False, "name_encoding": "utf-8", "names": "chinese"},
+        ),
+        Variant(
+            "extra-files",
+            "folders; exports also carry <resource>.resource and <cdm job>.json (CRLF, "
+            "pretty) beside each job: keep them byte for byte",
+            {"extra_files": True},
+        ),
+        Variant(
+            "flat-extra-files",
+            "flat with directory entries; extra files at top-level resources/ and cdm/",
+            {"layout": "flat", "extra_files": True, "directory_entries": True},
+        ),
+        Variant(
+            "hostile-names",
+            "folders; populate adds every class of HOSTILE_NAME_CLASSES (populate_hostile)",
+            _HOSTILE,
+        ),
+        Variant(
+            "hostile-names-flat",
+            "flat with extra files and hostile names: case/NFC pairs of scripts and resources "
+            "meet in one folder",
+            {"layout": "flat", "extra_files": True, **_HOSTILE},
+        ),
+        Variant(
+            "hostile-names-gb18030",
+            "documented layout, hostile names, member names GB18030 without the UTF-8 flag",
+            {"layout": "documented", "utf8_flag": False, "name_encoding": "gb18030", **_HOSTILE},
+        ),
+        Variant(
+            "no-resources-api",
+            "the resource API is not published: 404 APIG.0101",
+            {"resources_api": "missing"},
+        ),
+        Variant(
+            "forbidden-resources-api",
+            "IAM forbids the resource API: 403 DLF.6888",
+            {"resources_api": "forbidden"},
+        ),
+        Variant(
+            "no-management-api",
+            "the instance/workspace API is not published: 404 APIG.0101",
+            {"management_api": "missing"},
+        ),
+        Variant(
+            "forbidden-management-api",
+            'IAM forbids the instance/workspace API: 403 {"error": {"code": 403, ...}}',
+            {"management_api": "forbidden"},
+        ),
+        Variant("page-offsets", "offset is a page number (the default)", {"offset_mode": "page"}),
+        Variant("record-offsets", "offset is a record offset", {"offset_mode": "record"}),
+        Variant(
+            "clamped-100",
+            "every list serves at most 100 rows; a larger limit is clamped silently",
+            {"max_page_size": 100, "page_size_policy": "clamp"},
+        ),
+        Variant(
+            "rejected-100",
+            "every list serves at most 100 rows; a larger limit is 400 DLF.3051",
+            {"max_page_size": 100, "page_size_policy": "reject"},
+        ),
+        Variant(
+            "record-offsets-clamped-100",
+            "record offsets and a silent clamp to 100 rows",
+            {"offset_mode": "record", "max_page_size": 100, "page_size_policy": "clamp"},
+        ),
+        Variant(
+            "glitch-empty-realtime",
+            'the first REAL_TIME job-list answer is {"total":0,"jobs":[]}, once',
+            glitches=(Glitch("REAL_TIME"),),
+        ),
+        Variant(
+            "glitch-empty-batch-later",
+            "the second BATCH job-list answer is empty with total 0, once (a later page, or "
+            "the next listing when there is one page)",
+            glitches=(Glitch("BATCH", skip=1),),
+        ),
+        Variant(
+            "glitch-empty-scripts",
+            "the first script-list answer is empty with total 0, once",
+            glitches=(Glitch("scripts"),),
+        ),
+        Variant(
+            "glitch-empty-probe",
+            "the answer to offset=1 (the offset probe) of either job list is empty with total "
+            "0, once; dormant while every list fits one page",
+            glitches=(Glitch("jobs", offset=1),),
+        ),
+        Variant(
+            "glitch-lowered-total",
+            "the first BATCH job-list answer reports total 0 while carrying its rows, once",
+            glitches=(Glitch("BATCH", "total", total=0),),
+        ),
+        Variant(
+            "glitch-missing-rows",
+            "the first BATCH job-list answer leaves out its first row (total unchanged), once",
+            glitches=(Glitch("BATCH", "drop", rows=1),),
+        ),
+    )
+}
+"""Every variant by name; each is one line of dlf-api.md §12. Combine with ``variant``."""
+
+
+def variant(*names: str, **simulator_options: Any) -> Simulator:
+    """A new ``Simulator(**simulator_options)`` with the named variants applied in order."""
+    unknown = [name for name in names if name not in VARIANTS]
+    if unknown:
+        raise KeyError(f"unknown variants {unknown}; known: {sorted(VARIANTS)}")
+    simulator = Simulator(**simulator_options)
+    for name in names:
+        VARIANTS[name].apply(simulator)
+    return simulator
+
+
+# --------------------------------------------------------------------------------------------
 # Command line
 
 
@@ -2018,9 +2867,16 @@ def demo_workspaces(count: int, seed: int = 0) -> Iterator[tuple[str, str]]:
         yield f"{rng.getrandbits(128):032x}", name
 
 
-def serve(port: int, host: str = "127.0.0.1", *, workspaces: int = 2, jobs: int = 20) -> None:
-    """Run a populated simulator in the foreground until Ctrl-C."""
-    simulator = Simulator()
+def serve(
+    port: int,
+    host: str = "127.0.0.1",
+    *,
+    workspaces: int = 2,
+    jobs: int = 20,
+    variants: Sequence[str] = (),
+) -> None:
+    """Run a populated simulator (with ``variants`` applied) in the foreground until Ctrl-C."""
+    simulator = variant(*variants)
     demo = list(demo_workspaces(workspaces))
     for workspace_id, name in demo:
         simulator.add_workspace(workspace_id, name)
@@ -2038,6 +2894,7 @@ def serve(port: int, host: str = "127.0.0.1", *, workspaces: int = 2, jobs: int 
         f"OBS:        {url}{OBS_PATH_PREFIX}  bucket {DEMO_BUCKET}  AK {DEFAULT_OBS_AK}  "
         f"SK {DEFAULT_OBS_SK}",
         f"instance:   {DEFAULT_INSTANCE_ID}   (management API on the same port)",
+        f"variants:   {', '.join(variants) or 'none (defaults)'}",
         "Ctrl-C to stop.",
     ]
     sys.stdout.write("\n".join(lines) + "\n")
@@ -2056,8 +2913,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--workspaces", type=int, default=2)
     parser.add_argument("--jobs", type=int, default=20)
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        choices=sorted(VARIANTS),
+        help="apply this variant (repeatable, in order)",
+    )
     options = parser.parse_args(argv)
-    serve(options.port, options.host, workspaces=options.workspaces, jobs=options.jobs)
+    serve(
+        options.port,
+        options.host,
+        workspaces=options.workspaces,
+        jobs=options.jobs,
+        variants=options.variant,
+    )
 
 
 if __name__ == "__main__":
