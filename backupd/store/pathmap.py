@@ -215,7 +215,10 @@ def portability_problems(paths: Iterable[str]) -> list[str]:
         parts = path.split("/")
         for depth, part in enumerate(parts):
             here = "/".join(parts[: depth + 1])
-            (files if depth == len(parts) - 1 else folders).add(here)
+            kind = files if depth == len(parts) - 1 else folders
+            if here in kind:  # a folder of many files: checked once
+                continue
+            kind.add(here)
             problem = _problem(part)
             if problem is not None:
                 problems.add(f"{_shown(here)}: {problem}")
