@@ -153,7 +153,7 @@ def folder_components(
         else:
             result[name] = before.get(name) or _encode(name, HASH_CHARS)
     for group in readable.values():
-        keeper = _keeper(group, before if previous is not None else None)
+        keeper = _keeper(group, before)
         for name in group:
             if name == keeper:
                 result[name] = name
@@ -164,15 +164,14 @@ def folder_components(
     return dict(sorted(result.items()))
 
 
-def _keeper(group: list[str], before: Mapping[str, str] | None) -> str | None:
-    """The name of a clashing `group` that is stored as it is, if any."""
-    if before is None:
-        return min(group, key=_preference)
+def _keeper(group: list[str], before: Mapping[str, str]) -> str | None:
+    """The name of a clashing `group` that is stored as it is, if any: the one that was,
+    else the preferred one of those new to the folder (a name encoded before stays so)."""
     had_it = [name for name in group if before.get(name) == name]
     if had_it:
         return min(had_it, key=_preference)
     new = [name for name in group if name not in before]
-    return min(new, key=_preference) if new else None  # all encoded before: they stay so
+    return min(new, key=_preference) if new else None
 
 
 def _preference(name: str) -> tuple[bool, str]:
