@@ -51,6 +51,10 @@ class SnapshotResult:
     and its folder was kept (``ok`` stays True: nothing failed, but someone should look).
     ``interrupted``: a stop (SIGTERM, SIGINT) cut the snapshot short before it touched the
     repository; not a failure (``ok`` is False: nothing was recorded), the next run does it.
+    ``problems``: what a successful snapshot could not record — an item it could not export,
+    decode or store (its previous version stays), an optional API that was absent, a
+    deletion the service did not confirm. Everything else was committed; such a snapshot is
+    *partial*.
     """
 
     target: WorkspaceTarget
@@ -68,6 +72,11 @@ class SnapshotResult:
     gone: bool = False
     retries: int = 0  # API calls retried during this snapshot
     interrupted: bool = False
+    problems: tuple[str, ...] = ()
+
+    @property
+    def partial(self) -> bool:
+        return self.ok and bool(self.problems)
 
 
 class SnapshotObserver:

@@ -18,6 +18,7 @@ from backupd.errors import (
     EXIT_CONFIG,
     EXIT_FAILED,
     EXIT_OK,
+    EXIT_PARTIAL,
     BackupdError,
     ClockSkewError,
     CredentialsRejected,
@@ -58,8 +59,14 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     if args.workspace and not results:
         raise UserError(f"no configured workspace matches {', '.join(args.workspace)}")
     failed = [r for r in results if not r.ok]
+    partial = [r for r in results if r.partial]
+    for result in partial:
+        # Committed all the rest; these stay at their previous version (or unconfirmed).
+        shown = "; ".join(result.problems[:10])
+        more = f" (+{len(result.problems) - 10} more)" if len(result.problems) > 10 else ""
+        print(f"backupd: {result.target.label}: partial snapshot: {shown}{more}", file=sys.stderr)  # noqa: T201
     if not failed:
-        return EXIT_OK
+        return EXIT_PARTIAL if partial else EXIT_OK
     labels = [r.target.label for r in failed]
     log(
         logger,

@@ -41,6 +41,8 @@ class StatusRow:
             return "NEVER RUN"
         if record.failing:
             return "FAILING"
+        if record.problems:
+            return "PARTIAL"
         return "INTERRUPTED" if record.interrupted else "OK"
 
 

@@ -33,7 +33,7 @@ from backupd.service.status import AlertState, WorkspaceStatus
 
 logger = logging.getLogger(__name__)
 
-AlertKind = Literal["failure", "recovery", "stale"]
+AlertKind = Literal["failure", "partial", "recovery", "stale"]
 
 
 def alert_kind(previous: AlertState | None, current: AlertState) -> AlertKind | None:
@@ -49,6 +49,9 @@ def alert_kind(previous: AlertState | None, current: AlertState) -> AlertKind | 
         return "recovery"
     if current == "stale":
         return "stale"
+    if current == "partial":
+        # Worse news than partial came first: recovering from it to partial is still news.
+        return "partial" if before in ("ok", "failing") else None
     return None if before == "stale" else "failure"
 
 
@@ -71,6 +74,10 @@ class AlertEvent:
         last = _when(record.last_success) or "never"
         if self.kind == "failure":
             return f"backupd: {self.workspace} snapshot FAILED: {record.last_error}"
+        if self.kind == "partial":
+            shown = "; ".join(record.problems[:5])
+            more = f" (+{len(record.problems) - 5} more)" if len(record.problems) > 5 else ""
+            return f"backupd: {self.workspace} snapshot PARTIAL: {shown}{more}"
         if self.kind == "stale":
             return (
                 f"backupd: {self.workspace} is STALE: last success {last}, "
@@ -93,6 +100,7 @@ class AlertEvent:
             "failures": record.failures,
             "last_error": record.last_error,
             "last_commit": record.last_commit,
+            "problems": list(record.problems),
             "stale_since": _when(self.stale_since),
             "backupd": __version__,
         }

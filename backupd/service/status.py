@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 STATUS_FILE = "status.json"
 FORMAT_VERSION = 1
-AlertState = Literal["ok", "failing", "stale"]
+AlertState = Literal["ok", "partial", "failing", "stale"]
 # The first fire may be a week away (weekly crons): 15 days hold a whole week of gaps after it.
 CRON_WINDOW = timedelta(days=15)
 CRON_MAX_FIRES = 3000  # bounds the work for minute-level crons (their gaps are short anyway)
@@ -70,6 +70,8 @@ class WorkspaceStatus:
     gone: bool = False  # discovered workspace that DataArts no longer lists
     # The last attempt was cut short by a stop (not a failure: nothing was recorded).
     interrupted: bool = False
+    # What the last successful snapshot could not record (a partial snapshot); empty: none.
+    problems: tuple[str, ...] = ()
     alerted: AlertState | None = None  # the state last alerted about (None: never)
 
     @property
@@ -101,6 +103,7 @@ def recorded(
             last_error=None,
             gone=False,
             interrupted=False,
+            problems=result.problems,
         )
     return replace(
         base,
@@ -149,7 +152,9 @@ def stale_after(
 def alert_state(record: WorkspaceStatus, stale: bool) -> AlertState:
     if stale:
         return "stale"
-    return "failing" if record.failing else "ok"
+    if record.failing:
+        return "failing"
+    return "partial" if record.problems else "ok"
 
 
 # --- the file ---------------------------------------------------------------------------------
@@ -202,7 +207,8 @@ def from_json(label: str, data: Mapping[str, Any]) -> WorkspaceStatus:
         last_error=typed("last_error", str),
         gone=typed("gone", bool, False),
         interrupted=typed("interrupted", bool, False),
-        alerted=alerted if alerted in ("ok", "failing", "stale") else None,
+        problems=tuple(str(item) for item in typed("problems", list, [])),
+        alerted=alerted if alerted in ("ok", "partial", "failing", "stale") else None,
     )
 
 

@@ -20,7 +20,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from backupd.dataarts.simulator import (
+from backupd.simulator.server import (
     CAFE_NFC,
     CAFE_NFD,
     DEFAULT_INSTANCE_ID,
