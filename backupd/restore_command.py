@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from backupd.config import Config, SourceConfig, WorkspaceConfig, load_config
 from backupd.errors import UsageError
@@ -23,6 +23,9 @@ from backupd.restore import (
     write_atomically,
 )
 from backupd.store.gitrepo import GitRepo
+
+if TYPE_CHECKING:
+    from backupd.restore_import import PartResult
 
 
 class Output:
@@ -243,8 +246,35 @@ def import_into(
         ok = ok and result.ok
     parts = len(results)
     jobs = sum(len(r.jobs) for r in results)
-    if not ok:
+    if not ok or jobs < len(plan.jobs):
+        warn_unsuccessful(plan, results, output)
         output.warn(f"import did not fully succeed ({jobs} jobs in {parts} part(s) reported)")
         return 1
     output.say(f"imported {jobs} jobs into {plan.folder} in {parts} part(s)")
     return 0
+
+
+def warn_unsuccessful(plan: RestorePlan, results: Sequence[PartResult], output: Output) -> None:
+    """Name the jobs whose import failed, is not known, or was not tried (on stderr)."""
+    outcomes = [job for result in results for job in result.jobs]
+    failed = [job.name for job in outcomes if job.status == "FAILED"]
+    unknown = [f"{job.name} ({job.status})" for job in outcomes if not job.known]
+    reported = {job.name for job in outcomes}
+    not_tried = [name for name in plan.jobs if name not in reported]
+    for result in results:
+        if result.status != "SUCCESSFUL":
+            message = f": {result.message}" if result.message else ""
+            output.warn(f"import task {result.task_id} ended {result.status}{message}")
+    if failed:
+        output.warn(f"{len(failed)} job(s) failed to import: {_names(failed, 20)}")
+    if unknown:
+        output.warn(
+            f"{len(unknown)} job(s) with no known import status (no subtask of the task names "
+            f"them, or it gives no final status): {_names(unknown, 20)}; check them in the "
+            "DataArts console"
+        )
+    if not_tried:
+        output.warn(
+            f"{len(not_tried)} job(s) not imported (the parts after a failed one are not "
+            f"sent): {_names(not_tried, 20)}"
+        )

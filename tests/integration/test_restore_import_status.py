@@ -1,0 +1,204 @@
+"""`restore --import` reads the import task as the service may answer it, over real HTTP.
+
+The system task's per-job list is ``subtasks`` on the API page and ``subTasks`` in the SDKs;
+each job's status is its own subtask's (matched by exact name), and a job whose status is
+failed or not known makes the restore fail, naming it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import pytest
+
+from backupd.cli import main
+from backupd.config import load_config
+from backupd.dataarts.auth import StaticTokenAuth
+from backupd.dataarts.client import ClientSettings, DataArtsClient
+from backupd.dataarts.retry import RetryPolicy
+from backupd.dataarts.sim_auth import DEFAULT_TOKEN
+from backupd.dataarts.simulator import (
+    DEFAULT_OBS_AK,
+    DEFAULT_OBS_SK,
+    DEFAULT_PROJECT_ID,
+    Simulator,
+)
+from backupd.runner import run_snapshots
+from backupd.secret import Secret
+from tests.helpers import make_config, workspace_id
+
+BUCKET = "dr-bucket"
+SALES = workspace_id(7)
+# Short names that are words of the service's prose ("Import the <job> job.") and a name that
+# holds another: the old substring match handed such jobs each other's subtasks.
+JOBS = ("job", "the", "job_batch", "x", "daily_load")
+Shape = Literal["subtasks", "subTasks"]
+SHAPES: list[Shape] = ["subtasks", "subTasks"]
+
+
+def restore_config(tmp_path: Path, simulator: Simulator, **restore: object) -> Path:
+    simulator.add_bucket(BUCKET)
+    sk_file = tmp_path / "obs-sk"
+    sk_file.write_text(DEFAULT_OBS_SK)
+    section = {
+        "obs_bucket": BUCKET,
+        "obs_endpoint": f"{simulator.url}/obs",
+        "obs_ak": DEFAULT_OBS_AK,
+        "obs_sk_file": str(sk_file),
+        **restore,
+    }
+    return make_config(tmp_path, simulator, {"sales": SALES}, extra_source={"restore": section})
+
+
+@pytest.fixture
+def backed_up(tmp_path: Path, simulator: Simulator) -> Path:
+    """A snapshot of a workspace holding JOBS, then the workspace emptied (the disaster)."""
+    simulator.add_workspace(SALES, "sales")
+    for name in JOBS:
+        simulator.add_job(SALES, name)
+    config = restore_config(tmp_path, simulator)
+    results = run_snapshots(load_config(config))
+    assert results and all(r.ok for r in results)
+    simulator.clear_workspace(SALES)
+    return config
+
+
+def restore_import(
+    capsys: pytest.CaptureFixture[str], config: Path, *args: str
+) -> tuple[int, dict[str, str], str]:
+    """Exit code, each job's reported status, stderr."""
+    code = main(["--log-level", "warning", "restore", "-c", str(config), "--import", *args])
+    captured = capsys.readouterr()
+    statuses: dict[str, str] = {}
+    for line in captured.out.splitlines():
+        # "  <status>  <action>  <job>[  <message>]"; the names in JOBS hold no spaces
+        words = line.split()
+        if line.startswith("  ") and len(words) > 2 and words[1:2] == ["created"]:
+            statuses[words[2]] = words[0]
+    return code, statuses, captured.err
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_each_job_gets_its_own_status_in_either_shape_of_the_task(
+    simulator: Simulator,
+    backed_up: Path,
+    capsys: pytest.CaptureFixture[str],
+    shape: Shape,
+) -> None:
+    simulator.imports.subtask_key = shape
+
+    code, statuses, stderr = restore_import(capsys, backed_up)
+
+    assert code == 0, stderr
+    assert statuses == dict.fromkeys(JOBS, "SUCCESSFUL")
+    assert set(simulator.jobs(SALES)) == set(JOBS)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_a_failed_job_is_its_own_and_fails_the_restore(
+    simulator: Simulator,
+    backed_up: Path,
+    capsys: pytest.CaptureFixture[str],
+    shape: Shape,
+) -> None:
+    simulator.imports.subtask_key = shape
+    simulator.imports.fail_jobs = ["x"]
+
+    code, statuses, stderr = restore_import(capsys, backed_up)
+
+    assert code == 1
+    # 'job' and 'the' appear in x's subtask name ("Import the x job.") and keep their own.
+    assert statuses == {**dict.fromkeys(JOBS, "SUCCESSFUL"), "x": "FAILED"}
+    assert "1 job(s) failed to import: x" in stderr
+    assert "import task" in stderr and "ended FAILED" in stderr
+    assert set(simulator.jobs(SALES)) == set(JOBS) - {"x"}
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize(
+    "odd_name",
+    [None, "", 42, "Import the job.", "Import the daily_load job", "导入作业 daily_load"],
+)
+def test_a_job_whose_subtask_has_no_usable_name_is_unknown_and_fails_the_restore(
+    simulator: Simulator,
+    backed_up: Path,
+    capsys: pytest.CaptureFixture[str],
+    shape: Shape,
+    odd_name: object,
+) -> None:
+    simulator.imports.subtask_key = shape
+    simulator.imports.subtask_names = {"daily_load": odd_name}
+
+    code, statuses, stderr = restore_import(capsys, backed_up)
+
+    # The task itself succeeded and the job was imported, but nothing says so for it.
+    assert set(simulator.jobs(SALES)) == set(JOBS)
+    assert code == 1
+    assert statuses == {**dict.fromkeys(JOBS, "SUCCESSFUL"), "daily_load": "UNKNOWN"}
+    assert "1 job(s) with no known import status" in stderr
+    assert "daily_load (UNKNOWN)" in stderr
+    assert "failed to import" not in stderr
+
+
+def test_a_failed_and_an_unknown_job_are_both_named(
+    simulator: Simulator, backed_up: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    simulator.imports.subtask_key = "subTasks"
+    simulator.imports.fail_jobs = ["the"]
+    simulator.imports.subtask_names = {"job": None}
+
+    code, statuses, stderr = restore_import(capsys, backed_up)
+
+    assert code == 1
+    assert statuses == {**dict.fromkeys(JOBS, "SUCCESSFUL"), "the": "FAILED", "job": "UNKNOWN"}
+    assert "failed to import: the" in stderr
+    assert "no known import status" in stderr and "job (UNKNOWN)" in stderr
+
+
+def test_the_simulated_task_uses_the_chosen_key_only(
+    simulator: Simulator, backed_up: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    simulator.imports.subtask_key = "subTasks"
+    assert restore_import(capsys, backed_up)[0] == 0
+    [task_path] = {c.path for c in simulator.calls if "/system-tasks/" in c.path}
+    settings = ClientSettings(
+        endpoint=simulator.url, project_id=DEFAULT_PROJECT_ID, retry=RetryPolicy(attempts=1)
+    )
+    with DataArtsClient(settings, StaticTokenAuth(Secret(DEFAULT_TOKEN))) as client:
+        task = client.system_task(SALES, task_path.rsplit("/", 1)[1])
+    assert "subtasks" not in task
+    assert sorted(s["name"] for s in task["subTasks"]) == sorted(
+        f"Import the {job} job." for job in JOBS
+    )
+
+
+def test_in_parts_an_unknown_job_goes_on_and_a_failed_one_stops_the_rest(
+    tmp_path: Path, simulator: Simulator, backed_up: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    one_job_a_part = restore_config(tmp_path, simulator, max_import_bytes=2000)
+    order = sorted(JOBS)  # the parts' order: daily_load, job, job_batch, the, x
+    simulator.imports.subtask_key = "subTasks"
+    simulator.imports.subtask_names = {order[0]: "?"}
+
+    code, statuses, stderr = restore_import(capsys, one_job_a_part)
+
+    assert code == 1
+    assert len(simulator.imports.requests) == len(JOBS)  # one part per job, every one sent
+    assert statuses == {**dict.fromkeys(JOBS, "SUCCESSFUL"), order[0]: "UNKNOWN"}
+    assert f"{order[0]} (UNKNOWN)" in stderr and "not imported" not in stderr
+
+    simulator.clear_workspace(SALES)
+    simulator.imports.requests.clear()
+    simulator.imports.subtask_names = {}
+    simulator.imports.fail_jobs = [order[1]]
+
+    code, statuses, stderr = restore_import(capsys, one_job_a_part)
+
+    assert code == 1
+    assert len(simulator.imports.requests) == 2
+    assert statuses == {order[0]: "SUCCESSFUL", order[1]: "FAILED"}
+    assert f"failed to import: {order[1]}\n" in stderr
+    assert "3 job(s) not imported (the parts after a failed one are not sent): " in stderr
+    assert ", ".join(order[2:]) in stderr
+    assert set(simulator.jobs(SALES)) == {order[0]}
