@@ -58,6 +58,10 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise UsageError("--offline goes with --dry-run")
     if args.overwrite and not args.import_zip:
         raise UsageError("--overwrite goes with --import")
+    if (args.target_status or args.approver) and not args.import_zip:
+        raise UsageError("--target-status and --approver go with --import")
+    if any(not name.strip() for name in args.approver):
+        raise UsageError("--approver needs a user name")
     if args.with_dependents and not args.job:
         raise UsageError("--with-dependents needs --job (without it every job is restored)")
 
@@ -117,7 +121,16 @@ def run_restore(args: argparse.Namespace, output: Output | None = None) -> int:
                 "restore fewer jobs (--job) or use --import, which imports in parts"
             )
     if args.import_zip:
-        return import_into(config, source, workspace, plan, output, overwrite=args.overwrite)
+        return import_into(
+            config,
+            source,
+            workspace,
+            plan,
+            output,
+            overwrite=args.overwrite,
+            target_status=args.target_status,
+            approvers=tuple(args.approver),
+        )
     return 0
 
 
@@ -203,6 +216,8 @@ def import_into(
     output: Output,
     *,
     overwrite: bool,
+    target_status: str | None = None,
+    approvers: tuple[str, ...] = (),
 ) -> int:
     from backupd.dataarts.obs import ObsClient
     from backupd.restore_import import ImportOptions, import_plan, obs_credentials
@@ -226,6 +241,8 @@ def import_into(
         overwrite=overwrite,
         timeout=restore.import_timeout,
         max_bytes=restore.max_import_bytes,
+        target_status=target_status or restore.target_status,
+        approvers=approvers or restore.approvers,
     )
     with (
         make_client(source) as client,

@@ -67,6 +67,9 @@ class ImportOptions:
     max_bytes: int = 10 * 1024**2
     first_poll: float = 0.2  # seconds; doubles up to max_poll
     max_poll: float = 5.0
+    # Workspaces with review on (dlf-api.md §5): the imported jobs' state and their approvers.
+    target_status: str | None = None  # SAVED | SUBMITTED | PRODUCTION
+    approvers: tuple[str, ...] = ()
 
 
 SUCCESSFUL = "SUCCESSFUL"
@@ -148,7 +151,13 @@ def import_plan(
         say(f"uploaded {obs_path}")
         jobs = _jobs_of(entries)
         _check_file(client, workspace_id, obs_path, jobs)
-        task_id = client.import_jobs(workspace_id, obs_path, overwrite=options.overwrite)
+        task_id = client.import_jobs(
+            workspace_id,
+            obs_path,
+            overwrite=options.overwrite,
+            target_status=options.target_status,
+            approvers=options.approvers,
+        )
         say(f"import task {task_id} started ({len(jobs)} jobs)")
         task = wait_for_task(client, workspace_id, task_id, options, sleep=sleep, clock=clock)
         scripts = {PurePosixPath(p).stem for p in entries if p.endswith(".script")}

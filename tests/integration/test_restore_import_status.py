@@ -16,6 +16,7 @@ from backupd.cli import main
 from backupd.config import load_config
 from backupd.dataarts.auth import StaticTokenAuth
 from backupd.dataarts.client import ClientSettings, DataArtsClient
+from backupd.dataarts.obs import ObsClient, ObsCredentials
 from backupd.dataarts.retry import RetryPolicy
 from backupd.dataarts.sim_auth import DEFAULT_TOKEN
 from backupd.dataarts.simulator import (
@@ -24,6 +25,7 @@ from backupd.dataarts.simulator import (
     DEFAULT_PROJECT_ID,
     Simulator,
 )
+from backupd.errors import ApiError
 from backupd.runner import run_snapshots
 from backupd.secret import Secret
 from tests.helpers import make_config, workspace_id
@@ -171,6 +173,91 @@ def test_the_simulated_task_uses_the_chosen_key_only(
     assert sorted(s["name"] for s in task["subTasks"]) == sorted(
         f"Import the {job} job." for job in JOBS
     )
+
+
+# ---- review: targetStatus and approvers ------------------------------------------------------
+
+
+def test_target_status_and_approvers_are_sent_from_the_config_or_the_flags(
+    tmp_path: Path,
+    simulator: Simulator,
+    backed_up: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, _, stderr = restore_import(capsys, backed_up)
+    assert code == 0, stderr
+    assert "targetStatus" not in simulator.imports.requests[-1]
+    assert "approvers" not in simulator.imports.requests[-1]
+
+    configured = restore_config(
+        tmp_path, simulator, target_status="SUBMITTED", approvers=["alice", "王伟"]
+    )
+    simulator.clear_workspace(SALES)
+    code, _, stderr = restore_import(capsys, configured)
+    assert code == 0, stderr
+    request = simulator.imports.requests[-1]
+    assert request["targetStatus"] == "SUBMITTED"
+    assert request["approvers"] == [{"approverName": "alice"}, {"approverName": "王伟"}]
+    assert request["sameNamePolicy"] == "SKIP"
+
+    code, _, stderr = restore_import(
+        capsys,
+        configured,
+        "--overwrite",
+        "--target-status",
+        "PRODUCTION",
+        "--approver",
+        "bob",
+        "--approver",
+        "li.na",
+    )
+    assert code == 0, stderr
+    request = simulator.imports.requests[-1]
+    assert request["targetStatus"] == "PRODUCTION"
+    assert request["approvers"] == [{"approverName": "bob"}, {"approverName": "li.na"}]
+    assert request["sameNamePolicy"] == "OVERWRITE"
+    assert len(simulator.imports.requests) == 3
+
+
+def test_the_simulator_refuses_an_undocumented_target_status(simulator: Simulator) -> None:
+    simulator.add_workspace(SALES, "sales")
+    simulator.add_bucket(BUCKET)
+    credentials = ObsCredentials(DEFAULT_OBS_AK, Secret(DEFAULT_OBS_SK))
+    settings = ClientSettings(
+        endpoint=simulator.url, project_id=DEFAULT_PROJECT_ID, retry=RetryPolicy(attempts=1)
+    )
+    with (
+        DataArtsClient(settings, StaticTokenAuth(Secret(DEFAULT_TOKEN))) as client,
+        ObsClient(f"{simulator.url}/obs", credentials) as obs,
+        pytest.raises(ApiError) as caught,
+    ):
+        path = obs.put_object(BUCKET, "jobs.zip", b"PK")
+        client.import_jobs(SALES, path, target_status="DEVELOP", approvers=["alice"])
+    assert caught.value.code == "DLF.3051"
+    assert simulator.imports.requests == []
+
+
+@pytest.mark.parametrize(
+    ("args", "text"),
+    [
+        (["-o", "OUT", "--target-status", "SUBMITTED"], "--target-status and --approver go"),
+        (["-o", "OUT", "--approver", "alice"], "--target-status and --approver go"),
+        (["--import", "--approver", " "], "--approver needs a user name"),
+    ],
+)
+def test_review_flags_need_import(
+    tmp_path: Path,
+    backed_up: Path,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    text: str,
+) -> None:
+    out = tmp_path / "jobs.zip"
+    args = [str(out) if arg == "OUT" else arg for arg in args]
+    code = main(["--log-level", "warning", "restore", "-c", str(backed_up), *args])
+    assert code == 2
+    assert text in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_in_parts_an_unknown_job_goes_on_and_a_failed_one_stops_the_rest(
