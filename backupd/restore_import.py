@@ -251,7 +251,7 @@ def subtask_job(name: object, jobs: Collection[str]) -> str | None:
     """
     if not isinstance(name, str) or not name:
         return None
-    candidates = {name} & set(jobs)
+    candidates = {name} if name in jobs else set()
     match = _SUBTASK_NAME.fullmatch(name)
     if match is not None and match[1] in jobs:
         candidates.add(match[1])
@@ -282,9 +282,10 @@ def _part_result(
 ) -> PartResult:
     by_job: dict[str, list[Mapping[str, Any]]] = {}
     others: list[str] = []
+    names = set(jobs)
     for subtask in task_subtasks(task):
         name = subtask.get("name")
-        job = subtask_job(name, jobs)
+        job = subtask_job(name, names)
         if job is None:
             shown = name if isinstance(name, str) and name else "(no usable name)"
             others.append(f"{shown}: {_status(subtask.get('status'))}")
