@@ -161,6 +161,21 @@ def build_parser() -> argparse.ArgumentParser:
         "OVERWRITE; DataArts overwrites only stopped jobs). Default: keep them (SKIP)",
     )
     restore.add_argument(
+        "--target-status",
+        choices=("SAVED", "SUBMITTED", "PRODUCTION"),
+        help="with --import, for a workspace with review on: the state of the imported jobs "
+        "(targetStatus; PRODUCTION only for workspace admins). Default: "
+        "restore.target_status, else not sent",
+    )
+    restore.add_argument(
+        "--approver",
+        action="append",
+        default=[],
+        metavar="USER",
+        help="with --import, for a workspace with review on: an approver of the imported jobs "
+        "(repeatable; replaces restore.approvers)",
+    )
+    restore.add_argument(
         "--dry-run",
         action="store_true",
         help="print what would be restored and how it differs from the live workspace "

@@ -116,6 +116,21 @@ def _obs_prefix(value: str) -> str | None:
     return None
 
 
+IMPORT_TARGET_STATUSES = ("SAVED", "SUBMITTED", "PRODUCTION")
+
+
+def _target_status(value: str) -> str | None:
+    if value not in IMPORT_TARGET_STATUSES:
+        return f"must be one of {', '.join(IMPORT_TARGET_STATUSES)}, got {value!r}"
+    return None
+
+
+def _user_names(value: tuple[str, ...]) -> str | None:
+    if any(not name.strip() for name in value):
+        return "user names must not be empty"
+    return None
+
+
 def _instance_id(value: str) -> str | None:
     if not re.match(r"^[A-Za-z0-9_-]{1,64}$", value):
         return f"{value!r} is not a DataArts Studio instance id (letters, digits, '-', '_')"
@@ -472,6 +487,22 @@ class RestoreConfig:
         "imported in parts (DataArts imports at most 10 MB).",
         10 * 1024**2,
         check=_between(1024, 10 * 1024**2),
+    )
+    target_status: str | None = option(
+        "State of the imported jobs in a workspace with review (approval) on, where DataArts "
+        "needs it: SAVED (saved only), SUBMITTED (submitted, runs once approved) or PRODUCTION "
+        "(runs at once; workspace admins only). Not sent when unset; --target-status "
+        "overrides it.",
+        None,
+        check=_target_status,
+        example="SUBMITTED",
+    )
+    approvers: tuple[str, ...] = option(
+        "Approvers of the imported jobs in a workspace with review on (DataArts user names, "
+        "sent as approverName); --approver overrides the list.",
+        (),
+        check=_user_names,
+        example=("alice",),
     )
 
     def _validate(self, key: str) -> None:

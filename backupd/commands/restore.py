@@ -27,7 +27,7 @@ from backupd.restore.plan import (
 from backupd.store.gitrepo import GitRepo
 
 if TYPE_CHECKING:
-    pass
+    from backupd.restore.importer import PartResult
 
 
 class Output:
@@ -60,6 +60,10 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise UsageError("--offline goes with --dry-run")
     if args.overwrite and not args.import_zip:
         raise UsageError("--overwrite goes with --import")
+    if (args.target_status or args.approver) and not args.import_zip:
+        raise UsageError("--target-status and --approver go with --import")
+    if any(not name.strip() for name in args.approver):
+        raise UsageError("--approver needs a user name")
     if args.with_dependents and not args.job:
         raise UsageError("--with-dependents needs --job (without it every job is restored)")
 
@@ -119,7 +123,16 @@ def run_restore(args: argparse.Namespace, output: Output | None = None) -> int:
                 "restore fewer jobs (--job) or use --import, which imports in parts"
             )
     if args.import_zip:
-        return import_into(config, source, workspace, plan, output, overwrite=args.overwrite)
+        return import_into(
+            config,
+            source,
+            workspace,
+            plan,
+            output,
+            overwrite=args.overwrite,
+            target_status=args.target_status,
+            approvers=tuple(args.approver),
+        )
     return 0
 
 
@@ -205,6 +218,8 @@ def import_into(
     output: Output,
     *,
     overwrite: bool,
+    target_status: str | None = None,
+    approvers: tuple[str, ...] = (),
 ) -> int:
     from backupd.dataarts.obs import ObsClient
     from backupd.restore.importer import ImportOptions, import_plan, obs_credentials
@@ -228,6 +243,8 @@ def import_into(
         overwrite=overwrite,
         timeout=restore.import_timeout,
         max_bytes=restore.max_import_bytes,
+        target_status=target_status or restore.target_status,
+        approvers=approvers or restore.approvers,
     )
     with (
         make_client(source) as client,
@@ -248,7 +265,8 @@ def import_into(
         ok = ok and result.ok
     parts = len(results)
     jobs = sum(len(r.jobs) for r in results)
-    if not ok:
+    if not ok or jobs < len(plan.jobs):
+        warn_unsuccessful(plan, results, output)
         output.warn(f"import did not fully succeed ({jobs} jobs in {parts} part(s) reported)")
         return 1
     output.say(f"imported {jobs} jobs into {plan.folder} in {parts} part(s)")
@@ -256,6 +274,30 @@ def import_into(
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    from backupd.commands.restore import run_restore
-
     return run_restore(args)
+
+
+def warn_unsuccessful(plan: RestorePlan, results: Sequence[PartResult], output: Output) -> None:
+    """Name the jobs whose import failed, is not known, or was not tried (on stderr)."""
+    outcomes = [job for result in results for job in result.jobs]
+    failed = [job.name for job in outcomes if job.status == "FAILED"]
+    unknown = [f"{job.name} ({job.status})" for job in outcomes if not job.known]
+    reported = {job.name for job in outcomes}
+    not_tried = [name for name in plan.jobs if name not in reported]
+    for result in results:
+        if result.status != "SUCCESSFUL":
+            message = f": {result.message}" if result.message else ""
+            output.warn(f"import task {result.task_id} ended {result.status}{message}")
+    if failed:
+        output.warn(f"{len(failed)} job(s) failed to import: {_names(failed, 20)}")
+    if unknown:
+        output.warn(
+            f"{len(unknown)} job(s) with no known import status (no subtask of the task names "
+            f"them, or it gives no final status): {_names(unknown, 20)}; check them in the "
+            "DataArts console"
+        )
+    if not_tried:
+        output.warn(
+            f"{len(not_tried)} job(s) not imported (the parts after a failed one are not "
+            f"sent): {_names(not_tried, 20)}"
+        )

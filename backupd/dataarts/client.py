@@ -358,15 +358,32 @@ class DataArtsClient:
         body = _json_body({"path": obs_path})
         return self._post_json(path, workspace_id, body, "check import file", retry=True)
 
-    def import_jobs(self, workspace_id: str, obs_path: str, *, overwrite: bool = False) -> str:
+    def import_jobs(
+        self,
+        workspace_id: str,
+        obs_path: str,
+        *,
+        overwrite: bool = False,
+        target_status: str | None = None,
+        approvers: Sequence[str] = (),
+    ) -> str:
         """Start importing the zip at ``obs_path``; returns the system task id to poll.
+
+        ``target_status`` (SAVED | SUBMITTED | PRODUCTION) and ``approvers`` (user names, sent
+        as ``[{"approverName": …}]``) are what a workspace with review on needs; each is sent
+        only when given.
 
         Not retried after a server error or a lost answer: the import may have started, and a
         second one would race it. Throttling (nothing was done) is retried.
         """
         path = f"/v1/{self.settings.project_id}/jobs/import"
         policy = "OVERWRITE" if overwrite else "SKIP"
-        body = _json_body({"path": obs_path, "sameNamePolicy": policy})
+        request: dict[str, Any] = {"path": obs_path, "sameNamePolicy": policy}
+        if target_status is not None:
+            request["targetStatus"] = target_status
+        if approvers:
+            request["approvers"] = [{"approverName": name} for name in approvers]
+        body = _json_body(request)
         data = self._post_json(path, workspace_id, body, "import jobs", retry=False)
         task_id = data.get("taskId")
         if not isinstance(task_id, str | int) or task_id == "":

@@ -10,8 +10,9 @@ stops the rest.
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
@@ -66,6 +67,14 @@ class ImportOptions:
     max_bytes: int = 10 * 1024**2
     first_poll: float = 0.2  # seconds; doubles up to max_poll
     max_poll: float = 5.0
+    # Workspaces with review on (dlf-api.md §5): the imported jobs' state and their approvers.
+    target_status: str | None = None  # SAVED | SUBMITTED | PRODUCTION
+    approvers: tuple[str, ...] = ()
+
+
+SUCCESSFUL = "SUCCESSFUL"
+FAILED = "FAILED"
+UNKNOWN = "UNKNOWN"
 
 
 @dataclass(frozen=True)
@@ -75,6 +84,11 @@ class JobOutcome:
     status: str  # its subtask's: SUCCESSFUL | FAILED | …, or UNKNOWN when no subtask names it
     message: str = ""
     overwrite: bool = False
+
+    @property
+    def known(self) -> bool:
+        """DataArts said how this job's import ended (SUCCESSFUL or FAILED)."""
+        return self.status in (SUCCESSFUL, FAILED)
 
     @property
     def action(self) -> str:
@@ -95,8 +109,17 @@ class PartResult:
 
     @property
     def ok(self) -> bool:
-        # The task's word is final; a job no subtask names (UNKNOWN) is reported, not failed.
-        return self.status == "SUCCESSFUL" and not any(j.status == "FAILED" for j in self.jobs)
+        """The task succeeded and so did every job in it, each by its own subtask."""
+        return self.status == SUCCESSFUL and all(j.status == SUCCESSFUL for j in self.jobs)
+
+    @property
+    def failed(self) -> bool:
+        """The task or a job in it failed: the parts after this one are not imported.
+
+        A job whose status is unknown does not stop the rest (DataArts says the task went
+        through), but the part is not ``ok``.
+        """
+        return self.status != SUCCESSFUL or any(j.status == FAILED for j in self.jobs)
 
 
 def object_key(prefix: str, plan: RestorePlan, now: datetime, part: int, parts: int) -> str:
@@ -128,14 +151,20 @@ def import_plan(
         say(f"uploaded {obs_path}")
         jobs = _jobs_of(entries)
         _check_file(client, workspace_id, obs_path, jobs)
-        task_id = client.import_jobs(workspace_id, obs_path, overwrite=options.overwrite)
+        task_id = client.import_jobs(
+            workspace_id,
+            obs_path,
+            overwrite=options.overwrite,
+            target_status=options.target_status,
+            approvers=options.approvers,
+        )
         say(f"import task {task_id} started ({len(jobs)} jobs)")
         task = wait_for_task(client, workspace_id, task_id, options, sleep=sleep, clock=clock)
         scripts = {PurePosixPath(p).stem for p in entries if p.endswith(".script")}
         result = _part_result(obs_path, task_id, task, jobs, existing, options.overwrite)
         result = dataclasses.replace(result, scripts=len(scripts))
         results.append(result)
-        if not result.ok:
+        if result.failed:
             break
     return results
 
@@ -183,8 +212,7 @@ def wait_for_task(
     while True:
         sleep(delay)
         task = client.system_task(workspace_id, task_id)
-        status = str(task.get("status") or "")
-        if status and status != "RUNNING":
+        if _status(task.get("status")) not in ("RUNNING", UNKNOWN):
             return task
         if clock() >= deadline:
             raise RestoreError(
@@ -192,6 +220,56 @@ def wait_for_task(
                 "on in DataArts: check it in the console before importing again"
             )
         delay = min(delay * 2, options.max_poll)
+
+
+# What the real service names a job's subtask, in prose (the doc's example: "Import the
+# job_batch job."). A subtask named so, or by the bare job name, belongs to that job only.
+_SUBTASK_NAME = re.compile(r"Import the (.+) job\.", re.DOTALL)
+
+
+def task_subtasks(task: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The per-job entries of a system task, under either spelling of their key.
+
+    The API page calls the list ``subtasks``; the SDKs' ``ListSystemTasksResponse`` (Python
+    and Java) call it ``subTasks``. Any key that reads ``subtasks`` but for case and ``_``
+    counts; entries that are not objects are skipped.
+    """
+    found: list[Mapping[str, Any]] = []
+    for key, value in task.items():
+        if str(key).replace("_", "").lower() == "subtasks" and isinstance(value, list):
+            found += [entry for entry in value if isinstance(entry, Mapping)]
+    return found
+
+
+def subtask_job(name: object, jobs: Collection[str]) -> str | None:
+    """The job of ``jobs`` a subtask's name names exactly, or None.
+
+    The name is either the job's own name or ``Import the <job> job.``; no substring or
+    pattern search, so a job called ``job`` or ``the`` never takes another job's subtask. A
+    name that could be two of ``jobs`` (``Import the x job.`` when both ``x`` and that very
+    name are restored) names neither: it is not guessed.
+    """
+    if not isinstance(name, str) or not name:
+        return None
+    candidates = {name} if name in jobs else set()
+    match = _SUBTASK_NAME.fullmatch(name)
+    if match is not None and match[1] in jobs:
+        candidates.add(match[1])
+    return candidates.pop() if len(candidates) == 1 else None
+
+
+def _status(value: object) -> str:
+    if isinstance(value, str) and value.strip():
+        return value.strip().upper()
+    return UNKNOWN
+
+
+def _job_status(subtasks: Sequence[Mapping[str, Any]]) -> str:
+    """One job's status from its subtasks (normally one): UNKNOWN when none or they disagree."""
+    statuses = {_status(subtask.get("status")) for subtask in subtasks}
+    if len(statuses) == 1:
+        return statuses.pop()
+    return FAILED if FAILED in statuses else UNKNOWN
 
 
 def _part_result(
@@ -202,36 +280,36 @@ def _part_result(
     existing: set[str],
     overwrite: bool,
 ) -> PartResult:
-    by_job: dict[str, Mapping[str, Any]] = {}
+    by_job: dict[str, list[Mapping[str, Any]]] = {}
     others: list[str] = []
-    # Subtasks are per job but named in prose ("Import the <job> job."): match job names in
-    # them, longest first, so that 'a_1' does not claim the subtask of 'a_10'.
-    longest_first = sorted(jobs, key=len, reverse=True)
-    for subtask in task.get("subtasks") or []:
-        if not isinstance(subtask, dict):
-            continue
-        name = str(subtask.get("name") or "")
-        job = next((j for j in longest_first if j in name and j not in by_job), None)
+    names = set(jobs)
+    for subtask in task_subtasks(task):
+        name = subtask.get("name")
+        job = subtask_job(name, names)
         if job is None:
-            others.append(f"{name}: {subtask.get('status')}")
+            shown = name if isinstance(name, str) and name else "(no usable name)"
+            others.append(f"{shown}: {_status(subtask.get('status'))}")
         else:
-            by_job[job] = subtask
-    outcomes = tuple(
-        JobOutcome(
-            name=job,
-            existed=job in existing,
-            status=str(by_job[job].get("status")) if job in by_job else "UNKNOWN",
-            message=str(by_job.get(job, {}).get("message") or ""),
-            overwrite=overwrite,
+            by_job.setdefault(job, []).append(subtask)
+    outcomes = []
+    for job in jobs:
+        subtasks = by_job.get(job, [])
+        messages = dict.fromkeys(str(s.get("message") or "") for s in subtasks)
+        outcomes.append(
+            JobOutcome(
+                name=job,
+                existed=job in existing,
+                status=_job_status(subtasks) if subtasks else UNKNOWN,
+                message="; ".join(m for m in messages if m),
+                overwrite=overwrite,
+            )
         )
-        for job in jobs
-    )
     return PartResult(
         obs_path=obs_path,
         task_id=task_id,
-        status=str(task.get("status")),
+        status=_status(task.get("status")),
         message=str(task.get("message") or ""),
-        jobs=outcomes,
+        jobs=tuple(outcomes),
         scripts=0,
         other_subtasks=tuple(others),
     )

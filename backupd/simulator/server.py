@@ -13,6 +13,7 @@ daemon thread. Only the calls backupd makes are modelled (see ``docs/dlf-api.md`
 * ``POST /v1/{project_id}/jobs/check-file``    what an import zip in OBS holds
 * ``POST /v1/{project_id}/jobs/import``        import a zip from OBS (asynchronous: a task id)
 * ``GET  /v1/{project_id}/system-tasks/{id}``  the import task: RUNNING → SUCCESSFUL | FAILED
+  (its per-job list as ``subtasks`` or, like the SDKs, ``subTasks``: ``Simulator.imports``)
 * ``PUT  /obs/{bucket}/{key}``                 OBS object upload (path-style, OBS signature)
 * ``GET  /v1/{project_id}/resources``          resource definitions, paged
 * ``GET  /v1/{project_id}/resources/{id}``     one resource (400 DLF.6241 when there is none)
@@ -99,6 +100,7 @@ DEFAULT_OBS_AK = "SIMOBSAK00000000000A"
 DEFAULT_OBS_SK = "sim-obs-secret-key-0000000000000000000000"  # public and fake
 OBS_PATH_PREFIX = "/obs"  # the simulator serves OBS path-style under this prefix
 IMPORT_MAX_BYTES = 10 * 1024**2  # DataArts imports job files of at most 10 MB
+_TARGET_STATUSES = ("SAVED", "SUBMITTED", "PRODUCTION")  # jobs/import 'targetStatus'
 DEMO_BUCKET = "backupd-restore"  # created by `backupd simulator`
 DEFAULT_INSTANCE_ID = "5157a9d0c0de4e11a5ce00000000da7a"
 DEFAULT_INSTANCE_NAME = "dataarts-sim"
@@ -207,6 +209,24 @@ class _SystemTask:
     message: str
     subtasks: list[Json]
     polls_left: int
+
+
+@dataclass
+class ImportAnswers:
+    """How the simulated import answers, and what it was sent (``Simulator.imports``).
+
+    Change the fields at will; ``requests`` is the record to read.
+    """
+
+    # The key of the per-job list in GET /system-tasks/{id}: 'subtasks' as on the API page,
+    # or 'subTasks' as in the SDKs' ListSystemTasksResponse.
+    subtask_key: Literal["subtasks", "subTasks"] = "subtasks"
+    # Jobs whose import fails (subtask FAILED, the job left as it was; the task FAILED).
+    fail_jobs: list[str] = field(default_factory=list)
+    # Job → its subtask's 'name' instead of "Import the <job> job." (None: no name at all).
+    subtask_names: dict[str, Any] = field(default_factory=dict)
+    # Every import request body as received (path, sameNamePolicy, targetStatus, approvers).
+    requests: list[Json] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1059,6 +1079,7 @@ class Simulator:
         # Restore: an OBS object store (bucket → key → bytes) and the import tasks.
         self.obs_credentials: dict[str, str] = {DEFAULT_OBS_AK: DEFAULT_OBS_SK}
         self.import_polls = 1  # polls that see RUNNING before an import task finishes
+        self.imports = ImportAnswers()
         self._buckets: dict[str, dict[str, bytes]] = {}
         self._tasks: dict[str, _SystemTask] = {}
         self._control_routes: dict[tuple[str, str], Callable[[_Request], _Response]] = {
@@ -2186,12 +2207,20 @@ class Simulator:
 
     def _import_jobs(self, call: _Call) -> _Response:
         path, data = self._read_import_file(call.request.body)
-        policy = json.loads(call.request.body).get("sameNamePolicy", "SKIP")
+        payload = json.loads(call.request.body)
+        policy = payload.get("sameNamePolicy", "SKIP")
         if policy not in ("SKIP", "OVERWRITE"):
+            raise _invalid_parameter()
+        approvers = payload.get("approvers", [])
+        named = isinstance(approvers, list) and all(
+            isinstance(a, dict) and isinstance(a.get("approverName"), str) for a in approvers
+        )
+        if not named or payload.get("targetStatus", "SAVED") not in _TARGET_STATUSES:
             raise _invalid_parameter()
         jobs, scripts = _parse_import_zip(data)
         call.job_names = tuple(jobs)
         with self._lock:
+            self.imports.requests.append(payload)
             workspace = call.workspace
             now = self._tick()
             for name, script in scripts.items():
@@ -2223,8 +2252,16 @@ class Simulator:
             "lastUpdate": now,
             "status": "SUCCESSFUL",
         }
+        if name in self.imports.subtask_names:
+            if self.imports.subtask_names[name] is None:
+                del subtask["name"]
+            else:
+                subtask["name"] = self.imports.subtask_names[name]
         existing = workspace.jobs.get(name)
-        if existing is not None and policy == "SKIP":
+        if name in self.imports.fail_jobs:
+            subtask["status"] = "FAILED"
+            subtask["message"] = "The job is locked by another user."
+        elif existing is not None and policy == "SKIP":
             subtask["message"] = "Skipped: a job with the same name exists."
         elif existing is not None and existing.status in ("SCHEDULING", "NORMAL", "STARTING"):
             # As on DataArts: only a stopped job can be overwritten.
@@ -2251,7 +2288,7 @@ class Simulator:
                 "lastUpdate": task.start_time,
                 "status": status,
                 "projectId": self.project_id,
-                "subtasks": [
+                self.imports.subtask_key: [
                     {**sub, "status": "RUNNING"} if running else dict(sub) for sub in task.subtasks
                 ],
             }
