@@ -231,7 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
     def with_scope(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--source", metavar="S", help="only this source (config name)")
         sub.add_argument(
-            "--workspace", metavar="W", help="only this workspace (folder name, id or S/folder)"
+            "--workspace",
+            metavar="W",
+            help="only this workspace (folder, id, DataArts name or S/folder)",
         )
 
     history_log = commands.add_parser(

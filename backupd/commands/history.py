@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time
 from typing import TYPE_CHECKING
 
+from backupd.commands.scope import choose
 from backupd.config import Config, load_config
 from backupd.errors import (
     EXIT_OK,
@@ -62,19 +63,8 @@ def resolve_scope(
     workspace: str | None = None,
     job: str | None = None,
 ) -> Scope:
-    """The configured workspaces matching the options (all of them by default)."""
-    sources = [s for s in config.sources if source is None or s.name == source]
-    if not sources:
-        known = ", ".join(s.name for s in config.sources)
-        raise UsageError(f"no source named {source!r} in the config (known: {known})")
-    folders = tuple(
-        f"{s.name}/{w.folder}"
-        for s in sources
-        for w in s.workspaces
-        if workspace is None or workspace in (w.folder, w.id, f"{s.name}/{w.folder}")
-    )
-    if not folders:
-        raise UsageError(f"no configured workspace matches {workspace!r}")
+    """The workspaces matching the options (all of them by default), discovered ones too."""
+    folders = tuple(w.label for w in choose(config, source, workspace))
     if job is not None and (not job or "/" in job or job in {".", ".."}):
         raise UsageError(f"{job!r} is not a job name")
     return Scope(folders, job)

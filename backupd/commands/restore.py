@@ -12,7 +12,8 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, TextIO
 
-from backupd.config import Config, SourceConfig, WorkspaceConfig, load_config
+from backupd.commands.scope import KnownWorkspace, choose
+from backupd.config import Config, SourceConfig, load_config
 from backupd.errors import (
     UsageError,
 )
@@ -68,41 +69,24 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise UsageError("--with-dependents needs --job (without it every job is restored)")
 
 
-def choose_workspaces(
-    config: Config, source_name: str | None, workspace_name: str | None
-) -> list[tuple[SourceConfig, WorkspaceConfig]]:
-    """Configured workspaces matching --source/--workspace (folder name or id)."""
-    found = [
-        (source, workspace)
-        for source in config.sources
-        if source_name in (None, source.name)
-        for workspace in source.workspaces
-        if workspace_name in (None, workspace.folder, workspace.id)
-    ]
-    if not found:
-        wanted = "/".join(n for n in (source_name, workspace_name) if n) or "any workspace"
-        known = ", ".join(f"{s.name}/{w.folder}" for s in config.sources for w in s.workspaces)
-        raise UsageError(f"no configured workspace matches {wanted} (configured: {known})")
-    return found
-
-
 def run_restore(args: argparse.Namespace, output: Output | None = None) -> int:
     output = output or Output()
     check_arguments(args)
     config = load_config(args.config)
-    targets = choose_workspaces(config, args.source, args.workspace)
+    targets = choose(config, args.source, args.workspace)
     with GitRepo.open_existing(config.repository.path, branch=config.repository.branch) as repo:
         if args.list:
-            for source, workspace in targets:
-                print_points(repo, f"{source.name}/{workspace.folder}", output)
+            for known in targets:
+                print_points(repo, known.label, output)
             return 0
         if len(targets) > 1:
-            names = ", ".join(f"{s.name}/{w.folder}" for s, w in targets)
+            names = ", ".join(w.label for w in targets)
             raise UsageError(f"choose one workspace with --source/--workspace ({names})")
-        source, workspace = targets[0]
+        workspace = targets[0]
+        source = next(s for s in config.sources if s.name == workspace.source)
         plan = plan_restore(
             repo,
-            f"{source.name}/{workspace.folder}",
+            workspace.label,
             at=args.at,
             jobs=args.job,
             with_dependents=args.with_dependents,
@@ -176,7 +160,7 @@ def describe_plan(plan: RestorePlan, output: Output, *, verbose: bool) -> None:
 def compare(
     config: Config,
     source: SourceConfig,
-    workspace: WorkspaceConfig,
+    workspace: KnownWorkspace,
     plan: RestorePlan,
     output: Output,
 ) -> int:
@@ -213,7 +197,7 @@ def compare(
 def import_into(
     config: Config,
     source: SourceConfig,
-    workspace: WorkspaceConfig,
+    workspace: KnownWorkspace,
     plan: RestorePlan,
     output: Output,
     *,

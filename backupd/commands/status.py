@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from backupd.commands.scope import known_workspaces
 from backupd.commands.table import render_table
 from backupd.config import Config, load_config
 from backupd.errors import EXIT_FAILED, EXIT_OK
@@ -47,11 +48,8 @@ class StatusRow:
 
 
 def configured_labels(config: Config) -> list[str]:
-    return [
-        f"{source.name}/{workspace.folder}"
-        for source in config.sources
-        for workspace in source.listed_workspaces
-    ]
+    """Listed workspaces, and those discovery recorded as present in the repository."""
+    return [w.label for w in known_workspaces(config) if w.present]
 
 
 def status_rows(config: Config, now: datetime) -> list[StatusRow]:
