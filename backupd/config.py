@@ -20,8 +20,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal, Union
 
-import yaml
-
+from backupd.config_yaml import read_yaml
 from backupd.errors import ConfigError
 from backupd.logs import log
 from backupd.secret import Secret
@@ -1143,19 +1142,32 @@ def _warn_inline_secrets(path: Path, keys: list[str]) -> None:
         )
 
 
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+
+
+def _one_line(text: str, limit: int) -> str:
+    """``text`` with line breaks and control characters escaped, cut to ``limit`` characters
+    (a message may quote a value, and a value may be a megabyte long)."""
+    text = _UNPRINTABLE.sub(lambda match: repr(match.group())[1:-1], text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def load_config(path: Path, *, environ: Mapping[str, str] | None = None) -> Config:
-    """Read and validate a config file; every problem is a ConfigError naming the key."""
+    """Read and validate a config file; every problem is a ConfigError naming the key or line.
+
+    Nothing else escapes, whatever the file holds: an internal error exits 1, which systemd
+    answers with a restart every 30 s, while a ConfigError exits 78 and stops the service.
+    """
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise ConfigError("", f"cannot read {path}: {error.strerror or error}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(error, "problem", None) or "invalid YAML"
-        raise ConfigError("", f"{path}: {problem}{where}") from None
-    config, loader = _parse(data, path.resolve().parent, environ)
+        config, loader = _parse(read_yaml(path), path.resolve().parent, environ)
+    except ConfigError as error:
+        key, problem = _one_line(error.key, 200), _one_line(error.problem, 500)
+        if (key, problem) == (error.key, error.problem):
+            raise
+        raise ConfigError(key, problem) from None
+    except Exception as error:  # a bug here; still a file this backupd cannot use
+        logger.debug("traceback", exc_info=True)
+        problem = f"{path}: cannot be loaded ({type(error).__name__}: {error}); please report this"
+        raise ConfigError("", _one_line(problem, 500)) from None
     _warn_inline_secrets(path, loader.inline_secrets)
     return config
