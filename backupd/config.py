@@ -886,7 +886,9 @@ class Config:
 
 # --- loading ----------------------------------------------------------------------------------
 
-_ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# The last alternative is any other "${": an unclosed or malformed reference, an error rather
+# than text taken literally (an AK of "${DLF_AK" would only fail at the first request).
+_ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$\{")
 _ENV_VAR_ONLY = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
 
 
@@ -895,6 +897,13 @@ def _interpolate(text: str, key: str, environ: Mapping[str, str]) -> str:
         if match.group(0) == "$$":
             return "$"
         name = match.group(1)
+        if name is None:  # never quote the text around it: it may be a secret
+            where = f"'${{' at character {match.start() + 1}"
+            if "}" not in text[match.end() :]:
+                problem = f"{where} is not closed"
+            else:
+                problem = f"{where} is not followed by a name (letters, digits, '_') and '}}'"
+            raise ConfigError(key, f"{problem}: write ${{NAME}}, or $${{ for a literal ${{")
         if name not in environ:
             raise ConfigError(key, f"environment variable {name} is not set")
         return environ[name]
