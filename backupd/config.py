@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import re
 import types
@@ -144,7 +145,7 @@ def _access_key_id(value: str) -> str | None:
 def _listen_address(value: str) -> str | None:
     host, _, port = value.rpartition(":")
     host = host.removeprefix("[").removesuffix("]")  # [::1]:9464
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not host or not re.fullmatch("[0-9]{1,5}", port) or not 0 < int(port) < 65536:
         return f"must be host:port such as 127.0.0.1:9464, got {value!r}"
     return None
 
@@ -191,7 +192,7 @@ def _cron(value: str) -> str | None:
     for text, (name, low, high, names) in zip(fields, _CRON_FIELDS, strict=True):
         for item in text.lower().split(","):
             match = _CRON_ITEM.match(item)
-            if match is None or match[3] == "0":
+            if match is None or (match[3] or "1").strip("0") == "":
                 return f"{name} field {text!r} is not valid cron syntax"
             values: list[int] = []
             for bound in (match[1], match[2]):
@@ -199,7 +200,7 @@ def _cron(value: str) -> str | None:
                     continue
                 if bound in names:
                     values.append(names.index(bound) + low)  # jan = 1, sun = 0
-                elif bound.isdigit() and low <= int(bound) <= high:
+                elif bound.isdigit() and len(bound) < 10 and low <= int(bound) <= high:
                     values.append(int(bound))
                 else:
                     return f"{name} field {text!r}: {bound!r} is not in {low}-{high}"
@@ -988,12 +989,17 @@ class _Loader:
                 return raw
         elif tp is float:
             if isinstance(raw, int | float) and not isinstance(raw, bool):
-                return float(raw)
+                try:
+                    number = float(raw)
+                except OverflowError:  # an integer beyond any float
+                    number = math.inf
+                if not math.isfinite(number):  # .inf, .nan: no timeout or interval is
+                    raise ConfigError(key, "must be a finite number")
+                return number
         elif tp in (str, Secret, Path):
             if isinstance(raw, str) and raw:
                 if tp is Path:
-                    path = Path(raw).expanduser()
-                    return path if path.is_absolute() else self.base_dir / path
+                    return self.path(raw, key)
                 return tp(raw)
             if isinstance(raw, str):
                 raise ConfigError(key, "must not be empty")
@@ -1001,6 +1007,19 @@ class _Loader:
             raise TypeError(f"unsupported config type {tp!r}")
         shown = "a secret value" if tp is Secret else repr(raw)
         raise ConfigError(key, f"must be {_type_name(tp)}, got {shown}")
+
+    def path(self, raw: str, key: str) -> Path:
+        # Refused here, not where the path is first used: os calls raise ValueError for these.
+        if "\x00" in raw:
+            raise ConfigError(key, "must not contain a NUL character")
+        try:
+            os.fsencode(raw)
+            path = Path(raw).expanduser()
+        except UnicodeEncodeError:
+            raise ConfigError(key, "holds characters no file name can have") from None
+        except RuntimeError:  # ~name of an unknown user, or no home folder at all
+            raise ConfigError(key, "cannot expand '~': unknown user or no home folder") from None
+        return path if path.is_absolute() else self.base_dir / path
 
     def list_or_keyword(self, options: list[Any], keywords: list[Any], raw: Any, key: str) -> Any:
         """A value that is either a list or one keyword, e.g. ``workspaces: all``."""
@@ -1021,7 +1040,7 @@ class _Loader:
             raise ConfigError(key, f"must be a mapping, got {type(raw).__name__}")
         by_tag = {typing.get_args(typing.get_type_hints(o)["type"])[0]: o for o in options}
         tag = raw.get("type")
-        if tag not in by_tag:
+        if not isinstance(tag, str) or tag not in by_tag:
             allowed = ", ".join(repr(t) for t in by_tag)
             raise ConfigError(f"{key}.type", f"must be one of {allowed}, got {tag!r}")
         return self.dataclass(by_tag[tag], raw, key)
@@ -1094,16 +1113,23 @@ def _validate_config(config: Config) -> None:
             if problem:
                 raise ConfigError(f"{key}.workspaces[{j}].id", problem)
     if config.state_dir is not None:
-        repo = config.repository.path.resolve()
-        state = config.state_dir.resolve()
+        repo = _resolved(config.repository.path, "repository.path")
+        state = _resolved(config.state_dir, "state_dir")
         inside = state == repo or state.is_relative_to(repo)
         if inside and not state.is_relative_to(repo / ".git"):
             raise ConfigError("state_dir", "must be outside the working tree (or inside .git)")
     if config.staging_dir is not None:
-        repo = config.repository.path.resolve()
-        staging = config.staging_dir.resolve()
+        repo = _resolved(config.repository.path, "repository.path")
+        staging = _resolved(config.staging_dir, "staging_dir")
         if staging == repo or staging.is_relative_to(repo):
             raise ConfigError("staging_dir", "must be outside the repository working tree")
+
+
+def _resolved(path: Path, key: str) -> Path:
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError) as error:  # RuntimeError: a symlink loop (Python 3.11)
+        raise ConfigError(key, f"cannot be resolved: {error}") from None
 
 
 def _validate_discovery(source: SourceConfig, key: str) -> None:
