@@ -85,11 +85,12 @@ class StrictLoader(yaml.SafeLoader):
                 continue  # a list or mapping as a key: construction refuses it (unhashable)
             key = "<<" if key_node.tag == _MERGE_TAG else self.construct_object(key_node)
             try:
-                first = seen.setdefault(key, key_node.start_mark)
+                first = seen.get(key)
             except TypeError:  # unhashable; construction says so with its line
                 continue
-            if first is not key_node.start_mark:
+            if first is not None:
                 raise _DuplicateKey(key, first, key_node.start_mark)
+            seen[key] = key_node.start_mark
         return node
 
     def construct_object(self, node: Any, deep: bool = False) -> Any:

@@ -37,6 +37,7 @@ def refused(tmp_path: Path, content: str | bytes) -> str:
         ('"a": 1\na: 2\n', "duplicate key 'a' at line 2 (first at line 1)"),
         ("x:\n  yes: 1\n  true: 2\n", "duplicate key True at line 3 (first at line 2)"),
         ("x:\n  0x10: 1\n  16: 2\n", "duplicate key 16 at line 3 (first at line 2)"),
+        ("x:\n  &k a: 1\n  b: 2\n  *k : 3\n", "duplicate key 'a' at line 2 (first at line 2)"),
         (
             "b: &b {k: 1}\nx:\n  <<: *b\n  <<: *b\n",
             "duplicate key '<<' at line 4 (first at line 3)",
