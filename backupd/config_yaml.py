@@ -24,7 +24,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from backupd.errors import ConfigError
 
 MAX_BYTES = 1024 * 1024  # a config of thousands of workspaces is a few hundred KB
-MAX_DEPTH = 50  # the schema nests 6 levels; PyYAML's composer recurses per level
+MAX_DEPTH = 50  # a valid config nests 7 levels; PyYAML's composer recurses per level
 MAX_NODES = 100_000  # values in the document, with every alias counted as what it stands for
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
@@ -136,9 +136,8 @@ def _decode(path: Path, data: bytes) -> str:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
-        line = data.count(b"\n", 0, error.start) + 1
-        line_start = data.rfind(b"\n", 0, error.start) + 1
-        column = len(data[line_start : error.start].decode("utf-8", "replace")) + 1
+        before = data[: error.start].decode("utf-8")  # valid up to the first bad byte
+        line, column = _line_and_column(before, len(before))
         byte = data[error.start]
         raise ConfigError(
             "",

@@ -81,6 +81,8 @@ def test_a_bom_and_crlf_line_ends_are_fine_and_lines_still_count_right(tmp_path:
     assert read(tmp_path, "\ufeffa: 1\r\nb: 2\r\n") == {"a": 1, "b": 2}
     assert refused(tmp_path, "a: 1\r\nb: 2\r\na: 3\r\n").startswith("duplicate key 'a' at line 3")
     assert refused(tmp_path, "a: 1\r\nb: 2\r\nc: x\x00\r\n").endswith("at line 3, column 5")
+    assert refused(tmp_path, b"a: 1\rb: 2\rc: \xe9\r").startswith("not UTF-8: byte 0xe9 at line 3,")
+    assert refused(tmp_path, "a: 1\rb: 2\ra: 3\r").startswith("duplicate key 'a' at line 3")
 
 
 @pytest.mark.parametrize(
