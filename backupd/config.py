@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import re
 import types
@@ -20,8 +21,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal, Union
 
-import yaml
-
+from backupd.config_yaml import read_yaml
 from backupd.errors import ConfigError
 from backupd.logs import log
 from backupd.secret import Secret
@@ -160,7 +160,7 @@ def _access_key_id(value: str) -> str | None:
 def _listen_address(value: str) -> str | None:
     host, _, port = value.rpartition(":")
     host = host.removeprefix("[").removesuffix("]")  # [::1]:9464
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not host or not re.fullmatch("[0-9]{1,5}", port) or not 0 < int(port) < 65536:
         return f"must be host:port such as 127.0.0.1:9464, got {value!r}"
     return None
 
@@ -207,7 +207,7 @@ def _cron(value: str) -> str | None:
     for text, (name, low, high, names) in zip(fields, _CRON_FIELDS, strict=True):
         for item in text.lower().split(","):
             match = _CRON_ITEM.match(item)
-            if match is None or match[3] == "0":
+            if match is None or (match[3] or "1").strip("0") == "":
                 return f"{name} field {text!r} is not valid cron syntax"
             values: list[int] = []
             for bound in (match[1], match[2]):
@@ -215,7 +215,7 @@ def _cron(value: str) -> str | None:
                     continue
                 if bound in names:
                     values.append(names.index(bound) + low)  # jan = 1, sun = 0
-                elif bound.isdigit() and low <= int(bound) <= high:
+                elif bound.isdigit() and len(bound) < 10 and low <= int(bound) <= high:
                     values.append(int(bound))
                 else:
                     return f"{name} field {text!r}: {bound!r} is not in {low}-{high}"
@@ -918,7 +918,9 @@ class Config:
 
 # --- loading ----------------------------------------------------------------------------------
 
-_ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# The last alternative is any other "${": an unclosed or malformed reference, an error rather
+# than text taken literally (an AK of "${DLF_AK" would only fail at the first request).
+_ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$\{")
 _ENV_VAR_ONLY = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
 
 
@@ -927,6 +929,13 @@ def _interpolate(text: str, key: str, environ: Mapping[str, str]) -> str:
         if match.group(0) == "$$":
             return "$"
         name = match.group(1)
+        if name is None:  # never quote the text around it: it may be a secret
+            where = f"'${{' at character {match.start() + 1}"
+            if "}" not in text[match.end() :]:
+                problem = f"{where} is not closed"
+            else:
+                problem = f"{where} is not followed by a name (letters, digits, '_') and '}}'"
+            raise ConfigError(key, f"{problem}: write ${{NAME}}, or $${{ for a literal ${{")
         if name not in environ:
             raise ConfigError(key, f"environment variable {name} is not set")
         return environ[name]
@@ -1011,12 +1020,17 @@ class _Loader:
                 return raw
         elif tp is float:
             if isinstance(raw, int | float) and not isinstance(raw, bool):
-                return float(raw)
+                try:
+                    number = float(raw)
+                except OverflowError:  # an integer beyond any float
+                    number = math.inf
+                if not math.isfinite(number):  # .inf, .nan: no timeout or interval is
+                    raise ConfigError(key, "must be a finite number")
+                return number
         elif tp in (str, Secret, Path):
             if isinstance(raw, str) and raw:
                 if tp is Path:
-                    path = Path(raw).expanduser()
-                    return path if path.is_absolute() else self.base_dir / path
+                    return self.path(raw, key)
                 return tp(raw)
             if isinstance(raw, str):
                 raise ConfigError(key, "must not be empty")
@@ -1024,6 +1038,19 @@ class _Loader:
             raise TypeError(f"unsupported config type {tp!r}")
         shown = "a secret value" if tp is Secret else repr(raw)
         raise ConfigError(key, f"must be {_type_name(tp)}, got {shown}")
+
+    def path(self, raw: str, key: str) -> Path:
+        # Refused here, not where the path is first used: os calls raise ValueError for these.
+        if "\x00" in raw:
+            raise ConfigError(key, "must not contain a NUL character")
+        try:
+            os.fsencode(raw)
+            path = Path(raw).expanduser()
+        except UnicodeEncodeError:
+            raise ConfigError(key, "holds characters no file name can have") from None
+        except RuntimeError:  # ~name of an unknown user, or no home folder at all
+            raise ConfigError(key, "cannot expand '~': unknown user or no home folder") from None
+        return path if path.is_absolute() else self.base_dir / path
 
     def list_or_keyword(self, options: list[Any], keywords: list[Any], raw: Any, key: str) -> Any:
         """A value that is either a list or one keyword, e.g. ``workspaces: all``."""
@@ -1044,7 +1071,7 @@ class _Loader:
             raise ConfigError(key, f"must be a mapping, got {type(raw).__name__}")
         by_tag = {typing.get_args(typing.get_type_hints(o)["type"])[0]: o for o in options}
         tag = raw.get("type")
-        if tag not in by_tag:
+        if not isinstance(tag, str) or tag not in by_tag:
             allowed = ", ".join(repr(t) for t in by_tag)
             raise ConfigError(f"{key}.type", f"must be one of {allowed}, got {tag!r}")
         return self.dataclass(by_tag[tag], raw, key)
@@ -1117,16 +1144,23 @@ def _validate_config(config: Config) -> None:
             if problem:
                 raise ConfigError(f"{key}.workspaces[{j}].id", problem)
     if config.state_dir is not None:
-        repo = config.repository.path.resolve()
-        state = config.state_dir.resolve()
+        repo = _resolved(config.repository.path, "repository.path")
+        state = _resolved(config.state_dir, "state_dir")
         inside = state == repo or state.is_relative_to(repo)
         if inside and not state.is_relative_to(repo / ".git"):
             raise ConfigError("state_dir", "must be outside the working tree (or inside .git)")
     if config.staging_dir is not None:
-        repo = config.repository.path.resolve()
-        staging = config.staging_dir.resolve()
+        repo = _resolved(config.repository.path, "repository.path")
+        staging = _resolved(config.staging_dir, "staging_dir")
         if staging == repo or staging.is_relative_to(repo):
             raise ConfigError("staging_dir", "must be outside the repository working tree")
+
+
+def _resolved(path: Path, key: str) -> Path:
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError) as error:  # RuntimeError: a symlink loop (Python 3.11)
+        raise ConfigError(key, f"cannot be resolved: {error}") from None
 
 
 def _validate_discovery(source: SourceConfig, key: str) -> None:
@@ -1174,19 +1208,32 @@ def _warn_inline_secrets(path: Path, keys: list[str]) -> None:
         )
 
 
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+
+
+def _one_line(text: str, limit: int) -> str:
+    """``text`` with line breaks and control characters escaped, cut to ``limit`` characters
+    (a message may quote a value, and a value may be a megabyte long)."""
+    text = _UNPRINTABLE.sub(lambda match: repr(match.group())[1:-1], text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def load_config(path: Path, *, environ: Mapping[str, str] | None = None) -> Config:
-    """Read and validate a config file; every problem is a ConfigError naming the key."""
+    """Read and validate a config file; every problem is a ConfigError naming the key or line.
+
+    Nothing else escapes, whatever the file holds: an internal error exits 1, which systemd
+    answers with a restart every 30 s, while a ConfigError exits 78 and stops the service.
+    """
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise ConfigError("", f"cannot read {path}: {error.strerror or error}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(error, "problem", None) or "invalid YAML"
-        raise ConfigError("", f"{path}: {problem}{where}") from None
-    config, loader = _parse(data, path.resolve().parent, environ)
+        config, loader = _parse(read_yaml(path), path.resolve().parent, environ)
+    except ConfigError as error:
+        key, problem = _one_line(error.key, 200), _one_line(error.problem, 500)
+        if (key, problem) == (error.key, error.problem):
+            raise
+        raise ConfigError(key, problem) from None
+    except Exception as error:  # a bug here; still a file this backupd cannot use
+        logger.debug("traceback", exc_info=True)
+        problem = f"{path}: cannot be loaded ({type(error).__name__}: {error}); please report this"
+        raise ConfigError("", _one_line(problem, 500)) from None
     _warn_inline_secrets(path, loader.inline_secrets)
     return config
