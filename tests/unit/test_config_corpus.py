@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 
-import backupd.runner
 import backupd.service.daemon
-from backupd.cli import EXIT_CONFIG, main
+import backupd.snapshot.run
+from backupd.cli import main
+from backupd.errors import EXIT_CONFIG
 
 # 12 lines; the expected line numbers below count on them.
 GOOD = """\
@@ -341,7 +342,7 @@ def started(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         calls.append("daemon")
         return 0
 
-    monkeypatch.setattr(backupd.runner, "run", snapshot)
+    monkeypatch.setattr(backupd.snapshot.run, "run", snapshot)
     monkeypatch.setattr(backupd.service.daemon, "run_daemon", daemon)
     monkeypatch.delenv("BACKUPD_CORPUS_UNSET", raising=False)
     return calls
