@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from backupd.errors import (
     BackupdError,
 )
-from backupd.store.summary import ChangeSummary
 
 
 @dataclass(frozen=True)
@@ -37,10 +36,6 @@ class JobCounts:
     added: int = 0
     changed: int = 0
     removed: int = 0
-
-    @classmethod
-    def of(cls, summary: ChangeSummary) -> JobCounts:
-        return cls(len(summary.jobs_added), len(summary.jobs_changed), len(summary.jobs_removed))
 
 
 @dataclass(frozen=True)

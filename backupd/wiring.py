@@ -29,7 +29,6 @@ from backupd.dataarts.retry import RetryPolicy
 from backupd.errors import ConfigError
 from backupd.model import (
     ApiObserver,
-    WorkspaceTarget,
 )
 from backupd.snapshot.options import SnapshotOptions
 from backupd.store.archive import ArchiveLimits
@@ -214,11 +213,3 @@ def author_identities(config: Config) -> dict[str, Identity]:
 def volatile_rules(config: Config) -> VolatileRules:
     fields = config.history.volatile_fields
     return VolatileRules.from_texts({".job": fields.job, ".script": fields.script})
-
-
-def targets(source: SourceConfig) -> list[WorkspaceTarget]:
-    """The configured workspaces; empty for 'workspaces: all' (run_snapshots discovers those)."""
-    return [
-        WorkspaceTarget(source=source.name, workspace_id=w.id, folder=w.folder)
-        for w in source.listed_workspaces
-    ]

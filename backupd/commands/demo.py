@@ -12,14 +12,15 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from backupd.commands.snapshot import run_snapshots
 from backupd.config import load_config
 from backupd.errors import (
     EXIT_OK,
     UserError,
 )
 from backupd.model import SnapshotResult
-from backupd.simulator.server import DEFAULT_AK, DEFAULT_PROJECT_ID, DEFAULT_SK, Simulator
-from backupd.snapshot.run import run_snapshots
+from backupd.simulator.gateway import DEFAULT_AK, DEFAULT_SK
+from backupd.simulator.server import DEFAULT_PROJECT_ID, Simulator
 
 if TYPE_CHECKING:
     from backupd.model import SnapshotResult

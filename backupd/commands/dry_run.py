@@ -21,11 +21,12 @@ from backupd.errors import BackupdError, RepoError, SnapshotRefused
 from backupd.model import WorkspaceTarget
 from backupd.snapshot.apply import check_deletions
 from backupd.snapshot.discovery import preview
+from backupd.snapshot.run import listed_targets
 from backupd.store.gitrepo import GitRepo
 from backupd.store.layout import INDEX_FILE, RESOURCES_DIR
 from backupd.store.names import name_of
 from backupd.store.summary import ChangeSummary
-from backupd.wiring import make_client, snapshot_options, targets
+from backupd.wiring import make_client, snapshot_options
 
 
 @dataclass(frozen=True)
@@ -155,7 +156,7 @@ def dry_run(config: Config, only: Iterable[str] = ()) -> list[WorkspacePlan]:
                         plans.append(WorkspacePlan(f"{source.name}/*", error=str(error)))
                         continue
                 else:
-                    found = targets(source)
+                    found = listed_targets(source)
                 for target in found:
                     if wanted and not {target.label, target.folder, target.source} & wanted:
                         continue

@@ -9,7 +9,8 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import datetime
 from types import FrameType
 from typing import TYPE_CHECKING
 
@@ -25,6 +26,16 @@ from backupd.errors import (
     UserError,
 )
 from backupd.logs import log
+from backupd.model import (
+    NO_OBSERVER,
+    Fanout,
+    SnapshotObserver,
+    SnapshotResult,
+)
+from backupd.snapshot.run import Publisher, RunReport, select_sources, snapshot_sources, utc_now
+from backupd.snapshot.scratch import remove_stale_staging
+from backupd.store.gitrepo import GitRepo, Identity, repository_lock
+from backupd.wiring import AuthCache, ClientFactory, make_client, snapshot_options
 
 if TYPE_CHECKING:
     from backupd.model import SnapshotObserver, SnapshotResult
@@ -34,8 +45,6 @@ logger = logging.getLogger("backupd")
 
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
-    from backupd.snapshot.run import run
-
     config = load_config(args.config)
     if args.dry_run:
         return dry_run(config, args.workspace)
@@ -124,7 +133,6 @@ def snapshot_observer(config: Config) -> Iterator[SnapshotObserver]:
     """What watches a one-shot snapshot: the status file and alerts, and a progress bar on a
     terminal."""
     from backupd.commands.progress import progress_for
-    from backupd.model import Fanout
     from backupd.service.alerts import send_alert
     from backupd.service.monitor import Monitor
     from backupd.service.plan import schedule_of
@@ -169,3 +177,66 @@ def failure_lines(failed: Sequence[SnapshotResult]) -> list[str]:
         )
         by_error.setdefault((kind, result.error or "unknown error"), []).append(result.target.label)
     return [f"{', '.join(labels)}: {kind}{error}" for (kind, error), labels in by_error.items()]
+
+
+def run(
+    config: Config,
+    *,
+    only: Iterable[str] = (),
+    allow_mass_delete: bool = False,
+    client_factory: ClientFactory | None = None,
+    auth_cache: AuthCache | None = None,
+    clock: Callable[[], datetime] = utc_now,
+    observer: SnapshotObserver = NO_OBSERVER,
+    cancel: threading.Event | None = None,
+) -> RunReport:
+    """One snapshot run (`backupd snapshot`, the timer units): the configured workspaces
+    (``only``: labels, folders or source names), then tag and push.
+
+    Holds the repository lock while it snapshots and tags; the push runs outside it: it may
+    wait on the network, and its failure is part of the report, never an exception.
+    """
+    factory = client_factory or functools.partial(make_client, auth_cache=auth_cache, cancel=cancel)
+    identity = Identity(config.repository.author.name, config.repository.author.email)
+    publisher = Publisher(clock)
+    with GitRepo.open(config.repository.path, branch=config.repository.branch) as repo:
+        with repository_lock(repo):
+            repo.prepare(identity)  # also repairs what a killed run left in the repository
+            remove_stale_staging(config.staging_dir)
+            results = snapshot_sources(
+                config,
+                repo,
+                select_sources(config, only),
+                identity,
+                clients=factory,
+                options_for=functools.partial(
+                    snapshot_options, config, allow_mass_delete=allow_mass_delete
+                ),
+                observer=observer,
+                cancel=cancel,
+            )
+            tag = publisher.tag(repo, config, results, identity)
+            repo.housekeep()
+        pushed = None
+        if not (cancel is not None and cancel.is_set()):
+            pushed = publisher.push(repo, config, results)
+    return RunReport(tuple(results), tag, pushed)
+
+
+def run_snapshots(
+    config: Config,
+    *,
+    only: Iterable[str] = (),
+    allow_mass_delete: bool = False,
+    client_factory: ClientFactory | None = None,
+    auth_cache: AuthCache | None = None,
+) -> list[SnapshotResult]:
+    """Snapshot the configured workspaces (then tag and push, as configured)."""
+    report = run(
+        config,
+        only=only,
+        allow_mass_delete=allow_mass_delete,
+        client_factory=client_factory,
+        auth_cache=auth_cache,
+    )
+    return list(report.results)

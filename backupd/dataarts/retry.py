@@ -37,7 +37,7 @@ class RetryPolicy:
         """Seconds to wait before attempt ``attempt + 1`` (attempt counts from 1)."""
         retry_after = getattr(error, "retry_after", None)
         if retry_after is not None:
-            return min(max(retry_after, 0.0), self.max_retry_after)
+            return min(max(float(retry_after), 0.0), self.max_retry_after)
         ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
         return rng.uniform(ceiling / 2, ceiling)  # "equal jitter": never zero, never synchronised
 

@@ -16,6 +16,7 @@ everything that follows runs on the main thread.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import queue
@@ -46,9 +47,9 @@ from backupd.service.systemd import Notifier, watchdog_interval
 from backupd.snapshot.discovery import known_targets, read_map
 from backupd.snapshot.memory import release_free_memory
 from backupd.snapshot.run import Publisher, SourceRun, discover_workspaces, snapshot_sources
-from backupd.snapshot.stage import remove_stale_staging
+from backupd.snapshot.scratch import remove_stale_staging
 from backupd.store.gitrepo import GitRepo, Identity, repository_lock
-from backupd.wiring import make_client
+from backupd.wiring import make_client, snapshot_options
 
 logger = logging.getLogger(__name__)
 
@@ -339,6 +340,9 @@ class Daemon:
                     [run],
                     _identity(config),
                     clients=lambda source: contextlib.nullcontext(generation.client(source.name)),
+                    options_for=functools.partial(
+                        snapshot_options, config, allow_mass_delete=False
+                    ),
                     observer=self._observer,
                     cancel=self._cancel,
                     commit_lock=self._write_lock,

@@ -191,7 +191,8 @@ def from_json(label: str, data: Mapping[str, Any]) -> WorkspaceStatus:
             return default
         return value if isinstance(value, kind) else default
 
-    changes = data.get("changes") if isinstance(data.get("changes"), dict) else {}
+    found = data.get("changes")
+    changes: Mapping[str, Any] = found if isinstance(found, dict) else {}
     counts = [changes.get(k) for k in ("added", "changed", "removed")]
     alerted = data.get("alerted")
     return WorkspaceStatus(

@@ -15,7 +15,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from backupd.config import SourceConfig
 from backupd.dataarts.client import DataArtsClient, WorkspaceInfo
@@ -351,7 +351,12 @@ def _announce(discovery: Discovery) -> None:
         included=sum(1 for w in listed if w.included),
     )
     for w in discovery.workspaces:
-        fields = {"source": source, "id": w.id, "name": w.name, "folder": w.folder or "-"}
+        fields: dict[str, Any] = {
+            "source": source,
+            "id": w.id,
+            "name": w.name,
+            "folder": w.folder or "-",
+        }
         if w.state == "new" and w.included:
             log(logger, "workspace.discovered", **fields)
         elif w.state == "renamed":

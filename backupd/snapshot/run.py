@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -38,11 +37,9 @@ from backupd.snapshot.export_queue import ExportQueue
 from backupd.snapshot.memory import release_free_memory
 from backupd.snapshot.options import SnapshotOptions
 from backupd.snapshot.publish import push_snapshots, tag_snapshot
-from backupd.snapshot.stage import remove_stale_staging
 from backupd.snapshot.workspace import PreparedWorkspace, finish_workspace, prepare_workspace
-from backupd.store.gitrepo import GitRepo, Identity, repository_lock
+from backupd.store.gitrepo import GitRepo, Identity
 from backupd.store.remote import PushResult
-from backupd.wiring import AuthCache, ClientFactory, make_client, snapshot_options, targets
 
 logger = logging.getLogger(__name__)
 
@@ -319,24 +316,26 @@ def snapshot_sources(
     identity: Identity,
     *,
     clients: ClientOpener,
+    options_for: Callable[[SourceConfig], SnapshotOptions],
     observer: SnapshotObserver = NO_OBSERVER,
     cancel: threading.Event | None = None,
     commit_lock: AbstractContextManager[object] | None = None,
-    allow_mass_delete: bool = False,
     parallel: int | None = None,
 ) -> list[SnapshotResult]:
     """THE driver: snapshot what ``runs`` name, source by source, into ``repo``.
 
     `backupd snapshot` calls it with every configured source (holding the repository lock);
     the daemon with one workspace at a time (``commit_lock`` serialises its commits,
-    ``cancel`` is its stop). Discovery and reporting (``observer.finished``) happen here and
-    nowhere else; tagging and pushing follow in :class:`Publisher`.
+    ``cancel`` is its stop). ``clients`` opens a source's API client, ``options_for`` gives
+    its snapshot options (both from the wiring). Discovery and reporting
+    (``observer.finished``) happen here and nowhere else; tagging and pushing follow in
+    :class:`Publisher`.
     """
     results: list[SnapshotResult] = []
     for run in runs:
         if cancel is not None and cancel.is_set():
             break
-        options = snapshot_options(config, run.source, allow_mass_delete=allow_mass_delete)
+        options = options_for(run.source)
         with clients(run.source) as client:
             chosen = list(run.targets)
             if run.discover:
@@ -409,46 +408,9 @@ class Publisher:
         return result
 
 
-def run(
-    config: Config,
-    *,
-    only: Iterable[str] = (),
-    allow_mass_delete: bool = False,
-    client_factory: ClientFactory | None = None,
-    auth_cache: AuthCache | None = None,
-    clock: Callable[[], datetime] = utc_now,
-    observer: SnapshotObserver = NO_OBSERVER,
-    cancel: threading.Event | None = None,
-) -> RunReport:
-    """One snapshot run (`backupd snapshot`, the timer units): the configured workspaces
-    (``only``: labels, folders or source names), then tag and push.
-
-    Holds the repository lock while it snapshots and tags; the push runs outside it: it may
-    wait on the network, and its failure is part of the report, never an exception.
-    """
-    factory = client_factory or functools.partial(make_client, auth_cache=auth_cache, cancel=cancel)
-    identity = Identity(config.repository.author.name, config.repository.author.email)
-    publisher = Publisher(clock)
-    with GitRepo.open(config.repository.path, branch=config.repository.branch) as repo:
-        with repository_lock(repo):
-            repo.prepare(identity)  # also repairs what a killed run left in the repository
-            remove_stale_staging(config.staging_dir)
-            results = snapshot_sources(
-                config,
-                repo,
-                select_sources(config, only),
-                identity,
-                clients=factory,
-                observer=observer,
-                cancel=cancel,
-                allow_mass_delete=allow_mass_delete,
-            )
-            tag = publisher.tag(repo, config, results, identity)
-            repo.housekeep()
-        pushed = None
-        if not (cancel is not None and cancel.is_set()):
-            pushed = publisher.push(repo, config, results)
-    return RunReport(tuple(results), tag, pushed)
+def listed_targets(source: SourceConfig) -> list[WorkspaceTarget]:
+    """The workspaces the config lists (none for 'workspaces: all': discovery finds those)."""
+    return [WorkspaceTarget(source.name, w.id, w.folder) for w in source.listed_workspaces]
 
 
 def select_sources(config: Config, only: Iterable[str] = ()) -> list[SourceRun]:
@@ -462,7 +424,7 @@ def select_sources(config: Config, only: Iterable[str] = ()) -> list[SourceRun]:
                 runs.append(SourceRun(source, discover=True, wanted=wanted))
             continue
         selection = SourceRun(source, wanted=wanted)
-        chosen = tuple(t for t in targets(source) if selection.keeps(t))
+        chosen = tuple(t for t in listed_targets(source) if selection.keeps(t))
         if chosen:
             runs.append(dataclasses.replace(selection, targets=chosen))
     return runs
@@ -474,22 +436,3 @@ def _concerns(source: SourceConfig, wanted: frozenset[str]) -> bool:
         item == source.name or item.startswith(f"{source.name}/") or "/" not in item
         for item in wanted
     )
-
-
-def run_snapshots(
-    config: Config,
-    *,
-    only: Iterable[str] = (),
-    allow_mass_delete: bool = False,
-    client_factory: ClientFactory | None = None,
-    auth_cache: AuthCache | None = None,
-) -> list[SnapshotResult]:
-    """Snapshot the configured workspaces (then tag and push, as configured)."""
-    report = run(
-        config,
-        only=only,
-        allow_mass_delete=allow_mass_delete,
-        client_factory=client_factory,
-        auth_cache=auth_cache,
-    )
-    return list(report.results)

@@ -26,7 +26,8 @@ from backupd.snapshot.apply import apply_staged
 from backupd.snapshot.export_queue import Lane
 from backupd.snapshot.options import SnapshotOptions
 from backupd.snapshot.plan import read_baseline, record_progress
-from backupd.snapshot.stage import StagedWorkspace, make_staging, stage_workspace
+from backupd.snapshot.scratch import make_staging
+from backupd.snapshot.stage import StagedWorkspace, stage_workspace
 from backupd.store.blobs import BlobWriter
 from backupd.store.gitrepo import GitRepo, Identity
 
@@ -116,7 +117,9 @@ def finish_workspace(
         jobs=len(staged.jobs),
         scripts=staged.script_count,
         resources=staged.resource_count,
-        changed_jobs=JobCounts.of(summary),
+        changed_jobs=JobCounts(
+            len(summary.jobs_added), len(summary.jobs_changed), len(summary.jobs_removed)
+        ),
         commit=sha,
         duration=time.monotonic() - prepared.started,
         retries=client.retries - prepared.retries_before,

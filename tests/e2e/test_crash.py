@@ -19,9 +19,9 @@ import sys
 import time
 from pathlib import Path
 
+from backupd.commands.snapshot import run_snapshots
 from backupd.config import load_config
 from backupd.simulator.server import Simulator
-from backupd.snapshot.run import run_snapshots
 from tests.helpers import expected_tree, git, make_config, read_tree, workspace_id
 
 WORKSPACES = {"a": workspace_id(51), "b": workspace_id(52)}

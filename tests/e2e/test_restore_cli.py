@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from backupd.commands.snapshot import run_snapshots
 from backupd.config import load_config
 from backupd.simulator.server import Simulator
-from backupd.snapshot.run import run_snapshots
 from tests.e2e.test_cli import backupd
 from tests.helpers import git, make_config, workspace_id
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from backupd.commands.snapshot import run_snapshots
 from backupd.config import load_config
 from backupd.simulator.server import DEFAULT_OBS_AK, DEFAULT_OBS_SK, Simulator
-from backupd.snapshot.run import run_snapshots
 from tests.e2e.test_cli import backupd
 from tests.helpers import make_config, workspace_id
 

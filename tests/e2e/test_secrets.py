@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 import yaml
 
+from backupd.commands.snapshot import run_snapshots
 from backupd.config import load_config
 from backupd.simulator.server import AccessKey, IamUser, Simulator
-from backupd.snapshot.run import run_snapshots
 from backupd.wiring import AuthCache, make_auth, make_client
 from tests.helpers import git, secret_file, workspace_id
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from backupd.commands.snapshot import run_snapshots
 from backupd.config import load_config
 from backupd.errors import (
     AuthError,
@@ -26,7 +27,6 @@ from backupd.errors import (
 from backupd.model import SnapshotResult
 from backupd.simulator.gateway import TOKEN_EXPIRED, AuthRequest, SimulatedAuth
 from backupd.simulator.server import DEFAULT_PROJECT_ID, Simulator
-from backupd.snapshot.run import run_snapshots
 from backupd.wiring import AuthCache
 from tests.helpers import auth_config, commit_count, make_config, secret_file, workspace_id
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from backupd.commands.snapshot import run_snapshots
 from backupd.config import load_config
 from backupd.model import SnapshotResult
 from backupd.simulator.server import DEFAULT_INSTANCE_ID, Simulator
-from backupd.snapshot.run import run_snapshots
 from tests.helpers import (
     commit_count,
     discover_all,

@@ -15,10 +15,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from backupd.commands.snapshot import run_snapshots
 from backupd.config import load_config
 from backupd.model import SnapshotResult
 from backupd.simulator.server import DEFAULT_TOKEN, Simulator
-from backupd.snapshot.run import run_snapshots
 from tests.conftest import Mount
 from tests.helpers import commit_count, expected_tree, git, make_config, read_tree, workspace_id
 

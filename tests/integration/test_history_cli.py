@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from backupd.commands.snapshot import run_snapshots
 from backupd.config import load_config
 from backupd.simulator.server import Simulator
-from backupd.snapshot.run import run_snapshots
 from backupd.store.normalise import canonical_json
 from tests.helpers import backupd_cli, git, make_config, workspace_id
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import yaml
 
+from backupd.commands.snapshot import run_snapshots
 from backupd.config import load_config
 from backupd.model import SnapshotResult
 from backupd.simulator.server import Simulator
-from backupd.snapshot.run import run_snapshots
 from tests.helpers import expected_tree, git, make_config, read_tree, workspace_id
 
 WID = workspace_id(31)

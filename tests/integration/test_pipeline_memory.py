@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from backupd.commands.snapshot import run_snapshots
 from backupd.config import load_config
 from backupd.simulator.server import Simulator
 from backupd.snapshot import run as runner
@@ -39,6 +40,6 @@ def test_a_committed_workspace_is_not_held_while_the_others_go_on(
         return real_finish(client, repo, prepared, *args, **kw)
 
     monkeypatch.setattr(runner, "finish_workspace", finish)
-    results = runner.run_snapshots(config)
+    results = run_snapshots(config)
     assert all(r.ok for r in results) and len(results) == 4
     assert still_held == [0, 0, 0, 0]

@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
+from backupd.commands.snapshot import run
 from backupd.config import load_config
 from backupd.simulator.server import Simulator
-from backupd.snapshot.run import RunReport, run
+from backupd.snapshot.run import RunReport
 from tests.gitserver import GitDaemon, bare_repository
 from tests.helpers import backupd_cli as backupd
 from tests.helpers import git, make_config, workspace_id

@@ -9,10 +9,10 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from backupd.commands.snapshot import run_snapshots
 from backupd.config import load_config
 from backupd.model import SnapshotResult
 from backupd.simulator.server import Simulator
-from backupd.snapshot.run import run_snapshots
 from tests.helpers import git, make_config, read_tree, workspace_id
 
 

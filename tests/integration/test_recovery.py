@@ -14,11 +14,11 @@ import threading
 import time
 from pathlib import Path
 
+from backupd.commands.snapshot import run_snapshots
 from backupd.config import load_config
 from backupd.model import SnapshotResult
 from backupd.simulator.server import Simulator
-from backupd.snapshot.run import run_snapshots
-from backupd.snapshot.stage import STAGING_PREFIX
+from backupd.snapshot.scratch import STAGING_PREFIX
 from tests.helpers import expected_tree, git, make_config, read_tree, workspace_id
 
 A, B = workspace_id(41), workspace_id(42)

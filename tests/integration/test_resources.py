@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from backupd.commands.snapshot import run_snapshots
 from backupd.config import load_config
 from backupd.simulator.server import Simulator
-from backupd.snapshot.run import run_snapshots
 from tests.helpers import expected_tree, git, make_config, read_tree, workspace_id
 
 WID = workspace_id(1)

@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 
 from backupd.cli import main
+from backupd.commands.snapshot import run_snapshots
 from backupd.config import load_config
 from backupd.dataarts.obs import ObsClient, ObsCredentials
 from backupd.errors import AuthError, ClockSkewError
 from backupd.restore.plan import plan_restore, restore_entries
 from backupd.secret import Secret
 from backupd.simulator.server import DEFAULT_OBS_AK, DEFAULT_OBS_SK, Simulator
-from backupd.snapshot.run import run_snapshots
 from backupd.store.archive import extract_archive
 from backupd.store.gitrepo import GitRepo
 from tests.helpers import git, make_config, workspace_id

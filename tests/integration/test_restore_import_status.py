@@ -13,6 +13,7 @@ from typing import Literal
 import pytest
 
 from backupd.cli import main
+from backupd.commands.snapshot import run_snapshots
 from backupd.config import load_config
 from backupd.dataarts.auth import StaticTokenAuth
 from backupd.dataarts.client import ClientSettings, DataArtsClient
@@ -27,7 +28,6 @@ from backupd.simulator.server import (
     DEFAULT_PROJECT_ID,
     Simulator,
 )
-from backupd.snapshot.run import run_snapshots
 from tests.helpers import make_config, workspace_id
 
 BUCKET = "dr-bucket"

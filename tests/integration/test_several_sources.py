@@ -7,9 +7,9 @@ from typing import Any
 
 import yaml
 
+from backupd.commands.snapshot import run_snapshots
 from backupd.config import load_config
 from backupd.simulator.server import Simulator
-from backupd.snapshot.run import run_snapshots
 from tests.helpers import expected_tree, git, read_tree, workspace_id
 
 PROD_PROJECT = "0123456789abcdef0123456789abcdef"

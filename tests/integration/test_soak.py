@@ -24,9 +24,9 @@ from pathlib import Path
 
 import pytest
 
+from backupd.commands.snapshot import run_snapshots
 from backupd.config import load_config
 from backupd.simulator.server import Simulator
-from backupd.snapshot.run import run_snapshots
 from tests.helpers import expected_tree, git, make_config, read_tree, workspace_id
 
 WORKSPACES = {"alpha": workspace_id(61), "beta": workspace_id(62)}

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
+import backupd.commands.snapshot
 import backupd.service.daemon
-import backupd.snapshot.run
 from backupd.cli import main
 from backupd.errors import EXIT_CONFIG
 
@@ -342,7 +342,7 @@ def started(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         calls.append("daemon")
         return 0
 
-    monkeypatch.setattr(backupd.snapshot.run, "run", snapshot)
+    monkeypatch.setattr(backupd.commands.snapshot, "run", snapshot)
     monkeypatch.setattr(backupd.service.daemon, "run_daemon", daemon)
     monkeypatch.delenv("BACKUPD_CORPUS_UNSET", raising=False)
     return calls
