@@ -1,4 +1,8 @@
-"""The git repository that holds the snapshots (GitPython, the only module importing it)."""
+"""The git repository that holds the snapshots (GitPython, the only module importing it).
+
+Every git process started here gets :func:`git_environment`: ours without any secret this
+process holds (GitPython's own runner would add all of ours back, so none goes through it).
+"""
 
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ import git
 
 from backupd.errors import LockedError, RepoError
 from backupd.logs import log
+from backupd.secret import child_environment
 
 logger = logging.getLogger(__name__)
 
@@ -313,6 +318,7 @@ class GitRepo:
                 capture_output=True,
                 check=True,
                 timeout=600,
+                env=git_environment(),
             )
         except (OSError, subprocess.SubprocessError) as error:
             raise RepoError(f"git cat-file failed in {self.path}: {error}") from None
@@ -353,16 +359,8 @@ class GitRepo:
 
     def read_file(self, commit: str, path: str) -> bytes | None:
         """A file's bytes as of ``commit``, or None when it did not exist then."""
-        try:
-            return bytes(
-                self._repo.git.execute(
-                    ["git", "cat-file", "blob", f"{commit}:{path}"],
-                    stdout_as_string=False,
-                    strip_newline_in_stdout=False,
-                )
-            )
-        except git.GitCommandError:
-            return None
+        result = self._run(["cat-file", "blob", f"{commit}:{path}"])
+        return result.stdout if result.returncode == 0 else None
 
     # --- changes ------------------------------------------------------------------------------
 
@@ -425,6 +423,7 @@ class GitRepo:
                     stdin=subprocess.PIPE,
                     stdout=subprocess.DEVNULL,
                     stderr=errors,  # a file: git cannot block on it while we write
+                    env=git_environment(),
                 )
                 stdin = cast(IO[bytes], process.stdin)  # a pipe: stdin=PIPE
                 try:
@@ -555,13 +554,16 @@ class GitRepo:
         *,
         environment: Mapping[str, str],
         timeout: float,
+        options: Sequence[str] = (),
     ) -> PushOutput:
         """``git push --porcelain --atomic``; never raises for a failed or timed-out push.
 
+        ``options`` go before the subcommand (``-c name=value``); like ``url`` and
+        ``environment`` they are visible to other users and must hold no secret.
         git runs in its own session so that a timeout kills it together with ssh (killing
         git alone would leave ssh holding the pipes open).
         """
-        command = ["git", "-C", str(self.path), "push", "--porcelain", "--atomic", url]
+        command = ["git", *options, "-C", str(self.path), "push", "--porcelain", "--atomic", url]
         with subprocess.Popen(
             [*command, *refspecs],
             stdin=subprocess.DEVNULL,
@@ -586,7 +588,11 @@ class GitRepo:
     def _records(self, *args: str) -> Iterator[bytes]:
         """git's NUL-terminated output records, streamed; closing the iterator early ends git."""
         with subprocess.Popen(
-            ["git", *args], cwd=self.path, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            ["git", *args],
+            cwd=self.path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=git_environment(),
         ) as process:
             assert process.stdout is not None  # noqa: S101 - stdout=PIPE
             pending = b""
@@ -603,22 +609,38 @@ class GitRepo:
             raise RepoError(f"git {_subcommand(args)} failed in {self.path}: {detail}")
 
     def _git(self, *args: str, env: Mapping[str, str] | None = None) -> str:
-        """Run git in the repository; ``env`` adds variables for this call only (thread-safe,
-        unlike GitPython's shared custom_environment)."""
+        """Run git in the repository; its output (raises RepoError when git fails). ``env``
+        adds variables for this call only."""
+        result = self._run(args, env)
+        if result.returncode != 0:
+            text = result.stderr.decode("utf-8", "replace")
+            detail = text.strip().replace("\n", " ")[:500]
+            raise RepoError(f"git {_subcommand(args)} failed in {self.path}: {detail}")
+        return result.stdout.decode("utf-8", "surrogateescape")
+
+    def _run(
+        self, args: Sequence[str], env: Mapping[str, str] | None = None
+    ) -> subprocess.CompletedProcess[bytes]:
         try:
-            return str(
-                self._repo.git.execute(
-                    ["git", *args],
-                    strip_newline_in_stdout=False,
-                    env={**os.environ, **env} if env else None,
-                )
+            return subprocess.run(
+                ["git", *args],
+                cwd=self.path,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                env=git_environment(env),
+                check=False,
             )
-        except git.GitCommandError as error:
-            detail = (error.stderr or "").strip().replace("\n", " ")[:500]
-            raise RepoError(f"git {_subcommand(args)} failed in {self.path}: {detail}") from None
+        except OSError as error:
+            raise RepoError(f"git {_subcommand(args)} failed in {self.path}: {error}") from None
 
 
 STAGE_FLAGS = ("--add", "--remove", "-z", "--stdin")
+
+
+def git_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a local git command: ours without our secrets, messages in
+    English (as GitPython ran them), plus ``extra``."""
+    return {**child_environment(), "LANGUAGE": "C", "LC_ALL": "C", **(extra or {})}
 
 
 def _chunks(pieces: Iterable[bytes], size: int = 1 << 16) -> Iterator[bytes]:
@@ -651,7 +673,15 @@ def _create_repository(path: Path, branch: str) -> None:
         raise RepoError(f"{path} exists, is not empty and is not a git repository")
     scratch = Path(tempfile.mkdtemp(prefix=INIT_PREFIX, dir=path))
     try:
-        git.Repo.init(scratch, initial_branch=branch).close()
+        result = subprocess.run(
+            ["git", "init", "-q", f"--initial-branch={branch}", str(scratch)],
+            capture_output=True,
+            check=False,
+            env=git_environment(),
+        )
+        if result.returncode != 0:
+            detail = result.stderr.decode("utf-8", "replace").strip().replace("\n", " ")[:500]
+            raise RepoError(f"git init failed in {path}: {detail}")
         try:
             (scratch / ".git").rename(path / ".git")
         except OSError:
