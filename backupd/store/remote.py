@@ -21,12 +21,15 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from backupd.errors import CredentialError
 from backupd.secret import Secret, child_environment
-from backupd.store.gitrepo import PushOutput
 from backupd.store.tags import TAG_PREFIX
+
+if TYPE_CHECKING:  # config checks URLs with this module: it must not load GitPython
+    from backupd.store.gitrepo import PushOutput
 
 CREDENTIALS_PREFIX = "backupd-git-"
 
@@ -113,7 +116,10 @@ def url_problem(url: str, *, password_given: bool = False) -> str | None:
         )
     if password_given:
         if parts.scheme not in ("http", "https"):
-            return "remote.password* applies to http:// and https:// URLs only"
+            return (
+                "a password (remote.password, password_file, password_credential) is for "
+                "http:// and https:// URLs only"
+            )
         if not user:
             return (
                 "needs the user name when a password is given: "

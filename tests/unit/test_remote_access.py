@@ -66,7 +66,7 @@ def test_a_password_needs_an_http_url_with_a_user_name() -> None:
     no_user = url_problem("https://git.example.com/b.git", password_given=True)
     assert no_user is not None and "https://USER@git.example.com/..." in no_user
     ssh = url_problem("git@git.example.com:b.git", password_given=True)
-    assert ssh is not None and "http:// and https:// URLs only" in ssh
+    assert ssh is not None and "is for http:// and https:// URLs only" in ssh
 
 
 def test_the_credential_line_is_bound_to_scheme_user_host_and_path() -> None:
