@@ -1,7 +1,8 @@
-"""The git repository that holds the snapshots (GitPython, the only module importing it).
+"""The git repository that holds the snapshots, through the git command line.
 
 Every git process started here gets :func:`git_environment`: ours without any secret this
-process holds (GitPython's own runner would add all of ours back, so none goes through it).
+process holds. (No GitPython: its runner adds all of our environment back to each git it
+starts, and importing it starts ``git version`` with all of it.)
 """
 
 from __future__ import annotations
@@ -21,8 +22,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, cast
-
-import git
 
 from backupd.errors import LockedError, RepoError
 from backupd.logs import log
@@ -107,32 +106,28 @@ class PushOutput:
 class GitRepo:
     """A working tree with one branch of snapshots. Open per run; close when done."""
 
-    def __init__(self, repo: git.Repo, branch: str) -> None:
-        self._repo = repo
+    def __init__(self, path: Path, branch: str) -> None:
         self.branch = branch
-        self.path = Path(repo.working_tree_dir or ".")
+        self.path = Path(os.path.normpath(path.absolute()))  # as given, made absolute
 
     # --- opening ------------------------------------------------------------------------------
 
     @classmethod
     def open(cls, path: Path, *, branch: str) -> GitRepo:
         """Open the repository, creating an empty one when it does not exist."""
-        try:
-            if not (path / ".git").exists():
-                _create_repository(path, branch)
-            repo = git.Repo(path)
-        except git.GitError as error:
-            raise RepoError(f"cannot open git repository {path}: {error}") from None
-        return cls(repo, branch)
+        if not (path / ".git").exists():
+            _create_repository(path, branch)
+        problem = _not_a_repository(path)
+        if problem is not None:
+            raise RepoError(f"cannot open git repository {path}: {problem}")
+        return cls(path, branch)
 
     @classmethod
     def open_existing(cls, path: Path, *, branch: str) -> GitRepo:
         """Open a repository that backupd already wrote to, for reading or pushing only."""
-        try:
-            repo = git.Repo(path)
-        except (git.GitError, OSError):
-            raise RepoError(f"{path} is not a backupd repository (no snapshot yet?)") from None
-        instance = cls(repo, branch)
+        if _not_a_repository(path) is not None:
+            raise RepoError(f"{path} is not a backupd repository (no snapshot yet?)")
+        instance = cls(path, branch)
         if not instance.has_commits():
             instance.close()
             raise RepoError(f"{path} holds no snapshot yet")
@@ -202,26 +197,28 @@ class GitRepo:
             time.sleep(0.1)
 
     def _configure(self) -> None:
-        with self._repo.config_writer() as writer:
-            # Hooks or signing configured globally must not block an unattended daemon.
-            writer.set_value("commit", "gpgsign", "false")
-            writer.set_value("core", "quotePath", "false")
-            # Tens of thousands of files: each commit rewrites only a small split of the index
-            # instead of all of it.
-            writer.set_value("core", "splitIndex", "true")
+        # Hooks or signing configured globally must not block an unattended daemon.
+        self._git("config", "commit.gpgsign", "false")
+        self._git("config", "core.quotePath", "false")
+        # Tens of thousands of files: each commit rewrites only a small split of the index
+        # instead of all of it.
+        self._git("config", "core.splitIndex", "true")
 
     def _checkout_branch(self) -> None:
-        try:
-            if self._repo.head.is_detached or self._repo.active_branch.name != self.branch:
-                if self.branch in self._repo.heads:
-                    self._git("checkout", "-q", self.branch)
-                else:
-                    self._git("checkout", "-q", "-b", self.branch)
-        except TypeError:  # pragma: no cover - unborn HEAD is handled by open()
-            pass
+        current = self._run(["symbolic-ref", "-q", "HEAD"])  # fails when HEAD is detached
+        if (
+            current.returncode == 0
+            and current.stdout.strip() == f"refs/heads/{self.branch}".encode()
+        ):
+            return
+        exists = self._run(["show-ref", "--verify", "--quiet", f"refs/heads/{self.branch}"])
+        if exists.returncode == 0:
+            self._git("checkout", "-q", self.branch)
+        else:
+            self._git("checkout", "-q", "-b", self.branch)
 
     def close(self) -> None:
-        self._repo.close()
+        """Nothing to release (kept so that callers need not know)."""
 
     def __enter__(self) -> GitRepo:
         return self
@@ -231,7 +228,7 @@ class GitRepo:
 
     # --- queries ------------------------------------------------------------------------------
 
-    # Queries go through the git command, never GitPython's object database: that keeps one
+    # Queries go through the git command, never a library's object database: that keeps one
     # long-lived cat-file process per repository, which two threads must not talk to at once.
 
     def has_commits(self) -> bool:
@@ -392,8 +389,7 @@ class GitRepo:
             self._git("reset", "-q", "HEAD", "--", folder)
             self._git("checkout", "-q", "HEAD", "--", folder)
         else:
-            with contextlib.suppress(git.GitCommandError):
-                self._git("rm", "-r", "-q", "--cached", "--ignore-unmatch", "--", folder)
+            self._git("rm", "-r", "-q", "--cached", "--ignore-unmatch", "--", folder)
         self._git("clean", "-q", "-f", "-d", "-x", "--", folder)
 
     def stage(self, paths: Iterable[str], *, blobs_stored: bool = False) -> None:
@@ -639,7 +635,7 @@ STAGE_FLAGS = ("--add", "--remove", "-z", "--stdin")
 
 def git_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment of a local git command: ours without our secrets, messages in
-    English (as GitPython ran them), plus ``extra``."""
+    English, plus ``extra``."""
     return {**child_environment(), "LANGUAGE": "C", "LC_ALL": "C", **(extra or {})}
 
 
@@ -661,6 +657,23 @@ def _subcommand(args: Sequence[str]) -> str:
     while len(rest) > 1 and rest[0].startswith("-"):
         rest = rest[2:] if rest[0] == "-c" else rest[1:]
     return rest[0] if rest else "?"
+
+
+def _not_a_repository(path: Path) -> str | None:
+    """Why ``path`` is not a git working tree (its own ``.git``, not a parent's), or None."""
+    try:
+        result = subprocess.run(
+            ["git", "--git-dir", str(path / ".git"), "rev-parse", "--git-dir"],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            env=git_environment(),
+            check=False,
+        )
+    except OSError as error:
+        return str(error)
+    if result.returncode != 0:
+        return result.stderr.decode("utf-8", "replace").strip().replace("\n", " ")[:500]
+    return None
 
 
 def _create_repository(path: Path, branch: str) -> None:
