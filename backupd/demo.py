@@ -14,6 +14,7 @@ from backupd.config import load_config
 from backupd.dataarts.simulator import DEFAULT_AK, DEFAULT_PROJECT_ID, DEFAULT_SK, Simulator
 from backupd.errors import UserError
 from backupd.runner import run_snapshots
+from backupd.secret import child_environment
 from backupd.snapshot import SnapshotResult
 
 WORKSPACES = {
@@ -117,6 +118,7 @@ def run_demo(directory: Path) -> None:
     subprocess.run(
         ["git", "-C", str(repo), "--no-pager", "log", "--stat=100", "--format=medium"],
         check=True,
+        env=child_environment(),
     )
     _say(f"\nTry: git -C {repo} log -p -- demo/sales/jobs")
 
