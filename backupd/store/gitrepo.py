@@ -17,7 +17,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -581,7 +581,7 @@ class GitRepo:
 
     # --- plumbing -----------------------------------------------------------------------------
 
-    def _records(self, *args: str) -> Iterator[bytes]:
+    def _records(self, *args: str) -> Generator[bytes]:
         """git's NUL-terminated output records, streamed; closing the iterator early ends git."""
         with subprocess.Popen(
             ["git", *args],
