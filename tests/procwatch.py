@@ -74,6 +74,7 @@ class ProcessWatch:
                 break
             self._round()
             self.findings.rounds += 1
+            self._stop.wait(0.001)  # a breath for the processes watched (2 cores shared)
 
     def _round(self) -> None:
         try:
