@@ -25,6 +25,7 @@ from backupd.config_yaml import read_yaml
 from backupd.errors import ConfigError
 from backupd.logs import log
 from backupd.secret import Secret
+from backupd.store.remote import url_problem
 from backupd.store.volatile import parse_field_path
 
 logger = logging.getLogger(__name__)
@@ -769,7 +770,8 @@ class HistoryConfig:
 class RemoteConfig:
     url: str = option(
         "Git URL to push the snapshots to (ssh://, user@host:path, https://, file://). "
-        "Credentials in an https URL are never shown in logs; prefer an SSH key.",
+        "Never with a password in it (https://USER@host/... is fine): give the password "
+        "with password_file or password_credential; prefer an SSH key.",
         example="git@git.example.com:data-platform/dataarts-backup.git",
     )
     branch: str | None = option("Branch on the remote (default: repository.branch).", None)
@@ -784,6 +786,29 @@ class RemoteConfig:
         check=_credential_name,
         example="push-key",
     )
+    known_hosts_file: Path | None = option(
+        "known_hosts file holding the SSH host key of the remote (default: ssh's own, "
+        "~/.ssh/known_hosts of the user backupd runs as and /etc/ssh/ssh_known_hosts). "
+        "A host key not found there fails the push.",
+        None,
+        example="/etc/backupd/known_hosts",
+    )
+    password: Secret | None = option(
+        "Password or access token of an https:// remote (user name in the URL), itself "
+        "(prefer a file or credential).",
+        None,
+    )
+    password_file: Path | None = option(
+        "File holding the password or token of an https:// remote (mode 0600).",
+        None,
+        example="/etc/backupd/push-token",
+    )
+    password_credential: str | None = option(
+        "systemd credential name holding the password or token of an https:// remote.",
+        None,
+        check=_credential_name,
+        example="push-token",
+    )
     timeout: float = option(
         "Seconds a push may take; a push that fails or times out is retried after the next "
         "snapshot run (or with 'backupd push').",
@@ -794,6 +819,11 @@ class RemoteConfig:
     def _validate(self, key: str) -> None:
         if self.ssh_key_file is not None and self.ssh_key_credential is not None:
             raise ConfigError(key, "set at most one of ssh_key_file, ssh_key_credential")
+        passwords = ("password", "password_file", "password_credential")
+        _one_source(self, key, passwords, required=False)
+        given = any(getattr(self, name) is not None for name in passwords)
+        if (problem := url_problem(self.url, password_given=given)) is not None:
+            raise ConfigError(f"{key}.url", problem)
 
 
 @dataclass(frozen=True)

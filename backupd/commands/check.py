@@ -22,7 +22,7 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from backupd.config import AkSkAuthConfig, Config, SourceConfig, load_config
 from backupd.dataarts.client import DataArtsClient
@@ -42,13 +42,10 @@ from backupd.errors import (
 )
 from backupd.model import WorkspaceTarget
 from backupd.snapshot.discovery import preview
-from backupd.snapshot.publish import ssh_key_path
+from backupd.snapshot.publish import auth_problem, remote_auth
 from backupd.store.gitrepo import LOCK_FILE
-from backupd.store.remote import push_environment, redact_url
+from backupd.store.remote import GitAccess, git_access, redact_url
 from backupd.wiring import make_client
-
-if TYPE_CHECKING:
-    pass
 
 Verdict = Literal["OK", "FAIL", "SKIP"]
 ONCE = RetryPolicy(attempts=1)  # a check reports the first answer; retries would hide it
@@ -303,19 +300,43 @@ def check_remote(config: Config) -> CheckLine | None:
         return None
     shown = redact_url(remote.url)
     try:
-        key = ssh_key_path(remote)
+        auth = remote_auth(remote)
     except CredentialError as error:
         return CheckLine("remote", "reachable", "FAIL", str(error))
-    if key is not None and not key.is_file():
-        return CheckLine("remote", "reachable", "FAIL", f"SSH key {key} does not exist")
+    if (problem := auth_problem(auth)) is not None:
+        return CheckLine("remote", "reachable", "FAIL", problem)
     branch = remote.branch or config.repository.branch
     timeout = min(remote.timeout, 60.0)
+    try:
+        with git_access(remote.url, auth, timeout) as access:
+            answer = _ls_remote(remote.url, branch, access, timeout)
+    except CredentialError as error:
+        return CheckLine("remote", "reachable", "FAIL", str(error))
+    if answer is None:
+        return CheckLine("remote", "reachable", "FAIL", f"{shown}: no answer within {timeout:g}s")
+    returncode, stdout, stderr = answer
+    if returncode != 0:
+        reason = " ".join(stderr.replace(remote.url, shown).split())[:300] or "git ls-remote failed"
+        return CheckLine(
+            "remote",
+            "reachable",
+            "FAIL",
+            f"{shown}: {reason} — check remote.url, its password or SSH key, and known_hosts",
+        )
+    there = "exists" if stdout.strip() else "does not exist yet (the first push creates it)"
+    return CheckLine("remote", "reachable", "OK", f"{shown}: branch {branch} {there}")
+
+
+def _ls_remote(
+    url: str, branch: str, access: GitAccess, timeout: float
+) -> tuple[int, str, str] | None:
+    """``git ls-remote --heads``: exit code, output and errors; None after the timeout."""
     with subprocess.Popen(
-        ["git", "ls-remote", "--heads", remote.url, branch],
+        ["git", *access.options, "ls-remote", "--heads", url, branch],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env=push_environment(os.environ, key, timeout),
+        env=access.environment,
         text=True,
         errors="replace",
         start_new_session=True,  # a timeout kills ssh too
@@ -326,19 +347,8 @@ def check_remote(config: Config) -> CheckLine | None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             process.communicate()
-            return CheckLine(
-                "remote", "reachable", "FAIL", f"{shown}: no answer within {timeout:g}s"
-            )
-    if process.returncode != 0:
-        reason = " ".join(stderr.replace(remote.url, shown).split())[:300] or "git ls-remote failed"
-        return CheckLine(
-            "remote",
-            "reachable",
-            "FAIL",
-            f"{shown}: {reason} — check remote.url, the SSH key and known_hosts",
-        )
-    there = "exists" if stdout.strip() else "does not exist yet (the first push creates it)"
-    return CheckLine("remote", "reachable", "OK", f"{shown}: branch {branch} {there}")
+            return None
+    return process.returncode, stdout, stderr
 
 
 def check_alert_command(config: Config) -> CheckLine | None:

@@ -10,7 +10,6 @@ import argparse
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from backupd.commands.snapshot import run_snapshots
 from backupd.config import load_config
@@ -19,11 +18,9 @@ from backupd.errors import (
     UserError,
 )
 from backupd.model import SnapshotResult
+from backupd.secret import child_environment
 from backupd.simulator.gateway import DEFAULT_AK, DEFAULT_SK
 from backupd.simulator.server import DEFAULT_PROJECT_ID, Simulator
-
-if TYPE_CHECKING:
-    from backupd.model import SnapshotResult
 
 WORKSPACES = {
     "sales": "5ea1e5000000000000000000000000a1",
@@ -126,6 +123,7 @@ def run_demo(directory: Path) -> None:
     subprocess.run(
         ["git", "-C", str(repo), "--no-pager", "log", "--stat=100", "--format=medium"],
         check=True,
+        env=child_environment(),
     )
     _say(f"\nTry: git -C {repo} log -p -- demo/sales/jobs")
 

@@ -29,6 +29,7 @@ import httpx
 from backupd import __version__
 from backupd.config import AlertsConfig
 from backupd.logs import log
+from backupd.secret import child_environment, holds_secret, live_secrets
 from backupd.service.status import AlertState, WorkspaceStatus
 
 logger = logging.getLogger(__name__)
@@ -170,8 +171,16 @@ def _post(config: AlertsConfig, body: bytes, event: AlertEvent) -> None:
 
 
 def _run(config: AlertsConfig, body: bytes, event: AlertEvent) -> None:
+    # Every user can read a command line (ps), and the program's environment is ours: no
+    # secret of ours may be in either.
+    held = live_secrets()
+    if any(holds_secret(argument, held) for argument in config.command):
+        raise AlertDeliveryError(
+            "not run: alerts.command holds a secret backupd uses, and every user can read "
+            "a command line; let the program read it from a file"
+        )
     environment = {
-        **os.environ,
+        **child_environment(),
         "BACKUPD_ALERT": event.kind,
         "BACKUPD_WORKSPACE": event.workspace,
     }

@@ -14,11 +14,19 @@ from datetime import datetime
 from pathlib import Path
 
 from backupd.config import Config, RemoteConfig
+from backupd.credentials import read_secret
 from backupd.errors import ConfigError, CredentialError
 from backupd.logs import log
 from backupd.model import SnapshotResult
 from backupd.store.gitrepo import GitRepo, Identity
-from backupd.store.remote import PushResult, interpret, push_environment, redact_url, refspecs
+from backupd.store.remote import (
+    PushResult,
+    RemoteAuth,
+    git_access,
+    interpret,
+    redact_url,
+    refspecs,
+)
 from backupd.store.tags import TAG_PREFIX, TagPolicy, tag_due, tag_name
 
 logger = logging.getLogger(__name__)
@@ -75,6 +83,28 @@ def ssh_key_path(remote: RemoteConfig) -> Path | None:
     return Path(directory) / remote.ssh_key_credential
 
 
+def remote_auth(remote: RemoteConfig) -> RemoteAuth:
+    """The remote's credentials as configured: the password is read now, keys are paths."""
+    password = None
+    if (remote.password, remote.password_file, remote.password_credential) != (None,) * 3:
+        password = read_secret(
+            key="remote.password",
+            value=remote.password,
+            file=remote.password_file,
+            credential=remote.password_credential,
+        )
+    return RemoteAuth(password, ssh_key_path(remote), remote.known_hosts_file)
+
+
+def auth_problem(auth: RemoteAuth) -> str | None:
+    """A configured SSH file that is missing, or None."""
+    if auth.ssh_key is not None and not auth.ssh_key.is_file():
+        return f"SSH key {auth.ssh_key} does not exist or is no file"
+    if auth.known_hosts is not None and not auth.known_hosts.is_file():
+        return f"known_hosts file {auth.known_hosts} does not exist or is no file"
+    return None
+
+
 def push_snapshots(repo: GitRepo, config: Config) -> PushResult:
     """Push the snapshot branch and tags to the configured remote; failures are returned."""
     remote = config.remote
@@ -91,16 +121,21 @@ def push_snapshots(repo: GitRepo, config: Config) -> PushResult:
 def _push(repo: GitRepo, remote: RemoteConfig, branch: str) -> PushResult:
     shown = redact_url(remote.url)
     try:
-        key = ssh_key_path(remote)
+        auth = remote_auth(remote)
     except CredentialError as error:  # the snapshot stands: a failed push like any other
         return PushResult(False, shown, error=str(error))
-    if key is not None and not key.is_file():
-        return PushResult(False, shown, error=f"SSH key {key} does not exist or is no file")
+    if (problem := auth_problem(auth)) is not None:
+        return PushResult(False, shown, error=problem)
     remote_branch = remote.branch or branch
-    output = repo.push(
-        remote.url,
-        refspecs(branch, remote_branch),
-        environment=push_environment(os.environ, key, remote.timeout),
-        timeout=remote.timeout,
-    )
+    try:
+        with git_access(remote.url, auth, remote.timeout) as access:
+            output = repo.push(
+                remote.url,
+                refspecs(branch, remote_branch),
+                environment=access.environment,
+                timeout=remote.timeout,
+                options=access.options,
+            )
+    except CredentialError as error:
+        return PushResult(False, shown, error=str(error))
     return interpret(output, remote.url, remote_branch, remote.timeout)

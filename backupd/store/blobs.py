@@ -15,6 +15,7 @@ import subprocess
 from pathlib import Path
 
 from backupd.logs import log
+from backupd.store.gitrepo import git_environment
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ class BlobWriter:
                     stdin=subprocess.PIPE,
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.PIPE,
+                    env=git_environment(),
                 )
             pipe = self._process.stdin
             if pipe is None:  # pragma: no cover - stdin=PIPE always gives one

@@ -1,4 +1,9 @@
-"""The git repository that holds the snapshots (GitPython, the only module importing it)."""
+"""The git repository that holds the snapshots, through the git command line.
+
+Every git process started here gets :func:`git_environment`: ours without any secret this
+process holds. (No GitPython: its runner adds all of our environment back to each git it
+starts, and importing it starts ``git version`` with all of it.)
+"""
 
 from __future__ import annotations
 
@@ -12,16 +17,15 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, cast
 
-import git
-
 from backupd.errors import LockedError, RepoError
 from backupd.logs import log
+from backupd.secret import child_environment
 
 logger = logging.getLogger(__name__)
 
@@ -102,32 +106,28 @@ class PushOutput:
 class GitRepo:
     """A working tree with one branch of snapshots. Open per run; close when done."""
 
-    def __init__(self, repo: git.Repo, branch: str) -> None:
-        self._repo = repo
+    def __init__(self, path: Path, branch: str) -> None:
         self.branch = branch
-        self.path = Path(repo.working_tree_dir or ".")
+        self.path = Path(os.path.normpath(path.absolute()))  # as given, made absolute
 
     # --- opening ------------------------------------------------------------------------------
 
     @classmethod
     def open(cls, path: Path, *, branch: str) -> GitRepo:
         """Open the repository, creating an empty one when it does not exist."""
-        try:
-            if not (path / ".git").exists():
-                _create_repository(path, branch)
-            repo = git.Repo(path)
-        except git.GitError as error:
-            raise RepoError(f"cannot open git repository {path}: {error}") from None
-        return cls(repo, branch)
+        if not (path / ".git").exists():
+            _create_repository(path, branch)
+        problem = _not_a_repository(path)
+        if problem is not None:
+            raise RepoError(f"cannot open git repository {path}: {problem}")
+        return cls(path, branch)
 
     @classmethod
     def open_existing(cls, path: Path, *, branch: str) -> GitRepo:
         """Open a repository that backupd already wrote to, for reading or pushing only."""
-        try:
-            repo = git.Repo(path)
-        except (git.GitError, OSError):
-            raise RepoError(f"{path} is not a backupd repository (no snapshot yet?)") from None
-        instance = cls(repo, branch)
+        if _not_a_repository(path) is not None:
+            raise RepoError(f"{path} is not a backupd repository (no snapshot yet?)")
+        instance = cls(path, branch)
         if not instance.has_commits():
             instance.close()
             raise RepoError(f"{path} holds no snapshot yet")
@@ -197,26 +197,28 @@ class GitRepo:
             time.sleep(0.1)
 
     def _configure(self) -> None:
-        with self._repo.config_writer() as writer:
-            # Hooks or signing configured globally must not block an unattended daemon.
-            writer.set_value("commit", "gpgsign", "false")
-            writer.set_value("core", "quotePath", "false")
-            # Tens of thousands of files: each commit rewrites only a small split of the index
-            # instead of all of it.
-            writer.set_value("core", "splitIndex", "true")
+        # Hooks or signing configured globally must not block an unattended daemon.
+        self._git("config", "commit.gpgsign", "false")
+        self._git("config", "core.quotePath", "false")
+        # Tens of thousands of files: each commit rewrites only a small split of the index
+        # instead of all of it.
+        self._git("config", "core.splitIndex", "true")
 
     def _checkout_branch(self) -> None:
-        try:
-            if self._repo.head.is_detached or self._repo.active_branch.name != self.branch:
-                if self.branch in self._repo.heads:
-                    self._git("checkout", "-q", self.branch)
-                else:
-                    self._git("checkout", "-q", "-b", self.branch)
-        except TypeError:  # pragma: no cover - unborn HEAD is handled by open()
-            pass
+        current = self._run(["symbolic-ref", "-q", "HEAD"])  # fails when HEAD is detached
+        if (
+            current.returncode == 0
+            and current.stdout.strip() == f"refs/heads/{self.branch}".encode()
+        ):
+            return
+        exists = self._run(["show-ref", "--verify", "--quiet", f"refs/heads/{self.branch}"])
+        if exists.returncode == 0:
+            self._git("checkout", "-q", self.branch)
+        else:
+            self._git("checkout", "-q", "-b", self.branch)
 
     def close(self) -> None:
-        self._repo.close()
+        """Nothing to release (kept so that callers need not know)."""
 
     def __enter__(self) -> GitRepo:
         return self
@@ -226,7 +228,7 @@ class GitRepo:
 
     # --- queries ------------------------------------------------------------------------------
 
-    # Queries go through the git command, never GitPython's object database: that keeps one
+    # Queries go through the git command, never a library's object database: that keeps one
     # long-lived cat-file process per repository, which two threads must not talk to at once.
 
     def has_commits(self) -> bool:
@@ -313,6 +315,7 @@ class GitRepo:
                 capture_output=True,
                 check=True,
                 timeout=600,
+                env=git_environment(),
             )
         except (OSError, subprocess.SubprocessError) as error:
             raise RepoError(f"git cat-file failed in {self.path}: {error}") from None
@@ -353,16 +356,8 @@ class GitRepo:
 
     def read_file(self, commit: str, path: str) -> bytes | None:
         """A file's bytes as of ``commit``, or None when it did not exist then."""
-        try:
-            return bytes(
-                self._repo.git.execute(
-                    ["git", "cat-file", "blob", f"{commit}:{path}"],
-                    stdout_as_string=False,
-                    strip_newline_in_stdout=False,
-                )
-            )
-        except git.GitCommandError:
-            return None
+        result = self._run(["cat-file", "blob", f"{commit}:{path}"])
+        return result.stdout if result.returncode == 0 else None
 
     # --- changes ------------------------------------------------------------------------------
 
@@ -394,8 +389,7 @@ class GitRepo:
             self._git("reset", "-q", "HEAD", "--", folder)
             self._git("checkout", "-q", "HEAD", "--", folder)
         else:
-            with contextlib.suppress(git.GitCommandError):
-                self._git("rm", "-r", "-q", "--cached", "--ignore-unmatch", "--", folder)
+            self._git("rm", "-r", "-q", "--cached", "--ignore-unmatch", "--", folder)
         self._git("clean", "-q", "-f", "-d", "-x", "--", folder)
 
     def stage(self, paths: Iterable[str], *, blobs_stored: bool = False) -> None:
@@ -425,6 +419,7 @@ class GitRepo:
                     stdin=subprocess.PIPE,
                     stdout=subprocess.DEVNULL,
                     stderr=errors,  # a file: git cannot block on it while we write
+                    env=git_environment(),
                 )
                 stdin = cast(IO[bytes], process.stdin)  # a pipe: stdin=PIPE
                 try:
@@ -555,13 +550,16 @@ class GitRepo:
         *,
         environment: Mapping[str, str],
         timeout: float,
+        options: Sequence[str] = (),
     ) -> PushOutput:
         """``git push --porcelain --atomic``; never raises for a failed or timed-out push.
 
+        ``options`` go before the subcommand (``-c name=value``); like ``url`` and
+        ``environment`` they are visible to other users and must hold no secret.
         git runs in its own session so that a timeout kills it together with ssh (killing
         git alone would leave ssh holding the pipes open).
         """
-        command = ["git", "-C", str(self.path), "push", "--porcelain", "--atomic", url]
+        command = ["git", *options, "-C", str(self.path), "push", "--porcelain", "--atomic", url]
         with subprocess.Popen(
             [*command, *refspecs],
             stdin=subprocess.DEVNULL,
@@ -583,10 +581,14 @@ class GitRepo:
 
     # --- plumbing -----------------------------------------------------------------------------
 
-    def _records(self, *args: str) -> Iterator[bytes]:
+    def _records(self, *args: str) -> Generator[bytes]:
         """git's NUL-terminated output records, streamed; closing the iterator early ends git."""
         with subprocess.Popen(
-            ["git", *args], cwd=self.path, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            ["git", *args],
+            cwd=self.path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=git_environment(),
         ) as process:
             assert process.stdout is not None  # noqa: S101 - stdout=PIPE
             pending = b""
@@ -603,22 +605,38 @@ class GitRepo:
             raise RepoError(f"git {_subcommand(args)} failed in {self.path}: {detail}")
 
     def _git(self, *args: str, env: Mapping[str, str] | None = None) -> str:
-        """Run git in the repository; ``env`` adds variables for this call only (thread-safe,
-        unlike GitPython's shared custom_environment)."""
+        """Run git in the repository; its output (raises RepoError when git fails). ``env``
+        adds variables for this call only."""
+        result = self._run(args, env)
+        if result.returncode != 0:
+            text = result.stderr.decode("utf-8", "replace")
+            detail = text.strip().replace("\n", " ")[:500]
+            raise RepoError(f"git {_subcommand(args)} failed in {self.path}: {detail}")
+        return result.stdout.decode("utf-8", "surrogateescape")
+
+    def _run(
+        self, args: Sequence[str], env: Mapping[str, str] | None = None
+    ) -> subprocess.CompletedProcess[bytes]:
         try:
-            return str(
-                self._repo.git.execute(
-                    ["git", *args],
-                    strip_newline_in_stdout=False,
-                    env={**os.environ, **env} if env else None,
-                )
+            return subprocess.run(
+                ["git", *args],
+                cwd=self.path,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                env=git_environment(env),
+                check=False,
             )
-        except git.GitCommandError as error:
-            detail = (error.stderr or "").strip().replace("\n", " ")[:500]
-            raise RepoError(f"git {_subcommand(args)} failed in {self.path}: {detail}") from None
+        except OSError as error:
+            raise RepoError(f"git {_subcommand(args)} failed in {self.path}: {error}") from None
 
 
 STAGE_FLAGS = ("--add", "--remove", "-z", "--stdin")
+
+
+def git_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a local git command: ours without our secrets, messages in
+    English, plus ``extra``."""
+    return {**child_environment(), "LANGUAGE": "C", "LC_ALL": "C", **(extra or {})}
 
 
 def _chunks(pieces: Iterable[bytes], size: int = 1 << 16) -> Iterator[bytes]:
@@ -641,6 +659,23 @@ def _subcommand(args: Sequence[str]) -> str:
     return rest[0] if rest else "?"
 
 
+def _not_a_repository(path: Path) -> str | None:
+    """Why ``path`` is not a git working tree (its own ``.git``, not a parent's), or None."""
+    try:
+        result = subprocess.run(
+            ["git", "--git-dir", str(path / ".git"), "rev-parse", "--git-dir"],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            env=git_environment(),
+            check=False,
+        )
+    except OSError as error:
+        return str(error)
+    if result.returncode != 0:
+        return result.stderr.decode("utf-8", "replace").strip().replace("\n", " ")[:500]
+    return None
+
+
 def _create_repository(path: Path, branch: str) -> None:
     """``git init`` elsewhere, then move ``.git`` in with one rename: a run killed while
     initialising leaves either no repository or a complete one, never half of one."""
@@ -651,7 +686,15 @@ def _create_repository(path: Path, branch: str) -> None:
         raise RepoError(f"{path} exists, is not empty and is not a git repository")
     scratch = Path(tempfile.mkdtemp(prefix=INIT_PREFIX, dir=path))
     try:
-        git.Repo.init(scratch, initial_branch=branch).close()
+        result = subprocess.run(
+            ["git", "init", "-q", f"--initial-branch={branch}", str(scratch)],
+            capture_output=True,
+            check=False,
+            env=git_environment(),
+        )
+        if result.returncode != 0:
+            detail = result.stderr.decode("utf-8", "replace").strip().replace("\n", " ")[:500]
+            raise RepoError(f"git init failed in {path}: {detail}")
         try:
             (scratch / ".git").rename(path / ".git")
         except OSError:

@@ -1,20 +1,37 @@
-"""Pushing the snapshots to a remote: the command's environment and what its answer means.
+"""Pushing the snapshots to a remote: how git reaches it and what its answer means.
 
-Pure functions; :meth:`GitRepo.push` runs the command. backupd pushes its branch and its
-snapshot tags, never with ``--force``: a remote that moved ahead is reported, not overwritten.
+Mostly pure functions; :meth:`GitRepo.push` runs the command. backupd pushes its branch and
+its snapshot tags, never with ``--force``: a remote that moved ahead is reported, not
+overwritten.
+
+No secret ever goes on a command line (``ps`` shows it to every user) or into an environment
+variable: a password reaches git through a credential helper reading a file only this user
+can read, in a private folder that exists while git runs (:func:`git_access`). The command
+lines and the environment hold paths only.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import shlex
-from collections.abc import Mapping
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from typing import TYPE_CHECKING
+from urllib.parse import quote, urlsplit, urlunsplit
 
-from backupd.store.gitrepo import PushOutput
+from backupd.errors import CredentialError
+from backupd.secret import Secret, child_environment
 from backupd.store.tags import TAG_PREFIX
+
+if TYPE_CHECKING:  # config checks URLs with this module: it must not load GitPython
+    from backupd.store.gitrepo import PushOutput
+
+CREDENTIALS_PREFIX = "backupd-git-"
 
 # Updates refused because the remote holds commits we do not have.
 _MOVED_AHEAD = ("non-fast-forward", "fetch first", "stale info")
@@ -33,25 +50,148 @@ def refspecs(branch: str, remote_branch: str) -> list[str]:
     return [f"refs/heads/{branch}:refs/heads/{remote_branch}", f"{prefix}*:{prefix}*"]
 
 
-def ssh_command(key_file: Path | None, timeout: float) -> str:
-    """GIT_SSH_COMMAND: the configured key only, and never a prompt."""
+def ssh_command(key_file: Path | None, timeout: float, known_hosts: Path | None = None) -> str:
+    """GIT_SSH_COMMAND: the configured key only, a known host key only, and never a prompt.
+
+    Without ``known_hosts`` ssh reads its usual files (~/.ssh/known_hosts of the user backupd
+    runs as, /etc/ssh/ssh_known_hosts); an unknown or changed host key fails the push.
+    """
     parts = ["ssh"]
     if key_file is not None:
         parts += ["-i", str(key_file), "-o", "IdentitiesOnly=yes"]
-    parts += ["-o", "BatchMode=yes", "-o", f"ConnectTimeout={max(1, min(30, int(timeout)))}"]
+    if known_hosts is not None:
+        parts += ["-o", f"UserKnownHostsFile={ssh_option_path(known_hosts)}"]
+    parts += ["-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes"]
+    parts += ["-o", f"ConnectTimeout={max(1, min(30, int(timeout)))}"]
     return shlex.join(parts)
 
 
+def ssh_option_path(path: Path) -> str:
+    """A path as the value of an ssh ``-o`` option: quoted (ssh splits such values at
+    spaces) and with '%' doubled (ssh expands %-tokens in file names)."""
+    return '"' + str(path).replace("%", "%%") + '"'
+
+
 def push_environment(
-    base: Mapping[str, str], key_file: Path | None, timeout: float
+    base: Mapping[str, str],
+    key_file: Path | None,
+    timeout: float,
+    *,
+    known_hosts: Path | None = None,
 ) -> dict[str, str]:
-    """The environment of ``git push``: unattended (no prompts) and parseable (C locale)."""
+    """The environment of ``git push``: unattended (no prompts), parseable (C locale) and
+    without any secret of ours (:func:`child_environment`)."""
     return {
-        **base,
-        "GIT_SSH_COMMAND": ssh_command(key_file, timeout),
+        **child_environment(base),
+        "GIT_SSH_COMMAND": ssh_command(key_file, timeout, known_hosts),
         "GIT_TERMINAL_PROMPT": "0",
         "LC_ALL": "C",
     }
+
+
+def url_problem(url: str, *, password_given: bool = False) -> str | None:
+    """Why ``url`` cannot be the remote's URL, or None. Never quotes the URL: it may hold
+    a password, and that is the problem.
+    """
+    try:
+        parts = urlsplit(url)
+        user = parts.username
+        has_password = parts.password is not None
+    except ValueError:
+        return None  # git judges what it cannot parse
+    if "://" not in url:
+        user, has_password = None, False  # scp-like user@host:path or a local path
+    if has_password:
+        if parts.scheme in ("http", "https"):
+            instead = (
+                f"write it as {parts.scheme}://USER@{parts.hostname or 'host'}/... and put the "
+                "password (or token) in a file named by remote.password_file, or a systemd "
+                "credential named by remote.password_credential"
+            )
+        else:
+            instead = "remove it and give remote.ssh_key_file or remote.ssh_key_credential"
+        return (
+            "must not hold a password: every user on this machine can read git's command "
+            f"line; {instead}"
+        )
+    if password_given:
+        if parts.scheme not in ("http", "https"):
+            return (
+                "a password (remote.password, password_file, password_credential) is for "
+                "http:// and https:// URLs only"
+            )
+        if not user:
+            return (
+                "needs the user name when a password is given: "
+                f"{parts.scheme}://USER@{parts.hostname or 'host'}/..."
+            )
+    return None
+
+
+def credential_line(url: str, password: str) -> str:
+    """The line of git's credential store that answers for ``url`` with ``password``: the
+    URL's scheme, user, host and path (so it answers with credential.useHttpPath too, and
+    never to another host, such as one a redirect leads to)."""
+    parts = urlsplit(url)
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0]  # as written in the URL, percent-encoded
+    return f"{parts.scheme}://{user}:{quote(password, safe='')}@{host}{parts.path}\n"
+
+
+@dataclass(frozen=True)
+class RemoteAuth:
+    """What git needs to authenticate to the remote (the password is held, never shown)."""
+
+    password: Secret | None = None
+    ssh_key: Path | None = None
+    known_hosts: Path | None = None
+
+
+@dataclass(frozen=True)
+class GitAccess:
+    """How to run git against the remote: options before the subcommand (``-c …``) and its
+    environment. Both hold paths, never a secret."""
+
+    options: tuple[str, ...]
+    environment: Mapping[str, str]
+
+
+@contextlib.contextmanager
+def git_access(
+    url: str, auth: RemoteAuth, timeout: float, base: Mapping[str, str] | None = None
+) -> Iterator[GitAccess]:
+    """Run git against ``url`` inside this block (``base``: the environment, default ours).
+
+    With a password, git's own credential store answers from a 0600 file in a private
+    folder (0700) that is removed when the block ends. The helpers configured for the user
+    are switched off then: none of them may store the password elsewhere.
+    """
+    environment = push_environment(
+        os.environ if base is None else base, auth.ssh_key, timeout, known_hosts=auth.known_hosts
+    )
+    if auth.password is None:
+        yield GitAccess((), environment)
+        return
+    try:
+        folder = Path(tempfile.mkdtemp(prefix=CREDENTIALS_PREFIX))
+    except OSError as error:
+        raise CredentialError(f"remote.password: cannot create a private folder: {error}") from None
+    try:
+        store = folder / "credentials"
+        try:
+            descriptor = os.open(store, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+                handle.write(credential_line(url, auth.password.reveal()))
+        except OSError as error:
+            raise CredentialError(
+                f"remote.password: cannot write {store}: {error.strerror or error}"
+            ) from None
+        helper = f"store --file={shlex.quote(str(store))}"
+        yield GitAccess(
+            ("-c", "credential.helper=", "-c", f"credential.helper={helper}"), environment
+        )
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def redact_url(url: str) -> str:

@@ -1,0 +1,45 @@
+"""The git processes of the repository never inherit a secret backupd holds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from backupd.secret import Secret
+from backupd.store.gitrepo import GitRepo, Identity, git_environment
+from tests.helpers import git
+
+ME = Identity("backupd", "backupd@example.invalid")
+SECRET = "gitrepo-env-secret-5c1e0b9d"
+
+
+def test_local_git_commands_run_without_our_secrets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = Secret(SECRET)  # as if the config had read it from ${BACKUPD_TEST_SK}
+    monkeypatch.setenv("BACKUPD_TEST_SK", secret.reveal())
+    monkeypatch.setenv("BACKUPD_TEST_PLAIN", "plain-value")
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    dump = tmp_path / "hook-environment"
+    hook = hooks / "reference-transaction"  # git runs it for every ref update
+    hook.write_text(f"#!/bin/sh\nenv >> '{dump}'\ncat > /dev/null\n")
+    hook.chmod(0o755)
+
+    with GitRepo.open(tmp_path / "repo", branch="main") as repo:
+        repo.prepare(ME)
+        git(repo.path, "config", "core.hooksPath", str(hooks))
+        (repo.path / "a.txt").write_text("a\n")
+        repo.stage(["a.txt"])
+        assert repo.commit("add a", author=ME, committer=ME) is not None
+
+    seen = dump.read_text()
+    assert "BACKUPD_TEST_PLAIN=plain-value" in seen  # the hook did run, with our environment
+    assert SECRET not in seen
+
+
+def test_git_environment_adds_the_extra_variables_and_c_messages() -> None:
+    environment = git_environment({"GIT_AUTHOR_NAME": "x"})
+    assert environment["GIT_AUTHOR_NAME"] == "x"
+    assert environment["LC_ALL"] == "C"
