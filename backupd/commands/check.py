@@ -10,12 +10,9 @@ a check reports what the first try met. Each line says OK, FAIL (with what to do
 from __future__ import annotations
 
 import argparse
-import contextlib
 import fcntl
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import zipfile
@@ -24,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from backupd import proc
 from backupd.config import AkSkAuthConfig, Config, SourceConfig, load_config
 from backupd.dataarts.client import DataArtsClient
 from backupd.dataarts.retry import RetryPolicy
@@ -331,24 +329,15 @@ def _ls_remote(
     url: str, branch: str, access: GitAccess, timeout: float
 ) -> tuple[int, str, str] | None:
     """``git ls-remote --heads``: exit code, output and errors; None after the timeout."""
-    with subprocess.Popen(
-        ["git", *access.options, "ls-remote", "--heads", url, branch],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=access.environment,
-        text=True,
-        errors="replace",
-        start_new_session=True,  # a timeout kills ssh too
-    ) as process:
-        try:
-            stdout, stderr = process.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.communicate()
-            return None
-    return process.returncode, stdout, stderr
+    command = ["git", *access.options, "ls-remote", "--heads", url, branch]
+    done = proc.run(command, timeout=timeout, env=access.environment)
+    if done.returncode is None:
+        return None
+    return (
+        done.returncode,
+        done.stdout.decode("utf-8", "replace"),
+        done.stderr.decode("utf-8", "replace"),
+    )
 
 
 def check_alert_command(config: Config) -> CheckLine | None:

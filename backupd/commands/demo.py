@@ -7,10 +7,10 @@ a shared script and a resource, snapshots again and prints the resulting git his
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 from pathlib import Path
 
+from backupd import proc
 from backupd.commands.snapshot import run_snapshots
 from backupd.config import load_config
 from backupd.errors import (
@@ -18,7 +18,6 @@ from backupd.errors import (
     UserError,
 )
 from backupd.model import SnapshotResult
-from backupd.secret import child_environment
 from backupd.simulator.gateway import DEFAULT_AK, DEFAULT_SK
 from backupd.simulator.server import DEFAULT_PROJECT_ID, Simulator
 
@@ -120,11 +119,8 @@ def run_demo(directory: Path) -> None:
     repo = directory / "repo"
     _say(f"\nHistory of {repo} (git log --stat):\n")
     sys.stdout.flush()
-    subprocess.run(
-        ["git", "-C", str(repo), "--no-pager", "log", "--stat=100", "--format=medium"],
-        check=True,
-        env=child_environment(),
-    )
+    shown = proc.run(["git", "-C", str(repo), "--no-pager", "log", "--stat=100"])
+    sys.stdout.write(shown.stdout.decode("utf-8", "replace"))
     _say(f"\nTry: git -C {repo} log -p -- demo/sales/jobs")
 
 

@@ -9,14 +9,10 @@ never fails a snapshot.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
 import queue
-import signal
 import socket
-import subprocess
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,10 +22,10 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from backupd import __version__
+from backupd import __version__, proc
 from backupd.config import AlertsConfig
 from backupd.logs import log
-from backupd.secret import child_environment, holds_secret, live_secrets
+from backupd.secret import holds_secret, live_secrets
 from backupd.service.status import AlertState, WorkspaceStatus
 
 logger = logging.getLogger(__name__)
@@ -179,30 +175,13 @@ def _run(config: AlertsConfig, body: bytes, event: AlertEvent) -> None:
             "not run: alerts.command holds a secret backupd uses, and every user can read "
             "a command line; let the program read it from a file"
         )
-    environment = {
-        **child_environment(),
-        "BACKUPD_ALERT": event.kind,
-        "BACKUPD_WORKSPACE": event.workspace,
-    }
-    # Its own session, so that a timeout kills whatever it started too.
-    with subprocess.Popen(
-        list(config.command),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env=environment,
-        start_new_session=True,
-    ) as process:
-        try:
-            _, stderr = process.communicate(body, timeout=config.timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.communicate()
-            raise AlertDeliveryError(f"timed out after {config.timeout:g}s") from None
-    if process.returncode != 0:
-        detail = stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
-        raise AlertDeliveryError(f"exit code {process.returncode} {detail[0][:200]}".strip())
+    extra = {"BACKUPD_ALERT": event.kind, "BACKUPD_WORKSPACE": event.workspace}
+    done = proc.run(list(config.command), input=body, timeout=config.timeout, env=extra)
+    if done.timed_out:
+        raise AlertDeliveryError(f"timed out after {config.timeout:g}s")
+    if done.returncode != 0:
+        detail = done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
+        raise AlertDeliveryError(f"exit code {done.returncode} {detail[0][:200]}".strip())
 
 
 class AlertQueue:

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import subprocess
 from pathlib import Path
 
+from backupd import proc
 from backupd.logs import log
-from backupd.store.gitrepo import git_environment
+from backupd.store.gitrepo import GIT_LOCALE
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ class BlobWriter:
 
     def __init__(self, repo_path: Path) -> None:
         self._repo_path = repo_path
-        self._process: subprocess.Popen[bytes] | None = None
+        self._process: proc.Child[bytes] | None = None
         self._failed = False
 
     def write(self, data: bytes) -> None:
@@ -33,13 +33,12 @@ class BlobWriter:
             return
         try:
             if self._process is None:
-                self._process = subprocess.Popen(
+                self._process = proc.spawn(
                     ["git", "fast-import", "--quiet", "--done"],
                     cwd=self._repo_path,
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.PIPE,
-                    env=git_environment(),
+                    stdin=proc.PIPE,
+                    stdout=proc.DEVNULL,
+                    env=GIT_LOCALE,
                 )
             pipe = self._process.stdin
             if pipe is None:  # pragma: no cover - stdin=PIPE always gives one
@@ -56,7 +55,7 @@ class BlobWriter:
             return not self._failed
         try:
             _, stderr = self._process.communicate(b"done\n", timeout=600)
-        except (OSError, subprocess.SubprocessError) as error:
+        except (OSError, proc.ChildError) as error:
             self._give_up(str(error))
             return False
         if self._process.returncode != 0:
@@ -67,9 +66,8 @@ class BlobWriter:
     def abandon(self) -> None:
         """Stop without waiting (the snapshot failed): nothing will refer to these blobs."""
         if self._process is not None and self._process.returncode is None:
-            with contextlib.suppress(OSError):
-                self._process.kill()
-            with contextlib.suppress(OSError, subprocess.SubprocessError):
+            proc.kill_session(self._process)
+            with contextlib.suppress(OSError, proc.ChildError):
                 self._process.communicate(timeout=60)
 
     def _give_up(self, reason: str) -> None:

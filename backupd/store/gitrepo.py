@@ -1,8 +1,8 @@
 """The git repository that holds the snapshots, through the git command line.
 
-Every git process started here gets :func:`git_environment`: ours without any secret this
-process holds. (No GitPython: its runner adds all of our environment back to each git it
-starts, and importing it starts ``git version`` with all of it.)
+Every git process is started through backupd/proc.py: our environment without any secret
+this process holds, C messages. (No GitPython: its runner adds all of our environment back
+to each git it starts, and importing it starts ``git version`` with all of it.)
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ import itertools
 import logging
 import os
 import shutil
-import signal
-import subprocess
 import tempfile
 import time
 from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
@@ -23,9 +21,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, cast
 
+from backupd import proc
 from backupd.errors import LockedError, RepoError
 from backupd.logs import log
-from backupd.secret import child_environment
 
 logger = logging.getLogger(__name__)
 
@@ -309,16 +307,18 @@ class GitRepo:
         if not wanted:
             return {}
         try:
-            result = subprocess.run(
-                ["git", "-C", str(self.path), "cat-file", "--batch"],
+            result = proc.run(
+                ["git", "cat-file", "--batch"],
+                cwd=self.path,
                 input="".join(f"{oid}\n" for oid in wanted).encode("ascii"),
-                capture_output=True,
-                check=True,
                 timeout=600,
-                env=git_environment(),
+                env=GIT_LOCALE,
             )
-        except (OSError, subprocess.SubprocessError) as error:
+        except OSError as error:
             raise RepoError(f"git cat-file failed in {self.path}: {error}") from None
+        if result.returncode != 0:
+            what = "timed out" if result.timed_out else result.error_line()
+            raise RepoError(f"git cat-file failed in {self.path}: {what}")
         data, position, blobs = result.stdout, 0, {}
         for oid in wanted:
             end = data.index(b"\n", position)
@@ -413,33 +413,28 @@ class GitRepo:
             return
         try:
             with tempfile.TemporaryFile() as errors:
-                process = subprocess.Popen(
+                with proc.started(
                     command,
                     cwd=self.path,
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.DEVNULL,
+                    stdin=proc.PIPE,
+                    stdout=proc.DEVNULL,
                     stderr=errors,  # a file: git cannot block on it while we write
-                    env=git_environment(),
-                )
-                stdin = cast(IO[bytes], process.stdin)  # a pipe: stdin=PIPE
-                try:
-                    with stdin:
-                        for chunk in itertools.chain([first], chunks):
-                            stdin.write(chunk)
-                except BrokenPipeError:
-                    pass  # git stopped reading: its exit status and message tell why
-                finally:
+                    env=GIT_LOCALE,
+                ) as process:
+                    stdin = cast(IO[bytes], process.stdin)  # a pipe: stdin=PIPE
                     try:
-                        code = process.wait(timeout=3600)
-                    except subprocess.TimeoutExpired:
-                        process.kill()
-                        raise
+                        with stdin:
+                            for chunk in itertools.chain([first], chunks):
+                                stdin.write(chunk)
+                    except BrokenPipeError:
+                        pass  # git stopped reading: its exit status and message tell why
+                    code = process.wait(timeout=3600)
                 if code != 0:
                     errors.seek(0)
                     text = errors.read(4000).decode("utf-8", "replace")
                     detail = text.strip().replace("\n", " ")[:500]
                     raise RepoError(f"git add failed in {self.path} (update-index): {detail}")
-        except (OSError, subprocess.SubprocessError) as error:
+        except (OSError, proc.ChildError) as error:
             raise RepoError(f"git add failed in {self.path} (update-index): {error}") from None
 
     def commit(
@@ -560,36 +555,18 @@ class GitRepo:
         git alone would leave ssh holding the pipes open).
         """
         command = ["git", *options, "-C", str(self.path), "push", "--porcelain", "--atomic", url]
-        with subprocess.Popen(
-            [*command, *refspecs],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=dict(environment),
-            text=True,
-            errors="replace",
-            start_new_session=True,
-        ) as process:
-            try:
-                stdout, stderr = process.communicate(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                stdout, stderr = process.communicate()
-                return PushOutput(None, stdout, stderr)
-        return PushOutput(process.returncode, stdout, stderr)
+        done = proc.run([*command, *refspecs], timeout=timeout, env=environment)
+        return PushOutput(
+            done.returncode,
+            done.stdout.decode("utf-8", "replace"),
+            done.stderr.decode("utf-8", "replace"),
+        )
 
     # --- plumbing -----------------------------------------------------------------------------
 
     def _records(self, *args: str) -> Generator[bytes]:
         """git's NUL-terminated output records, streamed; closing the iterator early ends git."""
-        with subprocess.Popen(
-            ["git", *args],
-            cwd=self.path,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=git_environment(),
-        ) as process:
+        with proc.started(["git", *args], cwd=self.path, env=GIT_LOCALE) as process:
             assert process.stdout is not None  # noqa: S101 - stdout=PIPE
             pending = b""
             try:
@@ -598,8 +575,9 @@ class GitRepo:
                     yield from complete
             finally:
                 if process.poll() is None:  # closed before the end: nothing more is wanted
-                    process.kill()
+                    proc.kill_session(process)
             stderr = process.stderr.read() if process.stderr is not None else b""
+            process.wait()
         if process.returncode != 0:
             detail = stderr.decode("utf-8", "replace").strip().replace("\n", " ")[:500]
             raise RepoError(f"git {_subcommand(args)} failed in {self.path}: {detail}")
@@ -614,18 +592,9 @@ class GitRepo:
             raise RepoError(f"git {_subcommand(args)} failed in {self.path}: {detail}")
         return result.stdout.decode("utf-8", "surrogateescape")
 
-    def _run(
-        self, args: Sequence[str], env: Mapping[str, str] | None = None
-    ) -> subprocess.CompletedProcess[bytes]:
+    def _run(self, args: Sequence[str], env: Mapping[str, str] | None = None) -> proc.Finished:
         try:
-            return subprocess.run(
-                ["git", *args],
-                cwd=self.path,
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                env=git_environment(env),
-                check=False,
-            )
+            return proc.run(["git", *args], cwd=self.path, env={**GIT_LOCALE, **(env or {})})
         except OSError as error:
             raise RepoError(f"git {_subcommand(args)} failed in {self.path}: {error}") from None
 
@@ -633,10 +602,13 @@ class GitRepo:
 STAGE_FLAGS = ("--add", "--remove", "-z", "--stdin")
 
 
+GIT_LOCALE = {"LANGUAGE": "C", "LC_ALL": "C"}  # git's messages in English, for our errors
+
+
 def git_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment of a local git command: ours without our secrets, messages in
     English, plus ``extra``."""
-    return {**child_environment(), "LANGUAGE": "C", "LC_ALL": "C", **(extra or {})}
+    return proc.environment({**GIT_LOCALE, **(extra or {})})
 
 
 def _chunks(pieces: Iterable[bytes], size: int = 1 << 16) -> Iterator[bytes]:
@@ -662,12 +634,8 @@ def _subcommand(args: Sequence[str]) -> str:
 def _not_a_repository(path: Path) -> str | None:
     """Why ``path`` is not a git working tree (its own ``.git``, not a parent's), or None."""
     try:
-        result = subprocess.run(
-            ["git", "--git-dir", str(path / ".git"), "rev-parse", "--git-dir"],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            env=git_environment(),
-            check=False,
+        result = proc.run(
+            ["git", "--git-dir", str(path / ".git"), "rev-parse", "--git-dir"], env=GIT_LOCALE
         )
     except OSError as error:
         return str(error)
@@ -686,11 +654,8 @@ def _create_repository(path: Path, branch: str) -> None:
         raise RepoError(f"{path} exists, is not empty and is not a git repository")
     scratch = Path(tempfile.mkdtemp(prefix=INIT_PREFIX, dir=path))
     try:
-        result = subprocess.run(
-            ["git", "init", "-q", f"--initial-branch={branch}", str(scratch)],
-            capture_output=True,
-            check=False,
-            env=git_environment(),
+        result = proc.run(
+            ["git", "init", "-q", f"--initial-branch={branch}", str(scratch)], env=GIT_LOCALE
         )
         if result.returncode != 0:
             detail = result.stderr.decode("utf-8", "replace").strip().replace("\n", " ")[:500]
