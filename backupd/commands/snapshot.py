@@ -30,18 +30,20 @@ logger = logging.getLogger("backupd")
 
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
+    from backupd.service.oneshot import reported_run  # heartbeat pings, metrics textfile
     from backupd.snapshot.run import run
 
     config = load_config(args.config)
     if args.dry_run:
         return dry_run(config, args.workspace)
-    with snapshot_observer(config) as observer:
+    with reported_run(config) as outcome, snapshot_observer(config) as observer:
         report = run(
             config,
             only=args.workspace,
             allow_mass_delete=args.allow_mass_delete,
             observer=observer,
         )
+        outcome.results = report.results
     results = report.results
     if report.push is not None and not report.push.ok:
         # Not a failed snapshot: the commits are safe here and go out with the next push.
