@@ -60,8 +60,8 @@ class PingReceiver:
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/ping/{SECRET}"
+        port = self._server.server_address[1]
+        return f"http://127.0.0.1:{port}/ping/{SECRET}"
 
     def paths(self) -> list[str]:
         return [ping.path for ping in self.pings]
