@@ -57,7 +57,7 @@ def exported_names() -> set[str]:
         ended=now,
         duration=1.0,
     )
-    names = set()
+    names: set[str] = set()
     for text in (metrics.render().decode(), textfile.decode()):
         for family in text_string_to_metric_families(text):
             names.add(family.name)
@@ -71,7 +71,7 @@ def metric_names(expression: str) -> set[str]:
     text = re.sub(r"\{[^}]*\}", "", text)  # label matchers
     text = re.sub(r"\[[^\]]*\]", "", text)  # range selectors
     text = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", text)
-    names = set()
+    names: set[str] = set()
     for match in re.finditer(r"([A-Za-z_:][A-Za-z0-9_:]*)\s*(\(?)", text):
         if match[2] or match[1] in PROMQL_WORDS:
             continue  # a function or aggregation, or a keyword
@@ -80,7 +80,7 @@ def metric_names(expression: str) -> set[str]:
 
 
 def grouping_labels(expression: str) -> set[str]:
-    labels = set()
+    labels: set[str] = set()
     for group in re.findall(r"\b(?:by|without|on|ignoring)\s*\(([^)]*)\)", expression):
         labels.update(label.strip() for label in group.split(",") if label.strip())
     return labels
