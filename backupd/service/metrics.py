@@ -20,6 +20,7 @@ import logging
 import platform
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -54,6 +55,18 @@ RUN_RESULTS: tuple[RunResult, ...] = ("ok", "partial", "failed")
 # A `_created` series per counter and histogram child doubles what is scraped and tells
 # nobody anything (the process start time is in process_start_time_seconds).
 disable_created_metrics()  # type: ignore[no-untyped-call]
+
+
+class _ProcessCollector(ProcessCollector):
+    """process_* metrics that also work in the shipped units: ``ProcSubset=pid`` hides
+    /proc/stat, where ProcessCollector reads the boot time, and without one it reports
+    nothing at all. The boot time then comes from CLOCK_BOOTTIME."""
+
+    def _boot_time(self) -> float:
+        try:
+            return float(super()._boot_time())  # type: ignore[no-untyped-call]
+        except OSError:
+            return time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
 
 
 def add_build_info(registry: CollectorRegistry) -> None:
@@ -136,7 +149,7 @@ class Metrics(SnapshotObserver, HealthSink):
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         add_build_info(r)
-        ProcessCollector(registry=r)  # process_*: memory, CPU, open files, start time
+        _ProcessCollector(registry=r)  # process_*: memory, CPU, open files, start time
         self._workspaces = WorkspaceGauges(r)
         self._duration = Histogram(
             "backupd_snapshot_duration_seconds",
