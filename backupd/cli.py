@@ -295,6 +295,46 @@ def build_parser() -> argparse.ArgumentParser:
     simulator.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
     simulator.add_argument("--jobs", type=int, default=20, help="jobs per workspace")
     simulator.add_argument("--workspaces", type=int, default=2, help="number of workspaces")
+
+    # --- install-units (backupd/commands/install.py) ---
+    install_units = commands.add_parser(
+        "install-units",
+        help="write the systemd units (daemon, timer, per-instance templates) and the "
+        "credential drop-ins, running the backupd installed here",
+        description="Write the shipped systemd units, with ExecStart= naming PREFIX/bin/backupd, "
+        "and a drop-in per service loading the credentials of --auth (and --push-key) from "
+        "/etc/backupd/credentials/ (per instance: /etc/backupd/credentials/NAME/). Then run "
+        "`systemctl daemon-reload` and enable a unit.",
+    )
+    install_units.add_argument(
+        "--prefix",
+        type=Path,
+        default=Path(sys.prefix),
+        help=f"the venv or prefix whose bin/backupd the units run (default: this one, "
+        f"{sys.prefix})",
+    )
+    install_units.add_argument(
+        "--dest",
+        type=Path,
+        default=Path("/etc/systemd/system"),
+        help="folder for the units (default: /etc/systemd/system)",
+    )
+    install_units.add_argument(
+        "--auth",
+        choices=["aksk", "password", "token"],
+        default="aksk",
+        help="credential the services load: aksk = dlf-sk, password = dlf-password, "
+        "token = dlf-token (default: aksk)",
+    )
+    install_units.add_argument(
+        "--push-key", action="store_true", help="also load the SSH push key (push-key)"
+    )
+    install_units.add_argument(
+        "--print",
+        dest="print_units",
+        action="store_true",
+        help="print the files instead of writing them",
+    )
     return parser
 
 
@@ -313,12 +353,14 @@ COMMANDS = {
     "config": "config",
     "demo": "demo",
     "simulator": "simulator",
+    "install-units": "install",
 }
 
 
 def dispatch(args: argparse.Namespace) -> int:
     module = importlib.import_module(f"backupd.commands.{COMMANDS[args.command]}")
-    command: Callable[[argparse.Namespace], int] = getattr(module, f"cmd_{args.command}")
+    name = args.command.replace("-", "_")  # install-units → cmd_install_units
+    command: Callable[[argparse.Namespace], int] = getattr(module, f"cmd_{name}")
     return command(args)
 
 

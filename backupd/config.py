@@ -172,6 +172,11 @@ def _command(value: tuple[str, ...]) -> str | None:
     return None
 
 
+def _prom_file(value: Path) -> str | None:
+    # node_exporter's textfile collector reads only *.prom files.
+    return None if value.name.endswith(".prom") else f"{value} must be a file name ending in .prom"
+
+
 def _existing_file(value: Path) -> str | None:
     return None if value.is_file() else f"{value} is not a readable file"
 
@@ -874,6 +879,26 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class HeartbeatConfig:
+    """A dead man's switch in the healthchecks.io style, pinged by every `backupd snapshot`:
+    it raises the alarm when the pings stop, even if backupd never runs again."""
+
+    url: str = option(
+        "Ping URL, healthchecks.io style: <url>/start when a run starts, then <url> when "
+        "every workspace succeeded or <url>/fail when one failed (POST, with one line per "
+        "workspace as body). It usually holds a secret: only its scheme and host are logged.",
+        check=_url_with_path,
+        example="https://hc-ping.com/0123abcd-0000-4000-8000-000000000000",
+        shown=False,
+    )
+    timeout: float = option(
+        "Seconds one ping may take. A ping that fails is logged and never fails the snapshot.",
+        10.0,
+        check=_between(0.1, 60),
+    )
+
+
+@dataclass(frozen=True)
 class AlertsConfig:
     """Where alerts go: on a workspace's first failure, its recovery and when it turns stale
     (once per change, never per run). A failing alert is logged; it never fails a snapshot."""
@@ -934,6 +959,18 @@ class Config:
     )
     metrics: MetricsConfig | None = option(
         "Prometheus metrics and /healthz, served by `backupd run` (off when unset).", None
+    )
+    metrics_textfile: Path | None = option(
+        "File `backupd snapshot` rewrites after every run for node_exporter's textfile "
+        "collector (in its directory, name ending in .prom): each workspace's last success and "
+        "attempt, result, jobs, duration and staleness, the run's result, and build_info. "
+        "Written atomically with mode 0644 (off when unset).",
+        None,
+        check=_prom_file,
+        example="/var/lib/prometheus/node-exporter/backupd.prom",
+    )
+    heartbeat: HeartbeatConfig | None = option(
+        "Heartbeat pings by `backupd snapshot`: start, success, failure (off when unset).", None
     )
     alerts: AlertsConfig = option(
         "Alerts on failure, recovery and staleness (`backupd run` and `backupd snapshot`).",

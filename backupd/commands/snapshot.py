@@ -45,10 +45,16 @@ logger = logging.getLogger("backupd")
 
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
+    from backupd.service.oneshot import reported_run  # heartbeat pings, metrics textfile
+
     config = load_config(args.config)
     if args.dry_run:
         return dry_run(config, args.workspace)
-    with snapshot_observer(config) as observer, stop_signals() as stopped:
+    with (
+        reported_run(config) as outcome,
+        snapshot_observer(config) as observer,
+        stop_signals() as stopped,
+    ):
         report = run(
             config,
             only=args.workspace,
@@ -56,6 +62,7 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
             observer=observer,
             cancel=stopped,
         )
+        outcome.results = report.results
     results = report.results
     if stopped.is_set():
         # Not a failure: nothing half-done was recorded, and the next run does the work.

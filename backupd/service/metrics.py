@@ -1,24 +1,44 @@
-"""Prometheus metrics and /healthz for `backupd run` (the only module importing
-prometheus_client).
+"""Prometheus metrics: /metrics and /healthz for `backupd run`, and the textfile that
+`backupd snapshot` leaves for node_exporter (the only module importing prometheus_client).
 
 Every daemon gets its own CollectorRegistry (no process-wide registry: tests and reloads
 never see another daemon's numbers). The rest of backupd reports through the observer hooks
 (observer.py) and the monitor's HealthSink; this module turns those into metrics and serves
 them, with /healthz, on ``metrics.listen`` from a small stdlib HTTP server.
+
+The state of each workspace (last success, last attempt, ok or not, jobs, duration, stale)
+is defined once, in :class:`WorkspaceGauges`, and fed from the same status records in both
+modes: the daemon's registry holds it next to its counters, build_info and process metrics;
+a one-shot run renders it alone, with build_info and the run's result, into a textfile
+(:func:`render_textfile`). Counters stay out of the textfile: a process that exits after one
+run would restart them at every run, which rate() cannot tell from a real reset.
 """
 
 from __future__ import annotations
 
 import logging
+import platform
 import socket
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Literal
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    ProcessCollector,
+    disable_created_metrics,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from backupd import __version__
 from backupd.errors import UserError
 from backupd.logs import log
 from backupd.model import ApiObserver, SnapshotObserver, SnapshotResult, WorkspaceTarget
@@ -29,6 +49,97 @@ logger = logging.getLogger(__name__)
 
 DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
 Health = Callable[[], tuple[bool, str]]
+RunResult = Literal["ok", "partial", "failed"]
+RUN_RESULTS: tuple[RunResult, ...] = ("ok", "partial", "failed")
+
+# A `_created` series per counter and histogram child doubles what is scraped and tells
+# nobody anything (the process start time is in process_start_time_seconds).
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
+
+class _ProcessCollector(ProcessCollector):
+    """process_* metrics that also work in the shipped units: ``ProcSubset=pid`` hides
+    /proc/stat, where ProcessCollector reads the boot time, and without one it reports
+    nothing at all. The boot time then comes from CLOCK_BOOTTIME."""
+
+    def _boot_time(self) -> float:
+        try:
+            return float(super()._boot_time())  # type: ignore[no-untyped-call]
+        except OSError:
+            return time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
+def add_build_info(registry: CollectorRegistry) -> None:
+    """backupd_build_info{version, python} 1: which backupd wrote these numbers."""
+    info = Info("backupd_build", "backupd version and the Python running it.", registry=registry)
+    info.info({"version": __version__, "python": platform.python_version()})
+
+
+class WorkspaceGauges:
+    """The state of every workspace, as its status record says: one definition for /metrics
+    and the textfile, so that the alert rules and the dashboard work with either."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        def gauge(name: str, documentation: str) -> Gauge:
+            return Gauge(name, documentation, ["workspace"], registry=registry)
+
+        self.last_success = gauge(
+            "backupd_last_success_timestamp_seconds",
+            "Unix time of the workspace's last successful snapshot.",
+        )
+        self.last_attempt = gauge(
+            "backupd_last_attempt_timestamp_seconds",
+            "Unix time the workspace's last snapshot ended (successful or not).",
+        )
+        self.last_ok = gauge(
+            "backupd_last_snapshot_ok",
+            "1 if the workspace's last snapshot succeeded, 0 if it failed.",
+        )
+        self.failures = gauge(
+            "backupd_consecutive_failures",
+            "Failed snapshots of the workspace since its last success.",
+        )
+        self.jobs = gauge(
+            "backupd_workspace_jobs", "Jobs listed by the workspace's last successful snapshot."
+        )
+        self.duration = gauge(
+            "backupd_last_snapshot_duration_seconds",
+            "Duration of the workspace's last snapshot (successful or not).",
+        )
+        self.stale = gauge(
+            "backupd_workspace_stale",
+            "1 while the workspace's last success is older than twice its schedule period.",
+        )
+        self.stale_after = gauge(
+            "backupd_workspace_stale_after_timestamp_seconds",
+            "Unix time from which the workspace is stale unless a snapshot succeeds first "
+            "(written by one-shot runs, so that staleness shows even when none runs again).",
+        )
+
+    def update(
+        self, record: WorkspaceStatus, stale: bool, stale_after: datetime | None = None
+    ) -> None:
+        label = record.workspace
+        if record.gone:  # DataArts no longer lists it: nothing to alert on (status says GONE)
+            self.forget(label)
+            return
+        if record.last_success is not None:
+            self.last_success.labels(label).set(record.last_success.timestamp())
+        if record.last_attempt is not None:
+            self.last_attempt.labels(label).set(record.last_attempt.timestamp())
+            self.last_ok.labels(label).set(0 if record.failing else 1)
+            self.failures.labels(label).set(record.failures)
+        if record.jobs is not None:
+            self.jobs.labels(label).set(record.jobs)
+        if record.duration is not None:
+            self.duration.labels(label).set(record.duration)
+        self.stale.labels(label).set(1 if stale else 0)
+        if stale_after is not None:
+            self.stale_after.labels(label).set(stale_after.timestamp())
+
+    def forget(self, label: str) -> None:
+        for gauge in vars(self).values():
+            gauge.remove(label)
 
 
 class Metrics(SnapshotObserver, HealthSink):
@@ -37,6 +148,9 @@ class Metrics(SnapshotObserver, HealthSink):
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        add_build_info(r)
+        _ProcessCollector(registry=r)  # process_*: memory, CPU, open files, start time
+        self._workspaces = WorkspaceGauges(r)
         self._duration = Histogram(
             "backupd_snapshot_duration_seconds",
             "Duration of workspace snapshots (successful or not).",
@@ -72,18 +186,6 @@ class Metrics(SnapshotObserver, HealthSink):
             ["source"],
             registry=r,
         )
-        self._last_success = Gauge(
-            "backupd_last_success_timestamp_seconds",
-            "Unix time of the workspace's last successful snapshot.",
-            ["workspace"],
-            registry=r,
-        )
-        self._stale = Gauge(
-            "backupd_workspace_stale",
-            "1 while the workspace's last success is older than twice its schedule period.",
-            ["workspace"],
-            registry=r,
-        )
         self._push_failures = Counter(
             "backupd_push_failures", "Pushes to the remote that failed.", registry=r
         )
@@ -110,9 +212,7 @@ class Metrics(SnapshotObserver, HealthSink):
     # --- monitor ------------------------------------------------------------------------------
 
     def workspace(self, record: WorkspaceStatus, stale: bool) -> None:
-        if record.last_success is not None:
-            self._last_success.labels(record.workspace).set(record.last_success.timestamp())
-        self._stale.labels(record.workspace).set(1 if stale else 0)
+        self._workspaces.update(record, stale)
 
     # --- API hooks ----------------------------------------------------------------------------
 
@@ -129,6 +229,46 @@ class Metrics(SnapshotObserver, HealthSink):
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+@dataclass(frozen=True)
+class WorkspaceState:
+    """A workspace as a one-shot run leaves it: its record, and its staleness."""
+
+    record: WorkspaceStatus
+    stale: bool
+    stale_after: datetime | None
+
+
+def render_textfile(
+    workspaces: Iterable[WorkspaceState], *, result: RunResult, ended: datetime, duration: float
+) -> bytes:
+    """The node_exporter textfile of a `backupd snapshot` run (Prometheus text format)."""
+    registry = CollectorRegistry(auto_describe=True)
+    add_build_info(registry)
+    gauges = WorkspaceGauges(registry)
+    for state in workspaces:
+        gauges.update(state.record, state.stale, state.stale_after)
+    Gauge(
+        "backupd_last_run_timestamp_seconds",
+        "Unix time the last `backupd snapshot` run ended.",
+        registry=registry,
+    ).set(ended.timestamp())
+    Gauge(
+        "backupd_last_run_duration_seconds",
+        "Duration of the last `backupd snapshot` run.",
+        registry=registry,
+    ).set(duration)
+    outcome = Gauge(
+        "backupd_last_run_result",
+        "1 for the result of the last `backupd snapshot` run, 0 for the others: ok (every "
+        "workspace succeeded), partial (some failed), failed (all failed, or none could run).",
+        ["result"],
+        registry=registry,
+    )
+    for name in RUN_RESULTS:
+        outcome.labels(name).set(1 if name == result else 0)
+    return generate_latest(registry)
 
 
 class _SourceApi(ApiObserver):
