@@ -10,7 +10,6 @@ import argparse
 import importlib
 import logging
 import os
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,7 +27,7 @@ from backupd.errors import (
     UsageError,
     UserError,
 )
-from backupd.logs import setup_logging
+from backupd.logs import LOG_FORMATS, LOG_LEVELS, problem, setup_logging
 from backupd.snapshot.memory import configure_malloc
 
 if TYPE_CHECKING:
@@ -51,14 +50,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--log-level",
         default=os.environ.get("BACKUPD_LOG_LEVEL", "info"),
-        choices=["debug", "info", "warning", "error"],
+        choices=LOG_LEVELS,
         help="log verbosity (default: info, or $BACKUPD_LOG_LEVEL)",
     )
     parser.add_argument(
         "--log-format",
-        default="auto",
-        choices=["auto", "text", "json"],
-        help="auto: text on a terminal or under journald, JSON lines otherwise",
+        default=os.environ.get("BACKUPD_LOG_FORMAT", "text"),
+        choices=LOG_FORMATS,
+        help="text: 'LEVEL event key=value …' lines (under journald with priority prefixes, "
+        "for journalctl -p); json: one JSON object per line (default: text, or "
+        "$BACKUPD_LOG_FORMAT)",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -308,30 +309,44 @@ def dispatch(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Defaults from the environment are not checked by argparse's choices.
+    if args.log_level not in LOG_LEVELS:
+        parser.error(f"BACKUPD_LOG_LEVEL: invalid choice: {args.log_level!r}")
+    if args.log_format not in LOG_FORMATS:
+        parser.error(f"BACKUPD_LOG_FORMAT: invalid choice: {args.log_format!r}")
     setup_logging(args.log_level, args.log_format)
     configure_malloc()
+    return run_command(args)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Dispatch; every error becomes one line on stderr and an exit code."""
     try:
         return dispatch(args)
     except ClockSkewError as error:
-        print(f"backupd: clock problem: {error}", file=sys.stderr)  # noqa: T201
+        problem(f"clock problem: {error}")
         return EXIT_FAILED
     except (ConfigError, CredentialError, CredentialsRejected) as error:
-        print(f"backupd: {error}", file=sys.stderr)  # noqa: T201
+        problem(str(error))
         return EXIT_CONFIG
     except UsageError as error:
-        print(f"backupd: {error}", file=sys.stderr)  # noqa: T201
+        problem(str(error))
         return EXIT_USAGE
     except UserError as error:
-        print(f"backupd: {error}", file=sys.stderr)  # noqa: T201
+        problem(str(error))
         return EXIT_FAILED
     except BackupdError as error:
         logger.debug("traceback", exc_info=True)
-        print(f"backupd: {error}", file=sys.stderr)  # noqa: T201
+        problem(str(error))
         return EXIT_FAILED
     except KeyboardInterrupt:
-        print("backupd: interrupted", file=sys.stderr)  # noqa: T201
+        problem("interrupted", level=logging.WARNING)
         return 130
     except Exception as error:
         logger.debug("traceback", exc_info=True)
-        print(f"backupd: internal error: {type(error).__name__}: {error}", file=sys.stderr)  # noqa: T201
-        return EXIT_FAILED
+        return internal_error(error)
+
+
+def internal_error(error: Exception) -> int:
+    problem(f"internal error: {type(error).__name__}: {error}")
+    return EXIT_FAILED

@@ -20,7 +20,7 @@ from backupd.errors import (
     CredentialsRejected,
     UserError,
 )
-from backupd.logs import log
+from backupd.logs import log, problem
 
 if TYPE_CHECKING:
     from backupd.model import SnapshotObserver, SnapshotResult
@@ -45,7 +45,7 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     results = report.results
     if report.push is not None and not report.push.ok:
         # Not a failed snapshot: the commits are safe here and go out with the next push.
-        print(f"backupd: {report.push.error} (will retry on the next run)", file=sys.stderr)  # noqa: T201
+        problem(f"{report.push.error} (will retry on the next run)", level=logging.WARNING)
     if args.workspace and not results:
         raise UserError(f"no configured workspace matches {', '.join(args.workspace)}")
     failed = [r for r in results if not r.ok]
@@ -60,8 +60,8 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
         ok=len(results) - len(failed),
     )
     for line in failure_lines(failed):
-        print(f"backupd: {line}", file=sys.stderr)  # noqa: T201
-    print(f"backupd: snapshot failed for {', '.join(labels)}", file=sys.stderr)  # noqa: T201
+        problem(line)
+    problem(f"snapshot failed for {', '.join(labels)}")
     rejected = any(
         r.error_type is not None
         and issubclass(r.error_type, CredentialsRejected)
