@@ -12,7 +12,7 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from backupd import __version__
 from backupd.errors import (
@@ -39,6 +39,49 @@ logger = logging.getLogger("backupd")
 DEFAULT_CONFIG = "/etc/backupd/config.yaml"
 
 
+def add_output_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """--log-level, --log-format, -v and -q. ``defaults``: the top-level parser's copy; the
+    sub-commands' copies leave the namespace alone unless given (argparse.SUPPRESS), so the
+    one given wins, before or after the sub-command, and the last one given if both."""
+
+    def default(value: str) -> str:
+        return value if defaults else argparse.SUPPRESS
+
+    group = parser.add_argument_group("output options (before or after COMMAND)")
+    group.add_argument(
+        "--log-level",
+        default=default(os.environ.get("BACKUPD_LOG_LEVEL", "info")),
+        choices=LOG_LEVELS,
+        help="log verbosity (default: info, or $BACKUPD_LOG_LEVEL)",
+    )
+    group.add_argument(
+        "-v",
+        "--verbose",
+        dest="log_level",
+        action="store_const",
+        const="debug",
+        default=argparse.SUPPRESS,
+        help="log everything (--log-level debug)",
+    )
+    group.add_argument(
+        "-q",
+        "--quiet",
+        dest="log_level",
+        action="store_const",
+        const="warning",
+        default=argparse.SUPPRESS,
+        help="log warnings and errors only (--log-level warning)",
+    )
+    group.add_argument(
+        "--log-format",
+        default=default(os.environ.get("BACKUPD_LOG_FORMAT", "text")),
+        choices=LOG_FORMATS,
+        help="text: 'LEVEL event key=value …' lines (under journald with priority prefixes, "
+        "for journalctl -p); json: one JSON object per line (default: text, or "
+        "$BACKUPD_LOG_FORMAT)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="backupd",
@@ -47,21 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
         "credential error (including credentials the service rejected).",
     )
     parser.add_argument("--version", action="version", version=f"backupd {__version__}")
-    parser.add_argument(
-        "--log-level",
-        default=os.environ.get("BACKUPD_LOG_LEVEL", "info"),
-        choices=LOG_LEVELS,
-        help="log verbosity (default: info, or $BACKUPD_LOG_LEVEL)",
-    )
-    parser.add_argument(
-        "--log-format",
-        default=os.environ.get("BACKUPD_LOG_FORMAT", "text"),
-        choices=LOG_FORMATS,
-        help="text: 'LEVEL event key=value …' lines (under journald with priority prefixes, "
-        "for journalctl -p); json: one JSON object per line (default: text, or "
-        "$BACKUPD_LOG_FORMAT)",
-    )
+    add_output_options(parser, defaults=True)
+    # Every sub-command takes the same options after its name too (`backupd snapshot -v`).
+    shared = argparse.ArgumentParser(add_help=False)
+    add_output_options(shared, defaults=False)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add_command(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        return commands.add_parser(name, parents=[shared], **kwargs)
 
     def with_config(sub: argparse.ArgumentParser) -> None:
         sub.add_argument(
@@ -72,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
             help=f"config file (default: $BACKUPD_CONFIG or {DEFAULT_CONFIG})",
         )
 
-    snapshot = commands.add_parser(
+    snapshot = add_command(
         "snapshot",
         help="snapshot every configured workspace once (then tag and push, as configured)",
     )
@@ -99,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
         "by exporting",
     )
 
-    restore = commands.add_parser(
+    restore = add_command(
         "restore",
         help="rebuild an importable jobs.zip from the repository at any point in history, "
         "list restore points, or import into DataArts",
@@ -176,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="list the restore points: commits that changed the workspace, with their "
         "snapshot/* tags",
     )
-    check = commands.add_parser(
+    check = add_command(
         "check",
         help="try credentials, endpoints, listing and export per workspace, the repository "
         "and the remote; a table of OK/FAIL lines",
@@ -187,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
         "repository. Exit code 0 only if every line is OK (or SKIP).",
     )
     with_config(check)
-    status = commands.add_parser(
+    status = add_command(
         "status",
         help="the last snapshot of every workspace (from the status file); STALE when its "
         "last success is older than twice its schedule's period",
@@ -199,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     with_config(status)
     status.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    run = commands.add_parser(
+    run = add_command(
         "run",
         help="run as a daemon: snapshot each workspace on its schedule until stopped",
         description="Snapshot each workspace on its schedule (config 'schedule:', 'daemon:') "
@@ -209,9 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
         "and STOPPING and feeds the watchdog.",
     )
     with_config(run)
-    push = commands.add_parser(
-        "push", help="push commits and snapshot tags to the configured remote now"
-    )
+    push = add_command("push", help="push commits and snapshot tags to the configured remote now")
     with_config(push)
 
     def with_scope(sub: argparse.ArgumentParser) -> None:
@@ -220,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
             "--workspace", metavar="W", help="only this workspace (folder name, id or S/folder)"
         )
 
-    history_log = commands.add_parser(
+    history_log = add_command(
         "log", help="list the recorded changes of a job or workspace: date, author, commit"
     )
     with_config(history_log)
@@ -230,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-n", "--max-count", type=int, metavar="N", help="show at most N changes (newest first)"
     )
 
-    show = commands.add_parser("show", help="print a job's .job file as it was at a date or commit")
+    show = add_command("show", help="print a job's .job file as it was at a date or commit")
     show.add_argument("job", metavar="JOB", help="job name")
     with_config(show)
     with_scope(show)
@@ -246,22 +280,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="also print the job's scripts and their readable views (each after a "
         "'==> path <==' line)",
     )
-    workspaces = commands.add_parser(
+    workspaces = add_command(
         "workspaces",
         help="show the workspaces each source backs up: discovered or configured, included "
         "or not and why (changes nothing)",
     )
     with_config(workspaces)
 
-    config_command = commands.add_parser("config", help="generate or validate a config file")
+    config_command = add_command("config", help="generate or validate a config file")
     config_actions = config_command.add_subparsers(dest="action", metavar="ACTION", required=True)
     config_actions.add_parser(
-        "generate", help="print a complete commented sample config (config.example.yaml)"
+        "generate",
+        parents=[shared],
+        help="print a complete commented sample config (config.example.yaml)",
     )
-    validate = config_actions.add_parser("validate", help="check a config file and exit")
+    validate = config_actions.add_parser(
+        "validate", parents=[shared], help="check a config file and exit"
+    )
     with_config(validate)
 
-    demo = commands.add_parser(
+    demo = add_command(
         "demo", help="run a local simulator, snapshot it twice and show the git history"
     )
     demo.add_argument(
@@ -272,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="empty folder for the demo repository (default: ./backupd-demo)",
     )
 
-    simulator = commands.add_parser(
+    simulator = add_command(
         "simulator", help="serve a local DataArts Studio simulator (for trying backupd out)"
     )
     simulator.add_argument("--port", type=int, default=8080, help="TCP port (default 8080)")

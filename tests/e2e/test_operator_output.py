@@ -11,10 +11,12 @@ import sys
 from pathlib import Path
 from typing import IO
 
+import pytest
 import yaml
 
+from backupd.simulator.server import Simulator
 from tests.e2e.daemon_process import clean_environment
-from tests.helpers import workspace_id
+from tests.helpers import make_config, workspace_id
 
 
 def environment(**extra: str) -> dict[str, str]:
@@ -81,10 +83,15 @@ def test_logs_are_text_through_a_pipe(tmp_path: Path) -> None:
     assert "not-a-real-token" not in result.stderr
 
 
-def test_logs_are_json_on_request(tmp_path: Path) -> None:
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_logs_are_json_on_request(tmp_path: Path, where: str) -> None:
     config = str(readable_config(tmp_path))
     option = ("--log-format", "json")
-    args = (*option, "config", "validate", "-c", config)
+    args = (
+        (*option, "config", "validate", "-c", config)
+        if where == "before"
+        else ("config", "validate", "-c", config, *option)
+    )
 
     result = run(*args)
 
@@ -124,3 +131,43 @@ def test_the_same_file_without_journal_stream_gets_no_prefix(tmp_path: Path) -> 
         run("config", "validate", "-c", str(readable_config(tmp_path)), stderr=stderr)
     (line,) = log_file.read_text().splitlines()
     assert TEXT_LINE.match(line) and not line.startswith("<")
+
+
+def snapshot_setup(tmp_path: Path, simulator: Simulator) -> Path:
+    wid = workspace_id(1)
+    simulator.add_workspace(wid, "sales")
+    simulator.populate(wid, 4)
+    return make_config(tmp_path, simulator, {"sales": wid})
+
+
+@pytest.mark.parametrize(
+    "options",
+    [("-v",), ("--verbose",), ("--log-level", "debug")],
+    ids=["-v", "--verbose", "--log-level-debug"],
+)
+def test_debug_options_after_the_sub_command(
+    tmp_path: Path, simulator: Simulator, options: tuple[str, ...]
+) -> None:
+    config = snapshot_setup(tmp_path, simulator)
+
+    result = run("snapshot", "-c", str(config), *options)
+
+    assert result.returncode == 0, result.stderr
+    assert "unrecognized arguments" not in result.stderr
+    assert " DEBUG snapshot.batch " in result.stderr  # debug events are shown
+    assert " INFO snapshot.done " in result.stderr
+
+
+def test_quiet_shows_warnings_and_errors_only_before_or_after(
+    tmp_path: Path, simulator: Simulator
+) -> None:
+    config = snapshot_setup(tmp_path, simulator)
+
+    after = run("snapshot", "-c", str(config), "-q")
+    simulator.modify_job(workspace_id(1), sorted(simulator.jobs(workspace_id(1)))[0])
+    before = run("-q", "snapshot", "-c", str(config))
+    overridden = run("-q", "snapshot", "-c", str(config), "--log-level", "info")
+
+    assert after.returncode == before.returncode == overridden.returncode == 0
+    assert after.stderr == "" and before.stderr == "", after.stderr + before.stderr
+    assert " INFO snapshot.done " in overridden.stderr  # the one after the sub-command wins
