@@ -10,14 +10,17 @@ import argparse
 import importlib
 import logging
 import os
+import select
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from backupd import __version__
 from backupd.errors import (
     EXIT_CONFIG,
     EXIT_FAILED,
+    EXIT_OK,
     EXIT_USAGE,
     BackupdError,
     ClockSkewError,
@@ -354,13 +357,50 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"BACKUPD_LOG_FORMAT: invalid choice: {args.log_format!r}")
     setup_logging(args.log_level, args.log_format)
     configure_malloc()
-    return run_command(args)
+    try:
+        code = run_command(args)
+        sys.stdout.flush()  # here, where a closed pipe can still be told apart
+    except BrokenPipeError:
+        return reader_went_away()
+    return code
+
+
+def stdout_reader_gone(stdout: TextIO | None = None) -> bool:
+    """Is stdout a pipe (or socket) whose reader has closed it? (Linux reports POLLERR on the
+    writing end of a pipe that has no reader left.) A BrokenPipeError from anything else — a
+    child's stdin, say — is a failure like any other, not a reader that had enough."""
+    try:
+        poller = select.poll()
+        poller.register((stdout or sys.stdout).fileno(), select.POLLOUT)
+        events = poller.poll(0)
+    except (OSError, ValueError, AttributeError):
+        return False
+    return any(event & (select.POLLERR | select.POLLHUP) for _, event in events)
+
+
+def reader_went_away() -> int:
+    """stdout's reader closed the pipe (`backupd status | head -1`): what it read is all it
+    wanted, which is no failure. Python's recipe: point stdout at /dev/null, so that the
+    flush at exit has nowhere to fail, and end without a word."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is not a file descriptor (embedded use)
+        pass
+    finally:
+        os.close(devnull)
+    return EXIT_OK
 
 
 def run_command(args: argparse.Namespace) -> int:
     """Dispatch; every error becomes one line on stderr and an exit code."""
     try:
         return dispatch(args)
+    except BrokenPipeError as error:
+        if stdout_reader_gone():
+            raise  # main ends quietly
+        logger.debug("traceback", exc_info=True)
+        return internal_error(error)
     except ClockSkewError as error:
         problem(f"clock problem: {error}")
         return EXIT_FAILED

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -171,3 +172,23 @@ def test_quiet_shows_warnings_and_errors_only_before_or_after(
     assert after.returncode == before.returncode == overridden.returncode == 0
     assert after.stderr == "" and before.stderr == "", after.stderr + before.stderr
     assert " INFO snapshot.done " in overridden.stderr  # the one after the sub-command wins
+
+
+def test_status_through_head_ends_quietly(tmp_path: Path) -> None:
+    """More output than the pipe holds, so `head -1` leaves while backupd still writes."""
+    config = readable_config(tmp_path, workspaces=3000)
+    config.chmod(0o600)
+    command = (
+        f"{shlex.quote(sys.executable)} -m backupd status --json -c {shlex.quote(str(config))}"
+    )
+    script = f'{{ {command} 2>"$ERR"; echo $? >"$CODE"; }} | head -1'
+    env = environment(ERR=str(tmp_path / "err"), CODE=str(tmp_path / "code"))
+
+    shell = subprocess.run(
+        ["sh", "-c", script], capture_output=True, text=True, env=env, timeout=120, check=False
+    )
+
+    assert shell.returncode == 0 and shell.stdout == "{\n"
+    assert (tmp_path / "code").read_text().strip() == "0"
+    assert (tmp_path / "err").read_text() == ""  # no traceback, no error line
+    assert shell.stderr == ""
