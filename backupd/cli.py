@@ -234,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
         "changes, last commit and last error, as recorded by `backupd snapshot` and `backupd "
         "run`. A workspace is STALE when its last success is older than twice the period of "
         "its schedule (for cron: the longest gap between runs). Reads only; no API call. "
-        "Exit code 1 when a workspace is stale.",
+        "Exit code 1 when a workspace is stale or has never run (NEVER RUN).",
     )
     with_config(status)
     status.add_argument("--json", action="store_true", help="print JSON instead of a table")

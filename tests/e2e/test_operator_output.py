@@ -174,6 +174,14 @@ def test_quiet_shows_warnings_and_errors_only_before_or_after(
     assert " INFO snapshot.done " in overridden.stderr  # the one after the sub-command wins
 
 
+def test_status_exits_1_for_never_run_workspaces(tmp_path: Path) -> None:
+    config = readable_config(tmp_path, workspaces=2)
+    config.chmod(0o600)
+    result = run("status", "-c", str(config))
+    assert result.returncode == 1, result.stderr
+    assert result.stdout.count("NEVER RUN") == 2 and result.stderr == ""
+
+
 def test_status_through_head_ends_quietly(tmp_path: Path) -> None:
     """More output than the pipe holds, so `head -1` leaves while backupd still writes."""
     config = readable_config(tmp_path, workspaces=3000)
