@@ -79,8 +79,8 @@ _PROBLEM_KINDS: tuple[tuple[type[BackupdError], str], ...] = (
 
 @contextlib.contextmanager
 def snapshot_observer(config: Config) -> Iterator[SnapshotObserver]:
-    """What watches a one-shot snapshot: the status file and alerts, and a progress bar on a
-    terminal."""
+    """What watches a one-shot snapshot: the status file and alerts, and the progress
+    display on a terminal."""
     from backupd.commands.progress import progress_for
     from backupd.model import Fanout
     from backupd.service.alerts import send_alert
@@ -93,12 +93,12 @@ def snapshot_observer(config: Config) -> Iterator[SnapshotObserver]:
         schedule_of=functools.partial(schedule_of, config),
         deliver=functools.partial(send_alert, config.alerts),
     )
-    bar = progress_for(sys.stderr)
-    if bar is None:
+    display = progress_for(sys.stderr)
+    if display is None:
         yield monitor
         return
-    with bar.attached():
-        yield Fanout([bar, monitor])
+    with display.attached():
+        yield Fanout([display, monitor])
 
 
 def dry_run(config: Config, only: Sequence[str]) -> int:
