@@ -10,15 +10,17 @@ import argparse
 import importlib
 import logging
 import os
+import select
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TextIO
 
 from backupd import __version__
 from backupd.errors import (
     EXIT_CONFIG,
     EXIT_FAILED,
+    EXIT_OK,
     EXIT_USAGE,
     BackupdError,
     ClockSkewError,
@@ -28,7 +30,7 @@ from backupd.errors import (
     UsageError,
     UserError,
 )
-from backupd.logs import setup_logging
+from backupd.logs import LOG_FORMATS, LOG_LEVELS, problem, setup_logging
 from backupd.snapshot.memory import configure_malloc
 
 if TYPE_CHECKING:
@@ -40,6 +42,49 @@ logger = logging.getLogger("backupd")
 DEFAULT_CONFIG = "/etc/backupd/config.yaml"
 
 
+def add_output_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """--log-level, --log-format, -v and -q. ``defaults``: the top-level parser's copy; the
+    sub-commands' copies leave the namespace alone unless given (argparse.SUPPRESS), so the
+    one given wins, before or after the sub-command, and the last one given if both."""
+
+    def default(value: str) -> str:
+        return value if defaults else argparse.SUPPRESS
+
+    group = parser.add_argument_group("output options (before or after COMMAND)")
+    group.add_argument(
+        "--log-level",
+        default=default(os.environ.get("BACKUPD_LOG_LEVEL", "info")),
+        choices=LOG_LEVELS,
+        help="log verbosity (default: info, or $BACKUPD_LOG_LEVEL)",
+    )
+    group.add_argument(
+        "-v",
+        "--verbose",
+        dest="log_level",
+        action="store_const",
+        const="debug",
+        default=argparse.SUPPRESS,
+        help="log everything (--log-level debug)",
+    )
+    group.add_argument(
+        "-q",
+        "--quiet",
+        dest="log_level",
+        action="store_const",
+        const="warning",
+        default=argparse.SUPPRESS,
+        help="log warnings and errors only (--log-level warning)",
+    )
+    group.add_argument(
+        "--log-format",
+        default=default(os.environ.get("BACKUPD_LOG_FORMAT", "text")),
+        choices=LOG_FORMATS,
+        help="text: 'LEVEL event key=value …' lines (under journald with priority prefixes, "
+        "for journalctl -p); json: one JSON object per line (default: text, or "
+        "$BACKUPD_LOG_FORMAT)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="backupd",
@@ -48,19 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
         "credential error (including credentials the service rejected).",
     )
     parser.add_argument("--version", action="version", version=f"backupd {__version__}")
-    parser.add_argument(
-        "--log-level",
-        default=os.environ.get("BACKUPD_LOG_LEVEL", "info"),
-        choices=["debug", "info", "warning", "error"],
-        help="log verbosity (default: info, or $BACKUPD_LOG_LEVEL)",
-    )
-    parser.add_argument(
-        "--log-format",
-        default="auto",
-        choices=["auto", "text", "json"],
-        help="auto: text on a terminal or under journald, JSON lines otherwise",
-    )
+    add_output_options(parser, defaults=True)
+    # Every sub-command takes the same options after its name too (`backupd snapshot -v`).
+    shared = argparse.ArgumentParser(add_help=False)
+    add_output_options(shared, defaults=False)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add_command(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        return commands.add_parser(name, parents=[shared], **kwargs)
 
     def with_config(sub: argparse.ArgumentParser) -> None:
         sub.add_argument(
@@ -71,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
             help=f"config file (default: $BACKUPD_CONFIG or {DEFAULT_CONFIG})",
         )
 
-    snapshot = commands.add_parser(
+    snapshot = add_command(
         "snapshot",
         help="snapshot every configured workspace once (then tag and push, as configured)",
     )
@@ -98,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
         "by exporting",
     )
 
-    restore = commands.add_parser(
+    restore = add_command(
         "restore",
         help="rebuild an importable jobs.zip from the repository at any point in history, "
         "list restore points, or import into DataArts",
@@ -190,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="list the restore points: commits that changed the workspace, with their "
         "snapshot/* tags",
     )
-    check = commands.add_parser(
+    check = add_command(
         "check",
         help="try credentials, endpoints, listing and export per workspace, the repository "
         "and the remote; a table of OK/FAIL lines",
@@ -201,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
         "repository. Exit code 0 only if every line is OK (or SKIP).",
     )
     with_config(check)
-    status = commands.add_parser(
+    status = add_command(
         "status",
         help="the last snapshot of every workspace (from the status file); STALE when its "
         "last success is older than twice its schedule's period",
@@ -209,11 +249,11 @@ def build_parser() -> argparse.ArgumentParser:
         "changes, last commit and last error, as recorded by `backupd snapshot` and `backupd "
         "run`. A workspace is STALE when its last success is older than twice the period of "
         "its schedule (for cron: the longest gap between runs). Reads only; no API call. "
-        "Exit code 1 when a workspace is stale.",
+        "Exit code 1 when a workspace is stale or has never run (NEVER RUN).",
     )
     with_config(status)
     status.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    run = commands.add_parser(
+    run = add_command(
         "run",
         help="run as a daemon: snapshot each workspace on its schedule until stopped",
         description="Snapshot each workspace on its schedule (config 'schedule:', 'daemon:') "
@@ -223,9 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
         "and STOPPING and feeds the watchdog.",
     )
     with_config(run)
-    push = commands.add_parser(
-        "push", help="push commits and snapshot tags to the configured remote now"
-    )
+    push = add_command("push", help="push commits and snapshot tags to the configured remote now")
     with_config(push)
 
     def with_scope(sub: argparse.ArgumentParser) -> None:
@@ -236,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
             help="only this workspace (folder, id, DataArts name or S/folder)",
         )
 
-    history_log = commands.add_parser(
+    history_log = add_command(
         "log", help="list the recorded changes of a job or workspace: date, author, commit"
     )
     with_config(history_log)
@@ -246,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-n", "--max-count", type=int, metavar="N", help="show at most N changes (newest first)"
     )
 
-    show = commands.add_parser("show", help="print a job's .job file as it was at a date or commit")
+    show = add_command("show", help="print a job's .job file as it was at a date or commit")
     show.add_argument("job", metavar="JOB", help="job name")
     with_config(show)
     with_scope(show)
@@ -262,22 +300,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="also print the job's scripts and their readable views (each after a "
         "'==> path <==' line)",
     )
-    workspaces = commands.add_parser(
+    workspaces = add_command(
         "workspaces",
         help="show the workspaces each source backs up: discovered or configured, included "
         "or not and why (changes nothing)",
     )
     with_config(workspaces)
 
-    config_command = commands.add_parser("config", help="generate or validate a config file")
+    config_command = add_command("config", help="generate or validate a config file")
     config_actions = config_command.add_subparsers(dest="action", metavar="ACTION", required=True)
     config_actions.add_parser(
-        "generate", help="print a complete commented sample config (config.example.yaml)"
+        "generate",
+        parents=[shared],
+        help="print a complete commented sample config (config.example.yaml)",
     )
-    validate = config_actions.add_parser("validate", help="check a config file and exit")
+    validate = config_actions.add_parser(
+        "validate", parents=[shared], help="check a config file and exit"
+    )
     with_config(validate)
 
-    demo = commands.add_parser(
+    demo = add_command(
         "demo", help="run a local simulator, snapshot it twice and show the git history"
     )
     demo.add_argument(
@@ -288,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="empty folder for the demo repository (default: ./backupd-demo)",
     )
 
-    simulator = commands.add_parser(
+    simulator = add_command(
         "simulator", help="serve a local DataArts Studio simulator (for trying backupd out)"
     )
     simulator.add_argument("--port", type=int, default=8080, help="TCP port (default 8080)")
@@ -297,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulator.add_argument("--workspaces", type=int, default=2, help="number of workspaces")
 
     # --- install-units (backupd/commands/install.py) ---
-    install_units = commands.add_parser(
+    install_units = add_command(
         "install-units",
         help="write the systemd units (daemon, timer, per-instance templates) and the "
         "credential drop-ins, running the backupd installed here",
@@ -367,30 +409,81 @@ def dispatch(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Defaults from the environment are not checked by argparse's choices.
+    if args.log_level not in LOG_LEVELS:
+        parser.error(f"BACKUPD_LOG_LEVEL: invalid choice: {args.log_level!r}")
+    if args.log_format not in LOG_FORMATS:
+        parser.error(f"BACKUPD_LOG_FORMAT: invalid choice: {args.log_format!r}")
     setup_logging(args.log_level, args.log_format)
     configure_malloc()
     try:
+        code = run_command(args)
+        sys.stdout.flush()  # here, where a closed pipe can still be told apart
+    except BrokenPipeError:
+        return reader_went_away()
+    return code
+
+
+def stdout_reader_gone(stdout: TextIO | None = None) -> bool:
+    """Is stdout a pipe (or socket) whose reader has closed it? (Linux reports POLLERR on the
+    writing end of a pipe that has no reader left.) A BrokenPipeError from anything else — a
+    child's stdin, say — is a failure like any other, not a reader that had enough."""
+    try:
+        poller = select.poll()
+        poller.register((stdout or sys.stdout).fileno(), select.POLLOUT)
+        events = poller.poll(0)
+    except (OSError, ValueError, AttributeError):
+        return False
+    return any(event & (select.POLLERR | select.POLLHUP) for _, event in events)
+
+
+def reader_went_away() -> int:
+    """stdout's reader closed the pipe (`backupd status | head -1`): what it read is all it
+    wanted, which is no failure. Python's recipe: point stdout at /dev/null, so that the
+    flush at exit has nowhere to fail, and end without a word."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is not a file descriptor (embedded use)
+        pass
+    finally:
+        os.close(devnull)
+    return EXIT_OK
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Dispatch; every error becomes one line on stderr and an exit code."""
+    try:
         return dispatch(args)
+    except BrokenPipeError as error:
+        if stdout_reader_gone():
+            raise  # main ends quietly
+        logger.debug("traceback", exc_info=True)
+        return internal_error(error)
     except ClockSkewError as error:
-        print(f"backupd: clock problem: {error}", file=sys.stderr)  # noqa: T201
+        problem(f"clock problem: {error}")
         return EXIT_FAILED
     except (ConfigError, CredentialError, CredentialsRejected) as error:
-        print(f"backupd: {error}", file=sys.stderr)  # noqa: T201
+        problem(str(error))
         return EXIT_CONFIG
     except UsageError as error:
-        print(f"backupd: {error}", file=sys.stderr)  # noqa: T201
+        problem(str(error))
         return EXIT_USAGE
     except UserError as error:
-        print(f"backupd: {error}", file=sys.stderr)  # noqa: T201
+        problem(str(error))
         return EXIT_FAILED
     except BackupdError as error:
         logger.debug("traceback", exc_info=True)
-        print(f"backupd: {error}", file=sys.stderr)  # noqa: T201
+        problem(str(error))
         return EXIT_FAILED
     except KeyboardInterrupt:
-        print("backupd: interrupted", file=sys.stderr)  # noqa: T201
+        problem("interrupted", level=logging.WARNING)
         return 130
     except Exception as error:
         logger.debug("traceback", exc_info=True)
-        print(f"backupd: internal error: {type(error).__name__}: {error}", file=sys.stderr)  # noqa: T201
-        return EXIT_FAILED
+        return internal_error(error)
+
+
+def internal_error(error: Exception) -> int:
+    problem(f"internal error: {type(error).__name__}: {error}")
+    return EXIT_FAILED

@@ -77,6 +77,9 @@ class SnapshotResult:
 class SnapshotObserver:
     """Hooks of one or many workspace snapshots, in the order they happen."""
 
+    def started(self, target: WorkspaceTarget) -> None:
+        """The workspace's snapshot starts: its listing is next (before ``sized``)."""
+
     def sized(self, target: WorkspaceTarget, jobs: int) -> None:
         """The workspace's listing arrived: it holds ``jobs`` jobs (before ``listed``)."""
 
@@ -110,6 +113,10 @@ class Fanout(SnapshotObserver):
 
     def __init__(self, observers: Sequence[SnapshotObserver]) -> None:
         self._observers = tuple(observers)
+
+    def started(self, target: WorkspaceTarget) -> None:
+        for observer in self._observers:
+            observer.started(target)
 
     def sized(self, target: WorkspaceTarget, jobs: int) -> None:
         for observer in self._observers:

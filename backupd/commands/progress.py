@@ -1,163 +1,225 @@
-"""A progress bar per workspace for `backupd snapshot` on a terminal (stderr).
+"""Live progress of `backupd snapshot` on a terminal (stderr): one row per workspace in flight.
 
-    prod/sales    [##########..........]  3/6 batches  300/600 jobs  42 jobs/s
+    ⠹ prod/sales    exporting   ━━━━━━━━━━╸━━━━━━━━━  12/30 batches  1200/3000 jobs  0:00:41
+    ⠼ prod/finance  listing     ━━━━━━━━━━━━━━━━━━━━                                 0:00:03
+    prod/orders committed 3 added, 1 changed (1a2b3c4)            ← printed above, stays
 
-Standard library only: one line redrawn with a carriage return is all it takes, and
-rich/tqdm would bring their own idea of the terminal and of logging. Log lines still appear:
-while the bar is attached it wraps the log handlers' stream, clearing the bar before a log
-line and drawing it again after. When stderr is not a terminal, there is no bar at all (see
+A workspace gets its row when its snapshot starts (listing), counts batches and jobs while it
+exports, and ends with one line printed above the live rows: ``committed …``, ``no change``
+or ``FAILED: …``. Any number of workspaces may be in flight at once.
+
+Drawn with rich (``rich.progress``): it redraws every row in place, crops them to the
+terminal's width (asked again at each redraw), and knows how many lines it drew, so nothing
+stale is left behind, whatever the width. Log lines and the rows do not garble each other:
+while the display is live, the log handlers writing to the same stream print through rich's
+console, above the rows. When stderr is not a terminal there is no display at all (see
 :func:`progress_for`): only the log lines.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import TextIO
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.text import Text
 
 from backupd.model import SnapshotObserver, SnapshotResult, WorkspaceTarget
 
-CLEAR_LINE = "\r\x1b[K"
-REDRAW_EVERY = 0.1  # seconds: often enough to look alive, rarely enough to cost nothing
-BAR_WIDTH = 20
+LISTING = "listing"
+EXPORTING = "exporting"
+EXPORTED = "exported"  # waiting for its commit (or for the source's other workspaces)
 
 
-@dataclass
-class _Line:
-    label: str
-    jobs: int
-    batches: int
-    started: float
-    done_batches: int = 0
-    done_jobs: int = 0
+def outcome_line(result: SnapshotResult) -> str:
+    """The line a workspace ends with: ``prod/sales committed 3 added, 1 changed (1a2b3c4)``."""
+    label = result.target.label
+    if not result.ok:
+        return f"{label} FAILED: {result.error or 'unknown error'}"
+    if result.gone:
+        return f"{label} gone from DataArts (its folder is kept)"
+    if not result.commit:
+        return f"{label} no change"
+    counts = result.changed_jobs
+    parts = [
+        f"{count} {what}"
+        for count, what in (
+            (counts.added, "added"),
+            (counts.changed, "changed"),
+            (counts.removed, "removed"),
+        )
+        if count
+    ]
+    changes = ", ".join(parts) if parts else "scripts or resources changed"
+    return f"{label} committed {changes} ({result.commit[:7]})"
 
 
-def render(line: _Line, now: float, outcome: str | None = None) -> str:
-    """The text of one bar (no line ending)."""
-    share = line.done_batches / line.batches if line.batches else 1.0
-    filled = round(share * BAR_WIDTH)
-    bar = "#" * filled + "." * (BAR_WIDTH - filled)
-    elapsed = max(now - line.started, 1e-6)
-    rate = line.done_jobs / elapsed
-    text = (
-        f"{line.label}  [{bar}]  {line.done_batches}/{line.batches} batches  "
-        f"{line.done_jobs}/{line.jobs} jobs  {rate:.0f} jobs/s"
-    )
-    return f"{text}  {outcome}" if outcome else text
+class ProgressDisplay(SnapshotObserver):
+    """The rows of the workspaces in flight, on ``console`` (a terminal).
 
+    Hooks arrive from several threads at once (each workspace's own); rich's Progress is
+    thread-safe and ``_lock`` keeps each workspace's row and its final line in step. Each
+    hook redraws at once (a few per export call, which takes far longer): a log line
+    printed next shows the rows as they are, not as rich's last timed refresh saw them.
+    """
 
-class ProgressBar(SnapshotObserver):
-    """Draws the current workspace's bar on ``stream`` (a terminal)."""
-
-    def __init__(self, stream: TextIO, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self._stream = stream
-        self._clock = clock
-        self._lock = threading.RLock()
-        self._line: _Line | None = None
-        self._shown = False  # is a bar on the screen now (cursor at its end)?
-        self._drawn_at = 0.0
+    def __init__(
+        self,
+        console: Console,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        auto_refresh: bool = True,
+    ) -> None:
+        self.console = console
+        self._progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.fields[label]}"),
+            TextColumn("{task.fields[phase]}"),
+            BarColumn(bar_width=20),
+            TextColumn("{task.fields[batches]}"),
+            TextColumn("{task.fields[jobs]}"),
+            TimeElapsedColumn(),
+            console=console,
+            auto_refresh=auto_refresh,
+            transient=True,  # the rows go when the display stops; the final lines stay
+            redirect_stdout=False,  # stdout may be a pipe: it is not ours to draw on
+            redirect_stderr=True,  # a stray write to stderr goes above the rows too
+            get_time=clock,
+        )
+        self._lock = threading.Lock()
+        self._rows: dict[str, TaskID] = {}
+        self._jobs: dict[str, tuple[int, int]] = {}  # label → (exported, to export)
 
     # --- snapshot hooks -----------------------------------------------------------------------
 
+    def started(self, target: WorkspaceTarget) -> None:
+        with self._lock:
+            self._row(target.label)
+            self._progress.refresh()
+
     def listed(self, target: WorkspaceTarget, jobs: int, batches: int) -> None:
         with self._lock:
-            self._line = _Line(target.label, jobs, batches, self._clock())
-            self._draw(force=True)
+            row = self._row(target.label)
+            self._jobs[target.label] = (0, jobs)
+            self._progress.update(
+                row,
+                total=max(batches, 1),
+                completed=0 if batches else 1,
+                phase=EXPORTING if batches else EXPORTED,
+                batches=f"0/{batches} batches",
+                jobs=f"0/{jobs} jobs",
+            )
+            self._progress.refresh()
 
     def exported(
         self, target: WorkspaceTarget, batch: int, batches: int, jobs: int, size: int
     ) -> None:
         with self._lock:
-            line = self._line
-            if line is None or line.label != target.label:
-                return
-            line.done_batches = batch
-            line.done_jobs += jobs
-            self._draw(force=batch == batches)
+            row = self._row(target.label)
+            done, planned = self._jobs.get(target.label, (0, 0))
+            done += jobs
+            self._jobs[target.label] = (done, planned)
+            self._progress.update(
+                row,
+                total=batches,
+                completed=batch,
+                phase=EXPORTED if batch >= batches else EXPORTING,
+                batches=f"{batch}/{batches} batches",
+                jobs=f"{done}/{planned} jobs",
+            )
+            self._progress.refresh()
 
     def finished(self, result: SnapshotResult) -> None:
+        label = result.target.label
         with self._lock:
-            line = self._line
-            if line is None or line.label != result.target.label:
-                return  # never listed (failed before): the log line says why
-            if not result.ok:
-                outcome = "FAILED"
-            elif result.commit:
-                outcome = f"committed {result.commit[:10]}"
-            else:
-                outcome = "no change"
-            self._clear()
-            self._stream.write(render(line, self._clock(), outcome) + "\n")
-            self._stream.flush()
-            self._line = None
+            row = self._rows.pop(label, None)
+            self._jobs.pop(label, None)
+            if row is not None:
+                self._progress.remove_task(row)
+            self.print(outcome_line(result))  # drawn with the rows that remain
 
     # --- drawing ------------------------------------------------------------------------------
 
-    def _draw(self, *, force: bool) -> None:
-        now = self._clock()
-        if self._line is None or (not force and now - self._drawn_at < REDRAW_EVERY):
-            return
-        self._stream.write(CLEAR_LINE + render(self._line, now))
-        self._stream.flush()
-        self._shown = True
-        self._drawn_at = now
+    def _row(self, label: str) -> TaskID:
+        row = self._rows.get(label)
+        if row is None:
+            row = self._progress.add_task(
+                label, total=None, label=label, phase=LISTING, batches="", jobs=""
+            )
+            self._rows[label] = row
+        return row
 
-    def _clear(self) -> None:
-        if self._shown:
-            self._stream.write(CLEAR_LINE)
-            self._shown = False
-
-    def write_through(self, text: str, write: Callable[[str], object]) -> None:
-        """Write a log line without tearing the bar: clear it, write, draw it again."""
-        with self._lock:
-            self._clear()
-            write(text)
-            if text.endswith("\n"):
-                self._draw(force=True)
+    def print(self, line: str) -> None:
+        """A line above the rows, as written: the terminal wraps it (rich would break it up)."""
+        self.console.print(Text(line), soft_wrap=True)
 
     @contextmanager
-    def attached(self) -> Iterator[ProgressBar]:
-        """Route the root logger's output to this stream through the bar while inside."""
+    def attached(self) -> Iterator[ProgressDisplay]:
+        """Show the rows while inside; route the root logger's lines for this console's
+        stream through the console (above the rows) meanwhile."""
+        stream = self.console.file
         handlers = [
             handler
             for handler in logging.getLogger().handlers
-            if isinstance(handler, logging.StreamHandler) and handler.stream is self._stream
+            if isinstance(handler, logging.StreamHandler) and handler.stream is stream
         ]
+        self._progress.start()
         for handler in handlers:
-            handler.setStream(_BarAwareStream(self._stream, self))  # type: ignore[arg-type]
+            handler.setStream(_AboveTheRows(self))
         try:
             yield self
         finally:
             for handler in handlers:
-                handler.setStream(self._stream)
-            with self._lock:
-                self._clear()
-                self._stream.flush()
+                handler.setStream(stream)
+            self._progress.stop()
 
 
-class _BarAwareStream:
-    """What a log handler writes to while a bar is shown."""
+class _AboveTheRows:
+    """What a log handler writes to while the rows are shown: whole lines, printed above."""
 
-    def __init__(self, stream: TextIO, bar: ProgressBar) -> None:
-        self._stream = stream
-        self._bar = bar
+    def __init__(self, display: ProgressDisplay) -> None:
+        self._display = display
+        self._partial = ""
 
     def write(self, text: str) -> int:
-        self._bar.write_through(text, self._stream.write)
+        *lines, self._partial = (self._partial + text).split("\n")
+        for line in lines:
+            self._display.print(line)
         return len(text)
 
     def flush(self) -> None:
-        self._stream.flush()
+        pass
 
 
-def progress_for(stream: TextIO) -> ProgressBar | None:
-    """A bar when ``stream`` is a terminal, else None (log lines only)."""
+def interactive(stream: TextIO) -> bool:
+    """Is ``stream`` a terminal that can redraw in place? (Not a pipe, a file or the journal,
+    and not TERM=dumb.)"""
     try:
-        interactive = stream.isatty()
+        terminal = stream.isatty()
     except (AttributeError, ValueError):
-        interactive = False
-    return ProgressBar(stream) if interactive else None
+        return False
+    return terminal and os.environ.get("TERM", "") not in ("dumb", "unknown")
+
+
+def progress_for(stream: TextIO) -> ProgressDisplay | None:
+    """A display when ``stream`` is a terminal, else None (log lines only).
+
+    The decision is ours, not rich's: rich also takes FORCE_COLOR or TTY_COMPATIBLE in the
+    environment for a terminal, and a CI log would fill up with redraws.
+    """
+    if not interactive(stream):
+        return None
+    return ProgressDisplay(Console(file=stream, force_terminal=True, highlight=False))

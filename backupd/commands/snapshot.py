@@ -25,7 +25,7 @@ from backupd.errors import (
     CredentialsRejected,
     UserError,
 )
-from backupd.logs import log
+from backupd.logs import log, problem
 from backupd.model import (
     NO_OBSERVER,
     Fanout,
@@ -67,11 +67,11 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     if stopped.is_set():
         # Not a failure: nothing half-done was recorded, and the next run does the work.
         cut = [r.target.label for r in results if r.interrupted]
-        print(f"backupd: interrupted; not snapshotted: {', '.join(cut) or 'none'}", file=sys.stderr)  # noqa: T201
+        problem(f"interrupted; not snapshotted: {', '.join(cut) or 'none'}", level=logging.WARNING)
         return 128 + stopped.signal_number
     if report.push is not None and not report.push.ok:
         # Not a failed snapshot: the commits are safe here and go out with the next push.
-        print(f"backupd: {report.push.error} (will retry on the next run)", file=sys.stderr)  # noqa: T201
+        problem(f"{report.push.error} (will retry on the next run)", level=logging.WARNING)
     if args.workspace and not results:
         raise UserError(f"no configured workspace matches {', '.join(args.workspace)}")
     failed = [r for r in results if not r.ok]
@@ -80,7 +80,7 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
         # Committed all the rest; these stay at their previous version (or unconfirmed).
         shown = "; ".join(result.problems[:10])
         more = f" (+{len(result.problems) - 10} more)" if len(result.problems) > 10 else ""
-        print(f"backupd: {result.target.label}: partial snapshot: {shown}{more}", file=sys.stderr)  # noqa: T201
+        problem(f"{result.target.label}: partial snapshot: {shown}{more}", level=logging.WARNING)
     if not failed:
         return EXIT_PARTIAL if partial else EXIT_OK
     labels = [r.target.label for r in failed]
@@ -92,8 +92,8 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
         ok=len(results) - len(failed),
     )
     for line in failure_lines(failed):
-        print(f"backupd: {line}", file=sys.stderr)  # noqa: T201
-    print(f"backupd: snapshot failed for {', '.join(labels)}", file=sys.stderr)  # noqa: T201
+        problem(line)
+    problem(f"snapshot failed for {', '.join(labels)}")
     rejected = any(
         r.error_type is not None
         and issubclass(r.error_type, CredentialsRejected)
@@ -137,8 +137,8 @@ _PROBLEM_KINDS: tuple[tuple[type[BackupdError], str], ...] = (
 
 @contextlib.contextmanager
 def snapshot_observer(config: Config) -> Iterator[SnapshotObserver]:
-    """What watches a one-shot snapshot: the status file and alerts, and a progress bar on a
-    terminal."""
+    """What watches a one-shot snapshot: the status file and alerts, and the progress
+    display on a terminal."""
     from backupd.commands.progress import progress_for
     from backupd.service.alerts import send_alert
     from backupd.service.monitor import Monitor
@@ -150,12 +150,12 @@ def snapshot_observer(config: Config) -> Iterator[SnapshotObserver]:
         schedule_of=functools.partial(schedule_of, config),
         deliver=functools.partial(send_alert, config.alerts),
     )
-    bar = progress_for(sys.stderr)
-    if bar is None:
+    display = progress_for(sys.stderr)
+    if display is None:
         yield monitor
         return
-    with bar.attached():
-        yield Fanout([bar, monitor])
+    with display.attached():
+        yield Fanout([display, monitor])
 
 
 def dry_run(config: Config, only: Sequence[str]) -> int:

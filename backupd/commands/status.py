@@ -1,4 +1,5 @@
-"""`backupd status`: the status file as a table (or JSON), with stale workspaces flagged.
+"""`backupd status`: the status file as a table (or JSON), with stale workspaces flagged;
+exit code 1 when a workspace is stale or has never run.
 
 Reads only: no lock, no API call, so it answers while a daemon runs — and when none does,
 which is exactly when a backup silently stopped: its workspaces show up as STALE.
@@ -152,4 +153,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     else:
         for line in format_rows(rows, now):
             print(line)  # noqa: T201
-    return EXIT_FAILED if any(row.stale for row in rows) else EXIT_OK
+    return exit_code(rows)
+
+
+def exit_code(rows: list[StatusRow]) -> int:
+    """1 when a workspace is STALE or NEVER RUN, else 0 (FAILING alone is not: a failure is
+    alerted on at once, and turns STALE when no success follows in time). A configured
+    workspace without any recorded attempt is a backup that never started: a monitoring
+    check that passed until the first run ever happened would miss exactly that."""
+    needs_someone = any(row.stale or row.state == "NEVER RUN" for row in rows)
+    return EXIT_FAILED if needs_someone else EXIT_OK

@@ -17,6 +17,7 @@ import hmac
 import json
 import logging
 import re
+import socket
 import ssl
 import threading
 from collections.abc import Callable, Generator, Mapping, Sequence
@@ -239,8 +240,18 @@ def is_clock_skew_message(text: str) -> bool:
     return bool(_CLOCK_SKEW_RE.search(text))
 
 
-def connection_error(error: httpx.TransportError, operation: str, where: str = "") -> ApiError:
-    """The error for a failed connection: an untrusted certificate is not worth retrying."""
+def connection_error(
+    error: httpx.TransportError,
+    operation: str,
+    where: str = "",
+    *,
+    url: httpx.URL | str | None = None,
+) -> ApiError:
+    """The error for a call that got no answer, naming the endpoint it tried
+    (``list jobs: cannot connect to https://dlf.example.com:443: connection refused``);
+    an untrusted certificate is not worth retrying. ``url``: the request's, when the error
+    does not carry it. Only scheme, host and port are shown: never a path or query."""
+    endpoint = _endpoint(url if url is not None else _request_url(error))
     cause: BaseException | None = error
     for _ in range(8):  # httpx → httpcore → ssl: the chain is short; never loop on a cycle
         if cause is None or isinstance(cause, ssl.SSLCertVerificationError):
@@ -249,13 +260,60 @@ def connection_error(error: httpx.TransportError, operation: str, where: str = "
     if isinstance(cause, ssl.SSLCertVerificationError):
         reason = cause.verify_message or str(cause)
         return CertificateError(
-            f"{where}TLS certificate not trusted ({reason}); for a private CA or an inspecting "
-            "proxy, set the source's ca_bundle",
+            f"{where}TLS certificate of {endpoint} not trusted ({reason}); for a private CA or "
+            "an inspecting proxy, set the source's ca_bundle",
             operation=operation,
         )
-    if isinstance(error, httpx.TimeoutException):
-        return TransportError(f"{where}timed out ({type(error).__name__})", operation=operation)
-    return TransportError(f"{where}{type(error).__name__}: {error}", operation=operation)
+    if isinstance(error, httpx.ConnectTimeout):
+        text = f"cannot connect to {endpoint}: timed out"
+    elif isinstance(error, httpx.ReadTimeout):
+        text = f"no answer from {endpoint}: timed out"
+    elif isinstance(error, httpx.WriteTimeout):
+        text = f"cannot send to {endpoint}: timed out"
+    elif isinstance(error, httpx.PoolTimeout):
+        text = f"no free connection to {endpoint}: timed out"
+    elif isinstance(error, httpx.ProxyError):
+        text = f"cannot connect to {endpoint} through the proxy: {_reason(error)}"
+    elif isinstance(error, httpx.ConnectError):
+        text = f"cannot connect to {endpoint}: {_reason(error)}"
+    elif isinstance(error, httpx.NetworkError | httpx.RemoteProtocolError):
+        text = f"connection to {endpoint} broken: {_reason(error)}"
+    else:
+        text = f"{endpoint}: {type(error).__name__}: {error}"
+    return TransportError(where + text, operation=operation)
+
+
+def _request_url(error: httpx.TransportError) -> httpx.URL | None:
+    try:
+        return error.request.url
+    except RuntimeError:  # raised without a request (a transport used on its own)
+        return None
+
+
+def _endpoint(url: httpx.URL | str | None) -> str:
+    """``scheme://host:port`` of a URL (the default port spelled out), or a stand-in."""
+    if url is None:
+        return "the service"
+    url = httpx.URL(url)
+    host = f"[{url.host}]" if ":" in url.host else url.host
+    port = url.port or {"https": 443, "http": 80}.get(url.scheme)
+    return f"{url.scheme}://{host}:{port}" if port else f"{url.scheme}://{host}"
+
+
+def _reason(error: BaseException) -> str:
+    """Why a connection failed, in a few lowercase words: the system's reason when the cause
+    is an OSError (``connection refused``), else the error's own text."""
+    cause: BaseException | None = error
+    for _ in range(8):
+        if cause is None:
+            break
+        if isinstance(cause, socket.gaierror):
+            return f"host name not resolved ({cause.strerror or cause})"
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror[:1].lower() + cause.strerror[1:]
+        cause = cause.__cause__ or cause.__context__
+    text = str(error) or type(error).__name__
+    return text[:1].lower() + text[1:]
 
 
 # --------------------------------------------------------------------------- httpx.Auth
@@ -468,9 +526,7 @@ class IamTokenAuth(httpx.Auth):
                 )
         except httpx.TransportError as exc:
             # from None: the cause holds the request, whose body holds the password.
-            raise connection_error(
-                exc, operation, f"cannot reach IAM at {self._iam_url}: "
-            ) from None
+            raise connection_error(exc, operation) from None
         except httpx.HTTPError as exc:
             raise TransportError(
                 f"cannot reach IAM at {self._iam_url}: {type(exc).__name__}: {exc}",

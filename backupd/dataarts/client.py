@@ -710,7 +710,7 @@ class DataArtsClient:
         try:
             response = self._http.send(request)
         except httpx.TransportError as error:
-            raise connection_error(error, what) from None
+            raise connection_error(error, what, url=request.url) from None
         if response.status_code >= 400:
             raise error_from_response(response, what)
         return response
@@ -749,7 +749,7 @@ class DataArtsClient:
             finally:
                 response.close()
         except httpx.TransportError as error:
-            raise connection_error(error, what) from None
+            raise connection_error(error, what, url=request.url) from None
 
 
 def _json_body(value: Any) -> bytes:

@@ -32,6 +32,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
+from backupd.dataarts.auth import connection_error
 from backupd.dataarts.retry import RetryPolicy, call_with_retries
 from backupd.errors import (
     ApiError,
@@ -39,7 +40,6 @@ from backupd.errors import (
     ClockSkewError,
     ServerError,
     ThrottledError,
-    TransportError,
 )
 from backupd.secret import Secret
 
@@ -175,12 +175,8 @@ class ObsClient:
             headers["Authorization"] = authorization("PUT", bucket, key, headers, self._credentials)
             try:
                 response = self._http.put(url, content=data, headers=headers)
-            except httpx.TimeoutException as error:
-                raise TransportError(
-                    f"timed out ({type(error).__name__})", operation=what
-                ) from None
             except httpx.TransportError as error:
-                raise TransportError(f"{type(error).__name__}: {error}", operation=what) from None
+                raise connection_error(error, what, url=url) from None
             if response.status_code >= 300:
                 raise obs_error(response, what)
 

@@ -59,6 +59,7 @@ def prepare_workspace(
 
     Returns the failure as a result when it fails; the staging folder is then gone.
     """
+    observer.started(target)
     started = time.monotonic()
     retries_before = client.retries
     try:

@@ -36,9 +36,9 @@ STAGES = {
 
 
 def start(config: Path) -> subprocess.Popen[str]:
-    command = [sys.executable, "-m", "backupd", "--log-level", "debug", "snapshot"]
+    command = [sys.executable, "-m", "backupd", "--log-level", "debug", "--log-format", "json"]
     return subprocess.Popen(
-        [*command, "-c", str(config)],
+        [*command, "snapshot", "-c", str(config)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

@@ -24,8 +24,9 @@ A, B = workspace_id(31), workspace_id(32)
 
 
 def snapshot(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "backupd", "--log-format", "json", "snapshot"]
     return subprocess.run(
-        [sys.executable, "-m", "backupd", "snapshot", "-c", str(config), *args],
+        [*command, "-c", str(config), *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -34,7 +35,7 @@ def snapshot(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def log_events(stderr: str) -> list[dict[str, object]]:
-    """The JSON log records (stderr is not a terminal, so logs are JSON lines)."""
+    """The JSON log records (asked for with --log-format json)."""
     return [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
 
 
