@@ -85,7 +85,7 @@ def test_a_date_before_the_first_snapshot_is_one_line_exit_1_and_no_file(
     [
         (["--at", "2026-13-40", "-o", "OUT"], 1, "not a valid date"),
         (["--at", "nonsense-rev", "-o", "OUT"], 1, "neither a commit, a tag nor"),
-        (["-w", "nowhere", "-o", "OUT"], 2, "no configured workspace matches"),
+        (["-w", "nowhere", "-o", "OUT"], 2, "no workspace matches"),
         (["--list", "-j", "x"], 2, "--list takes only"),
         ([], 2, "--out FILE, --import, --dry-run or --list"),
         (["--overwrite", "-o", "OUT"], 2, "--overwrite goes with --import"),

@@ -136,6 +136,6 @@ def test_show_with_scripts_and_its_errors(history: History) -> None:
     code, _, err = history.cli("show", history.job, "--at", "no-such-rev")
     assert code == 1 and "neither a date nor a known revision" in err
     code, _, err = history.cli("show", history.job, "--workspace", "nope")
-    assert code == 2 and "no configured workspace" in err
+    assert code == 2 and "no workspace matches" in err
     code, _, err = history.cli("log", "--job", "never_existed")
     assert code == 1 and "no recorded change" in err
