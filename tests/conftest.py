@@ -12,6 +12,18 @@ from backupd.simulator.server import Simulator
 
 Mount = Callable[[str, str], Path | None]
 
+TIERS = ("unit", "contract", "integration", "e2e")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with its tier, from its folder: `pytest -m unit` runs the fast ones,
+    `-m "not e2e"` everything but the real processes."""
+    for item in items:
+        parts = Path(str(item.path)).parts
+        tier = next((part for part in parts if part in TIERS), None)
+        if tier is not None:
+            item.add_marker(getattr(pytest.mark, tier))
+
 
 @pytest.fixture
 def simulator() -> Iterator[Simulator]:

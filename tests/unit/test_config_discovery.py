@@ -1,4 +1,4 @@
-"""Config for complete coverage: 'workspaces: all', include/exclude, the management host."""
+"""Config of discovery: 'workspaces: all', include/exclude, the management host."""
 
 from __future__ import annotations
 
