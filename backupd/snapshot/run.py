@@ -152,6 +152,8 @@ def snapshot_source(
                     staged_slots.release()
                     release_free_memory()
             outcomes[index] = outcome
+            if outcome is not None:
+                observer.finished(outcome)  # as it ends: the display's line, the status record
     skipped = [t for i, t in enumerate(chosen) if outcomes[i] is None]
     if skipped:
         log(
@@ -162,14 +164,13 @@ def snapshot_source(
             workspaces=",".join(t.label for t in skipped),
             reason=_rejection_reason(rejection[0]),
         )
-    results = [
-        outcome
-        if (outcome := outcomes[i]) is not None
-        else dataclasses.replace(rejection[0], target=target, duration=0.0)
-        for i, target in enumerate(chosen)
-    ]
-    for result in results:
-        observer.finished(result)
+    results = []
+    for index, target in enumerate(chosen):
+        outcome = outcomes[index]
+        if outcome is None:  # not attempted: the source's credentials were refused
+            outcome = dataclasses.replace(rejection[0], target=target, duration=0.0)
+            observer.finished(outcome)
+        results.append(outcome)
     return results
 
 
