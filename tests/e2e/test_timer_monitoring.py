@@ -84,7 +84,7 @@ def receiver() -> Iterator[PingReceiver]:
 
 def snapshot(config: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "backupd", "snapshot", "-c", str(config)],
+        [sys.executable, "-m", "backupd", "--log-format", "json", "snapshot", "-c", str(config)],
         capture_output=True,
         text=True,
         timeout=120,
