@@ -22,6 +22,7 @@ from typing import Any, Literal, Union
 
 import yaml
 
+from backupd.dataarts.limits import MAX_EXPORT_NAMES
 from backupd.errors import ConfigError
 from backupd.logs import log
 from backupd.secret import Secret
@@ -599,7 +600,9 @@ class SourceConfig:
         check=_between(0, 365 * 86400),
     )
     batch_size: int = option(
-        "Jobs per batch-export call (the API allows at most 100).", 100, check=_between(1, 100)
+        f"Jobs per batch-export call (the API allows at most {MAX_EXPORT_NAMES}).",
+        MAX_EXPORT_NAMES,
+        check=_between(1, MAX_EXPORT_NAMES),
     )
     page_size: int = option(
         "Jobs per page when listing (100 is safe everywhere; newer regions allow 1000).",

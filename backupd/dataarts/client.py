@@ -29,6 +29,12 @@ from urllib.parse import quote
 import httpx
 
 from backupd.dataarts.auth import connection_error, encode_query, is_clock_skew_message
+from backupd.dataarts.limits import (
+    MAX_EXPORT_NAMES,
+    MAX_RESOURCE_LIMIT,
+    MAX_SCRIPT_LIMIT,
+    MAX_WORKSPACE_LIMIT,
+)
 from backupd.dataarts.retry import RateLimiter, RetryPolicy, call_with_retries
 from backupd.errors import (
     ApiError,
@@ -45,11 +51,8 @@ from backupd.model import ApiObserver
 
 logger = logging.getLogger(__name__)
 
-MAX_EXPORT_NAMES = 100  # documented per-call limit of batch-export
 # How long a refusal of the credentials is repeated without asking again (then one more try).
 REFUSAL_MEMORY = 60.0
-MAX_RESOURCE_LIMIT = 100  # documented page size range of the resource list: 1-100
-MAX_WORKSPACE_LIMIT = 100  # documented page size range of the workspace list: 1-100
 INSTANCE_LIMIT = 20  # the instance list's documented default; its maximum is not documented
 INSTANCE_EFFECTIVE = 2  # instance status: 1 not effective, 2 effective, 3 deleted, 4 frozen…
 JOB_TYPES = ("BATCH", "REAL_TIME")
@@ -266,7 +269,7 @@ class DataArtsClient:
             workspace_id,
             extra=[],
             what="list scripts",
-            max_limit=100,
+            max_limit=MAX_SCRIPT_LIMIT,
             keep=keep,
         )
         return [scripts[name] for name in sorted(scripts)]

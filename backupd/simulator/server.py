@@ -77,6 +77,12 @@ from io import BytesIO
 from typing import Any, Literal
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
+from backupd.dataarts.limits import (
+    MAX_EXPORT_NAMES,
+    MAX_RESOURCE_LIMIT,
+    MAX_SCRIPT_LIMIT,
+    MAX_WORKSPACE_LIMIT,
+)
 from backupd.simulator.gateway import (
     DEFAULT_AK,
     DEFAULT_IAM_DOMAIN,
@@ -106,10 +112,11 @@ DEFAULT_INSTANCE_ID = "5157a9d0c0de4e11a5ce00000000da7a"
 DEFAULT_INSTANCE_NAME = "dataarts-sim"
 
 CLOCK_START_MS = 1764547200000  # 2025-12-01T00:00:00Z; moves +1000 ms per mutation
-BATCH_EXPORT_MAX_NAMES = 100
-SCRIPT_LIST_MAX_LIMIT = 100
-RESOURCE_LIST_MAX_LIMIT = 100
-WORKSPACE_LIST_MAX_LIMIT = 100
+# The documented limits (dlf-api.md), as the service enforces them.
+BATCH_EXPORT_MAX_NAMES = MAX_EXPORT_NAMES
+SCRIPT_LIST_MAX_LIMIT = MAX_SCRIPT_LIMIT
+RESOURCE_LIST_MAX_LIMIT = MAX_RESOURCE_LIMIT
+WORKSPACE_LIST_MAX_LIMIT = MAX_WORKSPACE_LIMIT
 MANAGEMENT_DEFAULT_LIMIT = 20
 RESOURCE_TYPES = ("archive", "file", "jar")
 DEFAULT_LIMIT = 10

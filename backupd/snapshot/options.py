@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from backupd.dataarts.limits import MAX_EXPORT_NAMES
 from backupd.store.archive import ArchiveLimits
 from backupd.store.gitrepo import Identity
 from backupd.store.volatile import VolatileRules
@@ -14,7 +15,7 @@ from backupd.store.volatile import VolatileRules
 @dataclass(frozen=True)
 class SnapshotOptions:
     export_depend: bool = True
-    batch_size: int = 100
+    batch_size: int = MAX_EXPORT_NAMES
     archive_limits: ArchiveLimits = ArchiveLimits()
     max_archive_bytes: int = 1024**3
     staging_root: Path | None = None
