@@ -631,6 +631,13 @@ class DataArtsClient:
         take(page)
         # An exact list's total says which pages there are; an open one pages to a short page.
         exact = page.total if listing.exact else None
+        if exact is not None and exact == size == len(page.rows):
+            # Exactly one full page: a lowered total looks the same. The next answer must
+            # agree that nothing follows (in either offset reading).
+            after = self._fetch_page(listing, 1)
+            if after.total != exact or (after.rows and after.names() != page.names()[1:]):
+                return seen, f"a full first page reported a total of {exact}; the next disagrees"
+            return seen, None
         if len(page.rows) < size or (exact is not None and exact <= size):
             return seen, _short_of(listing, len(seen), page.total)
         probed = self._offset_mode(listing, page, size)

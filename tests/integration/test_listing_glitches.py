@@ -13,7 +13,8 @@ from backupd.dataarts.client import ClientSettings, DataArtsClient
 from backupd.dataarts.retry import RetryPolicy
 from backupd.errors import ApiError
 from backupd.secret import Secret
-from backupd.simulator.server import DEFAULT_TOKEN, Glitch, Simulator
+from backupd.simulator.gateway import DEFAULT_TOKEN
+from backupd.simulator.server import Glitch, OffsetMode, Simulator
 from tests.helpers import workspace_id
 
 A, B = workspace_id(31), workspace_id(32)
@@ -56,10 +57,11 @@ def job_calls(simulator: Simulator, wid: str = A, job_type: str = "BATCH") -> li
     ]
 
 
-@pytest.mark.parametrize("total", [0, 5, 500])
+@pytest.mark.parametrize("total", [0, 5, 7, 500])
 def test_a_first_page_reporting_another_total_is_read_again(sim: Simulator, total: int) -> None:
     # Taken at its word, total 0 (or 5) ends the listing after its first page: every job of
-    # the later pages would look deleted.
+    # the later pages would look deleted. Total 7 agrees with a full first page of 7 rows:
+    # the next answer must then agree that nothing follows.
     sim.faults.glitches.append(Glitch("BATCH", "total", total=total, offset=0))
     with client_for(sim, 7) as client:
         listed = [job.name for job in client.list_jobs(A)]
@@ -152,19 +154,16 @@ def test_an_unconfirmed_probe_is_not_remembered() -> None:
             assert client._offset_modes == {"jobs?7": "record"}
 
 
-def test_a_silently_clamped_page_size_is_taken_from_the_service() -> None:
+@pytest.mark.parametrize("offset_mode", ["page", "record"])
+def test_a_silently_clamped_page_size_is_taken_from_the_service(offset_mode: OffsetMode) -> None:
     # Asked for 1,000 rows, served 100 (dlf-api.md §12): the same short first page twice is
     # the service's page size, in either offset mode.
-    for offset_mode in ("page", "record"):
-        with Simulator(
-            offset_mode=offset_mode,  # type: ignore[arg-type]
-            max_page_size=100,
-            page_size_policy="clamp",
-        ) as simulator:
-            simulator.add_workspace(A, "a")
-            simulator.populate(A, 230, realtime_fraction=0.0, scripts=2)
-            with client_for(simulator, 1000) as client:
-                assert [job.name for job in client.list_jobs(A)] == sorted(simulator.jobs(A))
+    clamped = Simulator(offset_mode=offset_mode, max_page_size=100, page_size_policy="clamp")
+    with clamped as simulator:
+        simulator.add_workspace(A, "a")
+        simulator.populate(A, 230, realtime_fraction=0.0, scripts=2)
+        with client_for(simulator, 1000) as client:
+            assert [job.name for job in client.list_jobs(A)] == sorted(simulator.jobs(A))
 
 
 def test_a_total_that_moves_while_paging_is_read_again_then_refused() -> None:
