@@ -1391,6 +1391,15 @@ class Simulator:
                 script["content"] = content
             self._tick()
 
+    def delete_script(self, workspace_id: str, name: str) -> None:
+        """Delete a script (jobs that use it keep their node pointing at the name)."""
+        with self._lock:
+            scripts = self._workspace(workspace_id).scripts
+            if name not in scripts:
+                raise KeyError(f"unknown script {name!r} in workspace {workspace_id!r}")
+            del scripts[name]
+            self._tick()
+
     def clear_workspace(self, workspace_id: str) -> None:
         """Delete every job and script of a workspace (a disaster, for restore tests)."""
         with self._lock:
@@ -2381,6 +2390,7 @@ class Simulator:
             "delete_job": self.delete_job,
             "rename_job": self.rename_job,
             "set_script": self.set_script,
+            "delete_script": self.delete_script,
             "clear_workspace": self.clear_workspace,
             "stop_job": self.stop_job,
             "add_bucket": self.add_bucket,

@@ -11,6 +11,8 @@ from backupd.store.archive import ArchiveLimits
 from backupd.store.gitrepo import Identity
 from backupd.store.volatile import VolatileRules
 
+MAX_PROOFS = 50  # show calls one workspace snapshot spends on vanished items, at most
+
 
 @dataclass(frozen=True)
 class SnapshotOptions:
@@ -31,3 +33,5 @@ class SnapshotOptions:
     incremental: bool = True
     full_every: float = 86400.0
     export_window: int = 2  # batches downloading at once per workspace
+    # Show calls a workspace snapshot may spend proving vanished items gone (deletions.py).
+    max_proofs: int = MAX_PROOFS
