@@ -685,10 +685,10 @@ class LimitsConfig:
 @dataclass(frozen=True)
 class SafetyConfig:
     max_delete_fraction: float = option(
-        "Refuse a snapshot that would delete more than this fraction of a workspace's jobs "
-        "(a listing glitch looks exactly like a mass deletion). An empty listing for a "
-        "workspace that holds jobs is always refused. Resources are checked the same way, "
-        "on their own.",
+        "Refuse a snapshot that would delete more than this fraction of one list of a "
+        "workspace: its BATCH jobs, REAL_TIME jobs, scripts or resources, each on its own. "
+        "Only deletions the service confirmed count (a list that glitched empty deletes "
+        "nothing); one or two are always let through.",
         0.5,
         check=_between(0, 1),
     )
