@@ -107,12 +107,15 @@ def stage_workspace(
     on_write = blobs.write if blobs is not None else None
     tree = StagedTree(staging / "tree", baseline.files, on_write=on_write)
     listed = stage_listings(client, target, tree)
-    jobs = listed.jobs
+    jobs, changed_scripts = listed.jobs, listed.changed_scripts
     prover = Prover(target, options.max_proofs)
     settled = reconcile(client, prover, tree, baseline, jobs, listed.scripts, listed.resources)
+    script_count, resource_count = len(listed.scripts), len(listed.resources)
+    del listed  # thousands of names in a large workspace: not held while exporting
     observer.sized(target, max(len(jobs), len(baseline.files) // 4))
     full = is_full_snapshot(options, baseline, time.time() if now is None else now)
-    names = plan_exports(jobs, baseline, listed.changed_scripts, full=full)
+    names = plan_exports(jobs, baseline, changed_scripts, full=full)
+    del changed_scripts  # thousands of names in a first snapshot: not held while exporting
     exporting = set(names)
     for job in jobs:
         if job.name not in exporting:
@@ -123,8 +126,8 @@ def stage_workspace(
         "snapshot.listed",
         workspace=target.label,
         jobs=len(jobs),
-        scripts=len(listed.scripts),
-        resources=len(listed.resources),
+        scripts=script_count,
+        resources=resource_count,
         export=len(names),
         mode="full" if full else "incremental",
     )
@@ -151,8 +154,8 @@ def stage_workspace(
         tree=tree.root,
         changes=tree.pending(),
         jobs=tuple(jobs),
-        script_count=len(listed.scripts),
-        resource_count=len(listed.resources),
+        script_count=script_count,
+        resource_count=resource_count,
         exported=len(names) - len(rejected),
         full=full,
         editors=editors(jobs, baseline.job_times),
