@@ -1,7 +1,8 @@
 """Command line: argparse sub-commands; every error becomes one readable line and an exit code.
 
-Exit codes: 0 ok, 1 a snapshot/restore failed (or the repository is busy), 2 usage, 78 bad
-config or credentials (unreadable, or rejected by the service).
+Exit codes: 0 ok, 1 a snapshot/restore failed (or the repository is busy), 2 usage, 3 a
+snapshot committed but partial, 78 bad config or credentials (unreadable, or rejected by the
+service).
 """
 
 from __future__ import annotations
@@ -89,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="backupd",
         description="Back up Huawei Cloud DataArts Studio (DataArts Factory) jobs into git.",
-        epilog="Exit codes: 0 ok, 1 a snapshot failed, 2 usage error, 78 configuration or "
+        epilog="Exit codes: 0 ok, 1 a snapshot failed, 2 usage error, 3 a snapshot committed "
+        "but partial (named items not recorded), 78 configuration or "
         "credential error (including credentials the service rejected).",
     )
     parser.add_argument("--version", action="version", version=f"backupd {__version__}")

@@ -22,6 +22,7 @@ from types import MappingProxyType
 from typing import Any, Literal, Union
 
 from backupd.config_yaml import read_yaml
+from backupd.dataarts.limits import MAX_EXPORT_NAMES
 from backupd.errors import ConfigError
 from backupd.logs import log
 from backupd.secret import Secret
@@ -605,7 +606,9 @@ class SourceConfig:
         check=_between(0, 365 * 86400),
     )
     batch_size: int = option(
-        "Jobs per batch-export call (the API allows at most 100).", 100, check=_between(1, 100)
+        f"Jobs per batch-export call (the API allows at most {MAX_EXPORT_NAMES}).",
+        MAX_EXPORT_NAMES,
+        check=_between(1, MAX_EXPORT_NAMES),
     )
     page_size: int = option(
         "Jobs per page when listing (100 is safe everywhere; newer regions allow 1000).",
@@ -688,10 +691,10 @@ class LimitsConfig:
 @dataclass(frozen=True)
 class SafetyConfig:
     max_delete_fraction: float = option(
-        "Refuse a snapshot that would delete more than this fraction of a workspace's jobs "
-        "(a listing glitch looks exactly like a mass deletion). An empty listing for a "
-        "workspace that holds jobs is always refused. Resources are checked the same way, "
-        "on their own.",
+        "Refuse a snapshot that would delete more than this fraction of one list of a "
+        "workspace: its BATCH jobs, REAL_TIME jobs, scripts or resources, each on its own. "
+        "Only deletions the service confirmed count (a list that glitched empty deletes "
+        "nothing); one or two are always let through.",
         0.5,
         check=_between(0, 1),
     )

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import yaml
 
+from backupd.dataarts.limits import MAX_EXPORT_NAMES
 from backupd.simulator.server import DEFAULT_PROJECT_ID, DEFAULT_TOKEN, Simulator
 
 PAGE_SIZE = 1000
@@ -67,7 +68,7 @@ def api_floor(scale: Scale, export_calls: int, list_calls: int) -> float:
     they can overlap; each call also occupies one of ``concurrency`` connections for its
     duration. The floor is the larger of the rate bound and the concurrency bound.
     """
-    export_duration = scale.latency + scale.export_cost_per_job * 100
+    export_duration = scale.latency + scale.export_cost_per_job * MAX_EXPORT_NAMES
     rate_bound = max(export_calls / scale.export_rate, list_calls / scale.list_rate)
     busy = export_calls * export_duration + list_calls * scale.latency
     concurrency_bound = busy / scale.concurrency

@@ -114,7 +114,8 @@ def expected_tree(simulator: Simulator, wid: str) -> dict[str, bytes]:
     for job, definition in jobs.items():
         tree[f"jobs/{job}/{job}.job"] = canonical_json(definition)
         for script in simulator.job_scripts(wid, job):
-            add_script(f"jobs/{job}", script)
+            if script in scripts:  # a deleted script is not exported with its job
+                add_script(f"jobs/{job}", script)
     for script in scripts:
         add_script("scripts", script)
     for name, resource in simulator.resources(wid).items():

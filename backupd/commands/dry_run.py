@@ -12,20 +12,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from backupd.config import Config, SourceConfig
-from backupd.dataarts.client import DataArtsClient
+from backupd.dataarts.client import JOB_TYPES, DataArtsClient
 from backupd.errors import BackupdError, RepoError, SnapshotRefused
 from backupd.model import WorkspaceTarget
-from backupd.snapshot.apply import check_deletions
+from backupd.snapshot.apply import guard_deletions
 from backupd.snapshot.discovery import preview
 from backupd.snapshot.run import listed_targets
 from backupd.store.gitrepo import GitRepo
 from backupd.store.layout import INDEX_FILE, RESOURCES_DIR
 from backupd.store.names import name_of
-from backupd.store.summary import ChangeSummary
 from backupd.wiring import make_client, snapshot_options
 
 
@@ -37,6 +36,7 @@ class Stored:
     scripts: frozenset[str] = frozenset()
     resources: frozenset[str] = frozenset()
     saved_at: dict[str, object] | None = None  # job → lastUpdateTime of the last snapshot
+    job_types: dict[str, str] = field(default_factory=dict)  # job → BATCH / REAL_TIME
 
 
 @dataclass(frozen=True)
@@ -74,10 +74,12 @@ def stored(repo: GitRepo | None, folder: str) -> Stored:
     )
     index = repo.read_file("HEAD", f"{folder}/{INDEX_FILE}")
     saved_at: dict[str, object] | None = None
+    job_types: dict[str, str] = {}
     if index is not None:
         try:
             data = json.loads(index)
             saved_at = {name: row.get("lastUpdateTime") for name, row in data["jobs"].items()}
+            job_types = {name: str(row.get("jobType")) for name, row in data["jobs"].items()}
         except (ValueError, KeyError, TypeError, AttributeError):
             saved_at = None
     return Stored(
@@ -85,6 +87,7 @@ def stored(repo: GitRepo | None, folder: str) -> Stored:
         scripts=_names(files, f"{folder}/scripts/", ".script"),
         resources=_names(files, f"{folder}/{RESOURCES_DIR}/", ".resource"),
         saved_at=saved_at,
+        job_types=job_types,
     )
 
 
@@ -114,9 +117,22 @@ def plan_workspace(
         )
     refused = None
     options = snapshot_options(config, source, allow_mass_delete=False)
+    # Each list on its own, as a snapshot guards them (once the service confirmed the
+    # deletions: a dry run asks nothing, so gone here means not listed).
+    lists = [
+        (
+            f"{job_type} jobs",
+            {n for n in before.jobs if before.job_types.get(n, JOB_TYPES[0]) == job_type},
+            {job.name for job in jobs if job.job_type == job_type},
+        )
+        for job_type in JOB_TYPES
+    ]
+    lists += [("scripts", set(before.scripts), scripts)]
+    lists += [("resources", set(before.resources), resources)]
     try:
-        summary = ChangeSummary(jobs_removed=gone)
-        check_deletions(target, summary, len(before.jobs), len(jobs), options)
+        for kind, had, listed in lists:
+            removed = len(had - listed - names)
+            guard_deletions(target, kind, removed, len(had), len(listed), options)
     except SnapshotRefused as error:
         refused = str(error)
     return WorkspacePlan(
@@ -186,7 +202,7 @@ def format_plans(plans: list[WorkspacePlan]) -> list[str]:
         )
         for title, names in (
             ("new jobs", plan.new_jobs),
-            ("jobs gone (would be recorded as deleted)", plan.gone_jobs),
+            ("jobs gone (recorded as deleted once the service confirms it)", plan.gone_jobs),
             ("jobs saved in DataArts since the last snapshot", plan.saved_jobs),
             ("new scripts", plan.new_scripts),
             ("scripts gone", plan.gone_scripts),

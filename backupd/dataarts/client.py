@@ -19,16 +19,22 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar, overload
 from urllib.parse import quote
 
 import httpx
 
 from backupd.dataarts.auth import connection_error, encode_query, is_clock_skew_message
+from backupd.dataarts.limits import (
+    MAX_EXPORT_NAMES,
+    MAX_RESOURCE_LIMIT,
+    MAX_SCRIPT_LIMIT,
+    MAX_WORKSPACE_LIMIT,
+)
 from backupd.dataarts.retry import RateLimiter, RetryPolicy, call_with_retries
 from backupd.errors import (
     ApiError,
@@ -45,11 +51,8 @@ from backupd.model import ApiObserver
 
 logger = logging.getLogger(__name__)
 
-MAX_EXPORT_NAMES = 100  # documented per-call limit of batch-export
 # How long a refusal of the credentials is repeated without asking again (then one more try).
 REFUSAL_MEMORY = 60.0
-MAX_RESOURCE_LIMIT = 100  # documented page size range of the resource list: 1-100
-MAX_WORKSPACE_LIMIT = 100  # documented page size range of the workspace list: 1-100
 INSTANCE_LIMIT = 20  # the instance list's documented default; its maximum is not documented
 INSTANCE_EFFECTIVE = 2  # instance status: 1 not effective, 2 effective, 3 deleted, 4 frozen…
 JOB_TYPES = ("BATCH", "REAL_TIME")
@@ -58,6 +61,14 @@ OffsetMode = Literal["page", "record"]
 # workspace's listings are chains of pages, and one chain at a time cannot use the listing
 # rate. The client's connection slots and rate limit still apply to each page.
 PAGES_AT_ONCE = 3
+LIST_PASSES = 2  # a listing that does not add up is read once more, then refused
+PAGE_READS = 3  # a page that disagrees with the listing is read again, twice at most
+PROBE_READS = 2  # offset=1 answers asked before the offset mode is given up on
+MAX_OPEN_PAGES = 10_000  # rows a list without a trustworthy total is paged to, at most
+# What the show calls answer for an item that does not exist (dlf-api.md §7.3): the proof.
+JOB_MISSING = "DLF.0100"
+SCRIPT_MISSING = "DLF.6201"
+RESOURCE_MISSING = "DLF.6241"
 
 
 _Kept = TypeVar("_Kept")
@@ -69,7 +80,9 @@ def _as_is(row: _Row) -> _Row:
     return row
 
 
-def _in_order(fetch: Callable[[int], _Fetched], offsets: range, at_once: int) -> Iterator[_Fetched]:
+def _in_order(
+    fetch: Callable[[int], _Fetched], offsets: range, at_once: int
+) -> Generator[_Fetched, None, None]:
     """``fetch(offset)`` for each offset, ``at_once`` in flight, results in offset order.
 
     Stopping early (or a failed fetch) cancels the fetches not started yet.
@@ -90,6 +103,64 @@ def _in_order(fetch: Callable[[int], _Fetched], offsets: range, at_once: int) ->
         finally:
             for future in pending:
                 future.cancel()
+
+
+@dataclass(frozen=True)
+class _Listing(Generic[_Row]):
+    """One paged list of the API: where it is, what its answers hold, what to make of a row."""
+
+    what: str  # the operation, for errors and logs
+    url: str  # a path on the DLF host, or a whole URL (management host)
+    workspace_id: str | None
+    query: tuple[tuple[str, str], ...]  # besides limit and offset
+    rows_keys: tuple[str, ...]  # the array of rows: the first of these the answer holds
+    key: str  # the field that names a row
+    total_key: str
+    limit: int
+    condense: Callable[[dict[str, Any]], _Row]  # made of each row where its page arrives
+    kind: str  # what the offset mode is remembered under (with the page size)
+    # Every answer reports the list's total, and it says how many pages there are (DLF).
+    # Not exact: 'count' may be the total or the page size, or be missing (management).
+    exact: bool = True
+
+
+@dataclass(frozen=True)
+class _Page(Generic[_Row]):
+    rows: list[tuple[str, _Row]]  # (name, condensed row), in the order the service sent
+    total: int | None
+
+    def names(self) -> list[str]:
+        return [name for name, _ in self.rows]
+
+    def distinct(self) -> bool:
+        return len({name for name, _ in self.rows}) == len(self.rows)
+
+
+def _mode_of(
+    first: list[str], second: list[str], size: int, total: int | None
+) -> OffsetMode | None:
+    """What ``offset=1`` answering ``second`` says about ``offset``, after ``offset=0``
+    answered ``first`` (a full page of ``size``); None: neither reading fits the answer.
+
+    ``total``: the listing's (None: unknown, and an empty answer then means a page number
+    past the end). With a page size of 1 both readings coincide.
+    """
+    shifted = bool(second) and second[: size - 1] == first[1:]
+    if shifted and (total is None or len(second) == min(size, total - 1)):
+        return "record"
+    if not set(second) & set(first):
+        if total is None and len(second) <= size:
+            return "page"
+        if total is not None and len(second) == min(size, total - size):
+            return "page"
+    return None
+
+
+def _short_of(listing: _Listing[Any], seen: int, total: int | None) -> str | None:
+    """Why a listing that ended holding ``seen`` entries is incomplete (None: it is not)."""
+    if total is None or seen == total or (seen > total and not listing.exact):
+        return None
+    return f"listing returned {seen} distinct entries but reported {total}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,20 +290,22 @@ class DataArtsClient:
 
     # --- public operations ---------------------------------------------------------------
 
-    def list_jobs(self, workspace_id: str) -> list[JobSummary]:
-        """Every job of the workspace (BATCH and REAL_TIME), unique by name, sorted."""
+    def list_jobs(
+        self, workspace_id: str, job_types: Sequence[str] = JOB_TYPES
+    ) -> list[JobSummary]:
+        """Every job of the workspace (of ``job_types``: both by default), unique by name,
+        sorted."""
         jobs: dict[str, JobSummary] = {}
-        for job_type in JOB_TYPES:
-            summaries = self._list_all(
-                "jobs",
+        for job_type in job_types:
+            listing = self._dlf_listing(
                 "jobs",
                 workspace_id,
-                extra=[("jobType", job_type)],
                 what="list jobs",
+                query=(("jobType", job_type),),
                 # A summary per row as each page arrives: a raw row is ten times its size.
                 condense=functools.partial(_job_summary, job_type=job_type),
             )
-            for summary in summaries.values():
+            for summary in self._list_all(listing, _as_is).values():
                 jobs.setdefault(summary.name, summary)
         return [jobs[name] for name in sorted(jobs)]
 
@@ -251,46 +324,75 @@ class DataArtsClient:
                 name = first if isinstance(first, str) else None
         return total, name
 
+    @overload
+    def list_scripts(self, workspace_id: str) -> list[dict[str, Any]]: ...
+
+    @overload
     def list_scripts(
-        self,
-        workspace_id: str,
-        keep: Callable[[dict[str, Any]], _Kept] = _as_is,  # type: ignore[assignment]
-    ) -> list[_Kept]:
+        self, workspace_id: str, keep: Callable[[dict[str, Any]], _Kept]
+    ) -> list[_Kept]: ...
+
+    def list_scripts(
+        self, workspace_id: str, keep: Callable[[dict[str, Any]], Any] = _as_is
+    ) -> list[Any]:
         """Every standalone script definition of the workspace (content included), by name.
 
         ``keep``: what to hold of each definition, made as its page arrives.
         """
-        scripts = self._list_all(
-            "scripts",
+        listing = self._dlf_listing(
             "scripts",
             workspace_id,
-            extra=[],
             what="list scripts",
-            max_limit=100,
-            keep=keep,
+            max_limit=MAX_SCRIPT_LIMIT,
+            condense=_as_is,
         )
+        scripts = self._list_all(listing, keep)
         return [scripts[name] for name in sorted(scripts)]
 
     def list_resources(self, workspace_id: str) -> list[dict[str, Any]]:
         """Every resource definition of the workspace (name, type, OBS location, …)."""
-        rows = self._list_all(
-            "resources",
+        listing = self._dlf_listing(
             "resources",
             workspace_id,
-            extra=[],
             what="list resources",
             max_limit=MAX_RESOURCE_LIMIT,
+            condense=_as_is,
         )
+        rows = self._list_all(listing, _as_is)
         return [rows[name] for name in sorted(rows)]
+
+    def job_exists(self, workspace_id: str, name: str) -> bool:
+        """Whether the workspace holds the job ``name`` now: its detail, or 400 DLF.0100.
+
+        Anything else (a server error after retries, another code) raises: only the
+        service's own "does not exist" proves a job gone (dlf-api.md §12). Job detail is in
+        the export's rate class (10/s per user, §7.1).
+        """
+        path = f"/v1/{self.settings.project_id}/jobs/{quote(name, safe='')}"
+        return self._exists(path, workspace_id, JOB_MISSING, "show job", self._export_rate)
+
+    def script_exists(self, workspace_id: str, name: str) -> bool:
+        """Whether the workspace holds the script ``name`` now (400 DLF.6201 when not)."""
+        path = f"/v1/{self.settings.project_id}/scripts/{quote(name, safe='')}"
+        return self._exists(path, workspace_id, SCRIPT_MISSING, "show script", self._list_rate)
+
+    def resource_exists(self, workspace_id: str, resource_id: str) -> bool:
+        """Whether the workspace holds the resource with id ``resource_id`` now (400
+        DLF.6241 when not)."""
+        path = f"/v1/{self.settings.project_id}/resources/{quote(resource_id, safe='')}"
+        return self._exists(path, workspace_id, RESOURCE_MISSING, "show resource", self._list_rate)
 
     def list_instances(self) -> list[InstanceInfo]:
         """The project's DataArts Studio instances (management host)."""
-        rows = self._list_management(
-            "instances",
-            ("commodity_orders", "commodity_order_lists"),  # older docs name it the latter
-            "resource_id",
-            limit=INSTANCE_LIMIT,
-            what="list instances",
+        rows = self._list_all(
+            self._management_listing(
+                "instances",
+                ("commodity_orders", "commodity_order_lists"),  # older docs name it the latter
+                "resource_id",
+                limit=INSTANCE_LIMIT,
+                what="list instances",
+            ),
+            _as_is,
         )
         instances = [
             InstanceInfo(
@@ -298,18 +400,21 @@ class DataArtsClient:
                 name=str(row.get("resource_name") or ""),
                 status=row.get("status") if isinstance(row.get("status"), int) else None,
             )
-            for row in rows
+            for row in rows.values()
         ]
         return sorted(instances, key=lambda instance: instance.id)
 
     def list_workspaces(self, instance_id: str) -> list[WorkspaceInfo]:
         """Every workspace of one instance (management host), sorted by name."""
-        rows = self._list_management(
-            f"workspaces/{quote(instance_id, safe='')}",
-            ("data",),
-            "id",
-            limit=min(self.settings.page_size, MAX_WORKSPACE_LIMIT),
-            what="list workspaces",
+        rows = self._list_all(
+            self._management_listing(
+                f"workspaces/{quote(instance_id, safe='')}",
+                ("data",),
+                "id",
+                limit=min(self.settings.page_size, MAX_WORKSPACE_LIMIT),
+                what="list workspaces",
+            ),
+            _as_is,
         )
         workspaces = [
             WorkspaceInfo(
@@ -317,7 +422,7 @@ class DataArtsClient:
                 name=str(row.get("name") or row["id"]),
                 instance_id=str(row.get("instance_id") or instance_id),
             )
-            for row in rows
+            for row in rows.values()
         ]
         return sorted(workspaces, key=lambda workspace: (workspace.name, workspace.id))
 
@@ -348,7 +453,8 @@ class DataArtsClient:
             request.headers["Accept"] = "application/octet-stream"
             return self._stream_to_file(request, destination, max_bytes, "batch export")
 
-        return self._call(attempt, "batch export", self._export_rate)
+        size: int = self._call(attempt, "batch export", self._export_rate)
+        return size
 
     # --- import (restore, dlf-api.md §5) -----------------------------------------------------
 
@@ -423,221 +529,287 @@ class DataArtsClient:
 
     # --- listing ----------------------------------------------------------------------------
 
-    def _list_all(
+    def _dlf_listing(
         self,
         resource: str,
-        item_key: str,
         workspace_id: str,
         *,
-        extra: list[tuple[str, str]],
         what: str,
+        query: tuple[tuple[str, str], ...] = (),
         max_limit: int = 1000,
-        condense: Callable[[dict[str, Any]], _Row] = _as_is,  # type: ignore[assignment]
-        keep: Callable[[_Row], _Kept] = _as_is,  # type: ignore[assignment]
-    ) -> dict[str, _Kept]:
-        """Page through a listing until ``total`` distinct names are seen (dlf-api.md §2.3).
-
-        Offset paging shifts when entries are created or deleted meanwhile: an entry can be
-        missed while the count still adds up (one deleted before it, one added after), and a
-        missed job would be recorded as deleted. So every page must report the same total,
-        and the distinct names must reach it; else the listing runs once more, then fails.
-        ``condense``: what to make of every row, in the thread that fetched its page (pages
-        wait there for their turn: a raw page of 1,000 jobs is ~2 MB). ``keep``: what to hold
-        of the first row of each name, made in listing order as pages arrive.
-        """
-        limit = min(self.settings.page_size, max_limit)
-        listing = functools.partial(
-            self._page_through,
-            resource,
-            item_key,
-            workspace_id,
-            extra,
-            limit,
-            what,
-            condense,
-            keep,
-        )
-        items, total, stable = listing()
-        if len(items) < total or not stable:
-            log(
-                logger,
-                "list.inconsistent",
-                level=logging.WARNING,
-                what=what,
-                seen=len(items),
-                total=total,
-                workspace=workspace_id,
-            )
-            items, total, stable = listing()
-            if len(items) < total or not stable:
-                problem = (
-                    f"listing returned {len(items)} distinct entries but reported {total}"
-                    if len(items) < total
-                    else "the reported total changed while paging"
-                )
-                raise ApiError(
-                    f"{problem}; refusing to work from a partial listing",
-                    operation=what,
-                )
-        return items
-
-    def _page_through(
-        self,
-        resource: str,
-        item_key: str,
-        workspace_id: str,
-        extra: list[tuple[str, str]],
-        limit: int,
-        what: str,
         condense: Callable[[dict[str, Any]], _Row],
-        keep: Callable[[_Row], _Kept],
-    ) -> tuple[dict[str, _Kept], int, bool]:
-        """The entries by name, the last total reported, and whether every page reported it."""
-        path = f"/v1/{self.settings.project_id}/{resource}"
-        totals: set[int] = set()
+    ) -> _Listing[_Row]:
+        """A DLF list (jobs, scripts, resources): rows by ``name``, every answer its total."""
+        return _Listing(
+            what=what,
+            url=f"/v1/{self.settings.project_id}/{resource}",
+            workspace_id=workspace_id,
+            query=query,
+            rows_keys=(resource,),
+            key="name",
+            total_key="total",
+            limit=min(self.settings.page_size, max_limit),
+            condense=condense,
+            kind=resource,
+        )
 
-        def fetch(offset: int) -> tuple[list[tuple[str, _Row]], int]:
-            query = [*extra, ("limit", str(limit)), ("offset", str(offset))]
-            data = self._get_json(path, workspace_id, query, what)
-            rows = data.get(item_key) or []
-            if not isinstance(rows, list) or not all(
-                isinstance(row, dict) and isinstance(row.get("name"), str) for row in rows
-            ):
-                raise ApiError(f"unexpected {item_key!r} in response", operation=what)
-            total = data.get("total")
-            if not isinstance(total, int) or total < 0:
-                raise ApiError("response has no valid 'total'", operation=what)
-            totals.add(total)
-            return [(row["name"], condense(row)) for row in rows], total
-
-        seen: dict[str, _Kept] = {}
-
-        def take(rows: list[tuple[str, _Row]]) -> None:
-            for name, row in rows:
-                if name not in seen:
-                    seen[name] = keep(row)
-
-        first, total = fetch(0)
-        take(first)
-        if len(first) < limit or len(seen) >= total:
-            return seen, total, len(totals) == 1
-
-        mode_key = f"{resource}?{limit}"
-        with self._lock:
-            mode = self._offset_modes.get(mode_key)
-        offset = 1
-        if mode is None:
-            # offset is documented both as a page number and as a record offset: probe once.
-            second, total = fetch(1)
-            mode = "record" if second and second[0][0] == first[1][0] else "page"
-            with self._lock:
-                self._offset_modes[mode_key] = mode
-            take(second)
-            if mode == "page" and (len(second) < limit or len(seen) >= total):
-                return seen, total, len(totals) == 1
-            offset = 2 if mode == "page" else limit
-        else:
-            offset = 1 if mode == "page" else limit
-        del first
-        step = 1 if mode == "page" else limit
-        # The pages the reported total still needs, side by side and taken in order.
-        end = -(-total // limit) if mode == "page" else total
-        rows: list[tuple[str, _Row]] = []
-        for rows, page_total in _in_order(fetch, range(offset, end, step), PAGES_AT_ONCE):
-            total = page_total
-            before = len(seen)
-            take(rows)
-            if len(seen) == before:
-                break  # the service repeats itself: the count check decides
-            offset += step
-        if rows and (len(rows) < limit or len(seen) >= total):
-            return seen, total, len(totals) == 1
-        # Entries added while listing: page on, one at a time, until a short page.
-        for _ in range(total // limit + 5):
-            rows, total = fetch(offset)
-            before = len(seen)
-            take(rows)
-            if len(rows) < limit or len(seen) >= total or len(seen) == before:
-                break
-            offset += step
-        return seen, total, len(totals) == 1
-
-    def _list_management(
-        self, resource: str, item_keys: tuple[str, ...], id_key: str, *, limit: int, what: str
-    ) -> list[dict[str, Any]]:
-        """Page through a management list, keyed by ``id_key``.
+    def _management_listing(
+        self, resource: str, rows_keys: tuple[str, ...], key: str, *, limit: int, what: str
+    ) -> _Listing[dict[str, Any]]:
+        """A management list (instances, workspaces), keyed by ``key``.
 
         Its paging is documented even more loosely than the job list's (offset is a "page
         number" for instances and a "data offset" for workspaces; 'count' may be the total
-        or the page size), so: probe the offset style, dedupe by id, stop on a short page or
-        one without news, and distrust a listing that holds fewer rows than 'count' says.
+        or the page size): it pages until a short page or one without news, and a listing
+        holding fewer rows than 'count' says is distrusted.
         """
         if not self.settings.management_endpoint:
             raise ApiError("no management endpoint configured", operation=what)
-        url = f"{self.settings.management_endpoint}/v1/{self.settings.project_id}/{resource}"
-        for attempt in (1, 2):
-            rows, count = self._page_by_id(url, item_keys, id_key, limit, what)
-            if count is None or len(rows) >= count:
-                return list(rows.values())
+        return _Listing(
+            what=what,
+            url=f"{self.settings.management_endpoint}/v1/{self.settings.project_id}/{resource}",
+            workspace_id=None,
+            query=(),
+            rows_keys=rows_keys,
+            key=key,
+            total_key="count",
+            limit=limit,
+            condense=_as_is,
+            kind=resource.split("/", 1)[0],
+            exact=False,
+        )
+
+    def _list_all(self, listing: _Listing[_Row], keep: Callable[[_Row], _Kept]) -> dict[str, _Kept]:
+        """Every entry of a list by its key, from a complete listing (dlf-api.md §2.3).
+
+        Offset paging shifts when entries are created or deleted meanwhile: an entry can be
+        missed while the count still adds up (one deleted before it, one added after), and a
+        missed job would look deleted. And the service glitches: an empty page, a page
+        reporting another total, rows left out. So a listing is complete only when every
+        page reports the same total and holds the rows that total says it must, each name
+        new; a page that does not is read again (bounded), and a listing that still does
+        not agree runs once more, then fails. ``keep``: what to hold of the first row of
+        each name, made in listing order as pages arrive (``listing.condense`` is made of
+        every row in the thread that fetched its page).
+        """
+        for attempt in range(1, LIST_PASSES + 1):
+            items, problem = self._page_through(listing, keep)
+            if problem is None:
+                return items
             log(
                 logger,
                 "list.inconsistent",
                 level=logging.WARNING,
-                what=what,
-                seen=len(rows),
-                total=count,
+                what=listing.what,
+                workspace=listing.workspace_id or "-",
+                problem=problem,
                 attempt=attempt,
             )
         raise ApiError(
-            f"listing returned {len(rows)} distinct entries but reported {count}; "
-            "refusing to work from a partial listing",
-            operation=what,
+            f"{problem}; refusing to work from a partial listing", operation=listing.what
         )
 
-    def _page_by_id(
-        self, url: str, item_keys: tuple[str, ...], id_key: str, limit: int, what: str
-    ) -> tuple[dict[str, dict[str, Any]], int | None]:
-        def fetch(offset: int) -> tuple[list[dict[str, Any]], int | None]:
-            query = [("limit", str(limit)), ("offset", str(offset))]
-            data = self._get_json(url, None, query, what)
-            count = data.get("count")
-            count = count if isinstance(count, int) and count >= 0 else None
-            key = next((k for k in item_keys if k in data), None)
-            if key is None:
-                if count in (0, None):  # an empty list may come without its array
-                    return [], count
-                raise ApiError(f"response has no {item_keys[0]!r}", operation=what)
-            rows = data[key]
-            if not isinstance(rows, list) or not all(
-                isinstance(row, dict) and isinstance(row.get(id_key), str) and row[id_key]
-                for row in rows
-            ):
-                raise ApiError(f"unexpected {key!r} in response", operation=what)
-            return rows, count
+    def _page_through(
+        self, listing: _Listing[_Row], keep: Callable[[_Row], _Kept]
+    ) -> tuple[dict[str, _Kept], str | None]:
+        """One pass over a listing: the entries by key, and what made it incomplete (None:
+        complete). The one paging loop of the client, for every list."""
+        seen: dict[str, _Kept] = {}
 
-        seen: dict[str, dict[str, Any]] = {}
-
-        def add(rows: list[dict[str, Any]]) -> int:
+        def take(page: _Page[_Row]) -> int:
             before = len(seen)
-            for row in rows:
-                seen.setdefault(row[id_key], row)
+            for name, row in page.rows:
+                if name not in seen:
+                    seen[name] = keep(row)
             return len(seen) - before
 
-        first, count = fetch(0)
-        add(first)
-        if len(first) < limit:
-            return seen, count
-        second, count = fetch(1)
-        record = bool(second) and len(first) > 1 and second[0][id_key] == first[1][id_key]
-        if not add(second) or (not record and len(second) < limit):
-            return seen, count
-        step, offset = (limit, limit) if record else (1, 2)
-        for _ in range(10_000 // limit + 5):  # hard cap: never a runaway loop
-            rows, count = fetch(offset)
-            if not add(rows) or len(rows) < limit:
-                break
-            offset += step
-        return seen, count
+        first = self._first_page(listing)
+        if isinstance(first, str):
+            return seen, first
+        page, size = first
+        del first
+        take(page)
+        # An exact list's total says which pages there are; an open one pages to a short page.
+        exact = page.total if listing.exact else None
+        if exact is not None and exact == size == len(page.rows):
+            # Exactly one full page: a lowered total looks the same. The next answer must
+            # agree that nothing follows (in either offset reading).
+            after = self._fetch_page(listing, 1)
+            if after.total != exact or (after.rows and after.names() != page.names()[1:]):
+                return seen, f"a full first page reported a total of {exact}; the next disagrees"
+            return seen, None
+        if len(page.rows) < size or (exact is not None and exact <= size):
+            return seen, _short_of(listing, len(seen), page.total)
+        probed = self._offset_mode(listing, page, size)
+        if isinstance(probed, str):
+            return seen, probed
+        mode, second = probed
+        del page  # a raw page of 1,000 jobs is ~2 MB; taken, it is not needed
+        step = 1 if mode == "page" else size
+        offset = 1 if mode == "page" else size
+        if second is not None:  # a page-number probe is the second page
+            take(second)
+            offset = 2
+            if not second.rows or (exact is None and len(second.rows) < size):
+                return seen, _short_of(listing, len(seen), second.total)
+        del second
+
+        def fetch(offset: int) -> tuple[int, _Page[_Row]]:
+            return offset, self._fetch_page(listing, offset)
+
+        if exact is not None:
+            # The pages the total still needs, side by side and taken in order.
+            offsets = range(offset, -(-exact // size) if mode == "page" else exact, step)
+        else:
+            # To a short page, one at a time (the total is no guide), never a runaway loop.
+            offsets = range(offset, offset + step * (MAX_OPEN_PAGES // size + 5), step)
+        total: int | None = exact
+        at_once = PAGES_AT_ONCE if exact is not None else 1
+        with contextlib.closing(_in_order(fetch, offsets, at_once)) as pages:
+            for offset, page in pages:
+                if exact is None:
+                    total = page.total
+                    if not take(page) or len(page.rows) < size:
+                        break
+                    continue
+                start = offset * size if mode == "page" else offset
+                expected = min(size, exact - start)
+                agreed = self._agreeing(listing, page, offset, exact, expected, seen)
+                if agreed is None:
+                    self._forget_mode(listing, size)
+                    return seen, (
+                        f"the page at offset {offset} kept disagreeing with the listing "
+                        f"(total {exact}, {expected} new rows expected)"
+                    )
+                take(agreed)
+        return seen, _short_of(listing, len(seen), total)
+
+    def _first_page(self, listing: _Listing[_Row]) -> tuple[_Page[_Row], int] | str:
+        """The first page and the page size the service uses, or what was wrong with it.
+
+        A page must hold as many rows as its total says (all of them, or a full page); one
+        that does not is read again. The same short page twice is the service serving fewer
+        rows than asked (a silent clamp, dlf-api.md §12): its size is the page size.
+        """
+        page = self._fetch_page(listing, 0)
+        if not listing.exact:
+            return page, listing.limit
+        previous: _Page[_Row] | None = None
+        for _ in range(PAGE_READS):
+            if previous is not None:
+                page = self._fetch_page(listing, 0)
+            assert page.total is not None  # noqa: S101
+            expected = min(listing.limit, page.total)
+            if len(page.rows) == expected and page.distinct():
+                return page, listing.limit
+            if (
+                previous is not None
+                and 0 < len(page.rows) < expected
+                and page.distinct()
+                and page.names() == previous.names()
+                and page.total == previous.total
+            ):
+                return page, len(page.rows)
+            previous = page
+        return (
+            f"the first page kept disagreeing with its total ({len(page.rows)} rows, total "
+            f"{page.total})"
+        )
+
+    def _offset_mode(
+        self, listing: _Listing[_Row], first: _Page[_Row], size: int
+    ) -> tuple[OffsetMode, _Page[_Row] | None] | str:
+        """What ``offset`` means for this list: a page number (then also the second page)
+        or a record offset; or why the probe could not tell.
+
+        ``offset`` is documented both ways (dlf-api.md §2.3): ``offset=1`` is asked and
+        compared with the first page. A record offset repeats the first page shifted by one;
+        a page number gives new rows, as many as the total leaves. An answer that fits
+        neither (empty, another total, rows left out) is asked again, never taken for a
+        mode. Only a mode an answer confirmed is remembered for other listings of the list.
+        """
+        key = f"{listing.kind}?{size}"
+        with self._lock:
+            known = self._offset_modes.get(key)
+        if known is not None:
+            return known, None
+        names = first.names()
+        for _ in range(PROBE_READS):
+            second = self._fetch_page(listing, 1)
+            if listing.exact and second.total != first.total:
+                continue
+            mode = _mode_of(names, second.names(), size, first.total if listing.exact else None)
+            if mode is None:
+                continue
+            if second.rows:  # an empty second page of an open list confirms nothing
+                with self._lock:
+                    self._offset_modes[key] = mode
+            return mode, second if mode == "page" else None
+        return "the offset probe (offset=1) answered neither as a page number nor a record offset"
+
+    def _forget_mode(self, listing: _Listing[Any], size: int) -> None:
+        """A page disagreed: the offset mode remembered for the list is asked anew."""
+        with self._lock:
+            self._offset_modes.pop(f"{listing.kind}?{size}", None)
+
+    def _agreeing(
+        self,
+        listing: _Listing[_Row],
+        page: _Page[_Row],
+        offset: int,
+        total: int,
+        expected: int,
+        seen: Mapping[str, object],
+    ) -> _Page[_Row] | None:
+        """``page`` (or a fresh read of it) when it reports ``total`` and holds ``expected``
+        rows, every name new; None when it kept disagreeing."""
+        for read in range(PAGE_READS):
+            if read:
+                page = self._fetch_page(listing, offset)
+            names = page.names()
+            if (
+                page.total == total
+                and len(names) == expected
+                and page.distinct()
+                and not any(name in seen for name in names)
+            ):
+                return page
+        return None
+
+    def _fetch_page(self, listing: _Listing[_Row], offset: int) -> _Page[_Row]:
+        """One page, its rows condensed here (in the thread that fetched it)."""
+        query = [*listing.query, ("limit", str(listing.limit)), ("offset", str(offset))]
+        data = self._get_json(listing.url, listing.workspace_id, query, listing.what)
+        total = data.get(listing.total_key)
+        if not isinstance(total, int) or total < 0:
+            if listing.exact:
+                raise ApiError(
+                    f"response has no valid {listing.total_key!r}", operation=listing.what
+                )
+            total = None
+        rows_key = next((k for k in listing.rows_keys if k in data), listing.rows_keys[0])
+        rows = data.get(rows_key) or []  # an empty list may come without its array
+        if not isinstance(rows, list) or not all(
+            isinstance(row, dict) and isinstance(row.get(listing.key), str) for row in rows
+        ):
+            raise ApiError(f"unexpected {rows_key!r} in response", operation=listing.what)
+        return _Page([(row[listing.key], listing.condense(row)) for row in rows], total)
+
+    def _exists(
+        self, path: str, workspace_id: str, missing: str, what: str, rate: RateLimiter
+    ) -> bool:
+        def attempt() -> bool:
+            request = self._build("GET", path, workspace_id)
+            try:
+                self._send(request, what)
+            except ApiError as error:
+                if type(error) is ApiError and error.status == 400 and error.code == missing:
+                    return False
+                raise
+            return True
+
+        exists: bool = self._call(attempt, what, rate)
+        return exists
 
     # --- HTTP plumbing ------------------------------------------------------------------------
 
@@ -814,7 +986,8 @@ class _Slots:
 
 
 def _request_id(response: httpx.Response) -> str | None:
-    return response.headers.get("X-Request-Id") or response.headers.get("X-Request-ID")
+    request_id: str | None = response.headers.get("X-Request-Id")
+    return request_id or None
 
 
 def parse_error_body(body: bytes) -> tuple[str | None, str | None]:

@@ -13,6 +13,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from backupd.dataarts.client import DataArtsClient
+from backupd.dataarts.limits import MAX_EXPORT_NAMES
 from backupd.restore.plan import RestorePlan
 from backupd.snapshot.export import batches
 from backupd.store.archive import ArchiveLimits, extract_archive
@@ -60,7 +61,7 @@ def compare_with_live(
     workspace_id: str,
     plan: RestorePlan,
     *,
-    batch_size: int = 100,
+    batch_size: int = MAX_EXPORT_NAMES,
     export_depend: bool = True,
     limits: ArchiveLimits = ArchiveLimits(),
     max_archive_bytes: int = 1024**3,

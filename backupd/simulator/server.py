@@ -77,6 +77,12 @@ from io import BytesIO
 from typing import Any, Literal
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
+from backupd.dataarts.limits import (
+    MAX_EXPORT_NAMES,
+    MAX_RESOURCE_LIMIT,
+    MAX_SCRIPT_LIMIT,
+    MAX_WORKSPACE_LIMIT,
+)
 from backupd.simulator.gateway import (
     DEFAULT_AK,
     DEFAULT_IAM_DOMAIN,
@@ -106,10 +112,11 @@ DEFAULT_INSTANCE_ID = "5157a9d0c0de4e11a5ce00000000da7a"
 DEFAULT_INSTANCE_NAME = "dataarts-sim"
 
 CLOCK_START_MS = 1764547200000  # 2025-12-01T00:00:00Z; moves +1000 ms per mutation
-BATCH_EXPORT_MAX_NAMES = 100
-SCRIPT_LIST_MAX_LIMIT = 100
-RESOURCE_LIST_MAX_LIMIT = 100
-WORKSPACE_LIST_MAX_LIMIT = 100
+# The documented limits (dlf-api.md), as the service enforces them.
+BATCH_EXPORT_MAX_NAMES = MAX_EXPORT_NAMES
+SCRIPT_LIST_MAX_LIMIT = MAX_SCRIPT_LIMIT
+RESOURCE_LIST_MAX_LIMIT = MAX_RESOURCE_LIMIT
+WORKSPACE_LIST_MAX_LIMIT = MAX_WORKSPACE_LIMIT
 MANAGEMENT_DEFAULT_LIMIT = 20
 RESOURCE_TYPES = ("archive", "file", "jar")
 DEFAULT_LIMIT = 10
@@ -1384,6 +1391,15 @@ class Simulator:
                 script["content"] = content
             self._tick()
 
+    def delete_script(self, workspace_id: str, name: str) -> None:
+        """Delete a script (jobs that use it keep their node pointing at the name)."""
+        with self._lock:
+            scripts = self._workspace(workspace_id).scripts
+            if name not in scripts:
+                raise KeyError(f"unknown script {name!r} in workspace {workspace_id!r}")
+            del scripts[name]
+            self._tick()
+
     def clear_workspace(self, workspace_id: str) -> None:
         """Delete every job and script of a workspace (a disaster, for restore tests)."""
         with self._lock:
@@ -2374,6 +2390,7 @@ class Simulator:
             "delete_job": self.delete_job,
             "rename_job": self.rename_job,
             "set_script": self.set_script,
+            "delete_script": self.delete_script,
             "clear_workspace": self.clear_workspace,
             "stop_job": self.stop_job,
             "add_bucket": self.add_bucket,

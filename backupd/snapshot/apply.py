@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 from backupd.errors import (
@@ -18,6 +19,7 @@ from backupd.errors import (
 )
 from backupd.logs import log
 from backupd.model import WorkspaceTarget
+from backupd.snapshot.deletions import ListCheck
 from backupd.snapshot.options import SnapshotOptions
 from backupd.snapshot.stage import StagedWorkspace
 from backupd.store.authors import (
@@ -35,31 +37,21 @@ from backupd.store.volatile import keep_equivalent
 
 logger = logging.getLogger(__name__)
 
+FEW_DELETIONS = 2  # deletions of one list the mass-deletion guard always lets through
 
-def check_resource_deletions(
-    target: WorkspaceTarget,
-    summary: ChangeSummary,
-    stored: int,
-    listed: int,
-    options: SnapshotOptions,
+
+def check_lists(
+    target: WorkspaceTarget, checks: Sequence[ListCheck], options: SnapshotOptions
 ) -> None:
-    """The job rules, applied to resources on their own: a workspace can hold many jobs and a
-    few resources, and an empty resource listing is as likely a glitch as an empty job list."""
-    _guard_deletions(target, "resources", len(summary.resources_removed), stored, listed, options)
+    """Refuse a snapshot that would delete most of one list (BATCH jobs, REAL_TIME jobs,
+    scripts, resources), each on its own: real-time jobs can be a small share of a workspace,
+    and a few resources can sit beside thousands of jobs. The deletions were proven by the
+    service; this guard asks for intent (--allow-mass-delete) when they are massive."""
+    for check in checks:
+        guard_deletions(target, check.kind, check.gone, check.stored, check.listed, options)
 
 
-def check_deletions(
-    target: WorkspaceTarget,
-    summary: ChangeSummary,
-    stored_jobs: int,
-    listed_jobs: int,
-    options: SnapshotOptions,
-) -> None:
-    """Refuse snapshots that look like a listing glitch rather than real deletions."""
-    _guard_deletions(target, "jobs", len(summary.jobs_removed), stored_jobs, listed_jobs, options)
-
-
-def _guard_deletions(
+def guard_deletions(
     target: WorkspaceTarget,
     kind: str,
     removed: int,
@@ -67,7 +59,11 @@ def _guard_deletions(
     listed: int,
     options: SnapshotOptions,
 ) -> None:
-    if options.allow_mass_delete or stored == 0:
+    """The mass-deletion guard for one list: ``removed`` of its ``stored`` items would go.
+
+    A deletion or two is never massive: a list of one real-time job may lose it.
+    """
+    if options.allow_mass_delete or stored == 0 or removed <= FEW_DELETIONS:
         return
     if listed == 0:
         raise SnapshotRefused(
@@ -127,10 +123,7 @@ def apply_staged(
     if not changes.has_content_changes:
         return ChangeSet(unchanged_count=changes.unchanged_count), ChangeSummary(), None
     summary = summarise(changes)
-    check_deletions(target, summary, staged.stored_jobs, len(staged.jobs), options)
-    check_resource_deletions(
-        target, summary, staged.stored_resources, staged.resource_count, options
-    )
+    check_lists(target, staged.checks, options)
     groups, job_users = plan_commits(workspace_dir, staged, changes, summary, options)
     log(
         logger,

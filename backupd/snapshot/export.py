@@ -1,7 +1,8 @@
 """Batch exports: chunks of at most 100 names, each archive verified and staged in order.
 
 A job deleted between listing and export fails its whole batch (400); the batch is halved
-until the job is isolated, and the job counts as deleted only once a fresh listing agrees.
+until the job is isolated, and the job counts as deleted only once the service confirms it
+(deletions.settle_rejected).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from backupd.dataarts.client import DataArtsClient, JobSummary
+from backupd.dataarts.client import DataArtsClient
 from backupd.errors import (
     ApiError,
     ArchiveError,
@@ -198,39 +199,3 @@ def _rejects_names(error: ApiError) -> bool:
 def _local_failure(error: ArchiveError) -> bool:
     """Our disk failed (full, unwritable), not the archive: downloading again cannot help."""
     return isinstance(error.__cause__, OSError)
-
-
-def confirm_vanished(
-    client: DataArtsClient,
-    target: WorkspaceTarget,
-    jobs: Sequence[JobSummary],
-    rejected: Sequence[str],
-) -> list[JobSummary]:
-    """The listed jobs minus ``rejected``, once a fresh listing shows those are really gone.
-
-    An export refusal alone is not proof of a deletion (a name the export endpoint dislikes
-    looks the same), and history must never record a deletion that did not happen.
-    """
-    fresh = {job.name for job in client.list_jobs(target.workspace_id)}
-    still_listed = sorted(set(rejected) & fresh)
-    if still_listed:
-        raise ApiError(
-            f"export rejected {len(still_listed)} job(s) that a fresh listing still shows: "
-            f"{', '.join(still_listed[:5])}; not recording them as deleted",
-            operation="batch export",
-        )
-    if not fresh and len(jobs) > len(rejected):
-        raise ApiError(
-            "a fresh listing to confirm vanished jobs came back empty; "
-            "refusing to treat that as proof",
-            operation="list jobs",
-        )
-    gone = set(rejected)
-    log(
-        logger,
-        "snapshot.vanished",
-        level=logging.WARNING,
-        workspace=target.label,
-        jobs=",".join(sorted(gone)),
-    )
-    return [job for job in jobs if job.name not in gone]

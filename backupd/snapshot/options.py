@@ -6,15 +6,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from backupd.dataarts.limits import MAX_EXPORT_NAMES
 from backupd.store.archive import ArchiveLimits
 from backupd.store.gitrepo import Identity
 from backupd.store.volatile import VolatileRules
+
+MAX_PROOFS = 50  # show calls one workspace snapshot spends on vanished items, at most
 
 
 @dataclass(frozen=True)
 class SnapshotOptions:
     export_depend: bool = True
-    batch_size: int = 100
+    batch_size: int = MAX_EXPORT_NAMES
     archive_limits: ArchiveLimits = ArchiveLimits()
     max_archive_bytes: int = 1024**3
     staging_root: Path | None = None
@@ -30,3 +33,5 @@ class SnapshotOptions:
     incremental: bool = True
     full_every: float = 86400.0
     export_window: int = 2  # batches downloading at once per workspace
+    # Show calls a workspace snapshot may spend proving vanished items gone (deletions.py).
+    max_proofs: int = MAX_PROOFS

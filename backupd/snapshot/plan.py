@@ -11,8 +11,8 @@ import json
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from backupd.dataarts.client import JobSummary
@@ -22,12 +22,14 @@ from backupd.errors import (
 from backupd.logs import log
 from backupd.snapshot.options import SnapshotOptions
 from backupd.store.gitrepo import GitRepo
-from backupd.store.layout import INDEX_FILE, RESOURCES_DIR
+from backupd.store.layout import INDEX_FILE, RESOURCES_DIR, SCRIPTS_DIR
+from backupd.store.names import stem_of
 from backupd.store.normalise import (
     canonical_json,
     parse_json,
 )
 from backupd.store.staging import StoredFiles
+from backupd.store.summary import is_job_file, job_of
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +41,77 @@ class Baseline:
     files: StoredFiles = field(default_factory=StoredFiles)  # path → git blob id
     # Job name → lastUpdateTime at the last snapshot (decides what an incremental one exports).
     job_times: Mapping[str, int | None] = field(default_factory=dict)
-    last_full: float = 0.0  # when the last full snapshot finished (epoch seconds; 0 = never)
+    # When the last full snapshot finished (epoch seconds); 0: never, or the last snapshot was
+    # partial (then it may have kept stale items, and the next one reconciles fully).
+    last_full: float = 0.0
+    # The repository's blob contents by id (the stored files are read only when needed).
+    read_blobs: Callable[[Iterable[str]], Mapping[str, bytes]] | None = None
+
+    def read(self, paths: Iterable[str]) -> dict[str, bytes]:
+        """The stored contents of ``paths`` that the last commit holds."""
+        ids = {path: blob for path in paths if (blob := self.files.get(path)) is not None}
+        if not ids or self.read_blobs is None:
+            return {}
+        blobs = self.read_blobs(ids.values())
+        return {path: blobs[blob] for path, blob in ids.items() if blob in blobs}
+
+    def stored_jobs(self) -> dict[str, JobSummary]:
+        """The jobs the committed index describes (type, version, editor), by name."""
+        index = self.read([INDEX_FILE]).get(INDEX_FILE)
+        return index_rows(index) if index is not None else {}
+
+
+def index_rows(index: bytes) -> dict[str, JobSummary]:
+    """The job rows of an index file; nothing when it does not parse."""
+    try:
+        rows = parse_json(index)["jobs"]
+        return {
+            name: JobSummary(
+                name=name,
+                job_type=str(row.get("jobType") or "BATCH"),
+                last_update_time=_int_or_none(row.get("lastUpdateTime")),
+                last_update_user=_str_or_none(row.get("lastUpdateUser")),
+            )
+            for name, row in rows.items()
+        }
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
+def _int_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) else None
+
+
+def _str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+@dataclass(frozen=True)
+class StoredNames:
+    """The names of the jobs, standalone scripts and resources a stored folder holds."""
+
+    jobs: frozenset[str] = frozenset()
+    scripts: frozenset[str] = frozenset()
+    resources: frozenset[str] = frozenset()
+
+
+def stored_names(files: StoredFiles) -> StoredNames:
+    """What the stored files hold: a job is a job file (``jobs/<job>/<job>.job``, or
+    ``jobs/<job>.job`` as some layouts export it); a script ``scripts/<name>.script``; a
+    resource ``resources/<name>.resource``."""
+
+    def directly_under(folder: str, suffix: str) -> frozenset[str]:
+        paths = (files.path_at(position) for position in files.under(folder))
+        return frozenset(
+            stem_of(path) for path in paths if path.count("/") == 1 and path.endswith(suffix)
+        )
+
+    jobs = (files.path_at(position) for position in files.under("jobs"))
+    return StoredNames(
+        jobs=frozenset(name for path in jobs if is_job_file(path) and (name := job_of(path))),
+        scripts=directly_under(SCRIPTS_DIR, ".script"),
+        resources=directly_under(RESOURCES_DIR, ".resource"),
+    )
 
 
 def is_full_snapshot(options: SnapshotOptions, baseline: Baseline, now: float) -> bool:
@@ -128,20 +200,6 @@ def editors(jobs: Sequence[JobSummary], saved_times: Mapping[str, int | None]) -
     }
 
 
-def stored_job_count(files: StoredFiles) -> int:
-    """Job folders holding a job file (sorted paths keep each folder's files together)."""
-    count, last = 0, None
-    for position in files.under("jobs"):
-        path = files.path_at(position)
-        if path.endswith(".job") and (name := path.split("/", 2)[1]) != last:
-            count, last = count + 1, name
-    return count
-
-
-def stored_resource_count(files: StoredFiles) -> int:
-    return sum(1 for i in files.under(RESOURCES_DIR) if files.path_at(i).endswith(".resource"))
-
-
 PROGRESS_DIR = "backupd-progress"  # under .git: local, never committed, never pushed
 
 
@@ -165,25 +223,34 @@ def read_baseline(repo: GitRepo, folder: str) -> Baseline:
     except (OSError, ValueError):
         progress = None
     if isinstance(progress, dict) and progress.get("tree") == tree and tree is not None:
-        return Baseline(files, progress.get("jobs") or {}, float(progress.get("lastFull") or 0))
-    job_times: dict[str, int | None] = {}
-    index_blob = files.get(INDEX_FILE)
-    if index_blob is not None:
-        try:
-            index = parse_json(repo.read_blobs([index_blob])[index_blob])
-            job_times = {name: entry.get("lastUpdateTime") for name, entry in index["jobs"].items()}
-        except (ValueError, KeyError, TypeError, AttributeError):
-            job_times = {}
-    return Baseline(files, job_times, 0.0)
+        # A partial snapshot's record is no base for an incremental one: it may describe
+        # items it kept without seeing them (unconfirmed deletions, left-out rows).
+        last_full = 0.0 if progress.get("partial") else float(progress.get("lastFull") or 0)
+        return Baseline(files, progress.get("jobs") or {}, last_full, repo.read_blobs)
+    baseline = Baseline(files, {}, 0.0, repo.read_blobs)
+    rows = baseline.stored_jobs()
+    job_times = {name: row.last_update_time for name, row in rows.items()}
+    return replace(baseline, job_times=job_times)
 
 
 def record_progress(
-    repo: GitRepo, folder: str, jobs: Sequence[JobSummary], *, full: bool, last_full: float
+    repo: GitRepo,
+    folder: str,
+    jobs: Sequence[JobSummary],
+    *,
+    full: bool,
+    last_full: float,
+    partial: bool = False,
 ) -> None:
-    """Remember what this snapshot saw, for the next incremental one (best effort)."""
+    """Remember what this snapshot saw, for the next incremental one (best effort).
+
+    ``partial``: the snapshot could not record everything (its problems); the next one of
+    the folder is then a full reconcile, whatever ``full_every`` says.
+    """
     progress = {
         "tree": repo.tree_id("HEAD", folder),
-        "lastFull": time.time() if full else last_full,
+        "lastFull": time.time() if full and not partial else last_full,
+        "partial": partial,
         "jobs": {job.name: job.last_update_time for job in jobs},
     }
     target = _progress_file(repo, folder)

@@ -19,7 +19,8 @@ from typing import Any
 from backupd.dataarts.client import DataArtsClient, JobSummary
 from backupd.logs import log
 from backupd.model import NO_OBSERVER, SnapshotObserver, WorkspaceTarget
-from backupd.snapshot.export import BatchExporter, confirm_vanished
+from backupd.snapshot.deletions import ListCheck, Prover, reconcile, settle_rejected
+from backupd.snapshot.export import BatchExporter
 from backupd.snapshot.export_queue import Lane
 from backupd.snapshot.ingest import ScriptStager, stage_resource
 from backupd.snapshot.options import SnapshotOptions
@@ -29,8 +30,6 @@ from backupd.snapshot.plan import (
     index_bytes,
     is_full_snapshot,
     plan_exports,
-    stored_job_count,
-    stored_resource_count,
 )
 from backupd.store.blobs import BlobWriter
 from backupd.store.layout import INDEX_FILE
@@ -57,8 +56,21 @@ class StagedWorkspace:
     blobs_stored: bool = False  # the files' contents are in the repository already
     # Job → who saved it, for the jobs whose lastUpdateTime moved since the last snapshot.
     editors: Mapping[str, str] = field(default_factory=dict)
-    stored_jobs: int = 0  # in the last commit (the deletion guards compare against them)
-    stored_resources: int = 0
+    # The lists that lost items since the last commit (the deletion guards look at each).
+    checks: tuple[ListCheck, ...] = ()
+    # What this snapshot could not record (deletions not confirmed, jobs not exported): the
+    # items stay as committed, and the snapshot is partial.
+    problems: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Listed:
+    """What a workspace's listings showed; scripts and resources are staged already."""
+
+    jobs: list[JobSummary]
+    scripts: list[str]
+    changed_scripts: set[str]  # changed or vanished since the last commit
+    resources: list[str]
 
 
 def stage_workspace(
@@ -75,12 +87,19 @@ def stage_workspace(
 ) -> StagedWorkspace:
     """Stage the workspace's next state under ``staging/tree`` as a difference from ``baseline``.
 
-    Nothing here touches the repository: the baseline was read from it beforehand.
+    Nothing here touches the repository: the baseline was read from it beforehand. What
+    vanished from a list is recorded as deleted only once the service confirmed it
+    (deletions.py); the rest is kept as committed and named in ``problems``.
     """
     baseline = baseline or Baseline()
     on_write = blobs.write if blobs is not None else None
     tree = StagedTree(staging / "tree", baseline.files, on_write=on_write)
-    jobs, script_count, changed_scripts, resource_count = stage_listings(client, target, tree)
+    listed = stage_listings(client, target, tree)
+    jobs, changed_scripts = listed.jobs, listed.changed_scripts
+    prover = Prover(target, options.max_proofs)
+    settled = reconcile(client, prover, tree, baseline, jobs, listed.scripts, listed.resources)
+    script_count, resource_count = len(listed.scripts), len(listed.resources)
+    del listed  # thousands of names in a large workspace: not held while exporting
     observer.sized(target, max(len(jobs), len(baseline.files) // 4))
     full = is_full_snapshot(options, baseline, time.time() if now is None else now)
     names = plan_exports(jobs, baseline, changed_scripts, full=full)
@@ -104,8 +123,20 @@ def stage_workspace(
     observer.listed(target, len(names), -(-len(names) // options.batch_size))
     exporter = BatchExporter(client, target, options, staging, tree, observer, lane)
     rejected = exporter.export_all(names)
+    problems = list(settled.problems)
     if rejected:
-        jobs = confirm_vanished(client, target, jobs, rejected)
+        jobs, refused = settle_rejected(client, prover, tree, baseline, jobs, rejected)
+        problems += refused
+    if prover.calls or prover.relists:
+        log(
+            logger,
+            "snapshot.proofs",
+            workspace=target.label,
+            calls=prover.calls,
+            relists=prover.relists,
+            problems=len(problems),
+        )
+    jobs = sorted([*jobs, *settled.kept_jobs], key=lambda job: job.name)
     tree.put(INDEX_FILE, index_bytes(jobs))
     return StagedWorkspace(
         tree=tree.root,
@@ -116,28 +147,24 @@ def stage_workspace(
         exported=len(names) - len(rejected),
         full=full,
         editors=editors(jobs, baseline.job_times),
-        stored_jobs=stored_job_count(baseline.files),
-        stored_resources=stored_resource_count(baseline.files),
+        checks=settled.checks,
+        problems=tuple(problems),
     )
 
 
-def stage_listings(
-    client: DataArtsClient, target: WorkspaceTarget, tree: StagedTree
-) -> tuple[list[JobSummary], int, set[str], int]:
-    """List the workspace, staging its scripts and resources: returns the jobs, how many
-    scripts, the scripts that changed or vanished, and how many resources.
+def stage_listings(client: DataArtsClient, target: WorkspaceTarget, tree: StagedTree) -> Listed:
+    """List the workspace, staging its scripts and resources.
 
     Scripts are staged as their pages arrive; resources right after the listing. Their
     listings are the authority on them, and a script that changed tells which jobs
-    (holding a copy of it) must be exported again. The script names and the stager's sets
-    of them end here, before the workspace exports.
+    (holding a copy of it) must be exported again.
     """
     scripts = ScriptStager(tree)
     jobs, script_names, resources = list_workspace(client, target.workspace_id, scripts.stage)
     changed_scripts = scripts.finish(script_names)
     for resource in resources:
         stage_resource(tree, resource)
-    return jobs, len(script_names), changed_scripts, len(resources)
+    return Listed(jobs, script_names, changed_scripts, [str(r["name"]) for r in resources])
 
 
 def list_workspace(

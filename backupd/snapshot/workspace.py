@@ -104,7 +104,12 @@ def finish_workspace(
                 raise SnapshotCancelled("backupd is stopping")
             _, summary, sha = apply_staged(repo, target, staged, options, identity)
             record_progress(
-                repo, target.label, staged.jobs, full=staged.full, last_full=prepared.last_full
+                repo,
+                target.label,
+                staged.jobs,
+                full=staged.full,
+                last_full=prepared.last_full,
+                partial=bool(staged.problems),
             )
     except (BackupdError, OSError) as error:
         message = describe_os_error(error) if isinstance(error, OSError) else str(error)
@@ -124,6 +129,7 @@ def finish_workspace(
         commit=sha,
         duration=time.monotonic() - prepared.started,
         retries=client.retries - prepared.retries_before,
+        problems=staged.problems,
     )
     log(
         logger,
@@ -138,7 +144,16 @@ def finish_workspace(
         commit=sha or "none",
         retries=result.retries,
         seconds=round(result.duration, 2),
+        problems=len(result.problems),
     )
+    for problem in result.problems:
+        log(
+            logger,
+            "snapshot.partial",
+            level=logging.WARNING,
+            workspace=target.label,
+            problem=problem,
+        )
     return result
 
 

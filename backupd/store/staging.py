@@ -192,6 +192,18 @@ class StagedTree:
         self._seen[kept.start : kept.stop] = b"\x01" * len(kept)
         return len(kept)
 
+    def keep_file(self, path: str) -> bool:
+        """Keep the stored file at ``path`` as it is (an item not listed this time, not
+        proven deleted), whatever was staged there; False when the last commit has none."""
+        position = self._stored.index(path)
+        if position is None:
+            return False
+        if path in self._modified:
+            self._modified.discard(path)
+            os.unlink(f"{self.root}/{path}")
+        self._seen[position] = 1
+        return True
+
     def stored_paths(self, folder: str) -> list[str]:
         return [self._stored.path_at(position) for position in self._stored.under(folder)]
 

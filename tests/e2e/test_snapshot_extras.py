@@ -160,7 +160,7 @@ def test_dry_run_lists_new_and_gone_jobs_and_exports_nothing(
     out = result.stdout
     assert "prod/sales: 6 jobs listed, 6 in the repository" in out
     assert f"new jobs (1): {added}" in out
-    assert f"jobs gone (would be recorded as deleted) (1): {jobs[0]}" in out
+    assert f"jobs gone (recorded as deleted once the service confirms it) (1): {jobs[0]}" in out
     assert f"jobs saved in DataArts since the last snapshot (1): {jobs[1]}" in out
     assert "only known by exporting" in out
     assert not [call for call in simulator.calls if call.path.endswith("batch-export")]

@@ -108,7 +108,7 @@ def test_allow_mass_delete_flag_records_a_real_mass_deletion(
 
     refused = snapshot(config)
     assert refused.returncode == 1
-    assert "5 of 6 jobs would be deleted" in refused.stderr
+    assert "5 of 6 BATCH jobs would be deleted" in refused.stderr
     assert "--allow-mass-delete" in plain_lines(refused.stderr)[0]
 
     allowed = snapshot(config, "--allow-mass-delete")

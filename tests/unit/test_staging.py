@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from backupd.snapshot.plan import stored_job_count, stored_resource_count
+from backupd.snapshot.plan import stored_names
 from backupd.store.staging import StagedTree, StoredFiles, blob_id
 from backupd.store.tree import ChangeSet
 
@@ -96,7 +96,7 @@ def test_stored_files_answer_like_the_mapping_they_hold() -> None:
     assert [stored.path_at(p) for p in stored.under("jobs/j1")] == ["jobs/j1/j1.job"]
 
 
-def test_stored_jobs_and_resources_are_counted_from_the_stored_files() -> None:
+def test_stored_jobs_scripts_and_resources_are_named_from_the_stored_files() -> None:
     oid = "0" * 40
     files = StoredFiles(
         (path, oid)
@@ -109,10 +109,14 @@ def test_stored_jobs_and_resources_are_counted_from_the_stored_files() -> None:
             "resources/r.resource",
             "resources/notes.txt",
             "scripts/s.script",
+            "scripts/s.sql",
+            "scripts/deeper/x.script",  # not a standalone script's place
         ]
     )
-    assert stored_job_count(files) == 3
-    assert stored_resource_count(files) == 1
+    names = stored_names(files)
+    assert names.jobs == {"a", "a.b", "top"}
+    assert names.scripts == {"s"}
+    assert names.resources == {"r"}
 
 
 def test_stored_files_agree_with_a_sorted_list_on_every_question() -> None:

@@ -1,0 +1,382 @@
+"""A deletion is recorded only when the service confirms it (architecture.md promise 1).
+
+A job, script or resource that the last commit holds and a list no longer shows is a claim
+to check, never a fact: DataArts answers a list (one job type, a page, the scripts) with
+``{"total": 0}`` once in a while, and a job can vanish between listing and export
+(dlf-api.md §12). Each claim is put to the service: its show call answers "does not exist"
+(DLF.0100 for a job, DLF.6201 for a script, DLF.6241 for a resource) only for an item that
+is gone.
+
+Cost: nothing when nothing vanished; one call per vanished item otherwise, at most
+``max_proofs`` per workspace snapshot. When more vanished from a list than that, or
+``EVIDENT`` of them turn out to exist (the list glitched), the list is read once more
+instead: whatever it shows again exists. Beyond the cap, an item that both readings lack is
+gone when every proof made for that list said so; otherwise it waits for the next snapshot.
+
+An empty list of which the last commit holds nothing either hides nothing from the proofs
+but would hide what is new: it is read once more (one call), and if it then holds items the
+snapshot is partial. (A lowered total or a short page is the client's to catch: its listings
+are complete only when rows and totals agree.)
+
+What is not proven gone stays in the tree as committed (its stored files untouched) and is
+named in the snapshot's problems: the snapshot is partial, and the next one of the workspace
+reconciles fully. The mass-deletion guard then looks at each list on its own (apply.py).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from backupd.dataarts.client import JOB_TYPES, DataArtsClient, JobSummary
+from backupd.errors import ApiError, CredentialsRejected
+from backupd.logs import log
+from backupd.model import WorkspaceTarget
+from backupd.snapshot.options import MAX_PROOFS
+from backupd.snapshot.plan import Baseline, stored_names
+from backupd.store.layout import RESOURCES_DIR, SCRIPTS_DIR
+from backupd.store.names import with_suffix
+from backupd.store.normalise import VIEW_SUFFIXES
+from backupd.store.staging import StagedTree
+
+logger = logging.getLogger(__name__)
+
+EVIDENT = 3  # vanished items found to exist before a list is taken for glitching
+SHOWN = 5  # names a problem shows
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the service said about the items that vanished from one list."""
+
+    gone: tuple[str, ...] = ()  # proven deleted
+    present: tuple[str, ...] = ()  # shown to exist: the list left them out
+    unsure: tuple[str, ...] = ()  # not proven either way (cap reached, call failed)
+
+    @property
+    def kept(self) -> tuple[str, ...]:
+        return tuple(sorted((*self.present, *self.unsure)))
+
+
+@dataclass(frozen=True)
+class ListCheck:
+    """One list of a workspace against the last commit: the mass-deletion guard's input."""
+
+    kind: str  # "BATCH jobs", "REAL_TIME jobs", "scripts", "resources"
+    stored: int  # items of the list the last commit holds
+    listed: int  # items the list showed
+    gone: int  # proven deleted, about to be recorded as removed
+
+
+@dataclass
+class Prover:
+    """Puts vanished items to the service, within one workspace snapshot's budget."""
+
+    target: WorkspaceTarget
+    budget: int = MAX_PROOFS
+    calls: int = 0  # show calls made
+    relists: int = 0  # lists read again
+
+    def settle(
+        self,
+        kind: str,
+        vanished: Iterable[str],
+        exists: Callable[[str], bool],
+        relist: Callable[[], Collection[str]] | None = None,
+    ) -> Verdict:
+        """Ask about each of ``vanished`` (``exists(name)``: the show call), reading the
+        list again (``relist``) when many vanished or the list proves to be glitching."""
+        pending = sorted(set(vanished))
+        gone: list[str] = []
+        present: list[str] = []
+        unsure: list[str] = []
+        again: Collection[str] | None = None
+        while pending:
+            if relist is not None and (len(pending) > self.budget or len(present) >= EVIDENT):
+                again, relist = self._relist(kind, relist), None
+                if again is not None:
+                    present += [name for name in pending if name in again]
+                    pending = [name for name in pending if name not in again]
+                continue
+            if self.budget <= 0:
+                break
+            name = pending.pop(0)
+            self.budget -= 1
+            self.calls += 1
+            try:
+                (present if exists(name) else gone).append(name)
+            except CredentialsRejected:
+                raise
+            except ApiError as error:
+                log(
+                    logger,
+                    "snapshot.unproven",
+                    level=logging.WARNING,
+                    workspace=self.target.label,
+                    kind=kind,
+                    item=name,
+                    error=str(error),
+                )
+                unsure.append(name)
+        if pending:
+            # Beyond the cap: lacking from both readings of the list, and every item asked
+            # about really gone, they are gone too; else they wait for the next snapshot.
+            if again is not None and gone and not present and not unsure:
+                gone += pending
+            else:
+                unsure += pending
+        verdict = Verdict(tuple(gone), tuple(present), tuple(unsure))
+        if verdict.kept:
+            log(
+                logger,
+                "snapshot.unconfirmed",
+                level=logging.WARNING,
+                workspace=self.target.label,
+                kind=kind,
+                gone=len(verdict.gone),
+                present=",".join(verdict.present[:SHOWN]) or "-",
+                unsure=",".join(verdict.unsure[:SHOWN]) or "-",
+            )
+        return verdict
+
+    def confirm_empty(self, kind: str, relist: Callable[[], Collection[str]]) -> list[str]:
+        """Problems, if an empty list (of which the last commit holds nothing either) is
+        not empty when read once more: an empty answer is a claim too, and would hide what
+        is new."""
+        again = self._relist(kind, relist)
+        if again is None:
+            return [f"{kind}: the list came back empty and could not be read again"]
+        if again:
+            return [
+                f"{kind}: the list came back empty, then held {len(again)}; not recorded "
+                f"this time: {_names(sorted(again))}"
+            ]
+        return []
+
+    def _relist(self, kind: str, relist: Callable[[], Collection[str]]) -> Collection[str] | None:
+        self.relists += 1
+        try:
+            return relist()
+        except CredentialsRejected:
+            raise
+        except ApiError as error:
+            log(
+                logger,
+                "snapshot.relist_failed",
+                level=logging.WARNING,
+                workspace=self.target.label,
+                kind=kind,
+                error=str(error),
+            )
+            return None
+
+
+def problems_of(kind: str, verdict: Verdict, *, by: str = "listed") -> list[str]:
+    """The snapshot problems a verdict makes (nothing when every claim was settled)."""
+    problems = []
+    if verdict.present:
+        problems.append(
+            f"{kind}: the list left out {len(verdict.present)} that still exist; kept as "
+            f"committed: {_names(verdict.present)}"
+        )
+    if verdict.unsure:
+        problems.append(
+            f"{kind}: {len(verdict.unsure)} not {by} and not confirmed deleted; kept as "
+            f"committed: {_names(verdict.unsure)}"
+        )
+    return problems
+
+
+def _names(names: Sequence[str]) -> str:
+    more = f" (+{len(names) - SHOWN} more)" if len(names) > SHOWN else ""
+    return ", ".join(names[:SHOWN]) + more
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    """The listings against the last commit, every vanished item settled."""
+
+    checks: tuple[ListCheck, ...] = ()  # the lists that lost items
+    kept_jobs: tuple[JobSummary, ...] = ()  # stored, not listed, not proven gone
+    problems: tuple[str, ...] = ()
+    gone: frozenset[str] = field(default_factory=frozenset)  # jobs proven deleted
+
+
+def reconcile(
+    client: DataArtsClient,
+    prover: Prover,
+    tree: StagedTree,
+    baseline: Baseline,
+    jobs: Sequence[JobSummary],
+    scripts: Collection[str],
+    resources: Collection[str],
+) -> Reconciled:
+    """Settle what vanished from each list since the last commit; keep in ``tree`` what is
+    not proven gone. Costs no call when nothing vanished and no list came back empty (an
+    empty list the last commit holds nothing of is read once more)."""
+    workspace = prover.target.workspace_id
+    stored = stored_names(baseline.files)
+    checks: list[ListCheck] = []
+    problems: list[str] = []
+    kept_jobs: list[JobSummary] = []
+    gone_jobs: set[str] = set()
+
+    listed_jobs = {job.name for job in jobs}
+    vanished_jobs = stored.jobs - listed_jobs
+    # The committed index (each job's type and version), read only when jobs vanished.
+    rows = baseline.stored_jobs() if vanished_jobs else {}
+    for job_type in JOB_TYPES:
+        kind = f"{job_type} jobs"
+        vanished = {n for n in vanished_jobs if _type_of(rows, n) == job_type}
+        listed = sum(1 for job in jobs if job.job_type == job_type)
+
+        def relist(job_type: str = job_type) -> set[str]:
+            return {job.name for job in client.list_jobs(workspace, (job_type,))}
+
+        if not vanished:
+            if not listed:  # and none stored: every stored job is listed, of the other type
+                problems += prover.confirm_empty(kind, relist)
+            continue
+        verdict = prover.settle(
+            kind, vanished, lambda name: client.job_exists(workspace, name), relist
+        )
+        of_type = sum(1 for n in stored.jobs if _type_of(rows, n) == job_type)
+        checks.append(ListCheck(kind, of_type, listed, len(verdict.gone)))
+        problems += problems_of(kind, verdict)
+        gone_jobs.update(verdict.gone)
+        for name in verdict.kept:
+            keep_job(tree, name)
+            kept_jobs.append(rows.get(name) or JobSummary(name, job_type, None, None))
+
+    def relist_scripts() -> set[str]:
+        return set(client.list_scripts(workspace, keep=_name))
+
+    def relist_resources() -> set[str]:
+        return {str(row["name"]) for row in client.list_resources(workspace)}
+
+    if not scripts and not stored.scripts:
+        problems += prover.confirm_empty("scripts", relist_scripts)
+    if not resources and not stored.resources:
+        problems += prover.confirm_empty("resources", relist_resources)
+    vanished_scripts = stored.scripts - set(scripts)
+    if vanished_scripts:
+        verdict = prover.settle(
+            "scripts",
+            vanished_scripts,
+            lambda name: client.script_exists(workspace, name),
+            relist_scripts,
+        )
+        checks.append(ListCheck("scripts", len(stored.scripts), len(scripts), len(verdict.gone)))
+        problems += problems_of("scripts", verdict)
+        for name in verdict.kept:
+            keep_script(tree, name)
+
+    vanished_resources = stored.resources - set(resources)
+    if vanished_resources:
+        ids = _resource_ids(baseline, vanished_resources)
+
+        def resource_exists(name: str) -> bool:
+            if name not in ids:
+                raise ApiError(f"the stored resource {name!r} has no id to ask about")
+            return client.resource_exists(workspace, ids[name])
+
+        verdict = prover.settle(
+            "resources",
+            vanished_resources,
+            resource_exists,
+            relist_resources,
+        )
+        checks.append(
+            ListCheck("resources", len(stored.resources), len(resources), len(verdict.gone))
+        )
+        problems += problems_of("resources", verdict)
+        for name in verdict.kept:
+            tree.keep_file(f"{RESOURCES_DIR}/{name}.resource")
+    return Reconciled(tuple(checks), tuple(kept_jobs), tuple(problems), frozenset(gone_jobs))
+
+
+def settle_rejected(
+    client: DataArtsClient,
+    prover: Prover,
+    tree: StagedTree,
+    baseline: Baseline,
+    jobs: Sequence[JobSummary],
+    rejected: Sequence[str],
+) -> tuple[list[JobSummary], list[str]]:
+    """The jobs to record after the export refused ``rejected`` as not existing, and the
+    problems that leaves.
+
+    A refusal alone proves nothing (a name the export endpoint dislikes looks the same):
+    each refused job is asked about. Gone: it is recorded as deleted. Still there (or no
+    answer): a stored job keeps its committed version, a new one is not recorded; both are
+    named, and everything else is committed (promise 2).
+    """
+    verdict = prover.settle(
+        "jobs", rejected, lambda name: client.job_exists(prover.target.workspace_id, name)
+    )
+    problems = []
+    if verdict.present:
+        problems.append(
+            f"jobs: export refused {len(verdict.present)} that still exist; kept as "
+            f"committed (or not recorded, when new): {_names(verdict.present)}"
+        )
+    if verdict.unsure:
+        problems.append(
+            f"jobs: export refused {len(verdict.unsure)} not confirmed deleted; kept as "
+            f"committed (or not recorded, when new): {_names(verdict.unsure)}"
+        )
+    dropped = set(rejected)
+    kept = set(verdict.kept)
+    stored = baseline.stored_jobs() if kept else {}
+    result = [job for job in jobs if job.name not in dropped]
+    for name in sorted(kept):
+        if keep_job(tree, name):
+            result.append(stored.get(name) or JobSummary(name, "BATCH", None, None))
+    if verdict.gone:
+        log(
+            logger,
+            "snapshot.vanished",
+            level=logging.WARNING,
+            workspace=prover.target.label,
+            jobs=",".join(verdict.gone),
+        )
+    return sorted(result, key=lambda job: job.name), problems
+
+
+def keep_job(tree: StagedTree, name: str) -> bool:
+    """Keep a job's stored files as committed (either layout); False when none are stored."""
+    in_folder = tree.keep(f"jobs/{name}")
+    at_top = tree.keep_file(f"jobs/{name}.job")
+    return bool(in_folder) or at_top
+
+
+def keep_script(tree: StagedTree, name: str) -> None:
+    """Keep a standalone script's stored files as committed (the script and its view)."""
+    path = f"{SCRIPTS_DIR}/{name}.script"
+    for kept in (path, *(with_suffix(path, suffix) for suffix in VIEW_SUFFIXES)):
+        tree.keep_file(kept)
+
+
+def _type_of(rows: dict[str, JobSummary], name: str) -> str:
+    row = rows.get(name)
+    return row.job_type if row is not None and row.job_type in JOB_TYPES else JOB_TYPES[0]
+
+
+def _name(script: dict[str, object]) -> str:
+    return str(script["name"])
+
+
+def _resource_ids(baseline: Baseline, names: Iterable[str]) -> dict[str, str]:
+    """The ids the stored resource definitions carry (the show call wants the id)."""
+    stored = baseline.read(f"{RESOURCES_DIR}/{name}.resource" for name in names)
+    ids = {}
+    for path, data in stored.items():
+        try:
+            resource_id = json.loads(data).get("id")
+        except (ValueError, AttributeError):
+            continue
+        if isinstance(resource_id, str) and resource_id:
+            ids[path.removeprefix(f"{RESOURCES_DIR}/").removesuffix(".resource")] = resource_id
+    return ids
