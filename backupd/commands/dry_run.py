@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from backupd.config import Config, SourceConfig
-from backupd.dataarts.client import JOB_TYPES, DataArtsClient
+from backupd.dataarts.client import JOB_TYPES
+from backupd.dataarts.source import JobSource
 from backupd.errors import BackupdError, RepoError, SnapshotRefused
 from backupd.model import WorkspaceTarget
 from backupd.snapshot.apply import guard_deletions
@@ -92,7 +93,7 @@ def stored(repo: GitRepo | None, folder: str) -> Stored:
 
 
 def plan_workspace(
-    client: DataArtsClient,
+    client: JobSource,
     target: WorkspaceTarget,
     before: Stored,
     config: Config,

@@ -303,7 +303,7 @@ class DataArtsClient:
                 what="list jobs",
                 query=(("jobType", job_type),),
                 # A summary per row as each page arrives: a raw row is ten times its size.
-                condense=functools.partial(_job_summary, job_type=job_type),
+                condense=functools.partial(job_summary, job_type=job_type),
             )
             for summary in self._list_all(listing, _as_is).values():
                 jobs.setdefault(summary.name, summary)
@@ -928,7 +928,7 @@ def _json_body(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-def _job_summary(row: Mapping[str, Any], job_type: str) -> JobSummary:
+def job_summary(row: Mapping[str, Any], job_type: str) -> JobSummary:
     last_update = row.get("lastUpdateTime")
     user = row.get("lastUpdateUser")
     # A few distinct types and users repeat over thousands of rows: one string each.

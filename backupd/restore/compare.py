@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
-from backupd.dataarts.client import DataArtsClient
 from backupd.dataarts.limits import MAX_EXPORT_NAMES
+from backupd.dataarts.source import JobSource
 from backupd.restore.plan import RestorePlan
 from backupd.snapshot.export import batches
 from backupd.store.archive import ArchiveLimits, extract_archive
@@ -57,7 +57,7 @@ def diff_job(job: str, restored: Mapping[str, Any], live: Mapping[str, Any]) -> 
 
 
 def compare_with_live(
-    client: DataArtsClient,
+    client: JobSource,
     workspace_id: str,
     plan: RestorePlan,
     *,

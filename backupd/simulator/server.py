@@ -1518,6 +1518,44 @@ class Simulator:
         with self._lock:
             return _job_scripts(self._job(workspace_id, name).definition)
 
+    def job_rows(self, workspace_id: str, job_type: str) -> list[Json]:
+        """Every job of one type as the job list answers it (no paging, no faults)."""
+        with self._lock:
+            selected = sorted(
+                (j for j in self._workspace(workspace_id).jobs.values() if j.job_type == job_type),
+                key=lambda job: job.name,
+            )
+            return [self._job_row(job) for job in selected]
+
+    def export_archive(
+        self, workspace_id: str, names: Sequence[str], *, export_depend: bool = True
+    ) -> bytes:
+        """The zip a batch export of ``names`` answers, under the current options (no faults);
+        KeyError for a job that does not exist."""
+        with self._lock:
+            files = self.export_files(workspace_id, names, export_depend=export_depend)
+            stamp = self._clock_ms
+            options = self.options()
+        encoding = options["name_encoding"]
+        if encoding == "auto":
+            encoding = "utf-8" if options["utf8_flag"] else "gb18030"
+        archive = _zip(
+            files,
+            stamp,
+            utf8_flag=options["utf8_flag"],
+            name_encoding=encoding,
+            directory_entries=options["directory_entries"],
+        )
+        return archive if self.export_hook is None else self.export_hook(archive)
+
+    def instances(self) -> list[tuple[str, str, int]]:
+        """(id, name, status) of every instance, by id."""
+        with self._lock:
+            return [
+                (i.id, i.name, i.status)
+                for i in sorted(self._instances.values(), key=lambda i: i.id)
+            ]
+
     def export_files(
         self, workspace_id: str, names: Sequence[str], *, export_depend: bool = True
     ) -> dict[str, bytes]:
@@ -2159,21 +2197,7 @@ class Simulator:
             missing = [name for name in names if name not in call.workspace.jobs]
             if missing:
                 raise _DlfError("DLF.0100", "The job does not exist.")
-            files = self.export_files(call.workspace.id, names, export_depend=export_depend)
-            stamp = self._clock_ms
-            options = self.options()
-        encoding = options["name_encoding"]
-        if encoding == "auto":
-            encoding = "utf-8" if options["utf8_flag"] else "gb18030"
-        archive = _zip(
-            files,
-            stamp,
-            utf8_flag=options["utf8_flag"],
-            name_encoding=encoding,
-            directory_entries=options["directory_entries"],
-        )
-        if self.export_hook is not None:
-            archive = self.export_hook(archive)
+            archive = self.export_archive(call.workspace.id, names, export_depend=export_depend)
         return _Response(
             200,
             archive,

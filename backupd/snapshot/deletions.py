@@ -30,7 +30,8 @@ import logging
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from backupd.dataarts.client import JOB_TYPES, DataArtsClient, JobSummary
+from backupd.dataarts.client import JOB_TYPES, JobSummary
+from backupd.dataarts.source import JobSource
 from backupd.errors import ApiError, CredentialsRejected
 from backupd.logs import log
 from backupd.model import WorkspaceTarget
@@ -205,7 +206,7 @@ class Reconciled:
 
 
 def reconcile(
-    client: DataArtsClient,
+    client: JobSource,
     prover: Prover,
     tree: StagedTree,
     baseline: Baseline,
@@ -298,7 +299,7 @@ def reconcile(
 
 
 def settle_rejected(
-    client: DataArtsClient,
+    client: JobSource,
     prover: Prover,
     tree: StagedTree,
     baseline: Baseline,

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from backupd.config import SourceConfig
-from backupd.dataarts.client import DataArtsClient, WorkspaceInfo
+from backupd.dataarts.client import WorkspaceInfo
+from backupd.dataarts.source import JobSource
 from backupd.errors import BackupdError, ConfigError, RepoError, SnapshotRefused
 from backupd.logs import log
 from backupd.model import SnapshotResult, WorkspaceTarget
@@ -208,7 +209,7 @@ def map_commit_message(discovery: Discovery) -> str:
 # --- network ----------------------------------------------------------------------------------
 
 
-def choose_instance(client: DataArtsClient, source: SourceConfig) -> str:
+def choose_instance(client: JobSource, source: SourceConfig) -> str:
     """The configured instance, or the project's only effective one."""
     if source.instance_id:
         return source.instance_id
@@ -233,7 +234,7 @@ def choose_instance(client: DataArtsClient, source: SourceConfig) -> str:
 
 
 def discover(
-    client: DataArtsClient,
+    client: JobSource,
     source: SourceConfig,
     previous: WorkspaceMap,
     existing_folders: Collection[str] = (),
@@ -284,14 +285,14 @@ def known_targets(source: SourceConfig, workspace_map: WorkspaceMap) -> list[Wor
     ]
 
 
-def preview(client: DataArtsClient, repository: Path, source: SourceConfig) -> Discovery:
+def preview(client: JobSource, repository: Path, source: SourceConfig) -> Discovery:
     """What discovery finds now, against the map in the working tree; changes nothing."""
     source_dir = repository / source.name
     return discover(client, source, read_map(source_dir), folders_of(source_dir))
 
 
 def sync_workspaces(
-    client: DataArtsClient, repo: GitRepo, source: SourceConfig, identity: Identity
+    client: JobSource, repo: GitRepo, source: SourceConfig, identity: Identity
 ) -> SourceWorkspaces:
     """Discover, commit the map if it changed, announce changes; call with the lock held.
 

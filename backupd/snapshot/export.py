@@ -15,7 +15,7 @@ from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from backupd.dataarts.client import DataArtsClient
+from backupd.dataarts.source import JobSource
 from backupd.errors import (
     ApiError,
     ArchiveError,
@@ -43,7 +43,7 @@ def batches(names: Sequence[str], size: int) -> Iterator[Sequence[str]]:
 class BatchExporter:
     """Exports named jobs into the staged tree, one verified archive at a time."""
 
-    client: DataArtsClient
+    client: JobSource
     target: WorkspaceTarget
     options: SnapshotOptions
     staging: Path

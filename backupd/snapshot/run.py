@@ -22,7 +22,7 @@ from backupd.config import (
     Config,
     SourceConfig,
 )
-from backupd.dataarts.client import DataArtsClient
+from backupd.dataarts.source import JobSource
 from backupd.errors import BackupdError, ClockSkewError, CredentialsRejected, RepoError
 from backupd.logs import log
 from backupd.model import (
@@ -55,7 +55,7 @@ def _rejection_reason(result: SnapshotResult) -> str:
 
 
 def snapshot_source(
-    client: DataArtsClient,
+    client: JobSource,
     repo: GitRepo,
     chosen: Sequence[WorkspaceTarget],
     options: SnapshotOptions,
@@ -278,7 +278,7 @@ class SourceRun:
 
 
 # An open client for a source, closed (or not: a daemon's outlive a run) when the run is done.
-ClientOpener = Callable[[SourceConfig], AbstractContextManager[DataArtsClient]]
+ClientOpener = Callable[[SourceConfig], AbstractContextManager[JobSource]]
 
 
 @dataclass(frozen=True)
@@ -291,7 +291,7 @@ class RunReport:
 
 
 def discover_workspaces(
-    client: DataArtsClient,
+    client: JobSource,
     repo: GitRepo,
     run: SourceRun,
     identity: Identity,

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from backupd.dataarts.client import DataArtsClient, JobSummary
+from backupd.dataarts.client import JobSummary
+from backupd.dataarts.source import JobSource
 from backupd.logs import log
 from backupd.model import NO_OBSERVER, SnapshotObserver, WorkspaceTarget
 from backupd.snapshot.deletions import ListCheck, Prover, reconcile, settle_rejected
@@ -74,7 +75,7 @@ class Listed:
 
 
 def stage_workspace(
-    client: DataArtsClient,
+    client: JobSource,
     target: WorkspaceTarget,
     options: SnapshotOptions,
     staging: Path,
@@ -152,7 +153,7 @@ def stage_workspace(
     )
 
 
-def stage_listings(client: DataArtsClient, target: WorkspaceTarget, tree: StagedTree) -> Listed:
+def stage_listings(client: JobSource, target: WorkspaceTarget, tree: StagedTree) -> Listed:
     """List the workspace, staging its scripts and resources.
 
     Scripts are staged as their pages arrive; resources right after the listing. Their
@@ -168,7 +169,7 @@ def stage_listings(client: DataArtsClient, target: WorkspaceTarget, tree: Staged
 
 
 def list_workspace(
-    client: DataArtsClient, workspace_id: str, keep_script: Callable[[dict[str, Any]], str]
+    client: JobSource, workspace_id: str, keep_script: Callable[[dict[str, Any]], str]
 ) -> tuple[list[JobSummary], list[str], list[dict[str, Any]]]:
     """Jobs, script names (``keep_script`` takes each script as its page arrives) and
     resources, listed side by side: each is a chain of pages that waits on the network, and

@@ -14,7 +14,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from backupd.dataarts.client import DataArtsClient
+from backupd.dataarts.source import JobSource
 from backupd.errors import (
     BackupdError,
     SnapshotCancelled,
@@ -47,7 +47,7 @@ class PreparedWorkspace:
 
 
 def prepare_workspace(
-    client: DataArtsClient,
+    client: JobSource,
     repo: GitRepo,
     target: WorkspaceTarget,
     options: SnapshotOptions,
@@ -83,7 +83,7 @@ def prepare_workspace(
 
 
 def finish_workspace(
-    client: DataArtsClient,
+    client: JobSource,
     repo: GitRepo,
     prepared: PreparedWorkspace,
     options: SnapshotOptions,

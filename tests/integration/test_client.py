@@ -210,13 +210,13 @@ def test_pages_side_by_side_are_made_summaries_where_they_arrive(
     # Pages wait for their turn (they are taken in order): as raw rows a 1,000-job page is
     # ~2 MB, so each is condensed in the thread that fetched it, before it waits.
     threads: list[str] = []
-    summary_of = client_module._job_summary
+    summary_of = client_module.job_summary
 
     def recording(row: dict[str, Any], job_type: str) -> JobSummary:
         threads.append(threading.current_thread().name)
         return summary_of(row, job_type)
 
-    monkeypatch.setattr(client_module, "_job_summary", recording)
+    monkeypatch.setattr(client_module, "job_summary", recording)
     with Simulator() as simulator:
         simulator.add_workspace(WID, "ws")
         simulator.populate(WID, 40, realtime_fraction=0.0)
