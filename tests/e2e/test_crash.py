@@ -1,7 +1,8 @@
 """kill -9 at random moments: the next run always recovers and the history stays true.
 
-`backupd snapshot` runs as a subprocess and is killed with SIGKILL after a seeded random
-delay — sometimes its whole process group (git children die with it, as under systemd),
+`backupd snapshot` runs as a subprocess and is killed with SIGKILL — after a seeded random
+delay, in an export held slow, or inside a commit held by a git hook — sometimes its whole
+process group (git children die with it, as under systemd),
 sometimes only the backupd process (its git child lives on as an orphan). After every kill a
 normal snapshot must succeed, `git fsck --strict` must be clean and each workspace folder
 must equal the simulator's state.
@@ -93,23 +94,34 @@ def test_kill_9_at_any_moment_is_recovered_by_the_next_run(
     finish = time.monotonic() - started
     assert events(stderr).count("snapshot.apply") == 2
 
+    hook = repo / ".git" / "hooks" / "reference-transaction"  # git runs it in every commit
     outcomes: collections.Counter[str] = collections.Counter()
     leftovers: collections.Counter[str] = collections.Counter()
     for round_ in range(1, RUNS + 1):
         mutate(simulator, rng, round_)
         whole_group = rng.random() < 0.5
-        process = start(config)
         read = ""
-        if round_ % 2:  # anywhere in the run
+        stage = round_ % 3
+        if stage == 0:  # exporting: a slow export holds it there, however busy the machine
+            simulator.faults.export_latency = 0.5
+        elif stage == 2:  # committing: git holds it there, in its ref update
+            hook.write_text("#!/bin/sh\nsleep 0.5\ncat > /dev/null\n")
+            hook.chmod(0o755)
+        process = start(config)
+        if stage == 1:  # anywhere in the run
             time.sleep(rng.uniform(0.0, finish))
-        else:  # while writing files, running git add or git commit for a workspace
+        elif stage == 0:
+            read = wait_for(process, "snapshot.batch", 1)
+        else:
             read = wait_for(process, "snapshot.apply", rng.choice((1, 2)))
-            time.sleep(rng.uniform(0.0, 0.03))
+            time.sleep(rng.uniform(0.0, 0.2))
         if whole_group:
             os.killpg(process.pid, signal.SIGKILL)
         else:
             process.kill()
         _, stderr = process.communicate(timeout=60)
+        simulator.faults.export_latency = 0.03
+        hook.unlink(missing_ok=True)
         reached = [STAGES[e] for e in events(read + stderr) if e in STAGES]
         outcomes["finished" if process.returncode == 0 else (reached or ["startup"])[-1]] += 1
         leftovers.update(lock.name for lock in (repo / ".git").rglob("*.lock"))
@@ -129,5 +141,6 @@ def test_kill_9_at_any_moment_is_recovered_by_the_next_run(
         assert not [p for p in (repo / ".git").rglob("*.lock") if p.name != "backupd.lock"]
 
     print(f"\nkill -9 outcomes: {dict(outcomes)}; left behind: {dict(leftovers)}")
-    # The kills really landed in different stages, the dangerous one included.
+    # The kills really landed in different stages, the dangerous one included (the slow
+    # export and the slow ref update make sure of it whatever the machine's load).
     assert outcomes["export"] and outcomes["apply+commit"]
