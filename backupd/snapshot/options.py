@@ -30,3 +30,5 @@ class SnapshotOptions:
     incremental: bool = True
     full_every: float = 86400.0
     export_window: int = 2  # batches downloading at once per workspace
+    # Back up resource definitions (an optional API: off, the stored ones stay as they are).
+    resources: bool = True

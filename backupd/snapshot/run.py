@@ -36,6 +36,7 @@ from backupd.model import (
 from backupd.snapshot.discovery import ALL_FOLDERS, sync_workspaces
 from backupd.snapshot.export_queue import ExportQueue
 from backupd.snapshot.memory import release_free_memory
+from backupd.snapshot.optional import OptionalParts
 from backupd.snapshot.options import SnapshotOptions
 from backupd.snapshot.publish import push_snapshots, tag_snapshot
 from backupd.snapshot.stage import remove_stale_staging
@@ -84,6 +85,7 @@ def snapshot_source(
     the workspaces between two API calls, and under the lock before anything is applied.
     """
     stop = threading.Event()
+    optional = OptionalParts()  # one warning per run for an optional API that is absent
     budget = _JobBudget(JOBS_IN_FLIGHT)
     weights: dict[int, int] = {}  # workspace index → jobs it counts against the budget
     first_listed = threading.Event()
@@ -111,6 +113,7 @@ def snapshot_source(
                 options,
                 observer=Fanout([observer, weight, turn]),
                 lane=exports.lane(index),
+                optional=optional,
             )
             if isinstance(prepared, SnapshotResult):
                 weight.release()

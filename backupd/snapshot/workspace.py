@@ -24,8 +24,9 @@ from backupd.logs import log
 from backupd.model import NO_OBSERVER, JobCounts, SnapshotObserver, SnapshotResult, WorkspaceTarget
 from backupd.snapshot.apply import apply_staged
 from backupd.snapshot.export_queue import Lane
+from backupd.snapshot.optional import OptionalParts
 from backupd.snapshot.options import SnapshotOptions
-from backupd.snapshot.plan import read_baseline, record_progress
+from backupd.snapshot.plan import read_baseline, read_stored_layout, record_progress
 from backupd.snapshot.stage import StagedWorkspace, make_staging, stage_workspace
 from backupd.store.blobs import BlobWriter
 from backupd.store.gitrepo import GitRepo, Identity
@@ -53,10 +54,13 @@ def prepare_workspace(
     *,
     observer: SnapshotObserver = NO_OBSERVER,
     lane: Lane | None = None,
+    optional: OptionalParts | None = None,
 ) -> PreparedWorkspace | SnapshotResult:
     """The network half of a snapshot: list, export and stage (reads the repository only).
 
     Returns the failure as a result when it fails; the staging folder is then gone.
+    ``optional``: what this run learned about optional APIs (shared by a source's
+    workspaces).
     """
     started = time.monotonic()
     retries_before = client.retries
@@ -69,7 +73,16 @@ def prepare_workspace(
     try:
         baseline = read_baseline(repo, target.label)
         staged = stage_workspace(
-            client, target, options, staging, baseline, observer=observer, lane=lane, blobs=blobs
+            client,
+            target,
+            options,
+            staging,
+            baseline,
+            observer=observer,
+            lane=lane,
+            blobs=blobs,
+            stored=read_stored_layout(repo, baseline.files),
+            optional=optional,
         )
         staged = replace(staged, blobs_stored=blobs.finish())
     except (BackupdError, OSError) as error:
@@ -102,7 +115,7 @@ def finish_workspace(
                 raise SnapshotCancelled("backupd is stopping")
             _, summary, sha = apply_staged(repo, target, staged, options, identity)
             record_progress(
-                repo, target.label, staged.jobs, full=staged.full, last_full=prepared.last_full
+                repo, target.label, staged.times, full=staged.full, last_full=prepared.last_full
             )
     except (BackupdError, OSError) as error:
         message = describe_os_error(error) if isinstance(error, OSError) else str(error)
@@ -120,7 +133,16 @@ def finish_workspace(
         commit=sha,
         duration=time.monotonic() - prepared.started,
         retries=client.retries - prepared.retries_before,
+        problems=staged.problems,
     )
+    for problem in staged.problems:
+        log(
+            logger,
+            "snapshot.partial",
+            level=logging.WARNING,
+            workspace=target.label,
+            problem=problem,
+        )
     log(
         logger,
         "snapshot.done",
