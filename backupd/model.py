@@ -43,6 +43,15 @@ class JobCounts:
         return cls(len(summary.jobs_added), len(summary.jobs_changed), len(summary.jobs_removed))
 
 
+# A problem that is a warning: an optional part of the API (resources) is not available,
+# so that part was not backed up; nothing that was backed up before is lost.
+WARNING_PREFIX = "warning: "
+
+
+def is_warning(problem: str) -> bool:
+    return problem.startswith(WARNING_PREFIX)
+
+
 @dataclass(frozen=True)
 class SnapshotResult:
     """How one workspace snapshot went.
@@ -54,7 +63,8 @@ class SnapshotResult:
     ``problems``: what a successful snapshot could not record — an item it could not export,
     decode or store (its previous version stays), an optional API that was absent, a
     deletion the service did not confirm. Everything else was committed; such a snapshot is
-    *partial*.
+    *partial*. An absent optional API is a problem that starts with ``WARNING_PREFIX``
+    (``is_warning``): status and check show it as a warning.
     """
 
     target: WorkspaceTarget

@@ -10,10 +10,10 @@ its job, say) is only known by exporting it, which is what a snapshot does.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from backupd.config import Config, SourceConfig
 from backupd.dataarts.client import DataArtsClient
@@ -21,10 +21,12 @@ from backupd.errors import BackupdError, RepoError, SnapshotRefused
 from backupd.model import WorkspaceTarget
 from backupd.snapshot.apply import check_deletions
 from backupd.snapshot.discovery import preview
+from backupd.snapshot.optional import RESOURCES, OptionalParts
 from backupd.store.gitrepo import GitRepo
-from backupd.store.layout import INDEX_FILE, RESOURCES_DIR
-from backupd.store.names import name_of
+from backupd.store.index import WorkspaceIndex
+from backupd.store.layout import INDEX_FILE, read_layout
 from backupd.store.summary import ChangeSummary
+from backupd.store.summary import shown as as_shown
 from backupd.wiring import make_client, snapshot_options, targets
 
 
@@ -52,37 +54,30 @@ class WorkspacePlan:
     gone_resources: tuple[str, ...] = ()
     refused: str | None = None  # the mass-deletion guard's reason
     error: str | None = None
-
-
-def _names(paths: Iterable[str], prefix: str, suffix: str) -> frozenset[str]:
-    return frozenset(
-        name_of(p).removesuffix(suffix)
-        for p in paths
-        if p.startswith(prefix) and p.endswith(suffix) and "/" not in p[len(prefix) :]
-    )
+    warning: str | None = None  # an optional part that could not be listed
 
 
 def stored(repo: GitRepo | None, folder: str) -> Stored:
+    """What HEAD holds for ``folder``, by DataArts name (its index says where each is)."""
     if repo is None:
         return Stored()
-    files = repo.tracked_files(folder)
-    jobs = frozenset(
-        name_of(p.rpartition("/")[0])
-        for p in files
-        if p.startswith(f"{folder}/jobs/") and p.endswith(".job")
-    )
-    index = repo.read_file("HEAD", f"{folder}/{INDEX_FILE}")
+    prefix = f"{folder}/"
+    files = sorted(p[len(prefix) :] for p in repo.tracked_files(folder) if p.startswith(prefix))
+    content = repo.read_file("HEAD", f"{folder}/{INDEX_FILE}")
+    index: WorkspaceIndex | None = None
+    if content is not None:
+        try:
+            index = WorkspaceIndex.parse(content)
+        except ValueError:
+            index = None
+    layout = read_layout(files, index)
     saved_at: dict[str, object] | None = None
     if index is not None:
-        try:
-            data = json.loads(index)
-            saved_at = {name: row.get("lastUpdateTime") for name, row in data["jobs"].items()}
-        except (ValueError, KeyError, TypeError, AttributeError):
-            saved_at = None
+        saved_at = {name: record.last_update_time for name, record in index.jobs.items()}
     return Stored(
-        jobs=jobs,
-        scripts=_names(files, f"{folder}/scripts/", ".script"),
-        resources=_names(files, f"{folder}/{RESOURCES_DIR}/", ".resource"),
+        jobs=frozenset(layout.jobs),
+        scripts=frozenset(layout.scripts),
+        resources=frozenset(layout.resources),
         saved_at=saved_at,
     )
 
@@ -94,12 +89,18 @@ def plan_workspace(
     config: Config,
     source: SourceConfig,
 ) -> WorkspacePlan:
+    resources_lister = OptionalParts().lister(
+        RESOURCES, client.list_resources, enabled=source.resources
+    )
     try:
         jobs = client.list_jobs(target.workspace_id)
-        scripts = {str(s["name"]) for s in client.list_scripts(target.workspace_id)}
-        resources = {str(r["name"]) for r in client.list_resources(target.workspace_id)}
+        listed: list[dict[str, Any]] = client.list_scripts(target.workspace_id)
+        scripts = {str(script["name"]) for script in listed}
+        resources = {str(r["name"]) for r in resources_lister(target.workspace_id)}
     except BackupdError as error:
         return WorkspacePlan(target.label, error=str(error))
+    if not resources_lister.listed:  # not asked, or not available: nothing to compare
+        resources = set(before.resources)
     names = {job.name for job in jobs}
     gone = tuple(sorted(before.jobs - names))
     saved: tuple[str, ...] = ()
@@ -130,6 +131,7 @@ def plan_workspace(
         new_resources=tuple(sorted(resources - before.resources)),
         gone_resources=tuple(sorted(before.resources - resources)),
         refused=refused,
+        warning=resources_lister.problem(source.name),
     )
 
 
@@ -168,7 +170,7 @@ def dry_run(config: Config, only: Iterable[str] = ()) -> list[WorkspacePlan]:
 
 
 def _listing(title: str, names: tuple[str, ...], limit: int = 10) -> str:
-    shown = ", ".join(names[:limit]) + (
+    shown = ", ".join(as_shown(name) for name in names[:limit]) + (
         f", … ({len(names) - limit} more)" if len(names) > limit else ""
     )
     return f"  {title} ({len(names)}): {shown}"
@@ -196,6 +198,8 @@ def format_plans(plans: list[WorkspacePlan]) -> list[str]:
                 lines.append(_listing(title, names))
         if plan.refused:
             lines.append(f"  would be REFUSED: {plan.refused}")
+        if plan.warning:
+            lines.append(f"  {plan.warning}")
         if not any((plan.new_jobs, plan.gone_jobs, plan.new_scripts, plan.gone_scripts)) and not (
             plan.new_resources or plan.gone_resources or plan.saved_jobs
         ):

@@ -110,6 +110,7 @@ def plan_commits(
 
 
 MAX_MOVES_LISTED = 200
+MOVED = "moved to portable paths (content unchanged)"  # the end of such a commit's subject
 
 
 def commit_moves(
@@ -145,7 +146,7 @@ def commit_moves(
 
 def moves_message(folder: str, moves: Sequence[tuple[str, str]]) -> str:
     lines = [
-        f"{folder}: {len(moves)} files moved to portable paths (content unchanged)",
+        f"{folder}: {len(moves)} files {MOVED}",
         "",
         "backupd stores every DataArts name through one name -> path mapping, so that this",
         "repository checks out on Linux, macOS and Windows (see README.md). These files",

@@ -19,6 +19,7 @@ from typing import Any
 
 from backupd.errors import ApiError, AuthError, CredentialsRejected
 from backupd.logs import log
+from backupd.model import WARNING_PREFIX
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +106,6 @@ class OptionalListing:
         if self.reason is None:
             return None
         return (
-            f"warning: {self.part} not backed up: {self.reason}; the stored {self.part} are "
+            f"{WARNING_PREFIX}{self.part} not backed up: {self.reason}; the stored {self.part} are "
             f"kept as they are (set '{self.part}: false' for source {source} to stop asking)"
         )
