@@ -25,6 +25,7 @@ from backupd.restore.plan import (
     write_atomically,
 )
 from backupd.store.gitrepo import GitRepo
+from backupd.store.summary import shown
 
 if TYPE_CHECKING:
     from backupd.restore.importer import PartResult
@@ -76,12 +77,14 @@ def choose_workspaces(
         (source, workspace)
         for source in config.sources
         if source_name in (None, source.name)
-        for workspace in source.workspaces
+        for workspace in source.listed_workspaces
         if workspace_name in (None, workspace.folder, workspace.id)
     ]
     if not found:
         wanted = "/".join(n for n in (source_name, workspace_name) if n) or "any workspace"
-        known = ", ".join(f"{s.name}/{w.folder}" for s in config.sources for w in s.workspaces)
+        known = ", ".join(
+            f"{s.name}/{w.folder}" for s in config.sources for w in s.listed_workspaces
+        )
         raise UsageError(f"no configured workspace matches {wanted} (configured: {known})")
     return found
 
@@ -152,9 +155,9 @@ def print_points(repo: GitRepo, folder: str, output: Output) -> None:
 def _names(names: Sequence[str], limit: int | None) -> str:
     if not names:
         return "none"
-    shown = list(names if limit is None else names[:limit])
-    more = len(names) - len(shown)
-    return ", ".join(shown) + (f", … and {more} more" if more > 0 else "")
+    listed = [shown(name) for name in (names if limit is None else names[:limit])]
+    more = len(names) - len(listed)
+    return ", ".join(listed) + (f", … and {more} more" if more > 0 else "")
 
 
 def describe_plan(plan: RestorePlan, output: Output, *, verbose: bool) -> None:
@@ -197,9 +200,9 @@ def compare(
         )
     output.say("compared with the live workspace now:")
     for diff in diffs:
-        detail = f"  ({', '.join(diff.files)})" if diff.files else ""
+        detail = f"  ({', '.join(shown(f) for f in diff.files)})" if diff.files else ""
         kind = "" if diff.kind == "job" else "script "
-        output.say(f"  {diff.status:<9}  {kind}{diff.name}{detail}")
+        output.say(f"  {diff.status:<9}  {kind}{shown(diff.name)}{detail}")
     totals = []
     for kind in ("job", "script"):
         statuses = [d.status for d in diffs if d.kind == kind]
@@ -258,7 +261,7 @@ def import_into(
             output.say(f"  {result.message}")
         for job in result.jobs:
             note = f"  {job.message}" if job.message else ""
-            output.say(f"  {job.status:<10}  {job.action:<19}  {job.name}{note}")
+            output.say(f"  {job.status:<10}  {job.action:<19}  {shown(job.name)}{note}")
         for other in result.other_subtasks:
             output.say(f"  subtask {other}")
         output.say(f"  scripts sent: {result.scripts}")

@@ -433,3 +433,26 @@ def test_an_older_repository_moves_its_paths_in_one_commit_that_says_so(
     # The folder is as a fresh snapshot leaves it: nothing to export, nothing to commit.
     sim.clear_calls()
     assert snapshot(config).commit is None and export_calls(sim) == []
+
+
+def test_restore_dry_run_compares_hostile_names_with_the_live_workspace(
+    tmp_path: Path, running: list[Simulator]
+) -> None:
+    # The live exports are read in memory: names that are no file names compare too.
+    sim = start(running, "hostile-names-flat", jobs=2)
+    config = make_config(tmp_path, sim, {"sales": WS})
+    snapshot(config)
+    sim.modify_job(WS, "CON")
+
+    result = backupd_cli("restore", "-c", str(config), "-w", "sales", "--dry-run")
+
+    assert result.returncode == 0, result.stderr
+    statuses = {}
+    for line in result.stdout.splitlines():
+        parts = line.split(None, 1)
+        if len(parts) == 2 and parts[0] in ("new", "changed", "identical"):
+            statuses[parts[1]] = parts[0]
+    assert statuses.pop("CON  (CON.job)") == "changed"
+    assert statuses.pop(LONG_CJK_JOB) == "identical"
+    assert statuses.pop("'tab\\there'") == "identical"  # shown escaped
+    assert set(statuses.values()) == {"identical"}
