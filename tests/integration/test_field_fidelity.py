@@ -33,11 +33,16 @@ from backupd.simulator.server import (
     variant,
 )
 from backupd.snapshot.run import run_snapshots
-from backupd.store.gitrepo import GitRepo
+from backupd.store.gitrepo import (
+    _README_BEFORE_NAME_MAPPING,
+    REPOSITORY_README,
+    GitRepo,
+    Identity,
+)
 from backupd.store.index import WorkspaceIndex
 from backupd.store.names import with_suffix
 from backupd.store.normalise import canonical_json, is_definition_file, normalise_file, script_view
-from backupd.store.pathmap import portability_problems
+from backupd.store.pathmap import component, portability_problems
 from tests.helpers import backupd_cli, git, make_config, workspace_id
 
 WS = workspace_id(77)
@@ -456,3 +461,36 @@ def test_restore_dry_run_compares_hostile_names_with_the_live_workspace(
     assert statuses.pop(LONG_CJK_JOB) == "identical"
     assert statuses.pop("'tab\\there'") == "identical"  # shown escaped
     assert set(statuses.values()) == {"identical"}
+
+
+def test_the_repository_readme_explains_the_names_and_an_older_one_is_brought_up_to_date(
+    tmp_path: Path,
+) -> None:
+    identity = Identity("backupd", "backupd@example.com")
+    with GitRepo.open(tmp_path / "repo", branch="main") as repo:
+        repo.prepare(identity)
+        readme = (tmp_path / "repo" / "README.md").read_text()
+        assert readme == REPOSITORY_README
+        for said in ("CON~a3dbc4b644", "Daily_Orders", ".backupd/index.json", "core.longpaths"):
+            assert said in readme
+        # A README as an older backupd wrote it, untouched since: replaced, in its own commit.
+        (tmp_path / "repo" / "README.md").write_text(_README_BEFORE_NAME_MAPPING)
+        repo.stage(["README.md"])
+        repo.commit("old readme", author=identity, committer=identity)
+        repo.prepare(identity)
+        assert (tmp_path / "repo" / "README.md").read_text() == REPOSITORY_README
+        repo.prepare(identity)  # once
+        # One the user edited is theirs.
+        (tmp_path / "repo" / "README.md").write_text("# ours\n")
+        repo.stage(["README.md"])
+        repo.commit("ours", author=identity, committer=identity)
+        repo.prepare(identity)
+        assert (tmp_path / "repo" / "README.md").read_text() == "# ours\n"
+    subjects = git(tmp_path / "repo", "log", "--format=%s").splitlines()
+    assert subjects == [
+        "ours",
+        "backupd: README: how DataArts names are stored",
+        "old readme",
+        "backupd: initialise repository",
+    ]
+    assert component("CON") == "CON~a3dbc4b644"  # the README's example is the real one
