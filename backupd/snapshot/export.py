@@ -95,12 +95,12 @@ class BatchExporter:
                 number, chunk, download = pending.popleft()
                 submit_next()
                 label = f"batch {number}/{len(chunks)}"
-                rejected += self.export_isolating(chunk, label, download)
+                try:
+                    rejected += self.export_isolating(chunk, label, download)
+                except _NotOneJobs as error:
+                    raise _not_one_jobs(label, len(self.failed), str(error)) from error
                 if len(chunk) > 1 and all(name in self.failed for name in chunk):
-                    raise ArchiveError(
-                        f"{self.failed[chunk[0]]} (the export of every job of {label} is "
-                        "unreadable: the fault is not one job's)"
-                    )
+                    raise _not_one_jobs(label, len(chunk), self.failed[chunk[0]])
                 size = download.result()[1] if download.exception() is None else 0
                 self.observer.exported(self.target, number, len(chunks), len(chunk), size)
         finally:
@@ -150,10 +150,7 @@ class BatchExporter:
             if _local_failure(error):
                 raise
             if len(self.failed) >= MAX_UNREADABLE_JOBS:
-                raise ArchiveError(
-                    f"{error} (and the exports of {len(self.failed)} single jobs could not be "
-                    "read either: the fault is not one job's)"
-                ) from error
+                raise _NotOneJobs(str(error)) from error
             if len(names) == 1:
                 self.failed[names[0]] = str(error)
                 log(
@@ -253,6 +250,17 @@ class BatchExporter:
                 bytes=size,
             )
             return
+
+
+class _NotOneJobs(ArchiveError):
+    """More single jobs' exports are unreadable than one bad job explains."""
+
+
+def _not_one_jobs(label: str, jobs: int, error: str) -> ArchiveError:
+    return ArchiveError(
+        f"{label}: the archive stays unreadable, and so do the exports of {jobs} of its jobs "
+        f"alone: the fault is not one job's (last: {error})"
+    )
 
 
 class _OwnNames:
