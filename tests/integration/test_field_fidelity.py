@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from backupd.commands.history import Scope, changes, show_job
 from backupd.config import load_config
 from backupd.errors import RestoreError
 from backupd.model import SnapshotResult
@@ -494,3 +495,33 @@ def test_the_repository_readme_explains_the_names_and_an_older_one_is_brought_up
         "backupd: initialise repository",
     ]
     assert component("CON") == "CON~a3dbc4b644"  # the README's example is the real one
+
+
+def test_log_and_show_take_the_dataarts_name(tmp_path: Path, running: list[Simulator]) -> None:
+    sim = start(running, "hostile-names-flat", jobs=1)
+    config = make_config(tmp_path, sim, {"sales": WS})
+    first = snapshot(config)
+    sim.modify_job(WS, "CON")
+    second = snapshot(config)
+    sim.delete_job(WS, "tab\there")
+    third = snapshot(config)
+
+    with GitRepo.open_existing(tmp_path / "repo", branch="main") as repo:
+        found = changes(repo, Scope((FOLDER,), "CON"))
+        assert [(c.info.sha, c.what) for c in found] == [
+            (second.commit, "changed"),
+            (first.commit, "added"),
+        ]
+        assert [c.what for c in changes(repo, Scope((FOLDER,), "tab\there"))] == [
+            "removed",
+            "added",
+        ]
+        view = show_job(repo, Scope((FOLDER,), "CON"), at=first.commit, with_scripts=True)
+        assert json.loads(view.files[0][1])["name"] == "CON"
+        assert view.files[0][0].startswith(f"{FOLDER}/jobs/CON~")
+        assert set(view.exported.values()) >= {"jobs/CON.job", "scripts/PRN.script"}
+        assert third.commit is not None
+        assert (
+            json.loads(show_job(repo, Scope((FOLDER,), LONG_CJK_JOB)).files[0][1])
+            == (sim.jobs(WS)[LONG_CJK_JOB])
+        )
