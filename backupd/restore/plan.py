@@ -249,11 +249,6 @@ def index_jobs(
     return {name: tuple(path for path, _ in files) for name, files in workspace.jobs.items()}
 
 
-def standalone_scripts(paths: Iterable[str], index: WorkspaceIndex | None = None) -> dict[str, str]:
-    """Script name → path of every standalone ``scripts/<script>.script`` of the workspace."""
-    return dict(read_workspace(paths, index).scripts)
-
-
 def depends_on(definition: Any) -> set[str]:
     """Jobs of the same workspace that ``definition`` (a parsed .job) waits for.
 
