@@ -593,6 +593,12 @@ class SourceConfig:
         example=["tmp_*"],
     )
     export_depend: bool = option("Export the scripts and resources each job uses.", True)
+    resources: bool = option(
+        "Back up the workspace's resource definitions (the resource list, an optional API). "
+        "Where that API is not published or not allowed, snapshots are partial with a "
+        "warning; false: it is not asked and the stored definitions stay as they are.",
+        True,
+    )
     incremental: bool = option(
         "Export only jobs that are new, whose lastUpdateTime moved, or that use a script "
         "that changed; the rest of the folder stays as committed. Off: every snapshot "

@@ -38,6 +38,15 @@ class JobCounts:
     removed: int = 0
 
 
+# A problem that is a warning: an optional part of the API (resources) is not available,
+# so that part was not backed up; nothing that was backed up before is lost.
+WARNING_PREFIX = "warning: "
+
+
+def is_warning(problem: str) -> bool:
+    return problem.startswith(WARNING_PREFIX)
+
+
 @dataclass(frozen=True)
 class SnapshotResult:
     """How one workspace snapshot went.
@@ -49,7 +58,8 @@ class SnapshotResult:
     ``problems``: what a successful snapshot could not record — an item it could not export,
     decode or store (its previous version stays), an optional API that was absent, a
     deletion the service did not confirm. Everything else was committed; such a snapshot is
-    *partial*.
+    *partial*. An absent optional API is a problem that starts with ``WARNING_PREFIX``
+    (``is_warning``): status and check show it as a warning.
     """
 
     target: WorkspaceTarget

@@ -183,6 +183,7 @@ def snapshot_options(
     limits = config.limits
     return SnapshotOptions(
         export_depend=source.export_depend,
+        resources=source.resources,
         incremental=source.incremental,
         full_every=source.full_every,
         export_window=source.max_concurrent_requests,

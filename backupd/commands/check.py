@@ -1,10 +1,11 @@
 """`backupd check`: try everything a snapshot needs, once, and say what is wrong and where.
 
 Per source: its secret can be read, its endpoint answers and accepts the credentials; per
-workspace: one listing call (limit 1) and one batch export of one job into a temporary file;
-then the repository (writable?), the staging and state folders, the remote (`git ls-remote`,
-bounded) and an alert command. Nothing is written to the repository and nothing is retried:
-a check reports what the first try met. Each line says OK, FAIL (with what to do) or SKIP.
+workspace: one listing call (limit 1), one batch export of one job into a temporary file and
+one call to the (optional) resource list; then the repository (writable?), the staging and
+state folders, the remote (`git ls-remote`, bounded) and an alert command. Nothing is written
+to the repository and nothing is retried: a check reports what the first try met. Each line
+says OK, WARN (works, but snapshots will be partial), FAIL (with what to do) or SKIP.
 """
 
 from __future__ import annotations
@@ -40,12 +41,13 @@ from backupd.errors import (
 )
 from backupd.model import WorkspaceTarget
 from backupd.snapshot.discovery import preview
+from backupd.snapshot.optional import unavailable_reason
 from backupd.snapshot.publish import auth_problem, remote_auth
 from backupd.store.gitrepo import LOCK_FILE
 from backupd.store.remote import GitAccess, git_access, redact_url
 from backupd.wiring import make_client
 
-Verdict = Literal["OK", "FAIL", "SKIP"]
+Verdict = Literal["OK", "WARN", "FAIL", "SKIP"]
 ONCE = RetryPolicy(attempts=1)  # a check reports the first answer; retries would hide it
 
 
@@ -177,6 +179,7 @@ class _SourceCheck:
             return
         self._connected_once()
         self.add(label, "list", "OK", f"{total} jobs")
+        self._resources(client, target)
         if job is None:
             self.add(label, "export", "SKIP", "no job to try (the workspace has none)")
             return
@@ -196,6 +199,29 @@ class _SourceCheck:
                 self.add(label, "export", "FAIL", f"export of {job!r} is not a zip archive")
                 return
         self.add(label, "export", "OK", f"job {job!r} exported ({_size(size)} zip)")
+
+    def _resources(self, client: DataArtsClient, target: WorkspaceTarget) -> None:
+        """The resource list is optional: absent or forbidden is a warning, not a failure."""
+        label = target.label
+        if not self.source.resources:
+            self.add(label, "resources", "SKIP", "turned off (resources: false)")
+            return
+        try:
+            total = client.probe_resources(target.workspace_id)
+        except ApiError as error:
+            reason = unavailable_reason(error)
+            if reason is None:
+                self.add(label, "resources", "FAIL", str(error))
+            else:
+                self.add(
+                    label,
+                    "resources",
+                    "WARN",
+                    f"resource definitions will not be backed up: {reason}; snapshots will "
+                    f"be partial — set {self.key}.resources: false if that is expected",
+                )
+            return
+        self.add(label, "resources", "OK", f"{total} resource definitions")
 
     def _staging(self) -> Path | None:
         staging = self.config.staging_dir
@@ -389,5 +415,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     if failed:
         print(f"backupd check: {len(failed)} of {len(rows) - 1} checks FAILED", file=sys.stderr)  # noqa: T201
         return EXIT_FAILED
+    warned = [line for line in lines if line.verdict == "WARN"]
+    if warned:
+        print(  # noqa: T201
+            f"backupd check: {len(rows) - 1} checks passed, {len(warned)} with a WARNING",
+            file=sys.stderr,
+        )
+        return EXIT_OK
     print(f"backupd check: all {len(rows) - 1} checks passed")  # noqa: T201
     return EXIT_OK

@@ -10,10 +10,10 @@ its job, say) is only known by exporting it, which is what a snapshot does.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from backupd.config import Config, SourceConfig
 from backupd.dataarts.client import JOB_TYPES
@@ -22,10 +22,12 @@ from backupd.errors import BackupdError, RepoError, SnapshotRefused
 from backupd.model import WorkspaceTarget
 from backupd.snapshot.apply import guard_deletions
 from backupd.snapshot.discovery import preview
+from backupd.snapshot.optional import RESOURCES, OptionalParts
 from backupd.snapshot.run import listed_targets
 from backupd.store.gitrepo import GitRepo
-from backupd.store.layout import INDEX_FILE, RESOURCES_DIR
-from backupd.store.names import name_of
+from backupd.store.index import WorkspaceIndex
+from backupd.store.layout import INDEX_FILE, read_layout
+from backupd.store.summary import shown as as_shown
 from backupd.wiring import make_client, snapshot_options
 
 
@@ -54,39 +56,32 @@ class WorkspacePlan:
     gone_resources: tuple[str, ...] = ()
     refused: str | None = None  # the mass-deletion guard's reason
     error: str | None = None
-
-
-def _names(paths: Iterable[str], prefix: str, suffix: str) -> frozenset[str]:
-    return frozenset(
-        name_of(p).removesuffix(suffix)
-        for p in paths
-        if p.startswith(prefix) and p.endswith(suffix) and "/" not in p[len(prefix) :]
-    )
+    warning: str | None = None  # an optional part that could not be listed
 
 
 def stored(repo: GitRepo | None, folder: str) -> Stored:
+    """What HEAD holds for ``folder``, by DataArts name (its index says where each is)."""
     if repo is None:
         return Stored()
-    files = repo.tracked_files(folder)
-    jobs = frozenset(
-        name_of(p.rpartition("/")[0])
-        for p in files
-        if p.startswith(f"{folder}/jobs/") and p.endswith(".job")
-    )
-    index = repo.read_file("HEAD", f"{folder}/{INDEX_FILE}")
+    prefix = f"{folder}/"
+    files = sorted(p[len(prefix) :] for p in repo.tracked_files(folder) if p.startswith(prefix))
+    content = repo.read_file("HEAD", f"{folder}/{INDEX_FILE}")
+    index: WorkspaceIndex | None = None
+    if content is not None:
+        try:
+            index = WorkspaceIndex.parse(content)
+        except ValueError:
+            index = None
+    layout = read_layout(files, index)
     saved_at: dict[str, object] | None = None
     job_types: dict[str, str] = {}
     if index is not None:
-        try:
-            data = json.loads(index)
-            saved_at = {name: row.get("lastUpdateTime") for name, row in data["jobs"].items()}
-            job_types = {name: str(row.get("jobType")) for name, row in data["jobs"].items()}
-        except (ValueError, KeyError, TypeError, AttributeError):
-            saved_at = None
+        saved_at = {name: record.last_update_time for name, record in index.jobs.items()}
+        job_types = {name: str(record.job_type) for name, record in index.jobs.items()}
     return Stored(
-        jobs=jobs,
-        scripts=_names(files, f"{folder}/scripts/", ".script"),
-        resources=_names(files, f"{folder}/{RESOURCES_DIR}/", ".resource"),
+        jobs=frozenset(layout.jobs),
+        scripts=frozenset(layout.scripts),
+        resources=frozenset(layout.resources),
         saved_at=saved_at,
         job_types=job_types,
     )
@@ -99,12 +94,18 @@ def plan_workspace(
     config: Config,
     source: SourceConfig,
 ) -> WorkspacePlan:
+    resources_lister = OptionalParts().lister(
+        RESOURCES, client.list_resources, enabled=source.resources
+    )
     try:
         jobs = client.list_jobs(target.workspace_id)
-        scripts = {str(s["name"]) for s in client.list_scripts(target.workspace_id)}
-        resources = {str(r["name"]) for r in client.list_resources(target.workspace_id)}
+        listed: list[dict[str, Any]] = client.list_scripts(target.workspace_id)
+        scripts = {str(script["name"]) for script in listed}
+        resources = {str(r["name"]) for r in resources_lister(target.workspace_id)}
     except BackupdError as error:
         return WorkspacePlan(target.label, error=str(error))
+    if not resources_lister.listed:  # not asked, or not available: nothing to compare
+        resources = set(before.resources)
     names = {job.name for job in jobs}
     gone = tuple(sorted(before.jobs - names))
     saved: tuple[str, ...] = ()
@@ -131,9 +132,9 @@ def plan_workspace(
     lists += [("scripts", set(before.scripts), scripts)]
     lists += [("resources", set(before.resources), resources)]
     try:
-        for kind, had, listed in lists:
-            removed = len(had - listed - names)
-            guard_deletions(target, kind, removed, len(had), len(listed), options)
+        for kind, had, now in lists:
+            removed = len(had - now - names)
+            guard_deletions(target, kind, removed, len(had), len(now), options)
     except SnapshotRefused as error:
         refused = str(error)
     return WorkspacePlan(
@@ -148,6 +149,7 @@ def plan_workspace(
         new_resources=tuple(sorted(resources - before.resources)),
         gone_resources=tuple(sorted(before.resources - resources)),
         refused=refused,
+        warning=resources_lister.problem(source.name),
     )
 
 
@@ -186,7 +188,7 @@ def dry_run(config: Config, only: Iterable[str] = ()) -> list[WorkspacePlan]:
 
 
 def _listing(title: str, names: tuple[str, ...], limit: int = 10) -> str:
-    shown = ", ".join(names[:limit]) + (
+    shown = ", ".join(as_shown(name) for name in names[:limit]) + (
         f", … ({len(names) - limit} more)" if len(names) > limit else ""
     )
     return f"  {title} ({len(names)}): {shown}"
@@ -214,6 +216,8 @@ def format_plans(plans: list[WorkspacePlan]) -> list[str]:
                 lines.append(_listing(title, names))
         if plan.refused:
             lines.append(f"  would be REFUSED: {plan.refused}")
+        if plan.warning:
+            lines.append(f"  {plan.warning}")
         if not any((plan.new_jobs, plan.gone_jobs, plan.new_scripts, plan.gone_scripts)) and not (
             plan.new_resources or plan.gone_resources or plan.saved_jobs
         ):

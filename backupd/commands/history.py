@@ -1,7 +1,9 @@
 """Reading the history back: the changes of a job or workspace, and a job as it was.
 
 Thin layers over git (``git log -- path``, ``git rev-list -1 --before=DATE``, ``git show
-REV:path``): the repository is the only history there is.
+REV:path``): the repository is the only history there is. Jobs are named as DataArts names
+them; where a job is stored comes from the workspace index of the commit asked about (and,
+for its whole history, from every path the name mapping can have given it).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import argparse
 import re
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, time
 from typing import TYPE_CHECKING
 
@@ -21,7 +23,12 @@ from backupd.errors import (
     UsageError,
     UserError,
 )
+from backupd.restore.plan import job_paths
 from backupd.store.gitrepo import CommitInfo, GitRepo
+from backupd.store.index import WorkspaceIndex
+from backupd.store.layout import INDEX_FILE
+from backupd.store.pathmap import candidates
+from backupd.store.summary import MOVED, shown
 
 if TYPE_CHECKING:
     pass
@@ -36,8 +43,27 @@ class Scope:
     folders: tuple[str, ...]
     job: str | None = None
 
-    def job_folder(self, folder: str) -> str:
-        return f"{folder}/jobs/{self.job}"
+
+def stored_job_folder(repo: GitRepo, commit: str, folder: str, job: str) -> str | None:
+    """Where ``job`` of workspace ``folder`` is stored at ``commit`` (its folder under
+    jobs/, or None when it holds no such job): as the commit's index says, else as the name
+    mapping or an older backupd would have stored it."""
+    content = repo.read_file(commit, f"{folder}/{INDEX_FILE}")
+    if content is not None:
+        try:
+            stored = WorkspaceIndex.parse(content).job_folder(job)
+        except ValueError:
+            stored = None
+        if stored is not None and repo.read_file(commit, job_file(folder, stored)) is not None:
+            return stored
+    for candidate in candidates(job):
+        if repo.read_file(commit, job_file(folder, candidate)) is not None:
+            return candidate
+    return None
+
+
+def job_file(folder: str, component: str) -> str:
+    return f"{folder}/jobs/{component}/{component}.job"
 
 
 @dataclass(frozen=True)
@@ -54,6 +80,7 @@ class JobView:
     folder: str
     commit: CommitInfo
     files: tuple[tuple[str, bytes], ...]  # (path, content); the .job file first
+    exported: dict[str, str] = field(default_factory=dict)  # path → zip entry, if named else
 
 
 def resolve_scope(
@@ -65,7 +92,7 @@ def resolve_scope(
 ) -> Scope:
     """The workspaces matching the options (all of them by default), discovered ones too."""
     folders = tuple(w.label for w in choose(config, source, workspace))
-    if job is not None and (not job or "/" in job or job in {".", ".."}):
+    if job is not None and (not job or "/" in job):  # DataArts allows no "/" in a name
         raise UsageError(f"{job!r} is not a job name")
     return Scope(folders, job)
 
@@ -78,11 +105,15 @@ def changes(repo: GitRepo, scope: Scope, *, max_count: int | None = None) -> lis
         return [Change(info, None, info.subject) for info in infos]
     found: list[Change] = []
     for folder in scope.folders:
-        job_file = f"{scope.job_folder(folder)}/{scope.job}.job"
-        added = {i.sha for i in repo.log(branch, [job_file], diff_filter="A")}
-        removed = {i.sha for i in repo.log(branch, [job_file], diff_filter="D")}
-        for info in repo.log(branch, [scope.job_folder(folder)], max_count=max_count):
-            what = "added" if info.sha in added else "removed" if info.sha in removed else ""
+        places = job_paths(folder, scope.job)  # every path the job can have had
+        files = [job_file(folder, c) for c in candidates(scope.job)] + places[-1:]
+        added = {i.sha for i in repo.log(branch, files, diff_filter="A")}
+        removed = {i.sha for i in repo.log(branch, files, diff_filter="D")}
+        for info in repo.log(branch, places, max_count=max_count):
+            if (info.sha in added and info.sha in removed) or info.subject.endswith(MOVED):
+                what = "moved (content unchanged)"
+            else:
+                what = "added" if info.sha in added else "removed" if info.sha in removed else ""
             found.append(Change(info, folder, what or "changed"))
     found.sort(key=lambda change: change.info.time, reverse=True)
     return found[:max_count] if max_count else found
@@ -127,11 +158,10 @@ def show_job(
         raise UsageError("name a job to show")
     commit = resolve_revision(repo, at)
     info = repo.commit_info(commit)
-    holding = [
-        folder
-        for folder in scope.folders
-        if repo.read_file(commit, _job_file(scope, folder)) is not None
-    ]
+    stored = {
+        folder: stored_job_folder(repo, commit, folder, scope.job) for folder in scope.folders
+    }
+    holding = [folder for folder in scope.folders if stored[folder] is not None]
     if not holding:
         where = " or ".join(scope.folders)
         raise UserError(
@@ -143,17 +173,38 @@ def show_job(
             f"job {scope.job!r} exists in {', '.join(holding)}; choose one with --workspace"
         )
     folder = holding[0]
-    job_file = _job_file(scope, folder)
-    paths = [job_file]
+    component = stored[folder] or scope.job
+    main = job_file(folder, component)
+    paths = [main]
     if with_scripts:
-        job_folder = scope.job_folder(folder)
+        job_folder = f"{folder}/jobs/{component}"
         paths += [
             f"{job_folder}/{p}"
             for p in repo.list_files(commit, job_folder)
-            if f"{job_folder}/{p}" != job_file
+            if f"{job_folder}/{p}" != main
         ]
     files = tuple((path, repo.read_file(commit, path) or b"") for path in paths)
-    return JobView(folder, info, files)
+    return JobView(folder, info, files, _exported_names(repo, commit, folder, scope.job, paths))
+
+
+def _exported_names(
+    repo: GitRepo, commit: str, folder: str, job: str, paths: Sequence[str]
+) -> dict[str, str]:
+    """Stored path → the zip entry the export gave it, where the file name differs."""
+    content = repo.read_file(commit, f"{folder}/{INDEX_FILE}")
+    try:
+        record = WorkspaceIndex.parse(content).jobs.get(job) if content is not None else None
+    except ValueError:
+        record = None
+    if record is None:
+        return {}
+    names: dict[str, str] = {}
+    for path in paths:
+        stored = path.rpartition("/")[2]
+        entry = record.zip_entry(job, stored)
+        if entry.rpartition("/")[2] != stored:
+            names[path] = entry
+    return names
 
 
 def format_time(moment: datetime) -> str:
@@ -166,14 +217,10 @@ def format_changes(found: Sequence[Change], scope: Scope) -> list[str]:
         info = change.info
         what = change.what
         if change.folder is not None:
-            what = f"{change.folder}: {scope.job} {change.what}"
+            what = f"{change.folder}: {shown(scope.job or '')} {change.what}"
         tags = f"  [{', '.join(info.tags)}]" if info.tags else ""
         lines.append(f"{format_time(info.time)}  {info.sha[:10]}  {info.author}  {what}{tags}")
     return lines
-
-
-def _job_file(scope: Scope, folder: str) -> str:
-    return f"{scope.job_folder(folder)}/{scope.job}.job"
 
 
 def _branch(repo: GitRepo) -> str:
@@ -214,14 +261,17 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.at is not None:
         when = format_time(view.commit.time)
         print(  # noqa: T201
-            f"backupd: {scope.job_folder(view.folder)} as of {view.commit.sha[:10]} ({when})",
+            f"backupd: job {shown(args.job)} of {view.folder} as of {view.commit.sha[:10]} "
+            f"({when})",
             file=sys.stderr,
         )
     output = sys.stdout.buffer
     for index, (path, content) in enumerate(view.files):
         if args.scripts:
             separator = "" if index == 0 else "\n"
-            output.write(f"{separator}==> {path} <==\n".encode())
+            exported = view.exported.get(path)
+            named = f" ({shown(exported.rpartition('/')[2])})" if exported else ""
+            output.write(f"{separator}==> {path}{named} <==\n".encode())
         output.write(content)
     output.flush()
     return EXIT_OK

@@ -26,6 +26,7 @@ from backupd.restore.plan import (
     write_atomically,
 )
 from backupd.store.gitrepo import GitRepo
+from backupd.store.summary import shown
 
 if TYPE_CHECKING:
     from backupd.restore.importer import PartResult
@@ -136,9 +137,9 @@ def print_points(repo: GitRepo, folder: str, output: Output) -> None:
 def _names(names: Sequence[str], limit: int | None) -> str:
     if not names:
         return "none"
-    shown = list(names if limit is None else names[:limit])
-    more = len(names) - len(shown)
-    return ", ".join(shown) + (f", … and {more} more" if more > 0 else "")
+    listed = [shown(name) for name in (names if limit is None else names[:limit])]
+    more = len(names) - len(listed)
+    return ", ".join(listed) + (f", … and {more} more" if more > 0 else "")
 
 
 def describe_plan(plan: RestorePlan, output: Output, *, verbose: bool) -> None:
@@ -181,9 +182,9 @@ def compare(
         )
     output.say("compared with the live workspace now:")
     for diff in diffs:
-        detail = f"  ({', '.join(diff.files)})" if diff.files else ""
+        detail = f"  ({', '.join(shown(f) for f in diff.files)})" if diff.files else ""
         kind = "" if diff.kind == "job" else "script "
-        output.say(f"  {diff.status:<9}  {kind}{diff.name}{detail}")
+        output.say(f"  {diff.status:<9}  {kind}{shown(diff.name)}{detail}")
     totals = []
     for kind in ("job", "script"):
         statuses = [d.status for d in diffs if d.kind == kind]
@@ -242,7 +243,7 @@ def import_into(
             output.say(f"  {result.message}")
         for job in result.jobs:
             note = f"  {job.message}" if job.message else ""
-            output.say(f"  {job.status:<10}  {job.action:<19}  {job.name}{note}")
+            output.say(f"  {job.status:<10}  {job.action:<19}  {shown(job.name)}{note}")
         for other in result.other_subtasks:
             output.say(f"  subtask {other}")
         output.say(f"  scripts sent: {result.scripts}")

@@ -17,11 +17,15 @@ from backupd.commands.scope import known_workspaces
 from backupd.commands.table import render_table
 from backupd.config import Config, load_config
 from backupd.errors import EXIT_FAILED, EXIT_OK
+from backupd.model import is_warning
 from backupd.service.plan import ScheduleSpec, schedule_of
 from backupd.service.status import StatusStore, WorkspaceStatus, stale_after, to_json
 
 if TYPE_CHECKING:
     pass
+
+
+MAX_PROBLEMS_SHOWN = 5
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,8 @@ class StatusRow:
         if record.failing:
             return "FAILING"
         if record.problems:
-            return "PARTIAL"
+            # Only optional parts missing (resources): a warning; an item not recorded: partial.
+            return "WARNING" if all(is_warning(p) for p in record.problems) else "PARTIAL"
         return "INTERRUPTED" if record.interrupted else "OK"
 
 
@@ -109,6 +114,10 @@ def format_rows(rows: list[StatusRow], now: datetime) -> list[str]:
         lines = notes.setdefault(row.label, [])
         if record.last_error:
             lines.append(f"    last error ({record.failures} failed in a row): {record.last_error}")
+        if record.problems and not record.failing:
+            lines += [f"    {problem}" for problem in record.problems[:MAX_PROBLEMS_SHOWN]]
+            if len(record.problems) > MAX_PROBLEMS_SHOWN:
+                lines.append(f"    … and {len(record.problems) - MAX_PROBLEMS_SHOWN} more")
         if row.stale and row.schedule is not None:
             lines.append(
                 f"    stale since {row.stale_after:%Y-%m-%d %H:%M:%SZ}: no success within twice "

@@ -382,6 +382,14 @@ class DataArtsClient:
         path = f"/v1/{self.settings.project_id}/resources/{quote(resource_id, safe='')}"
         return self._exists(path, workspace_id, RESOURCE_MISSING, "show resource", self._list_rate)
 
+    def probe_resources(self, workspace_id: str) -> int:
+        """How many resource definitions the workspace holds, from one listing call with
+        limit 1 (proves the optional resource API answers)."""
+        path = f"/v1/{self.settings.project_id}/resources"
+        query = [("limit", "1"), ("offset", "0")]
+        total: object = self._get_json(path, workspace_id, query, "list resources").get("total")
+        return total if isinstance(total, int) else 0
+
     def list_instances(self) -> list[InstanceInfo]:
         """The project's DataArts Studio instances (management host)."""
         rows = self._list_all(

@@ -1,22 +1,24 @@
 """How a restore plan differs from what the live workspace holds now (``--dry-run``).
 
 The current versions are exported through the API exactly as a snapshot exports them, and
-compared with the plan file by file as parsed JSON, so formatting never counts as a change.
+compared with the plan entry by entry (the plan holds the export's own entry names) as
+parsed JSON, so formatting never counts as a change. The live archives are read in memory,
+never unpacked to disk under their names (DataArts names need not be file names).
 """
 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Literal
 
 from backupd.dataarts.limits import MAX_EXPORT_NAMES
 from backupd.dataarts.source import JobSource
 from backupd.restore.plan import RestorePlan
 from backupd.snapshot.export import batches
-from backupd.store.archive import ArchiveLimits, extract_archive
+from backupd.store.archive import ArchiveLimits, read_archive
 from backupd.store.normalise import is_json_file, parse_json
 
 Status = Literal["new", "changed", "identical"]
@@ -40,17 +42,27 @@ def comparable(path: str, content: bytes) -> Any:
     return content
 
 
-def diff_job(job: str, restored: Mapping[str, Any], live: Mapping[str, Any]) -> ItemDiff:
-    """Compare one job's files (paths as in the zip) between the plan and the live export."""
+def diff_job(
+    job: str,
+    restored: Mapping[str, Any],
+    live: Mapping[str, Any],
+    entries: Sequence[str] | None = None,
+) -> ItemDiff:
+    """Compare one job's files (entries as in the zip) between the plan and the live export.
+
+    ``entries``: the plan's entries for the job (default: its ``jobs/<job>/`` folder or
+    ``jobs/<job>.job``); the live export's in that folder count too.
+    """
     prefix = f"jobs/{job}/"
-    mine = {p: v for p, v in restored.items() if p.startswith(prefix) or p == f"jobs/{job}.job"}
-    theirs = {p: v for p, v in live.items() if p.startswith(prefix) or p == f"jobs/{job}.job"}
+
+    def own(path: str) -> bool:
+        return path.startswith(prefix) or path == f"jobs/{job}.job"
+
+    wanted = set(entries) if entries is not None else {p for p in restored if own(p)}
+    mine = {p: restored[p] for p in wanted if p in restored}
+    theirs = {p: v for p, v in live.items() if own(p) or p in wanted}
     differing = sorted(
-        (
-            PurePosixPath(p).name
-            for p in mine.keys() | theirs.keys()
-            if mine.get(p) != theirs.get(p)
-        ),
+        (p.rpartition("/")[2] for p in mine.keys() | theirs.keys() if mine.get(p) != theirs.get(p)),
         key=lambda name: (not name.endswith(".job"), name),  # the job file first
     )
     return ItemDiff("job", job, "changed" if differing else "identical", tuple(differing))
@@ -81,16 +93,20 @@ def compare_with_live(
                 export_depend=export_depend,
                 max_bytes=max_archive_bytes,
             )
-            unpacked = Path(scratch) / f"live-{number}"
-            for relative in extract_archive(zip_path, unpacked, limits):
-                live[relative] = comparable(relative, (unpacked / relative).read_bytes())
+            for entry, content in read_archive(zip_path, limits):
+                live[entry] = comparable(entry, content)
+            zip_path.unlink()
     restored = {path: comparable(path, data) for path, data in plan.entries.items()}
+    needs = {job: entries for job, entries in plan.groups if job}
     diffs = [
-        diff_job(job, restored, live) if job in live_jobs else ItemDiff("job", job, "new")
+        diff_job(job, restored, live, needs.get(job))
+        if job in live_jobs
+        else ItemDiff("job", job, "new")
         for job in plan.jobs
     ]
     if plan.scripts:
-        current = {str(s["name"]): s for s in client.list_scripts(workspace_id)}
+        listed: list[dict[str, Any]] = client.list_scripts(workspace_id)
+        current = {str(script["name"]): script for script in listed}
         for name in plan.scripts:
             mine = restored[f"scripts/{name}.script"]
             if name not in current:

@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import PurePosixPath
 from typing import Any
 
 from backupd.config import SourceConfig
@@ -23,7 +22,7 @@ from backupd.credentials import read_secret
 from backupd.dataarts.client import DataArtsClient
 from backupd.dataarts.obs import ObsClient, ObsCredentials
 from backupd.errors import ApiError, CredentialError, RestoreError
-from backupd.restore.plan import RestorePlan, split_entries, zip_bytes
+from backupd.restore.plan import RestorePlan, zip_bytes
 
 Say = Callable[[str], None]
 
@@ -141,15 +140,14 @@ def import_plan(
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> list[PartResult]:
     """Import every part of ``plan``; stops after the first part that does not succeed."""
-    parts = split_entries(plan.entries, options.max_bytes)
+    parts = plan.parts(options.max_bytes)
     existing = {job.name for job in client.list_jobs(workspace_id)}
     started = now()
     results: list[PartResult] = []
-    for number, entries in enumerate(parts, start=1):
+    for number, (jobs, entries) in enumerate(parts, start=1):
         key = object_key(options.prefix, plan, started, number, len(parts))
         obs_path = obs.put_object(options.bucket, key, zip_bytes(entries, plan.point.time))
         say(f"uploaded {obs_path}")
-        jobs = _jobs_of(entries)
         _check_file(client, workspace_id, obs_path, jobs)
         task_id = client.import_jobs(
             workspace_id,
@@ -160,22 +158,13 @@ def import_plan(
         )
         say(f"import task {task_id} started ({len(jobs)} jobs)")
         task = wait_for_task(client, workspace_id, task_id, options, sleep=sleep, clock=clock)
-        scripts = {PurePosixPath(p).stem for p in entries if p.endswith(".script")}
+        scripts = {p.rpartition("/")[2] for p in entries if p.endswith(".script")}
         result = _part_result(obs_path, task_id, task, jobs, existing, options.overwrite)
         result = dataclasses.replace(result, scripts=len(scripts))
         results.append(result)
         if result.failed:
             break
     return results
-
-
-def _jobs_of(entries: Mapping[str, bytes]) -> list[str]:
-    names: list[str] = []
-    for path in entries:
-        parts = PurePosixPath(path).parts
-        if parts[0] == "jobs" and path.endswith(".job"):
-            names.append(parts[1] if len(parts) == 3 else PurePosixPath(parts[1]).stem)
-    return names
 
 
 def _check_file(

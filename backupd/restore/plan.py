@@ -1,12 +1,14 @@
 """Rebuild an importable ``jobs.zip`` of a workspace at any point of its history.
 
 Only the git repository is read (objects, never the working tree; no lock, no API), so a
-restore works from a fresh clone while DataArts Studio is down. The zip has the batch-export
-layout, ``jobs/<job>/<job>.job`` plus the ``.script`` files exported with each job, and,
-optionally, the workspace's other scripts as ``scripts/<script>.script`` (the layout of a
-single-job export). Derived views (``.sql``/``.sh``/``.py`` rendered from a ``.script``) and
-``.backupd/`` metadata are never part of it. JSON files are re-serialised compactly, as the
-service writes them: same values, smaller zip (DataArts imports at most 10 MB).
+restore works from a fresh clone while DataArts Studio is down. The zip has the layout and
+the exact entry names the export had (``jobs/<job>/<job>.job`` with the files exported with
+each job, or ``jobs/<job>.job`` and top-level ``scripts/``, … — the workspace index records
+which, and the DataArts names behind mapped paths), and, optionally, the workspace's other
+scripts as ``scripts/<script>.script``. Derived views (``.sql``/``.sh``/``.py`` rendered from
+a ``.script``) and ``.backupd/`` metadata are never part of it. Definitions are
+re-serialised compactly, as the service writes them: same values, smaller zip (DataArts
+imports at most 10 MB); other exported files (CDM job definitions) go back byte for byte.
 
 The functions that decide what goes into the zip are pure (``index_jobs``, ``dependents``,
 ``restore_entries``, ``zip_bytes``, ``split_entries``); ``plan_restore`` feeds them from git.
@@ -24,12 +26,23 @@ import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from backupd.errors import RestoreError
 from backupd.store.gitrepo import CommitInfo, GitRepo
-from backupd.store.normalise import VIEW_SUFFIXES, is_json_file, parse_json, script_view
+from backupd.store.index import WorkspaceIndex
+from backupd.store.layout import (
+    INDEX_FILE,
+    JOB_SUFFIX,
+    JOBS_DIR,
+    SCRIPT_SUFFIX,
+    SCRIPTS_DIR,
+    read_layout,
+)
+from backupd.store.names import suffix_of, with_suffix
+from backupd.store.normalise import VIEW_SUFFIXES, is_definition_file, parse_json, script_view
+from backupd.store.pathmap import candidates, is_component_of, looks_encoded
 from backupd.store.tags import TAG_PREFIX
 from backupd.store.tree import META_DIR
 
@@ -169,38 +182,71 @@ def list_points(repo: GitRepo, folder: str) -> list[ListedPoint]:
 # --- what a workspace tree holds (pure) -------------------------------------------------------
 
 
-def index_jobs(paths: Iterable[str]) -> dict[str, tuple[str, ...]]:
-    """Job name → its files (relative to the workspace folder), the ``.job`` file first.
+@dataclass(frozen=True)
+class StoredWorkspace:
+    """A workspace folder at one commit, by DataArts name: per job its stored files (the
+    ``.job`` first), each with the zip entry the export gave it; per standalone script its
+    ``.script``. Paths are as stored at that commit."""
 
-    A job is ``jobs/<job>/<job>.job`` with the other files of that folder (the batch-export
-    layout), or a lone ``jobs/<job>.job`` (the single-export layout).
+    jobs: Mapping[str, tuple[tuple[str, str], ...]]
+    scripts: Mapping[str, str]
+
+
+def read_workspace(paths: Iterable[str], index: WorkspaceIndex | None) -> StoredWorkspace:
+    """What the paths of a workspace folder hold, per its index (None: names as stored).
+
+    Reads whatever layout the commit has: the index says where each name is stored and what
+    the export called each file; an older commit's names stored as they are, a job stored
+    at ``jobs/<job>.job``, are found too (through the moves ``read_layout`` works out).
     """
+    stored = sorted(paths)
+    layout = read_layout(stored, index)
+    back = {new: old for old, new in layout.moves.items()}
     folders: dict[str, list[str]] = {}
-    flat: dict[str, str] = {}
-    for path in paths:
-        parts = PurePosixPath(path).parts
-        if len(parts) == 3 and parts[0] == "jobs":
-            folders.setdefault(parts[1], []).append(path)
-        elif len(parts) == 2 and parts[0] == "jobs" and parts[1].endswith(".job"):
-            flat[parts[1][: -len(".job")]] = path
-    jobs: dict[str, tuple[str, ...]] = {}
-    for name, files in folders.items():
-        job_file = f"jobs/{name}/{name}.job"
-        if job_file in files:
-            jobs[name] = (job_file, *sorted(f for f in files if f != job_file))
-    for name, path in flat.items():
-        jobs.setdefault(name, (path,))
-    return dict(sorted(jobs.items()))
+    for path in sorted(layout.moves.get(p, p) for p in stored):
+        parts = path.split("/", 2)
+        if len(parts) == 3 and parts[0] == JOBS_DIR:
+            folders.setdefault(parts[1], []).append(parts[2])
+    jobs: dict[str, tuple[tuple[str, str], ...]] = {}
+    for name in sorted(layout.jobs):
+        record = layout.jobs[name]
+        folder = record.folder(name)
+        job_file = f"{folder}{JOB_SUFFIX}"
+        files = folders.get(folder, [])
+        if job_file not in files:
+            continue  # a folder without its job file is not a job
+        ordered = [job_file, *(f for f in files if f != job_file)]
+        jobs[name] = tuple(
+            (
+                back.get(f"{JOBS_DIR}/{folder}/{f}", f"{JOBS_DIR}/{folder}/{f}"),
+                record.zip_entry(name, f),
+            )
+            for f in ordered
+        )
+    scripts = {
+        name: back.get(path, path)
+        for name in sorted(layout.scripts)
+        for path in [f"{SCRIPTS_DIR}/{layout.scripts[name]}{SCRIPT_SUFFIX}"]
+    }
+    return StoredWorkspace(jobs, scripts)
 
 
-def standalone_scripts(paths: Iterable[str]) -> dict[str, str]:
-    """Script name → path of every ``scripts/<script>.script`` of the workspace."""
-    scripts: dict[str, str] = {}
-    for path in paths:
-        parts = PurePosixPath(path).parts
-        if len(parts) == 2 and parts[0] == "scripts" and parts[1].endswith(".script"):
-            scripts[parts[1][: -len(".script")]] = path
-    return dict(sorted(scripts.items()))
+def _index_of(files: Mapping[str, Any]) -> WorkspaceIndex | None:
+    content = files.get(INDEX_FILE)
+    if not isinstance(content, bytes):
+        return None
+    try:
+        return WorkspaceIndex.parse(content)
+    except ValueError:
+        return None
+
+
+def index_jobs(
+    paths: Iterable[str], index: WorkspaceIndex | None = None
+) -> dict[str, tuple[str, ...]]:
+    """Job name → its stored files (relative to the workspace folder), the ``.job`` first."""
+    workspace = read_workspace(paths, index)
+    return {name: tuple(path for path, _ in files) for name, files in workspace.jobs.items()}
 
 
 def depends_on(definition: Any) -> set[str]:
@@ -248,10 +294,10 @@ def dependents(definitions: Mapping[str, Any], chosen: Iterable[str]) -> set[str
 
 def is_derived_view(path: str, files: Mapping[str, bytes]) -> bool:
     """True for a readable view that backupd rendered from the ``.script`` next to it."""
-    pure = PurePosixPath(path)
-    if pure.suffix not in VIEW_SUFFIXES:
+    suffix = suffix_of(path)
+    if suffix not in VIEW_SUFFIXES:
         return False
-    script = files.get(str(pure.with_suffix(".script")))
+    script = files.get(with_suffix(path, SCRIPT_SUFFIX))
     if script is None:
         return False
     try:
@@ -259,12 +305,13 @@ def is_derived_view(path: str, files: Mapping[str, bytes]) -> bool:
     except ValueError:
         return False
     # A real exported file that merely shares the name differs from what we would render.
-    return view is not None and view == (pure.suffix, files[path])
+    return view is not None and view == (suffix, files[path])
 
 
 def export_form(path: str, content: bytes) -> bytes:
-    """The bytes to put in the zip: JSON compact (as the service writes it), the rest as is."""
-    if not is_json_file(path):
+    """The bytes to put in the zip: a definition compact (as the service writes it), any
+    other file as it was exported."""
+    if not is_definition_file(path):
         return content
     try:
         value = parse_json(content)
@@ -277,28 +324,47 @@ def restore_entries(
     files: Mapping[str, bytes],
     jobs: Sequence[str],
     scripts: Sequence[str] = (),
+    workspace: StoredWorkspace | None = None,
 ) -> dict[str, bytes]:
-    """Zip entries (path → bytes, in zip order) restoring ``jobs`` and standalone ``scripts``.
+    """Zip entries (entry → bytes, in zip order) restoring ``jobs`` and standalone ``scripts``.
 
-    ``files`` is the workspace tree (relative paths). Scripts already exported with a chosen
-    job are not repeated under ``scripts/``.
+    ``files`` is the workspace tree (relative paths; its ``.backupd/index.json`` tells the
+    exact names, unless ``workspace`` is given). Each file gets the entry name the export
+    gave it; a file several jobs carry (a flat export's shared script) is one entry. Scripts
+    already exported with a chosen job are not repeated under ``scripts/``.
     """
-    index = index_jobs(files)
+    return _entries(files, jobs, scripts, workspace)[0]
+
+
+def _entries(
+    files: Mapping[str, bytes],
+    jobs: Sequence[str],
+    scripts: Sequence[str],
+    workspace: StoredWorkspace | None,
+) -> tuple[dict[str, bytes], list[tuple[str, tuple[str, ...]]]]:
+    """The entries, and per job (then per lone script) the entries it needs."""
+    workspace = workspace or read_workspace(files, _index_of(files))
     entries: dict[str, bytes] = {}
+    groups: list[tuple[str, tuple[str, ...]]] = []
     carried: set[str] = set()
     for job in jobs:
-        for path in index[job]:
-            if META_DIR in PurePosixPath(path).parts or is_derived_view(path, files):
+        needed: list[str] = []
+        for path, entry in workspace.jobs[job]:
+            if META_DIR in path.split("/") or is_derived_view(path, files):
                 continue
-            entries[path] = export_form(path, files[path])
-            if path.endswith(".script"):
-                carried.add(PurePosixPath(path).stem)
+            if entry not in entries:
+                entries[entry] = export_form(entry, files[path])
+            needed.append(entry)
+            if entry.endswith(SCRIPT_SUFFIX):
+                carried.add(entry.rpartition("/")[2][: -len(SCRIPT_SUFFIX)])
+        groups.append((job, tuple(needed)))
     for script in scripts:
-        if script in carried:
+        entry = f"{SCRIPTS_DIR}/{script}{SCRIPT_SUFFIX}"
+        if script in carried or entry in entries:
             continue
-        path = f"scripts/{script}.script"
-        entries[path] = export_form(path, files[path])
-    return entries
+        entries[entry] = export_form(entry, files[workspace.scripts[script]])
+        groups.append(("", (entry,)))
+    return entries, groups
 
 
 def zip_bytes(entries: Mapping[str, bytes], stamp: datetime) -> bytes:
@@ -315,34 +381,58 @@ def zip_bytes(entries: Mapping[str, bytes], stamp: datetime) -> bytes:
     return buffer.getvalue()
 
 
-def split_entries(entries: Mapping[str, bytes], max_bytes: int) -> list[dict[str, bytes]]:
+def split_entries(
+    entries: Mapping[str, bytes],
+    max_bytes: int,
+    groups: Sequence[tuple[str, Sequence[str]]] | None = None,
+) -> list[dict[str, bytes]]:
     """Split entries into parts of at most ``max_bytes`` (uncompressed) without splitting a job.
 
-    A job travels with its scripts; a single job larger than the limit is an error.
+    ``groups``: (job, the entries it needs) in order (a job's scripts travel with it; a
+    shared one goes into every part that needs it); by default a job is a ``jobs/<job>/``
+    folder. A single job larger than the limit is an error.
     """
-    groups: dict[str, dict[str, bytes]] = {}
-    for path, data in entries.items():
-        parts = PurePosixPath(path).parts
-        key = f"job:{parts[1]}" if parts[0] == "jobs" and len(parts) == 3 else f"file:{path}"
-        groups.setdefault(key, {})[path] = data
-    result: list[dict[str, bytes]] = []
+    return [part for _, part in split_groups(entries, max_bytes, groups)]
+
+
+def split_groups(
+    entries: Mapping[str, bytes],
+    max_bytes: int,
+    groups: Sequence[tuple[str, Sequence[str]]] | None = None,
+) -> list[tuple[list[str], dict[str, bytes]]]:
+    """``split_entries`` with the jobs of each part."""
+    if groups is None:
+        by_folder: dict[str, list[str]] = {}
+        for path in entries:
+            parts = path.split("/")
+            key = f"job:{parts[1]}" if parts[0] == "jobs" and len(parts) == 3 else f"file:{path}"
+            by_folder.setdefault(key, []).append(path)
+        groups = [
+            (key.split(":", 1)[1] if key.startswith("job:") else "", paths)
+            for key, paths in by_folder.items()
+        ]
+    result: list[tuple[list[str], dict[str, bytes]]] = []
+    jobs: list[str] = []
     current: dict[str, bytes] = {}
-    size = 0
-    for key, group in groups.items():
+    for job, paths in groups:
+        group = {path: entries[path] for path in paths}
         group_size = sum(len(data) for data in group.values())
         if group_size > max_bytes:
-            name = key.split(":", 1)[1]
+            name = job or next(iter(group), "")
             raise RestoreError(
                 f"{name} alone is {group_size} bytes, more than the {max_bytes} bytes DataArts "
                 "imports at once"
             )
-        if current and size + group_size > max_bytes:
-            result.append(current)
-            current, size = {}, 0
-        current.update(group)
-        size += group_size
+        added = {path: data for path, data in group.items() if path not in current}
+        size = sum(len(data) for data in current.values())
+        if current and size + sum(len(d) for d in added.values()) > max_bytes:
+            result.append((jobs, current))
+            jobs, current, added = [], {}, group
+        current.update(added)
+        if job:
+            jobs.append(job)
     if current:
-        result.append(current)
+        result.append((jobs, current))
     return result
 
 
@@ -357,9 +447,11 @@ class RestorePlan:
     point: RestorePoint
     jobs: tuple[str, ...]  # every job restored, sorted
     dependents: tuple[str, ...]  # the part of ``jobs`` added by --with-dependents
-    job_scripts: tuple[str, ...]  # scripts exported with the jobs (jobs/<job>/<s>.script)
+    job_scripts: tuple[str, ...]  # scripts exported with the jobs
     scripts: tuple[str, ...]  # other scripts, as scripts/<s>.script
     entries: Mapping[str, bytes]
+    # (job, the entries it needs) in order; a lone script's job is "" (split_entries).
+    groups: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @property
     def size(self) -> int:
@@ -367,6 +459,46 @@ class RestorePlan:
 
     def zip(self) -> bytes:
         return zip_bytes(self.entries, self.point.time)
+
+    def parts(self, max_bytes: int) -> list[tuple[list[str], dict[str, bytes]]]:
+        """The zips an import in parts sends: (their jobs, their entries)."""
+        return split_groups(self.entries, max_bytes, self.groups or None)
+
+
+def read_stored_workspace(repo: GitRepo, oids: Mapping[str, str]) -> StoredWorkspace:
+    """The workspace folder whose files are ``oids``, by DataArts name.
+
+    Without an index (lost, unreadable), a job folder with an encoded name is named by the
+    ``name`` its job file holds.
+    """
+    index = None
+    if INDEX_FILE in oids:
+        try:
+            index = WorkspaceIndex.parse(repo.read_blobs([oids[INDEX_FILE]])[oids[INDEX_FILE]])
+        except ValueError:
+            index = None
+    workspace = read_workspace(oids, index)
+    unnamed = {
+        name: files[0][0]
+        for name, files in workspace.jobs.items()
+        if (index is None or name not in index.jobs) and looks_encoded(name)
+    }
+    if not unnamed:
+        return workspace
+    contents = _read(repo, oids, unnamed.values())
+    jobs = dict(workspace.jobs)
+    for folder, path in unnamed.items():
+        definition = _parse_or_none(contents[path])
+        name = definition.get("name") if isinstance(definition, dict) else None
+        if isinstance(name, str) and is_component_of(folder, name) and name not in jobs:
+            files = jobs.pop(folder)
+            jobs[name] = tuple(
+                (stored, f"{JOBS_DIR}/{name}/" + entry.split("/", 2)[2].replace(folder, name, 1))
+                if entry.startswith(f"{JOBS_DIR}/{folder}/")
+                else (stored, entry)
+                for stored, entry in files
+            )
+    return StoredWorkspace(dict(sorted(jobs.items())), workspace.scripts)
 
 
 def plan_restore(
@@ -385,27 +517,32 @@ def plan_restore(
     """
     point = resolve_point(repo, folder, at)
     oids = repo.list_files(point.commit, folder)
-    index = index_jobs(oids)
-    wanted = list(dict.fromkeys(jobs)) or list(index)
-    missing = [name for name in wanted if name not in index]
+    workspace = read_stored_workspace(repo, oids)
+    wanted = list(dict.fromkeys(jobs)) or list(workspace.jobs)
+    missing = [name for name in wanted if name not in workspace.jobs]
     if missing:
-        raise RestoreError(_missing_job_message(repo, folder, point, missing, index))
+        raise RestoreError(_missing_job_message(repo, folder, point, missing, workspace))
     chosen = set(wanted)
     added: set[str] = set()
     if with_dependents:
-        job_files = {name: paths[0] for name, paths in index.items()}
+        job_files = {name: files[0][0] for name, files in workspace.jobs.items()}
         contents = _read(repo, oids, job_files.values())
         definitions = {name: _parse_or_none(contents[path]) for name, path in job_files.items()}
         added = dependents(definitions, chosen)
     selected = sorted(chosen | added)
     include_all = all_scripts if all_scripts is not None else not jobs
-    scripts = list(standalone_scripts(oids)) if include_all else []
-    needed = [p for job in selected for p in index[job]]
-    needed += [f"scripts/{name}.script" for name in scripts]
+    scripts = list(workspace.scripts) if include_all else []
+    needed = [path for job in selected for path, _ in workspace.jobs[job]]
+    needed += [workspace.scripts[name] for name in scripts]
     files = _read(repo, oids, needed)
-    entries = restore_entries(files, selected, scripts)
+    entries, groups = _entries(files, selected, scripts, workspace)
+    job_entries = {entry for job, needed_entries in groups if job for entry in needed_entries}
     carried = sorted(
-        {PurePosixPath(p).stem for p in entries if p.startswith("jobs/") and p.endswith(".script")}
+        {
+            entry.rpartition("/")[2][: -len(SCRIPT_SUFFIX)]
+            for entry in job_entries
+            if entry.endswith(SCRIPT_SUFFIX)
+        }
     )
     return RestorePlan(
         folder=folder,
@@ -413,13 +550,14 @@ def plan_restore(
         jobs=tuple(selected),
         dependents=tuple(sorted(added)),
         job_scripts=tuple(carried),
-        scripts=tuple(p[len("scripts/") : -len(".script")] for p in entries if _is_standalone(p)),
+        scripts=tuple(
+            entries_of[0][len(SCRIPTS_DIR) + 1 : -len(SCRIPT_SUFFIX)]
+            for job, entries_of in groups
+            if not job
+        ),
         entries=entries,
+        groups=tuple(groups),
     )
-
-
-def _is_standalone(path: str) -> bool:
-    return path.startswith("scripts/") and path.endswith(".script")
 
 
 def _read(repo: GitRepo, oids: Mapping[str, str], paths: Iterable[str]) -> dict[str, bytes]:
@@ -435,20 +573,30 @@ def _parse_or_none(content: bytes) -> Any:
         return None
 
 
+def job_paths(folder: str, name: str) -> list[str]:
+    """Every path a job can have been stored under in ``folder`` (its folder under the name
+    mapping's forms, and ``jobs/<job>.job`` as an older backupd stored some)."""
+    return [f"{folder}/{JOBS_DIR}/{c}" for c in candidates(name)] + [
+        f"{folder}/{JOBS_DIR}/{name}{JOB_SUFFIX}"
+    ]
+
+
 def _missing_job_message(
     repo: GitRepo,
     folder: str,
     point: RestorePoint,
     missing: Sequence[str],
-    index: Mapping[str, Any],
+    workspace: StoredWorkspace,
 ) -> str:
     name = missing[0]
     more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
     text = f"no job {name!r}{more} in {folder} at {point.describe()}"
-    last = repo.last_commit_touching(repo.branch_ref(), f"{folder}/jobs/{name}")
-    if last is not None:
-        info = repo.commit_info(last)
-        if repo.folder_exists(last, f"{folder}/jobs/{name}"):
+    paths = job_paths(folder, name)
+    touched = repo.log(repo.branch_ref(), paths, max_count=1, first_parent=True)
+    if touched:
+        info = touched[0]
+        last = info.sha
+        if any(repo.folder_exists(last, path) for path in paths):
             text += (
                 f"; it exists in a later snapshot (commit {last[:10]} of {format_time(info.time)})"
             )
@@ -458,7 +606,7 @@ def _missing_job_message(
                 f"(restore it with --at {last[:10]}~1)"
             )
     else:
-        close = difflib.get_close_matches(name, list(index), n=3)
+        close = difflib.get_close_matches(name, list(workspace.jobs), n=3)
         text += "; no snapshot ever held it"
         if close:
             text += f" (did you mean {', '.join(repr(c) for c in close)}?)"

@@ -2571,9 +2571,26 @@ def _parse_export_body(body: bytes) -> tuple[tuple[str, ...], bool]:
 
 
 _IMPORT_ENTRY = re.compile(
-    r"jobs/(?P<folder>[^/]+)/(?P<name>[^/]+)\.(?P<kind>job|script|resource)"
-    r"|jobs/(?P<flat_job>[^/]+)\.job|scripts/(?P<script>[^/]+)\.script|resources/[^/]+"
+    r"jobs/(?P<folder>[^/]+)/(?P<name>[^/]+)\.(?P<kind>job|script)"
+    r"|jobs/(?P<flat_job>[^/]+)\.job|scripts/(?P<script>[^/]+)\.script"
 )
+# Entries an import reads past: resource definitions and CDM job definitions (and any other
+# .json) beside a job or in a top-level folder, as exports with exportDepend carry them.
+_IMPORT_EXTRA = re.compile(r"jobs/[^/]+/[^/]+|resources/.+|cdm/.+|.+\.json")
+
+
+def _import_entry_name(info: zipfile.ZipInfo) -> str:
+    """The member name as DataArts reads it: UTF-8 when flagged, else UTF-8 or GB18030 bytes
+    (zipfile decodes unflagged names as cp437, which turns both into mojibake)."""
+    if info.flag_bits & _UTF8_FLAG:
+        return info.filename
+    raw = info.orig_filename.encode("cp437")
+    for encoding in ("utf-8", "gb18030"):
+        try:
+            return raw.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    return info.filename
 
 
 def _parse_import_zip(data: bytes) -> tuple[dict[str, Json], dict[str, Json]]:
@@ -2584,7 +2601,7 @@ def _parse_import_zip(data: bytes) -> tuple[dict[str, Json], dict[str, Json]]:
 
     try:
         archive = zipfile.ZipFile(BytesIO(data))
-        entries = [(info.filename, archive.read(info)) for info in archive.infolist()]
+        entries = [(_import_entry_name(info), archive.read(info)) for info in archive.infolist()]
     except (zipfile.BadZipFile, OSError, EOFError) as error:
         raise bad(f"not a readable zip ({error})") from None
     jobs: dict[str, Json] = {}
@@ -2594,9 +2611,10 @@ def _parse_import_zip(data: bytes) -> tuple[dict[str, Json], dict[str, Json]]:
             continue
         match = _IMPORT_ENTRY.fullmatch(name)
         if match is None:
+            segments = name.split("/")
+            if _IMPORT_EXTRA.fullmatch(name) and not {"", ".", ".."} & set(segments):
+                continue
             raise bad(f"unexpected entry {name}")
-        if name.startswith("resources/") or match["kind"] == "resource":
-            continue
         try:
             definition = json.loads(content.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError):

@@ -31,7 +31,7 @@ from backupd.store.authors import (
 )
 from backupd.store.gitrepo import GitRepo, Identity
 from backupd.store.layout import INDEX_FILE
-from backupd.store.summary import ChangeSummary, commit_message, summarise
+from backupd.store.summary import MOVED, ChangeSummary, commit_message, shown, summarise
 from backupd.store.tree import ChangeSet, apply_changes
 from backupd.store.volatile import keep_equivalent
 
@@ -92,16 +92,76 @@ def plan_commits(
     rather than recording anyone's edit: backupd authors it (its message still names who
     last saved each job).
     """
-    job_users = saved_by(summary, changes, staged.editors)
+    job_users = saved_by(summary, changes, staged.editors, staged.names)
     rank: dict[str, int] = {}  # a user's commit comes after those of users who saved earlier
     for job in staged.jobs if options.commit_per_author else ():  # one commit: no order
         if (user := job_users.get(job.name)) is not None:
             rank[user] = max(rank.get(user, 0), job.last_update_time or 0)
     first = not (workspace_dir / INDEX_FILE).exists()
     # Per path only when commits are split by it: a first snapshot changes ~5 paths a job.
-    users = {} if first else attribute(changes, job_users)
+    users = {} if first else attribute(changes, job_users, staged.names)
     groups = split_commits(changes, users, per_author=options.commit_per_author, rank=rank)
     return groups, job_users
+
+
+MAX_MOVES_LISTED = 200
+
+
+def commit_moves(
+    repo: GitRepo, target: WorkspaceTarget, staged: StagedWorkspace, identity: Identity
+) -> str | None:
+    """Move what an older backupd stored under other paths to where the name mapping puts
+    it, content unchanged, in a commit of its own that says so: git sees renames, and
+    ``git log --follow`` goes on past them. The index moves with them."""
+    folder = target.label
+    base = repo.path / folder
+    try:
+        for old, new in staged.moves:
+            destination = base / new
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            (base / old).replace(destination)
+            _prune_empty(base / old, base)
+        if staged.moved_index is not None:
+            (base / INDEX_FILE).write_bytes(staged.moved_index)
+        paths = [f"{folder}/{path}" for pair in staged.moves for path in pair]
+        repo.stage([*paths, f"{folder}/{INDEX_FILE}"], blobs_stored=False)
+        sha = repo.commit(
+            moves_message(folder, staged.moves), author=identity, committer=identity, folder=folder
+        )
+    except (BackupdError, OSError) as error:
+        with contextlib.suppress(BackupdError, OSError):
+            repo.reset_folder(folder)
+        if isinstance(error, OSError):
+            raise RepoError(f"cannot move files in {base}: {describe_os_error(error)}") from error
+        raise
+    log(logger, "snapshot.moved", workspace=folder, files=len(staged.moves), commit=sha or "none")
+    return sha
+
+
+def moves_message(folder: str, moves: Sequence[tuple[str, str]]) -> str:
+    lines = [
+        f"{folder}: {len(moves)} files {MOVED}",
+        "",
+        "backupd stores every DataArts name through one name -> path mapping, so that this",
+        "repository checks out on Linux, macOS and Windows (see README.md). These files",
+        "keep their content; only their paths change (git log --follow goes past this):",
+        "",
+    ]
+    for old, new in moves[:MAX_MOVES_LISTED]:
+        lines.append(f"  {shown(old)} -> {shown(new)}")
+    if len(moves) > MAX_MOVES_LISTED:
+        lines.append(f"  … and {len(moves) - MAX_MOVES_LISTED} more")
+    return "\n".join(lines) + "\n"
+
+
+def _prune_empty(path: Path, stop: Path) -> None:
+    folder = path.parent
+    while folder != stop and stop in folder.parents:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+        folder = folder.parent
 
 
 def apply_staged(
@@ -117,12 +177,13 @@ def apply_staged(
     if repo.folder_dirty(folder):
         repo.reset_folder(folder)
     workspace_dir = repo.path / folder
+    moved = commit_moves(repo, target, staged, identity) if staged.moves else None
     changes = staged.changes.change_set()
     # Noise (volatile fields, key order, number spelling) keeps the stored bytes.
     changes = keep_equivalent(changes, staged.tree, workspace_dir, options.volatile)
     if not changes.has_content_changes:
-        return ChangeSet(unchanged_count=changes.unchanged_count), ChangeSummary(), None
-    summary = summarise(changes)
+        return ChangeSet(unchanged_count=changes.unchanged_count), ChangeSummary(), moved
+    summary = summarise(changes, staged.names)
     check_lists(target, staged.checks, options)
     groups, job_users = plan_commits(workspace_dir, staged, changes, summary, options)
     log(
@@ -136,12 +197,12 @@ def apply_staged(
     )
     try:
         apply_changes(staged.tree, workspace_dir, changes)
-        sha = None
+        sha = moved
         for group in groups:
             paths = (f"{folder}/{path}" for path in group.changes.paths)
             repo.stage(paths, blobs_stored=staged.blobs_stored)
             # One commit (the usual case) records the whole change: its summary is made.
-            done = summary if group.changes is changes else summarise(group.changes)
+            done = summary if group.changes is changes else summarise(group.changes, staged.names)
             message = commit_message(folder, done, users=job_users)
             author = identity if group.user is None else identity_for(group.user, options.authors)
             sha = repo.commit(message, author=author, committer=identity, folder=folder) or sha

@@ -36,8 +36,15 @@ from backupd.errors import ApiError, CredentialsRejected
 from backupd.logs import log
 from backupd.model import WorkspaceTarget
 from backupd.snapshot.options import MAX_PROOFS
-from backupd.snapshot.plan import Baseline, stored_names
-from backupd.store.layout import RESOURCES_DIR, SCRIPTS_DIR
+from backupd.snapshot.plan import Baseline
+from backupd.store.layout import (
+    RESOURCE_SUFFIX,
+    RESOURCES_DIR,
+    SCRIPT_SUFFIX,
+    SCRIPTS_DIR,
+    StoredLayout,
+    job_folder,
+)
 from backupd.store.names import with_suffix
 from backupd.store.normalise import VIEW_SUFFIXES
 from backupd.store.staging import StagedTree
@@ -201,6 +208,8 @@ class Reconciled:
 
     checks: tuple[ListCheck, ...] = ()  # the lists that lost items
     kept_jobs: tuple[JobSummary, ...] = ()  # stored, not listed, not proven gone
+    kept_scripts: tuple[str, ...] = ()
+    kept_resources: tuple[str, ...] = ()
     problems: tuple[str, ...] = ()
     gone: frozenset[str] = field(default_factory=frozenset)  # jobs proven deleted
 
@@ -210,27 +219,27 @@ def reconcile(
     prover: Prover,
     tree: StagedTree,
     baseline: Baseline,
+    stored: StoredLayout,
     jobs: Sequence[JobSummary],
     scripts: Collection[str],
-    resources: Collection[str],
+    resources: Collection[str] | None,
 ) -> Reconciled:
     """Settle what vanished from each list since the last commit; keep in ``tree`` what is
-    not proven gone. Costs no call when nothing vanished and no list came back empty (an
-    empty list the last commit holds nothing of is read once more)."""
+    not proven gone. ``stored``: whose each stored path is (names, not paths, are compared);
+    ``resources`` None: their list was not read (optional, off or absent), so nothing of
+    them vanished. Costs no call when nothing vanished and no list came back empty (an empty
+    list the last commit holds nothing of is read once more)."""
     workspace = prover.target.workspace_id
-    stored = stored_names(baseline.files)
     checks: list[ListCheck] = []
     problems: list[str] = []
     kept_jobs: list[JobSummary] = []
     gone_jobs: set[str] = set()
 
     listed_jobs = {job.name for job in jobs}
-    vanished_jobs = stored.jobs - listed_jobs
-    # The committed index (each job's type and version), read only when jobs vanished.
-    rows = baseline.stored_jobs() if vanished_jobs else {}
+    vanished_jobs = set(stored.jobs) - listed_jobs
     for job_type in JOB_TYPES:
         kind = f"{job_type} jobs"
-        vanished = {n for n in vanished_jobs if _type_of(rows, n) == job_type}
+        vanished = {n for n in vanished_jobs if _type_of(stored, n) == job_type}
         listed = sum(1 for job in jobs if job.job_type == job_type)
 
         def relist(job_type: str = job_type) -> set[str]:
@@ -243,13 +252,13 @@ def reconcile(
         verdict = prover.settle(
             kind, vanished, lambda name: client.job_exists(workspace, name), relist
         )
-        of_type = sum(1 for n in stored.jobs if _type_of(rows, n) == job_type)
+        of_type = sum(1 for n in stored.jobs if _type_of(stored, n) == job_type)
         checks.append(ListCheck(kind, of_type, listed, len(verdict.gone)))
         problems += problems_of(kind, verdict)
         gone_jobs.update(verdict.gone)
         for name in verdict.kept:
-            keep_job(tree, name)
-            kept_jobs.append(rows.get(name) or JobSummary(name, job_type, None, None))
+            keep_job(tree, stored, name)
+            kept_jobs.append(stored_summary(stored, name))
 
     def relist_scripts() -> set[str]:
         return set(client.list_scripts(workspace, keep=_name))
@@ -259,9 +268,10 @@ def reconcile(
 
     if not scripts and not stored.scripts:
         problems += prover.confirm_empty("scripts", relist_scripts)
-    if not resources and not stored.resources:
+    if resources is not None and not resources and not stored.resources:
         problems += prover.confirm_empty("resources", relist_resources)
-    vanished_scripts = stored.scripts - set(scripts)
+    kept_scripts: tuple[str, ...] = ()
+    vanished_scripts = set(stored.scripts) - set(scripts)
     if vanished_scripts:
         verdict = prover.settle(
             "scripts",
@@ -271,12 +281,14 @@ def reconcile(
         )
         checks.append(ListCheck("scripts", len(stored.scripts), len(scripts), len(verdict.gone)))
         problems += problems_of("scripts", verdict)
-        for name in verdict.kept:
-            keep_script(tree, name)
+        kept_scripts = verdict.kept
+        for name in kept_scripts:
+            keep_script(tree, stored.scripts[name])
 
-    vanished_resources = stored.resources - set(resources)
-    if vanished_resources:
-        ids = _resource_ids(baseline, vanished_resources)
+    kept_resources: tuple[str, ...] = ()
+    vanished_resources = set(stored.resources) - set(resources or ())
+    if resources is not None and vanished_resources:
+        ids = _resource_ids(baseline, stored, vanished_resources)
 
         def resource_exists(name: str) -> bool:
             if name not in ids:
@@ -293,16 +305,24 @@ def reconcile(
             ListCheck("resources", len(stored.resources), len(resources), len(verdict.gone))
         )
         problems += problems_of("resources", verdict)
-        for name in verdict.kept:
-            tree.keep_file(f"{RESOURCES_DIR}/{name}.resource")
-    return Reconciled(tuple(checks), tuple(kept_jobs), tuple(problems), frozenset(gone_jobs))
+        kept_resources = verdict.kept
+        for name in kept_resources:
+            tree.keep_file(f"{RESOURCES_DIR}/{stored.resources[name]}{RESOURCE_SUFFIX}")
+    return Reconciled(
+        tuple(checks),
+        tuple(kept_jobs),
+        kept_scripts,
+        kept_resources,
+        tuple(problems),
+        frozenset(gone_jobs),
+    )
 
 
 def settle_rejected(
     client: JobSource,
     prover: Prover,
     tree: StagedTree,
-    baseline: Baseline,
+    stored: StoredLayout,
     jobs: Sequence[JobSummary],
     rejected: Sequence[str],
 ) -> tuple[list[JobSummary], list[str]]:
@@ -329,12 +349,10 @@ def settle_rejected(
             f"committed (or not recorded, when new): {_names(verdict.unsure)}"
         )
     dropped = set(rejected)
-    kept = set(verdict.kept)
-    stored = baseline.stored_jobs() if kept else {}
     result = [job for job in jobs if job.name not in dropped]
-    for name in sorted(kept):
-        if keep_job(tree, name):
-            result.append(stored.get(name) or JobSummary(name, "BATCH", None, None))
+    for name in sorted(set(verdict.kept)):
+        if keep_job(tree, stored, name):
+            result.append(stored_summary(stored, name))
     if verdict.gone:
         log(
             logger,
@@ -346,38 +364,48 @@ def settle_rejected(
     return sorted(result, key=lambda job: job.name), problems
 
 
-def keep_job(tree: StagedTree, name: str) -> bool:
-    """Keep a job's stored files as committed (either layout); False when none are stored."""
-    in_folder = tree.keep(f"jobs/{name}")
-    at_top = tree.keep_file(f"jobs/{name}.job")
-    return bool(in_folder) or at_top
+def keep_job(tree: StagedTree, stored: StoredLayout, name: str) -> bool:
+    """Keep a job's stored folder as committed; False when none is stored."""
+    record = stored.jobs.get(name)
+    return record is not None and bool(tree.keep(job_folder(record.folder(name))))
 
 
-def keep_script(tree: StagedTree, name: str) -> None:
+def keep_script(tree: StagedTree, component: str) -> None:
     """Keep a standalone script's stored files as committed (the script and its view)."""
-    path = f"{SCRIPTS_DIR}/{name}.script"
+    path = f"{SCRIPTS_DIR}/{component}{SCRIPT_SUFFIX}"
     for kept in (path, *(with_suffix(path, suffix) for suffix in VIEW_SUFFIXES)):
         tree.keep_file(kept)
 
 
-def _type_of(rows: dict[str, JobSummary], name: str) -> str:
-    row = rows.get(name)
-    return row.job_type if row is not None and row.job_type in JOB_TYPES else JOB_TYPES[0]
+def stored_summary(stored: StoredLayout, name: str) -> JobSummary:
+    """A stored job as the index recorded it (its type, version and editor)."""
+    record = stored.jobs.get(name)
+    if record is None:
+        return JobSummary(name, JOB_TYPES[0], None, None)
+    return JobSummary(
+        name, _type_of(stored, name), record.last_update_time, record.last_update_user
+    )
+
+
+def _type_of(stored: StoredLayout, name: str) -> str:
+    record = stored.jobs.get(name)
+    kind = record.job_type if record is not None else None
+    return kind if kind in JOB_TYPES else JOB_TYPES[0]
 
 
 def _name(script: dict[str, object]) -> str:
     return str(script["name"])
 
 
-def _resource_ids(baseline: Baseline, names: Iterable[str]) -> dict[str, str]:
+def _resource_ids(baseline: Baseline, stored: StoredLayout, names: Iterable[str]) -> dict[str, str]:
     """The ids the stored resource definitions carry (the show call wants the id)."""
-    stored = baseline.read(f"{RESOURCES_DIR}/{name}.resource" for name in names)
+    paths = {f"{RESOURCES_DIR}/{stored.resources[name]}{RESOURCE_SUFFIX}": name for name in names}
     ids = {}
-    for path, data in stored.items():
+    for path, data in baseline.read(paths).items():
         try:
             resource_id = json.loads(data).get("id")
         except (ValueError, AttributeError):
             continue
         if isinstance(resource_id, str) and resource_id:
-            ids[path.removeprefix(f"{RESOURCES_DIR}/").removesuffix(".resource")] = resource_id
+            ids[paths[path]] = resource_id
     return ids

@@ -2,7 +2,9 @@
 
 A job deleted between listing and export fails its whole batch (400); the batch is halved
 until the job is isolated, and the job counts as deleted only once the service confirms it
-(deletions.settle_rejected).
+(deletions.settle_rejected). An archive that stays broken (or holds a file no job of it
+names) is halved the same way: a job whose own export cannot be read is reported
+(``failed``), never recorded as deleted, and the rest of its batch is stored.
 """
 
 from __future__ import annotations
@@ -23,12 +25,16 @@ from backupd.errors import (
 from backupd.logs import log
 from backupd.model import NO_OBSERVER, SnapshotObserver, WorkspaceTarget
 from backupd.snapshot.export_queue import ExportQueue, Lane
-from backupd.snapshot.ingest import ingest_archive
+from backupd.snapshot.ingest import JobPaths, UnattributedFiles, ingest_archive
 from backupd.snapshot.options import SnapshotOptions
 from backupd.store.staging import StagedTree
 
 logger = logging.getLogger(__name__)
 
+
+# Jobs whose own export may be unreadable before the fault counts as the service's (a proxy
+# answering HTML, a size limit every job exceeds): the workspace then fails, as it should.
+MAX_UNREADABLE_JOBS = 5
 
 # What batch-export answers when a listed job no longer exists (dlf-api.md §3.1, §3.2).
 VANISHED_JOB_CODES = frozenset({"DLF.0100", "DLF.3051"})
@@ -50,7 +56,12 @@ class BatchExporter:
     tree: StagedTree
     observer: SnapshotObserver = NO_OBSERVER
     lane: Lane | None = None  # the source's shared export queue; else a queue of its own
+    paths: JobPaths | None = None  # where jobs are stored (None: under their own names)
     _numbers: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+    # What the export called each stored file of a job, where not jobs/<job>/<file>.
+    exported_as: dict[str, dict[str, str]] = field(default_factory=dict)
+    # Jobs whose export could not be read or stored: job → why.
+    failed: dict[str, str] = field(default_factory=dict)
 
     def export_all(self, names: Sequence[str]) -> list[str]:
         """Export ``names`` in batches; return those the service rejected as not existing.
@@ -84,7 +95,12 @@ class BatchExporter:
                 number, chunk, download = pending.popleft()
                 submit_next()
                 label = f"batch {number}/{len(chunks)}"
-                rejected += self.export_isolating(chunk, label, download)
+                try:
+                    rejected += self.export_isolating(chunk, label, download)
+                except _NotOneJobs as error:
+                    raise _not_one_jobs(label, len(self.failed), str(error)) from error
+                if len(chunk) > 1 and all(name in self.failed for name in chunk):
+                    raise _not_one_jobs(label, len(chunk), self.failed[chunk[0]])
                 size = download.result()[1] if download.exception() is None else 0
                 self.observer.exported(self.target, number, len(chunks), len(chunk), size)
         finally:
@@ -118,14 +134,44 @@ class BatchExporter:
         names: Sequence[str],
         label: str,
         download: Future[tuple[Path, int]] | None = None,
+        *,
+        attempts: int | None = None,
     ) -> list[str]:
         """Export ``names``; return those the service rejected as not existing.
 
         A job deleted between listing and export makes the whole batch fail (400); halving
-        the batch isolates it in about 2·log2(batch) calls instead of one call per job.
+        the batch isolates it in about 2·log2(batch) calls instead of one call per job. An
+        archive that stays unreadable (its downloads were retried) is halved the same way,
+        each piece tried once; a single job's is ``failed``.
         """
         try:
-            self.export(names, label, download)
+            self.export(names, label, download, attempts=attempts)
+        except ArchiveError as error:
+            if _local_failure(error):
+                raise
+            if len(self.failed) >= MAX_UNREADABLE_JOBS:
+                raise _NotOneJobs(str(error)) from error
+            if len(names) == 1:
+                self.failed[names[0]] = str(error)
+                log(
+                    logger,
+                    "snapshot.export_unreadable",
+                    level=logging.WARNING,
+                    workspace=self.target.label,
+                    job=names[0],
+                    error=str(error),
+                )
+                return []
+            log(
+                logger,
+                "snapshot.batch_split",
+                level=logging.INFO if isinstance(error, UnattributedFiles) else logging.WARNING,
+                workspace=self.target.label,
+                batch=label,
+                jobs=len(names),
+                error=str(error),
+            )
+            return self._halves(names, label, attempts=1)
         except ApiError as error:
             if not _rejects_names(error):
                 raise
@@ -139,33 +185,47 @@ class BatchExporter:
                     error=str(error),
                 )
                 return [names[0]]
-            middle = len(names) // 2
-            return self.export_isolating(names[:middle], f"{label} part 1") + self.export_isolating(
-                names[middle:], f"{label} part 2"
-            )
+            return self._halves(names, label)
         return []
+
+    def _halves(
+        self, names: Sequence[str], label: str, *, attempts: int | None = None
+    ) -> list[str]:
+        middle = len(names) // 2
+        first = self.export_isolating(names[:middle], f"{label} part 1", attempts=attempts)
+        return first + self.export_isolating(names[middle:], f"{label} part 2", attempts=attempts)
 
     def export(
         self,
         names: Sequence[str],
         label: str,
         download: Future[tuple[Path, int]] | None = None,
+        *,
+        attempts: int | None = None,
     ) -> None:
         """Check and stage one archive (downloaded now, or by ``download``); a bad archive is
-        fetched again (bounded)."""
-        for attempt in range(1, self.options.archive_attempts + 1):
+        fetched again (``attempts`` in all; default: options.archive_attempts)."""
+        attempts = attempts or self.options.archive_attempts
+        for attempt in range(1, attempts + 1):
             zip_path: Path | None = None
             try:
                 if attempt == 1 and download is not None:
                     zip_path, size = download.result()
                 else:
                     zip_path, size = self.download(names)
-                ingest_archive(
-                    zip_path, self.options.archive_limits, self.tree, names, zip_path.name
+                stored = ingest_archive(
+                    zip_path,
+                    self.options.archive_limits,
+                    self.tree,
+                    names,
+                    zip_path.name,
+                    self.paths or _OWN_NAMES,
                 )
             except ArchiveError as error:
-                if attempt >= self.options.archive_attempts or _local_failure(error):
-                    raise ArchiveError(f"{label}: {error}") from error
+                # Another download cannot tell whose a file is: only fewer jobs can.
+                last = isinstance(error, UnattributedFiles)
+                if last or attempt >= attempts or _local_failure(error):
+                    raise type(error)(f"{label}: {error}") from error
                 log(
                     logger,
                     "snapshot.archive_retry",
@@ -179,6 +239,7 @@ class BatchExporter:
             finally:
                 if zip_path is not None:
                     zip_path.unlink(missing_ok=True)
+            self.exported_as.update(stored)
             log(
                 logger,
                 "snapshot.batch",
@@ -191,6 +252,30 @@ class BatchExporter:
             return
 
 
+class _NotOneJobs(ArchiveError):
+    """More single jobs' exports are unreadable than one bad job explains."""
+
+
+def _not_one_jobs(label: str, jobs: int, error: str) -> ArchiveError:
+    return ArchiveError(
+        f"{label}: the archive stays unreadable, and so do the exports of {jobs} of its jobs "
+        f"alone: the fault is not one job's (last: {error})"
+    )
+
+
+class _OwnNames:
+    """Every job stored under its own name (no mapping known)."""
+
+    def component(self, job: str) -> str:
+        return job
+
+    def previous_files(self, job: str) -> dict[str, str]:
+        return {}
+
+
+_OWN_NAMES = _OwnNames()
+
+
 def _rejects_names(error: ApiError) -> bool:
     """A 400 that a missing job causes (not throttling, server or credential trouble)."""
     return type(error) is ApiError and error.status == 400 and error.code in VANISHED_JOB_CODES
@@ -198,4 +283,7 @@ def _rejects_names(error: ApiError) -> bool:
 
 def _local_failure(error: ArchiveError) -> bool:
     """Our disk failed (full, unwritable), not the archive: downloading again cannot help."""
-    return isinstance(error.__cause__, OSError)
+    cause: BaseException | None = error.__cause__
+    while isinstance(cause, ArchiveError):  # wrapped with the batch's label
+        cause = cause.__cause__
+    return isinstance(cause, OSError)

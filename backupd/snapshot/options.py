@@ -35,3 +35,5 @@ class SnapshotOptions:
     export_window: int = 2  # batches downloading at once per workspace
     # Show calls a workspace snapshot may spend proving vanished items gone (deletions.py).
     max_proofs: int = MAX_PROOFS
+    # Back up resource definitions (an optional API: off, the stored ones stay as they are).
+    resources: bool = True

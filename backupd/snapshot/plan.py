@@ -6,7 +6,6 @@ A full snapshot exports every job; an incremental one only the jobs that are new
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
@@ -22,14 +21,12 @@ from backupd.errors import (
 from backupd.logs import log
 from backupd.snapshot.options import SnapshotOptions
 from backupd.store.gitrepo import GitRepo
-from backupd.store.layout import INDEX_FILE, RESOURCES_DIR, SCRIPTS_DIR
-from backupd.store.names import stem_of
+from backupd.store.index import JobRecord, WorkspaceIndex
+from backupd.store.layout import INDEX_FILE, StoredLayout, job_file, read_layout
 from backupd.store.normalise import (
-    canonical_json,
     parse_json,
 )
 from backupd.store.staging import StoredFiles
-from backupd.store.summary import is_job_file, job_of
 
 logger = logging.getLogger(__name__)
 
@@ -86,34 +83,6 @@ def _str_or_none(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-@dataclass(frozen=True)
-class StoredNames:
-    """The names of the jobs, standalone scripts and resources a stored folder holds."""
-
-    jobs: frozenset[str] = frozenset()
-    scripts: frozenset[str] = frozenset()
-    resources: frozenset[str] = frozenset()
-
-
-def stored_names(files: StoredFiles) -> StoredNames:
-    """What the stored files hold: a job is a job file (``jobs/<job>/<job>.job``, or
-    ``jobs/<job>.job`` as some layouts export it); a script ``scripts/<name>.script``; a
-    resource ``resources/<name>.resource``."""
-
-    def directly_under(folder: str, suffix: str) -> frozenset[str]:
-        paths = (files.path_at(position) for position in files.under(folder))
-        return frozenset(
-            stem_of(path) for path in paths if path.count("/") == 1 and path.endswith(suffix)
-        )
-
-    jobs = (files.path_at(position) for position in files.under("jobs"))
-    return StoredNames(
-        jobs=frozenset(name for path in jobs if is_job_file(path) and (name := job_of(path))),
-        scripts=directly_under(SCRIPTS_DIR, ".script"),
-        resources=directly_under(RESOURCES_DIR, ".resource"),
-    )
-
-
 def is_full_snapshot(options: SnapshotOptions, baseline: Baseline, now: float) -> bool:
     if not options.incremental or not baseline.files:
         return True
@@ -121,71 +90,64 @@ def is_full_snapshot(options: SnapshotOptions, baseline: Baseline, now: float) -
 
 
 def plan_exports(
-    jobs: Sequence[JobSummary], baseline: Baseline, changed_scripts: set[str], *, full: bool
+    jobs: Sequence[JobSummary],
+    baseline: Baseline,
+    changed_scripts: set[str],
+    *,
+    full: bool,
+    stored: StoredLayout | None = None,
 ) -> list[str]:
     """Names of the jobs to export, in listing order.
 
     Incremental: a job is exported when it is new, its lastUpdateTime moved (or is unknown),
     or its stored folder holds a copy of a script that changed — which makes an incremental
-    snapshot record the same tree a full one would.
+    snapshot record the same tree a full one would. ``stored``: whose each path of
+    ``baseline.files`` is (None: every job under its own name).
     """
     if full:
         return [job.name for job in jobs]
+    stored = stored if stored is not None else read_layout(baseline.files, None)
     holding_changed: set[str] = set()  # jobs whose folder holds a copy of a changed script
     if changed_scripts:
-        for path in baseline.files:
-            parts = path.split("/")
-            if (
-                len(parts) == 3
-                and parts[0] == "jobs"
-                and parts[2].removesuffix(".script") in changed_scripts
-                and parts[2].endswith(".script")
-            ):
-                holding_changed.add(parts[1])
+        held = stored.scripts_held(baseline.files)
+        for script in changed_scripts:
+            holding_changed |= held.get(script, set())
     chosen = []
     for job in jobs:
-        stored = f"jobs/{job.name}/{job.name}.job" in baseline.files
+        record = stored.jobs.get(job.name)
+        present = (
+            record is not None
+            and job.name not in stored.incomplete
+            and job_file(record.folder(job.name)) in baseline.files
+        )
         moved = job.last_update_time is None or (
             baseline.job_times.get(job.name) != job.last_update_time
         )
-        if not stored or moved or job.name in holding_changed:
+        if not present or moved or job.name in holding_changed:
             chosen.append(job.name)
     return chosen
 
 
 def index_bytes(jobs: Sequence[JobSummary]) -> bytes:
-    """The index file: canonical JSON of ``{"jobs": {name: metadata}}``, written row by row.
-
-    json.dumps with an indent encodes in Python, piece by piece: for 10,000 jobs that holds
-    several times the file's size at once, in every workspace staged side by side.
-    """
-    by_name = {job.name: job for job in jobs}
-    if not by_name:
-        return canonical_json({"jobs": {}})
-
-    def row(name: str, job: JobSummary) -> str:
-        return (
-            f"    {_json(name)}: {{\n"
-            f'      "jobType": {_json(job.job_type)},\n'
-            f'      "lastUpdateTime": {_json(job.last_update_time)},\n'
-            f'      "lastUpdateUser": {_json(job.last_update_user)}\n'
-            "    }"
-        )
-
-    # Into one buffer: a list of rows, their join and its encoding would each be the file.
-    # A BytesIO hands over its buffer (a bytearray's bytes() would copy it).
-    out = io.BytesIO()
-    out.write(b'{\n  "jobs": {\n')
-    for number, name in enumerate(sorted(by_name)):
-        if number:
-            out.write(b",\n")
-        out.write(row(name, by_name[name]).encode())
-    out.write(b"\n  }\n}\n")
-    return out.getvalue()
+    """The index of ``jobs`` when every name is stored as it is (see store/index.py)."""
+    return WorkspaceIndex(
+        jobs={
+            job.name: JobRecord(job.job_type, job.last_update_time, job.last_update_user)
+            for job in jobs
+        }
+    ).to_bytes()
 
 
-def _json(value: str | int | None) -> str:
-    return json.dumps(value, ensure_ascii=False)
+def read_stored_layout(repo: GitRepo, files: StoredFiles) -> StoredLayout:
+    """Whose each path of the committed folder ``files`` is, per its index and paths."""
+    index = None
+    index_blob = files.get(INDEX_FILE)
+    if index_blob is not None:
+        try:
+            index = WorkspaceIndex.parse(repo.read_blobs([index_blob])[index_blob])
+        except ValueError:
+            index = None
+    return read_layout(files, index)
 
 
 def editors(jobs: Sequence[JobSummary], saved_times: Mapping[str, int | None]) -> dict[str, str]:
@@ -236,7 +198,7 @@ def read_baseline(repo: GitRepo, folder: str) -> Baseline:
 def record_progress(
     repo: GitRepo,
     folder: str,
-    jobs: Sequence[JobSummary],
+    jobs: Sequence[JobSummary] | Mapping[str, int | None],
     *,
     full: bool,
     last_full: float,
@@ -244,14 +206,21 @@ def record_progress(
 ) -> None:
     """Remember what this snapshot saw, for the next incremental one (best effort).
 
-    ``partial``: the snapshot could not record everything (its problems); the next one of
-    the folder is then a full reconcile, whatever ``full_every`` says.
+    ``jobs``: the listed jobs, or job → the lastUpdateTime the folder now holds (None for a
+    job whose export failed: the next snapshot tries it again). ``partial``: the snapshot
+    could not record everything (its problems); the next one of the folder is then a full
+    reconcile, whatever ``full_every`` says.
     """
+    times = (
+        dict(jobs)
+        if isinstance(jobs, Mapping)
+        else {job.name: job.last_update_time for job in jobs}
+    )
     progress = {
         "tree": repo.tree_id("HEAD", folder),
         "lastFull": time.time() if full and not partial else last_full,
         "partial": partial,
-        "jobs": {job.name: job.last_update_time for job in jobs},
+        "jobs": times,
     }
     target = _progress_file(repo, folder)
     try:

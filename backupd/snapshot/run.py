@@ -35,6 +35,7 @@ from backupd.model import (
 from backupd.snapshot.discovery import ALL_FOLDERS, sync_workspaces
 from backupd.snapshot.export_queue import ExportQueue
 from backupd.snapshot.memory import release_free_memory
+from backupd.snapshot.optional import OptionalParts
 from backupd.snapshot.options import SnapshotOptions
 from backupd.snapshot.publish import push_snapshots, tag_snapshot
 from backupd.snapshot.workspace import PreparedWorkspace, finish_workspace, prepare_workspace
@@ -81,6 +82,7 @@ def snapshot_source(
     the workspaces between two API calls, and under the lock before anything is applied.
     """
     stop = threading.Event()
+    optional = OptionalParts()  # one warning per run for an optional API that is absent
     budget = _JobBudget(JOBS_IN_FLIGHT)
     weights: dict[int, int] = {}  # workspace index → jobs it counts against the budget
     first_listed = threading.Event()
@@ -108,6 +110,7 @@ def snapshot_source(
                 options,
                 observer=Fanout([observer, weight, turn]),
                 lane=exports.lane(index),
+                optional=optional,
             )
             if isinstance(prepared, SnapshotResult):
                 weight.release()

@@ -6,6 +6,7 @@ difference from the last commit. Nothing here writes to the repository's working
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import threading
@@ -23,18 +24,28 @@ from backupd.model import NO_OBSERVER, SnapshotObserver, WorkspaceTarget
 from backupd.snapshot.deletions import ListCheck, Prover, reconcile, settle_rejected
 from backupd.snapshot.export import BatchExporter
 from backupd.snapshot.export_queue import Lane
-from backupd.snapshot.ingest import ScriptStager, stage_resource
+from backupd.snapshot.ingest import ScriptStager, stage_resources
+from backupd.snapshot.optional import RESOURCES, OptionalParts
 from backupd.snapshot.options import SnapshotOptions
 from backupd.snapshot.plan import (
     Baseline,
     editors,
-    index_bytes,
     is_full_snapshot,
     plan_exports,
 )
 from backupd.store.blobs import BlobWriter
-from backupd.store.layout import INDEX_FILE
-from backupd.store.staging import PendingChanges, StagedTree
+from backupd.store.index import JobRecord
+from backupd.store.layout import (
+    INDEX_FILE,
+    RESOURCES_DIR,
+    StoredLayout,
+    job_folder,
+    read_layout,
+    stored_keys,
+)
+from backupd.store.pathmap import folder_components
+from backupd.store.staging import PendingChanges, StagedTree, StoredFiles
+from backupd.store.summary import AS_STORED, PathNames, shown
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +55,7 @@ class StagedWorkspace:
     """The workspace's next state, staged as its difference from the last commit.
 
     ``tree`` holds only the files that are new or changed; ``changes`` says what to add,
-    rewrite and remove.
+    rewrite and remove (relative to the last commit once ``moves`` are made).
     """
 
     tree: Path
@@ -59,19 +70,44 @@ class StagedWorkspace:
     editors: Mapping[str, str] = field(default_factory=dict)
     # The lists that lost items since the last commit (the deletion guards look at each).
     checks: tuple[ListCheck, ...] = ()
-    # What this snapshot could not record (deletions not confirmed, jobs not exported): the
-    # items stay as committed, and the snapshot is partial.
+    # What could not be recorded (deletions not confirmed, items not exported, optional
+    # parts absent): those items stay as committed, and the snapshot is partial.
     problems: tuple[str, ...] = ()
+    # Paths an older backupd gave that the name mapping moves (old → new, content
+    # unchanged), and the index that goes with them: committed on their own, first.
+    moves: tuple[tuple[str, str], ...] = ()
+    moved_index: bytes | None = None
+    names: PathNames = AS_STORED  # the DataArts names of paths, for commit messages
+    # Job → the lastUpdateTime the staged folder holds (None: export it again next time).
+    times: Mapping[str, int | None] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class Listed:
-    """What a workspace's listings showed; scripts and resources are staged already."""
+@dataclass
+class _JobNaming:
+    """Where each listed job is stored: its folder, and its files' stored names."""
 
-    jobs: list[JobSummary]
-    scripts: list[str]
-    changed_scripts: set[str]  # changed or vanished since the last commit
-    resources: list[str]
+    stored: StoredLayout
+    tree: StagedTree
+    components: dict[str, str]
+
+    def component(self, job: str) -> str:
+        return self.components[job]
+
+    def previous_files(self, job: str) -> dict[str, str]:
+        record = self.stored.jobs.get(job)
+        if record is None:
+            return {}
+        folder = job_folder(record.folder(job))
+        files = [path[len(folder) + 1 :] for path in self.tree.stored_paths(folder)]
+        return stored_keys(job, record, files)
+
+
+def _moved(files: StoredFiles, moves: Mapping[str, str]) -> StoredFiles:
+    if not moves:
+        return files
+    return StoredFiles(
+        (moves.get(path, path), files.id_at(position)) for position, path in enumerate(files)
+    )
 
 
 def stage_workspace(
@@ -85,48 +121,69 @@ def stage_workspace(
     observer: SnapshotObserver = NO_OBSERVER,
     lane: Lane | None = None,
     blobs: BlobWriter | None = None,
+    stored: StoredLayout | None = None,
+    optional: OptionalParts | None = None,
 ) -> StagedWorkspace:
     """Stage the workspace's next state under ``staging/tree`` as a difference from ``baseline``.
 
-    Nothing here touches the repository: the baseline was read from it beforehand. What
-    vanished from a list is recorded as deleted only once the service confirmed it
-    (deletions.py); the rest is kept as committed and named in ``problems``.
+    Nothing here touches the repository: the baseline (and ``stored``, whose each of its
+    paths is) was read from it beforehand. What vanished from a list is recorded as deleted
+    only once the service confirmed it (deletions.py); the rest is kept as committed and
+    named in ``problems``.
     """
     baseline = baseline or Baseline()
+    stored = stored if stored is not None else read_layout(baseline.files, None)
+    baseline = dataclasses.replace(baseline, files=_moved(baseline.files, stored.moves))
     on_write = blobs.write if blobs is not None else None
     tree = StagedTree(staging / "tree", baseline.files, on_write=on_write)
-    listed = stage_listings(client, target, tree)
-    jobs, changed_scripts = listed.jobs, listed.changed_scripts
+    listed = stage_listings(client, target, tree, stored, options, optional)
+    jobs = listed.jobs
     prover = Prover(target, options.max_proofs)
-    settled = reconcile(client, prover, tree, baseline, jobs, listed.scripts, listed.resources)
-    script_count, resource_count = len(listed.scripts), len(listed.resources)
-    del listed  # thousands of names in a large workspace: not held while exporting
+    settled = reconcile(
+        client,
+        prover,
+        tree,
+        baseline,
+        stored,
+        jobs,
+        listed.scripts,
+        listed.resources if listed.resources_listed else None,
+    )
     observer.sized(target, max(len(jobs), len(baseline.files) // 4))
     full = is_full_snapshot(options, baseline, time.time() if now is None else now)
-    names = plan_exports(jobs, baseline, changed_scripts, full=full)
-    del changed_scripts  # thousands of names in a first snapshot: not held while exporting
+    names = plan_exports(jobs, baseline, listed.changed_scripts, full=full, stored=stored)
+    naming = _JobNaming(
+        stored,
+        tree,
+        folder_components(
+            [*(job.name for job in jobs), *(job.name for job in settled.kept_jobs)],
+            {n: r.folder(n) for n, r in stored.jobs.items()},
+        ),
+    )
     exporting = set(names)
     for job in jobs:
         if job.name not in exporting:
-            tree.keep(f"jobs/{job.name}")
+            tree.keep(job_folder(naming.component(job.name)))
     del exporting  # not held while the workspace exports
     log(
         logger,
         "snapshot.listed",
         workspace=target.label,
         jobs=len(jobs),
-        scripts=script_count,
-        resources=resource_count,
+        scripts=listed.script_count,
+        resources=listed.resource_count,
         export=len(names),
         mode="full" if full else "incremental",
     )
 
     observer.listed(target, len(names), -(-len(names) // options.batch_size))
-    exporter = BatchExporter(client, target, options, staging, tree, observer, lane)
+    exporter = BatchExporter(client, target, options, staging, tree, observer, lane, paths=naming)
     rejected = exporter.export_all(names)
-    problems = list(settled.problems)
+    for failed in exporter.failed:  # its previous version stays
+        tree.keep(job_folder(naming.component(failed)))
+    problems = [*listed.problems, *settled.problems]
     if rejected:
-        jobs, refused = settle_rejected(client, prover, tree, baseline, jobs, rejected)
+        jobs, refused = settle_rejected(client, prover, tree, stored, jobs, rejected)
         problems += refused
     if prover.calls or prover.relists:
         log(
@@ -138,38 +195,130 @@ def stage_workspace(
             problems=len(problems),
         )
     jobs = sorted([*jobs, *settled.kept_jobs], key=lambda job: job.name)
-    tree.put(INDEX_FILE, index_bytes(jobs))
+    exported = set(names) - set(rejected) - set(exporter.failed)
+    records: dict[str, JobRecord] = {}
+    for job in jobs:
+        old = stored.jobs.get(job.name)
+        if job.name in exporter.failed:
+            if old is not None:  # no time: the next snapshot exports it again
+                records[job.name] = dataclasses.replace(old, last_update_time=None)
+            continue
+        folder = naming.component(job.name)
+        files = exporter.exported_as.get(job.name, {}) if job.name in exported else None
+        if files is None:
+            files = dict(old.files) if old is not None else {}
+        records[job.name] = JobRecord(
+            job.job_type,
+            job.last_update_time,
+            job.last_update_user,
+            None if folder == job.name else folder,
+            files,
+        )
+    now_stored = StoredLayout(
+        jobs=records,
+        scripts={**listed.scripts, **{n: stored.scripts[n] for n in settled.kept_scripts}},
+        resources={
+            **listed.resources,
+            **{n: stored.resources[n] for n in settled.kept_resources},
+        },
+    )
+    tree.put(INDEX_FILE, now_stored.index().to_bytes())
+    problems += [
+        f"job {shown(job)}: could not be exported: {why}; "
+        + ("its previous version is kept" if job in stored.jobs else "not stored yet")
+        for job, why in sorted(exporter.failed.items())
+    ]
     return StagedWorkspace(
         tree=tree.root,
         changes=tree.pending(),
         jobs=tuple(jobs),
-        script_count=script_count,
-        resource_count=resource_count,
-        exported=len(names) - len(rejected),
+        script_count=listed.script_count,
+        resource_count=listed.resource_count,
+        exported=len(exported),
         full=full,
         editors=editors(jobs, baseline.job_times),
         checks=settled.checks,
         problems=tuple(problems),
+        moves=tuple(stored.moves.items()),
+        moved_index=stored.index().to_bytes() if stored.moves else None,
+        names=_path_names(stored, now_stored),
+        times={name: record.last_update_time for name, record in records.items()},
     )
 
 
-def stage_listings(client: JobSource, target: WorkspaceTarget, tree: StagedTree) -> Listed:
+def _path_names(*layouts: StoredLayout) -> PathNames:
+    """The DataArts names of the paths of the layouts before and after (removed paths are
+    named by the one before)."""
+    jobs: dict[str, str] = {}
+    files: dict[str, str] = {}
+    for layout in layouts:
+        jobs.update(layout.job_names())
+        files.update(layout.file_owners())
+    return PathNames(jobs, files)
+
+
+@dataclass(frozen=True)
+class Listings:
+    """A workspace's listings, its scripts and resources staged."""
+
+    jobs: list[JobSummary]
+    script_count: int
+    changed_scripts: set[str]  # changed or vanished since the last commit
+    scripts: dict[str, str]  # name → component
+    resource_count: int
+    resources: dict[str, str]  # name → component (the stored ones when not listed)
+    resources_listed: bool
+    problems: tuple[str, ...] = ()
+
+
+def stage_listings(
+    client: JobSource,
+    target: WorkspaceTarget,
+    tree: StagedTree,
+    stored: StoredLayout | None = None,
+    options: SnapshotOptions | None = None,
+    optional: OptionalParts | None = None,
+) -> Listings:
     """List the workspace, staging its scripts and resources.
 
     Scripts are staged as their pages arrive; resources right after the listing. Their
     listings are the authority on them, and a script that changed tells which jobs
-    (holding a copy of it) must be exported again.
+    (holding a copy of it) must be exported again. The script names and the stager's sets
+    of them end here, before the workspace exports. Resources are optional: when their
+    list is turned off or unavailable, the stored ones stay as they are.
     """
-    scripts = ScriptStager(tree)
-    jobs, script_names, resources = list_workspace(client, target.workspace_id, scripts.stage)
+    stored = stored or StoredLayout()
+    scripts = ScriptStager(tree, stored.scripts)
+    resources = (optional or OptionalParts()).lister(
+        RESOURCES,
+        client.list_resources,
+        enabled=options.resources if options is not None else True,
+    )
+    jobs, script_names, rows = list_workspace(client, target.workspace_id, scripts.stage, resources)
     changed_scripts = scripts.finish(script_names)
-    for resource in resources:
-        stage_resource(tree, resource)
-    return Listed(jobs, script_names, changed_scripts, [str(r["name"]) for r in resources])
+    if resources.listed:
+        resource_components = stage_resources(tree, rows, stored.resources)
+    else:
+        tree.keep(RESOURCES_DIR)
+        resource_components = dict(stored.resources)
+    problem = resources.problem(target.source)
+    return Listings(
+        jobs=jobs,
+        script_count=len(script_names),
+        changed_scripts=changed_scripts,
+        scripts={n: scripts.components[n] for n in script_names},
+        resource_count=len(rows),
+        resources=resource_components,
+        resources_listed=resources.listed,
+        problems=(problem,) if problem is not None else (),
+    )
 
 
 def list_workspace(
-    client: JobSource, workspace_id: str, keep_script: Callable[[dict[str, Any]], str]
+    client: JobSource,
+    workspace_id: str,
+    keep_script: Callable[[dict[str, Any]], str],
+    list_resources: Callable[[str], list[dict[str, Any]]] | None = None,
 ) -> tuple[list[JobSummary], list[str], list[dict[str, Any]]]:
     """Jobs, script names (``keep_script`` takes each script as its page arrives) and
     resources, listed side by side: each is a chain of pages that waits on the network, and
@@ -193,7 +342,7 @@ def list_workspace(
         scripts = pool.submit(
             when_allowed, functools.partial(client.list_scripts, keep=keep_script)
         )
-        resources = pool.submit(when_allowed, client.list_resources)
+        resources = pool.submit(when_allowed, list_resources or client.list_resources)
         try:
             jobs = client.list_jobs(workspace_id)
         except BaseException:

@@ -21,11 +21,19 @@ from backupd.errors import (
     describe_os_error,
 )
 from backupd.logs import log
-from backupd.model import NO_OBSERVER, JobCounts, SnapshotObserver, SnapshotResult, WorkspaceTarget
+from backupd.model import (
+    NO_OBSERVER,
+    JobCounts,
+    SnapshotObserver,
+    SnapshotResult,
+    WorkspaceTarget,
+    is_warning,
+)
 from backupd.snapshot.apply import apply_staged
 from backupd.snapshot.export_queue import Lane
+from backupd.snapshot.optional import OptionalParts
 from backupd.snapshot.options import SnapshotOptions
-from backupd.snapshot.plan import read_baseline, record_progress
+from backupd.snapshot.plan import read_baseline, read_stored_layout, record_progress
 from backupd.snapshot.scratch import make_staging
 from backupd.snapshot.stage import StagedWorkspace, stage_workspace
 from backupd.store.blobs import BlobWriter
@@ -54,10 +62,13 @@ def prepare_workspace(
     *,
     observer: SnapshotObserver = NO_OBSERVER,
     lane: Lane | None = None,
+    optional: OptionalParts | None = None,
 ) -> PreparedWorkspace | SnapshotResult:
     """The network half of a snapshot: list, export and stage (reads the repository only).
 
     Returns the failure as a result when it fails; the staging folder is then gone.
+    ``optional``: what this run learned about optional APIs (shared by a source's
+    workspaces).
     """
     observer.started(target)
     started = time.monotonic()
@@ -71,7 +82,16 @@ def prepare_workspace(
     try:
         baseline = read_baseline(repo, target.label)
         staged = stage_workspace(
-            client, target, options, staging, baseline, observer=observer, lane=lane, blobs=blobs
+            client,
+            target,
+            options,
+            staging,
+            baseline,
+            observer=observer,
+            lane=lane,
+            blobs=blobs,
+            stored=read_stored_layout(repo, baseline.files),
+            optional=optional,
         )
         staged = replace(staged, blobs_stored=blobs.finish())
     except (BackupdError, OSError) as error:
@@ -106,10 +126,10 @@ def finish_workspace(
             record_progress(
                 repo,
                 target.label,
-                staged.jobs,
+                staged.times,
                 full=staged.full,
                 last_full=prepared.last_full,
-                partial=bool(staged.problems),
+                partial=any(not is_warning(problem) for problem in staged.problems),
             )
     except (BackupdError, OSError) as error:
         message = describe_os_error(error) if isinstance(error, OSError) else str(error)
@@ -131,6 +151,14 @@ def finish_workspace(
         retries=client.retries - prepared.retries_before,
         problems=staged.problems,
     )
+    for problem in staged.problems:
+        log(
+            logger,
+            "snapshot.partial",
+            level=logging.WARNING,
+            workspace=target.label,
+            problem=problem,
+        )
     log(
         logger,
         "snapshot.done",

@@ -92,11 +92,15 @@ def read_archive(
 
     Each file is yielded only once it was read completely and its CRC checked, so a consumer
     never sees a corrupt entry; a later entry can still fail, which is why consumers write
-    what they get into staging only. Nothing touches the file system here.
+    what they get into staging only. Nothing touches the file system here, so the names are
+    data, not paths: a segment longer than 255 bytes, a control character (not NUL), a
+    backslash or a ``.git`` segment is a literal part of a DataArts name (the consumer maps
+    names to file names). Path tricks (``..``, ``.``, empty segments, absolute paths) are
+    refused all the same: no honest export holds them.
     """
     label = zip_path.name
     with _open_archive(zip_path) as archive:
-        entries = _check_archive(archive, label, limits)
+        entries = _check_archive(archive, label, limits, literal_names=True)
         total = 0
         for entry in entries:
             if entry.is_dir:
@@ -111,7 +115,9 @@ def read_archive(
 # --- phase 1: metadata only -------------------------------------------------------------------
 
 
-def _check_archive(archive: zipfile.ZipFile, label: str, limits: ArchiveLimits) -> list[_Entry]:
+def _check_archive(
+    archive: zipfile.ZipFile, label: str, limits: ArchiveLimits, *, literal_names: bool = False
+) -> list[_Entry]:
     infos = archive.infolist()
     if len(infos) > limits.max_entries:
         raise ArchiveError(
@@ -123,7 +129,7 @@ def _check_archive(archive: zipfile.ZipFile, label: str, limits: ArchiveLimits) 
     all_dirs: set[str] = set()  # explicit directories and every parent of every entry
     total = 0
     for info in infos:
-        entry = _check_entry(info, label, limits)
+        entry = _check_entry(info, label, limits, literal_names=literal_names)
         name = entry.name
         if entry.is_dir:
             if name in explicit_dirs:
@@ -154,7 +160,9 @@ def _check_archive(archive: zipfile.ZipFile, label: str, limits: ArchiveLimits) 
     return entries
 
 
-def _check_entry(info: zipfile.ZipInfo, label: str, limits: ArchiveLimits) -> _Entry:
+def _check_entry(
+    info: zipfile.ZipInfo, label: str, limits: ArchiveLimits, *, literal_names: bool = False
+) -> _Entry:
     raw_name = info.orig_filename  # not .filename: zipfile silently cuts that at a NUL
     name = _decode_name(raw_name, info.flag_bits)
 
@@ -167,7 +175,7 @@ def _check_entry(info: zipfile.ZipInfo, label: str, limits: ArchiveLimits) -> _E
         raise reject(f"unsupported compression method {info.compress_type}")
     is_dir = name.endswith("/")
     path = name[:-1] if is_dir else name
-    problem = _path_problem(name, path)
+    problem = _path_problem(name, path, literal_names=literal_names)
     if problem:
         raise reject(problem)
     # Unix mode bits: only files and directories; we never create links or devices, but a
@@ -203,9 +211,10 @@ def _decode_name(raw_name: str, flag_bits: int) -> str:
     if flag_bits & _FLAG_UTF8:
         return raw_name  # zipfile already decoded it as UTF-8
     # Unflagged names were decoded as cp437 (a total, reversible mapping): get the bytes back
-    # and try what servers actually send: UTF-8 without the flag, then GBK.
+    # and try what servers actually send: UTF-8 without the flag, then GB18030 (a superset
+    # of GBK, whose four-byte sequences GBK cannot decode).
     data = raw_name.encode("cp437")
-    for encoding in ("utf-8", "gbk"):
+    for encoding in ("utf-8", "gb18030"):
         try:
             return data.decode(encoding)
         except UnicodeDecodeError:
@@ -213,25 +222,39 @@ def _decode_name(raw_name: str, flag_bits: int) -> str:
     return raw_name
 
 
-def _path_problem(name: str, path: str) -> str | None:
-    """Why ``name`` (``path`` is it without a directory's trailing slash) is unsafe, or None."""
+def _path_problem(name: str, path: str, *, literal_names: bool = False) -> str | None:
+    """Why ``name`` (``path`` is it without a directory's trailing slash) is unsafe, or None.
+
+    ``literal_names``: the name is read, never written to disk as it is (read_archive), so
+    only what no honest archive holds is a problem.
+    """
     if not path:
         return "absolute path" if name.startswith("/") else "empty name"
-    if any(ord(char) < 0x20 or 0x7F <= ord(char) < 0xA0 for char in name):
+    if "\0" in name or (
+        not literal_names and any(ord(char) < 0x20 or 0x7F <= ord(char) < 0xA0 for char in name)
+    ):
         return "control character in name"
-    if "\\" in name:
+    if "\\" in name and not literal_names:
         return "backslash in name"
     if name.startswith("/"):
         return "absolute path"
-    if len(name) >= 2 and name[1] == ":" and name[0].isascii() and name[0].isalpha():
+    if (
+        not literal_names
+        and len(name) >= 2
+        and name[1] == ":"
+        and name[0].isascii()
+        and name[0].isalpha()
+    ):
         return "drive letter in name"
-    if len(name.encode("utf-8")) > _MAX_PATH_BYTES:
+    if len(name.encode("utf-8", "surrogatepass")) > _MAX_PATH_BYTES:
         return f"name longer than {_MAX_PATH_BYTES} bytes"
     for segment in path.split("/"):
         if segment == "":
             return "empty path segment"
         if segment in (".", ".."):
             return f"{segment!r} path segment"
+        if literal_names:
+            continue
         if segment.lower() == ".git":
             # The staging tree is later copied into a git work tree: never let an archive
             # smuggle in repository metadata (hooks, config).

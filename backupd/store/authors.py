@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from backupd.store.gitrepo import Identity
-from backupd.store.summary import ChangeSummary, is_job_file, job_of
+from backupd.store.summary import AS_STORED, ChangeSummary, PathNames, is_job_file
 from backupd.store.tree import META_DIR, ChangeSet
 
 DEFAULT_EMAIL_DOMAIN = "dataarts.invalid"  # RFC 2606: never a real mailbox
@@ -43,7 +43,10 @@ def identity_for(user: str, authors: Mapping[str, Identity]) -> Identity:
 
 
 def saved_by(
-    summary: ChangeSummary, changes: ChangeSet, editors: Mapping[str, str]
+    summary: ChangeSummary,
+    changes: ChangeSet,
+    editors: Mapping[str, str],
+    names: PathNames = AS_STORED,
 ) -> dict[str, str]:
     """Job → the user who saved it, for the jobs whose job file was added or changed.
 
@@ -54,18 +57,21 @@ def saved_by(
     """
     saved = {job: editors[job] for job in summary.jobs_added if job in editors}
     for path in changes.modified:
-        if is_job_file(path) and (job := job_of(path)) in editors:
+        job = names.job_of(path) if is_job_file(path) else None
+        if job is not None and job in editors:
             saved[job] = editors[job]
     return saved
 
 
-def attribute(changes: ChangeSet, saved: Mapping[str, str]) -> dict[str, str | None]:
+def attribute(
+    changes: ChangeSet, saved: Mapping[str, str], names: PathNames = AS_STORED
+) -> dict[str, str | None]:
     """The DataArts user behind each changed path (None when unknown); ``saved`` is what
     ``saved_by`` answers for these changes."""
     removed = set(changes.removed)  # not the tuple: a lookup per changed path
     users: dict[str, str | None] = {}
     for path in changes.paths:
-        job = job_of(path)
+        job = names.job_of(path)
         if job is not None and job in saved and path not in removed:
             users[path] = saved[job]
         else:

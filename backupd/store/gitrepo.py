@@ -47,6 +47,56 @@ Layout:
     <source>/<workspace>/jobs/<job>/<job>.job          job definition (canonical JSON export)
     <source>/<workspace>/jobs/<job>/<script>.script    scripts the job uses, as exported
     <source>/<workspace>/jobs/<job>/<script>.sql|.sh|.py   readable view of a script body
+    <source>/<workspace>/jobs/<job>/<other file>       anything else the export carried for
+                                                       the job (resource, CDM job
+                                                       definitions), byte for byte
+    <source>/<workspace>/scripts/<script>.script       every script of the workspace (+ views)
+    <source>/<workspace>/resources/<name>.resource     every resource definition (not the
+                                                       OBS file it points to)
+    <source>/<workspace>/.backupd/index.json           job metadata, and where each name is
+                                                       stored
+    <source>/.backupd/workspaces.json                  discovered workspaces: id -> folder, name
+
+Names. `<job>`, `<script>`, `<name>` are the DataArts names, used as they are when every
+system can store them. A name that Linux, macOS or Windows cannot use as a file name is
+stored as its readable beginning, `~` and ten hexadecimal characters of its SHA-256, for
+example `CON~a3dbc4b644`: a name longer than 200 bytes (about 66 Chinese characters);
+holding one of `\\ / : * ? " < > | ~`, a control or invisible character; a Windows device
+name in any case and with any extension (`CON`, `aux.daily`, `nul.sql`, `COM1`); ending in
+a dot or a space, or starting with a space; starting with `.git` or `.backupd`; not in
+Unicode NFC form; or differing only in case or accents from another name in the same
+folder (`Daily_Orders` beside `daily_orders`: one keeps its name). The exact name is in
+the file (its `name` field) and in `.backupd/index.json` (`path` of a job, `scripts`,
+`resources`, and per job `files`: the zip entry the export gave each file where it is not
+`jobs/<job>/<file>`). A path never changes while its item exists. On Windows, run
+`git config --global core.longpaths true` before cloning (whole paths can exceed 260
+characters).
+
+Review history with `git log -p -- <source>/<workspace>/jobs/<job>`. The `.sql`, `.sh` and
+`.py` views are derived from the `.script` files and are not part of a restore. `backupd log
+--job <name>` and `backupd show <name>` take the DataArts name.
+
+To restore, `backupd restore --list` shows the restore points, and
+`backupd restore --workspace <name> --at <commit|tag|date> --out jobs.zip` rebuilds a zip
+that DataArts Studio imports (`--import` uploads and imports it), with the export's own
+layout and the exact DataArts names.
+"""
+
+# What backupd wrote before; a README still holding one of these is brought up to date.
+_README_BEFORE_NAME_MAPPING = """\
+# DataArts Studio backup (managed by backupd)
+
+This repository is written by [backupd](https://pypi.org/project/backupd/): every commit
+records the DataArts Factory jobs, scripts and resource definitions of one workspace, exactly
+as the service held them at that moment (a snapshot split into one commit per DataArts user is
+complete at its last commit). Tags `snapshot/<UTC time>` mark restore points. Do not commit
+here by hand.
+
+Layout:
+
+    <source>/<workspace>/jobs/<job>/<job>.job          job definition (canonical JSON export)
+    <source>/<workspace>/jobs/<job>/<script>.script    scripts the job uses, as exported
+    <source>/<workspace>/jobs/<job>/<script>.sql|.sh|.py   readable view of a script body
     <source>/<workspace>/scripts/<script>.script       every script of the workspace (+ views)
     <source>/<workspace>/resources/<name>.resource     every resource definition (not the
                                                        OBS file it points to)
@@ -60,6 +110,7 @@ To restore, `backupd restore --list` shows the restore points, and
 `backupd restore --workspace <name> --at <commit|tag|date> --out jobs.zip` rebuilds a zip
 that DataArts Studio imports (`--import` uploads and imports it).
 """
+_OLDER_READMES = (_README_BEFORE_NAME_MAPPING,)
 
 
 @dataclass(frozen=True)
@@ -142,6 +193,22 @@ class GitRepo:
             self.stage(["README.md"])
             self.commit("backupd: initialise repository", author=identity, committer=identity)
         self._checkout_branch()
+        self._update_readme(identity)
+
+    def _update_readme(self, identity: Identity) -> None:
+        """Bring a README that backupd wrote, unchanged since, up to date (its own commit)."""
+        readme = self.path / "README.md"
+        try:
+            current = readme.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return
+        if current == REPOSITORY_README or current not in _OLDER_READMES:
+            return
+        readme.write_text(REPOSITORY_README, encoding="utf-8")
+        self.stage(["README.md"])
+        self.commit(
+            "backupd: README: how DataArts names are stored", author=identity, committer=identity
+        )
 
     def recover(self) -> None:
         """Undo what a killed run can leave behind: git lock files and a half-staged index.

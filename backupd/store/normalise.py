@@ -1,10 +1,11 @@
 """Pure transformations from exported bytes to what the repository stores.
 
-JSON files (.job, .script, .resource, .json) are re-emitted canonically: sorted keys, 2-space
-indent, UTF-8, trailing newline, and one spelling per number (an integral value is written as
-an integer: ``1.0`` and ``1e0`` become ``1``; other numbers keep their shortest exact form).
-That keeps every value (the file is still a real export, restorable as is) while making diffs
-independent of the server's key order, whitespace and number formatting.
+DataArts definitions (.job, .script, .resource) are re-emitted canonically: sorted keys,
+2-space indent, UTF-8, trailing newline, and one spelling per number (an integral value is
+written as an integer: ``1.0`` and ``1e0`` become ``1``; other numbers keep their shortest
+exact form). That keeps every value (the file is still a real export, restorable as is)
+while making diffs independent of the server's key order, whitespace and number formatting.
+Other files an export carries (CDM job definitions, …) are kept byte for byte.
 Script bodies also get a plain-text *view* beside their .script file so reviewers read SQL,
 not an escaped JSON string; views are derived and never restored.
 """
@@ -15,6 +16,9 @@ import json
 from typing import Any
 
 JSON_SUFFIXES = (".job", ".script", ".resource", ".json")
+# DataArts definitions: stored as canonical JSON. Any other file an export carries (a CDM
+# job definition, …; its format is not documented) is stored and restored byte for byte.
+DEFINITION_SUFFIXES = (".job", ".script", ".resource")
 
 # Script type (as in the 'type' field of a .script) → extension of its readable view.
 _VIEW_EXTENSIONS = {
@@ -59,9 +63,14 @@ def is_json_file(path: str) -> bool:
     return path.endswith(JSON_SUFFIXES)
 
 
+def is_definition_file(path: str) -> bool:
+    return path.endswith(DEFINITION_SUFFIXES)
+
+
 def normalise_file(path: str, content: bytes) -> bytes:
-    """The bytes to store for an exported file; non-JSON or unparsable files are kept as is."""
-    if not is_json_file(path):
+    """The bytes to store for an exported file: a definition (.job, .script, .resource) as
+    canonical JSON; anything else, and a definition that does not parse, as it is."""
+    if not is_definition_file(path):
         return content
     try:
         return canonical_json(parse_json(content))

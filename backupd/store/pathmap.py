@@ -57,7 +57,8 @@ On Windows, long names can still make a whole path longer than 260 characters: s
 
 For developers: pure functions, no I/O. `folder_components` maps the names of one
 folder; `component` is its answer for a name alone (what it gives inside a folder can
-differ: see above). `portability_problems` checks a whole tree.
+differ: see above); `candidates` lists every name it can ever give. `portability_problems`
+checks a whole tree.
 """
 
 from __future__ import annotations
@@ -91,6 +92,24 @@ _ENCODED = re.compile(rf"[^{MARKER}]*{MARKER}(?:[0-9a-f]{{{HASH_CHARS}}}|[0-9a-f
 def component(name: str) -> str:
     """The file or folder name for `name` when no other name shares its folder."""
     return name if _readable(name) else _encode(name, HASH_CHARS)
+
+
+def encoded(name: str) -> str:
+    """The encoded form of `name` (what a clash gives a name that is usable as it is)."""
+    return _encode(name, HASH_CHARS)
+
+
+def candidates(name: str) -> tuple[str, ...]:
+    """Every file or folder name `name` can have been stored under, most likely first: the
+    name as it is (also what backupd before this mapping used), its encoded forms (the
+    short one, and the long one that separates clashing short ones). For finding a name in
+    history when no index says where it was; each encoded form belongs to this name only.
+    """
+    return tuple(
+        dict.fromkeys(
+            (component(name), name, _encode(name, HASH_CHARS), _encode(name, LONG_HASH_CHARS))
+        )
+    )
 
 
 def looks_encoded(component: str) -> bool:

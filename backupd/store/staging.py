@@ -177,6 +177,14 @@ class StagedTree:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(f"{self.root}/{path}")
 
+    def staged_bytes(self, path: str) -> bytes | None:
+        """What is staged at ``path`` when it differs from the stored file (None otherwise)."""
+        try:
+            with open(f"{self.root}/{path}", "rb") as file:
+                return file.read()
+        except FileNotFoundError:
+            return None
+
     def has(self, path: str) -> bool:
         position = self._stored.index(path)
         if position is None:

@@ -1,16 +1,23 @@
-"""What a ChangeSet means in DataArts terms (jobs, scripts, resources), and the commit message."""
+"""What a ChangeSet means in DataArts terms (jobs, scripts, resources), and the commit message.
+
+Paths carry DataArts names through the name mapping (store/pathmap.py): a ``PathNames``
+gives the exact name of the paths that do not carry it as it is, so commit messages name
+jobs, scripts and resources as DataArts does.
+"""
 
 from __future__ import annotations
 
 import bisect
 import itertools
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from backupd.store.names import stem_of, suffix_of
 from backupd.store.tree import ChangeSet, PackedPaths
 
 MAX_LISTED = 200  # names listed per section of a commit body; the rest are counted
+
+MOVED = "moved to portable paths (content unchanged)"  # the end of such a commit's subject
 
 
 @dataclass(frozen=True)
@@ -29,11 +36,37 @@ class ChangeSummary:
     resources_removed: Sequence[str] = ()
 
 
-def job_of(path: str) -> str | None:
-    parts = path.split("/")
-    if len(parts) >= 2 and parts[0] == "jobs":
-        return stem_of(parts[1]) if len(parts) == 2 else parts[1]
-    return None
+@dataclass(frozen=True)
+class PathNames:
+    """The DataArts names of stored paths that do not hold them as they are."""
+
+    jobs: Mapping[str, str] = field(default_factory=dict)  # folder under jobs/ → job name
+    files: Mapping[str, str] = field(default_factory=dict)  # path → script or resource name
+
+    def job_of(self, path: str) -> str | None:
+        parts = path.split("/")
+        if len(parts) >= 2 and parts[0] == "jobs":
+            if len(parts) == 2:  # jobs/<job>.job, as an older backupd stored some
+                return parts[1].removesuffix(".job") if parts[1].endswith(".job") else None
+            return self.jobs.get(parts[1], parts[1])
+        return None
+
+    def script_of(self, path: str) -> str | None:
+        if suffix_of(path) != ".script":
+            return None
+        return self.files.get(path) or stem_of(path)
+
+    def resource_of(self, path: str) -> str | None:
+        if suffix_of(path) != ".resource":
+            return None
+        return self.files.get(path) or stem_of(path)
+
+
+AS_STORED = PathNames()
+
+
+def job_of(path: str, names: PathNames = AS_STORED) -> str | None:
+    return names.job_of(path)
 
 
 def is_job_file(path: str) -> bool:
@@ -41,14 +74,6 @@ def is_job_file(path: str) -> bool:
     if len(parts) == 3 and parts[0] == "jobs":  # jobs/<job>/<job>.job
         return parts[2] == f"{parts[1]}.job"
     return len(parts) == 2 and parts[0] == "jobs" and parts[1].endswith(".job")
-
-
-def _script_of(path: str) -> str | None:
-    return stem_of(path) if suffix_of(path) == ".script" else None
-
-
-def _resource_of(path: str) -> str | None:
-    return stem_of(path) if suffix_of(path) == ".resource" else None
 
 
 def _sorted_names(names: Iterable[str | None]) -> list[str]:
@@ -70,31 +95,32 @@ def _sorted_unless(names: Iterable[str | None], *others: list[str]) -> list[str]
     )
 
 
-def summarise(changes: ChangeSet) -> ChangeSummary:
+def summarise(changes: ChangeSet, names: PathNames = AS_STORED) -> ChangeSummary:
     """Jobs, scripts and resources touched by ``changes`` (paths relative to a workspace)."""
+    job_of, script_of, resource_of = names.job_of, names.script_of, names.resource_of
     jobs_added = _sorted_names(job_of(p) for p in changes.added if is_job_file(p))
     jobs_removed = _sorted_names(job_of(p) for p in changes.removed if is_job_file(p))
     jobs_changed = _sorted_unless((job_of(p) for p in changes.paths), jobs_added, jobs_removed)
 
     def standalone(paths: Sequence[str]) -> list[str]:
-        return _sorted_names(_script_of(p) for p in paths if p.startswith("scripts/"))
+        return _sorted_names(script_of(p) for p in paths if p.startswith("scripts/"))
 
     def resources(paths: Sequence[str]) -> list[str]:
-        return _sorted_names(_resource_of(p) for p in paths if p.startswith("resources/"))
+        return _sorted_names(resource_of(p) for p in paths if p.startswith("resources/"))
 
     scripts_added = standalone(changes.added)
     scripts_removed = standalone(changes.removed)
     # A script a job depends on is repeated in each job folder: any modified copy names it.
     # Copies that appear or vanish with their job are that job's change, not the script's.
     scripts_changed = _sorted_unless(
-        (_script_of(p) for p in changes.modified), scripts_added, scripts_removed
+        (script_of(p) for p in changes.modified), scripts_added, scripts_removed
     )
     # Resources the same way: resources/ holds them all; copies exported with a job count
     # as changed when modified.
     resources_added = resources(changes.added)
     resources_removed = resources(changes.removed)
     resources_changed = _sorted_unless(
-        (_resource_of(p) for p in changes.modified), resources_added, resources_removed
+        (resource_of(p) for p in changes.modified), resources_added, resources_removed
     )
     return ChangeSummary(
         jobs_added=PackedPaths(jobs_added),
@@ -107,6 +133,12 @@ def summarise(changes: ChangeSet) -> ChangeSummary:
         resources_changed=PackedPaths(resources_changed),
         resources_removed=PackedPaths(resources_removed),
     )
+
+
+def shown(name: str) -> str:
+    """A name as a commit message shows it: as it is, or repr() when it holds a control or
+    other unprintable character (a tab, a newline) that would garble the message."""
+    return name if name.isprintable() else repr(name)
 
 
 def commit_subject(label: str, summary: ChangeSummary) -> str:
@@ -156,7 +188,7 @@ def commit_message(
         lines += ["", f"{title}:"]
         for name in names[:MAX_LISTED]:
             user = users.get(name) if with_user else None
-            lines.append(f"  {mark} {name}" + (f" (by {user})" if user else ""))
+            lines.append(f"  {mark} {shown(name)}" + (f" (by {shown(user)})" if user else ""))
         if len(names) > MAX_LISTED:
             lines.append(f"  … and {len(names) - MAX_LISTED} more")
     return "\n".join(lines) + "\n"

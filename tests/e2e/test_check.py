@@ -21,7 +21,7 @@ def lines_of(output: str) -> dict[tuple[str, str], tuple[str, str]]:
     table: dict[tuple[str, str], tuple[str, str]] = {}
     for line in output.splitlines()[1:]:
         parts = line.split(None, 3)
-        if len(parts) == 4 and parts[0] in ("OK", "FAIL", "SKIP"):
+        if len(parts) == 4 and parts[0] in ("OK", "WARN", "FAIL", "SKIP"):
             table[(parts[1], parts[2])] = (parts[0], parts[3])
     return table
 
@@ -43,6 +43,41 @@ def unwritable(folder: Path) -> Iterator[None]:
         yield
     finally:
         subprocess.run(["chattr", "-i", str(folder)], check=True)
+
+
+@pytest.mark.parametrize("answer", ["missing", "forbidden"])
+def test_a_missing_or_forbidden_resource_api_is_a_warning_not_a_failure(
+    tmp_path: Path, simulator: Simulator, answer: str
+) -> None:
+    sales = workspace_id(1)
+    simulator.add_workspace(sales, "sales")
+    simulator.populate(sales, 2)
+    simulator.configure(resources_api=answer)
+    config = make_config(tmp_path, simulator, {"sales": sales})
+
+    result = backupd_cli("check", "-c", str(config))
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    table = lines_of(result.stdout)
+    verdict, detail = table[("prod/sales", "resources")]
+    assert verdict == "WARN"
+    assert "resource definitions will not be backed up" in detail
+    assert ("APIG.0101" if answer == "missing" else "DLF.6888") in detail
+    assert "sources[0].resources: false" in detail
+    assert table[("prod/sales", "export")][0] == "OK"  # jobs are still backed up
+    assert "checks passed, 1 with a WARNING" in result.stderr
+    assert "all " not in result.stdout
+
+    # Turned off: not asked, and said so.
+    config = make_config(tmp_path, simulator, {"sales": sales}, extra_source={"resources": False})
+    simulator.clear_calls()
+    result = backupd_cli("check", "-c", str(config))
+    assert result.returncode == 0
+    assert lines_of(result.stdout)[("prod/sales", "resources")] == (
+        "SKIP",
+        "turned off (resources: false)",
+    )
+    assert not [c for c in simulator.calls if c.path.endswith("/resources")]
 
 
 def test_check_against_the_simulator_is_all_green(tmp_path: Path, simulator: Simulator) -> None:
@@ -72,7 +107,8 @@ def test_check_against_the_simulator_is_all_green(tmp_path: Path, simulator: Sim
     assert table[("repository", "writable")][0] == "OK"
     assert table[("remote", "reachable")][0] == "OK"
     assert not [key for key, (verdict, _) in table.items() if verdict == "FAIL"]
-    assert "all 11 checks passed" in result.stdout
+    assert table[("prod/sales", "resources")] == ("OK", "0 resource definitions")
+    assert "all 13 checks passed" in result.stdout
     # One real call of each kind: listing with limit 1, one export of one job.
     listings = [c for c in simulator.calls if c.path.endswith("/jobs") and c.method == "GET"]
     assert listings and all(c.query["limit"] == "1" for c in listings)

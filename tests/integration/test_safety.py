@@ -105,9 +105,20 @@ def test_a_failed_batch_leaves_its_workspace_untouched_while_others_commit(
     repo = two.parent / "repo"
     mutate(simulator, A)
     mutate(simulator, B)
-    last_batch = set(sorted(simulator.jobs(A))[20:])
+    jobs_of_a = set(simulator.jobs(A)) - set(simulator.jobs(B))  # both have a "new_0"
+    seen = [0]
+
+    def corrupt_after_two(data: bytes) -> bytes:
+        # Batches 1 and 2 of a are fine; from then on every archive of a is cut short, so
+        # halving batch 3 finds no single job at fault: the fault is the service's.
+        if zip_jobs(data) & jobs_of_a:
+            seen[0] += 1
+            if seen[0] > 2:
+                return data[: len(data) // 2]
+        return data
+
     before_a, commits = state(repo, "a"), commit_count(repo)
-    simulator.export_hook = corrupt_when(lambda jobs: jobs == last_batch)
+    simulator.export_hook = corrupt_after_two
 
     results = run(two)
 
@@ -120,6 +131,44 @@ def test_a_failed_batch_leaves_its_workspace_untouched_while_others_commit(
 
     simulator.export_hook = None
     ok(two)
+    assert read_tree(repo / "prod" / "a") == expected_tree(simulator, A)
+
+
+def test_a_job_whose_export_is_unreadable_is_named_and_kept_while_the_rest_commits(
+    simulator: Simulator, two: Path
+) -> None:
+    repo = two.parent / "repo"
+    edited = sorted(simulator.jobs(A))[0]
+    before = read_tree(repo / "prod" / "a")
+    mutate(simulator, A)  # edits 'edited' too
+    simulator.export_hook = corrupt_when(lambda jobs: edited in jobs)
+    simulator.clear_calls()
+
+    results = run(two)
+
+    result = results["a"]
+    assert result.ok and result.partial and result.commit is not None
+    (problem,) = result.problems
+    assert problem.startswith(f"job {edited}: could not be exported: batch 1/3")
+    assert "its previous version is kept" in problem
+    tree = read_tree(repo / "prod" / "a")
+    expected = expected_tree(simulator, A)
+    mine = f"jobs/{edited}/"
+    assert {p: v for p, v in tree.items() if not p.startswith(mine)} == {
+        p: v for p, v in expected.items() if not p.startswith(mine)
+    }
+    assert {p: v for p, v in tree.items() if p.startswith(mine)} == {
+        p: v for p, v in before.items() if p.startswith(mine)
+    }
+    message = git(repo, "log", "-1", "--format=%B", "--", "prod/a")
+    assert edited not in message  # not recorded as changed, nor as deleted
+    # Halving found it: fewer calls than one per job (each broken piece is tried twice).
+    only_a = set(simulator.jobs(A)) - set(simulator.jobs(B))
+    calls_of_a = [names for names in export_calls(simulator) if only_a & set(names)]
+    assert len(calls_of_a) < len(simulator.jobs(A))
+
+    simulator.export_hook = None
+    ok(two)  # the next snapshot exports it again
     assert read_tree(repo / "prod" / "a") == expected_tree(simulator, A)
 
 
@@ -154,14 +203,17 @@ def test_a_broken_archive_is_downloaded_again_before_giving_up(
     assert len(b_exports) == 2  # the cut one, then a good one
     assert "snapshot.archive_retry" in caplog.messages
 
-    # Every download broken: bounded by retry.archive_attempts, then the workspace fails.
+    # Every download broken: bounded by retry.archive_attempts, then halved (each piece tried
+    # once) in search of one job at fault; none is, so the workspace fails.
     mutate(simulator, B)
     simulator.export_hook = corrupt_when(lambda jobs: bool(jobs & set(simulator.jobs(B))))
     simulator.clear_calls()
     before = state(repo, "b")
     results = run(two)
     assert not results["b"].ok and "not a zip archive or truncated" in (results["b"].error or "")
-    assert len(export_calls(simulator)) == 3 + 2  # a: 3 batches; b: 2 downloads of its one
+    assert "the fault is not one job's" in (results["b"].error or "")
+    b_calls = len(export_calls(simulator)) - 3  # a: 3 batches
+    assert 2 < b_calls <= 2 + 2 * len(simulator.jobs(B)) - 2  # 2 downloads, then the halves
     assert state(repo, "b") == before
 
 

@@ -108,3 +108,50 @@ def test_import_is_asynchronous_and_reports_one_subtask_per_job(
         ("Import the 作业_1 job.", "SUCCESSFUL")
     ]
     assert simulator.jobs(WID) == {"作业_1": job}
+
+
+def _unflagged_gb18030_zip(entries: dict[str, object]) -> bytes:
+    """Member names as GB18030 bytes without the UTF-8 flag (a Chinese Windows zip tool)."""
+
+    class Unflagged(zipfile.ZipInfo):
+        def _encodeFilenameFlags(self) -> tuple[bytes, int]:
+            return self.filename.encode("gb18030"), self.flag_bits & ~0x800
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, value in entries.items():
+            data = value if isinstance(value, bytes) else json.dumps(value).encode()
+            archive.writestr(Unflagged(name), data)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("unflagged", [False, True])
+def test_an_import_file_with_extra_files_imports_its_jobs_and_scripts(
+    simulator: Simulator, clients: tuple[DataArtsClient, ObsClient], unflagged: bool
+) -> None:
+    # What an export with exportDepend may carry besides jobs and scripts (resource and CDM
+    # job definitions, beside a job or in top-level folders) comes back in a restored zip.
+    client, obs = clients
+    job = {"name": "誠信報表", "nodes": [], "schedule": {"type": "EXECUTE_ONCE"}}
+    flat = {"name": "flat_job", "nodes": []}
+    script = {"name": "誠信查詢", "type": "HiveSQL", "content": "SELECT 1"}
+    entries: dict[str, object] = {
+        "jobs/誠信報表/誠信報表.job": job,
+        "jobs/誠信報表/誠信查詢.script": script,
+        "jobs/誠信報表/维表资源.resource": {"name": "维表资源", "type": "jar"},
+        "jobs/誠信報表/orders_mysql_to_obs.json": b'{\r\n    "jobs": []\r\n}',
+        "jobs/flat_job.job": flat,
+        "resources/lib.resource": {"name": "lib"},
+        "cdm/sync_orders.json": b"{}",
+    }
+    data = _unflagged_gb18030_zip(entries) if unflagged else _zip(entries)
+    path = obs.put_object("dr-bucket", "extras.zip", data)
+
+    checked = client.check_file(WID, path)
+    task_id = client.import_jobs(WID, path)
+
+    assert sorted(j["name"] for j in checked["jobs"]) == ["flat_job", "誠信報表"]
+    assert client.system_task(WID, task_id)["status"] == "RUNNING"
+    assert client.system_task(WID, task_id)["status"] == "SUCCESSFUL"
+    assert simulator.jobs(WID) == {"誠信報表": job, "flat_job": flat}
+    assert simulator.scripts(WID) == {"誠信查詢": script}

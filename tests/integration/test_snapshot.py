@@ -212,7 +212,7 @@ HOSTILE: dict[str, bytes | None] = {
 
 
 @pytest.mark.parametrize("kind", [*HOSTILE, "oversize"])
-def test_hostile_export_is_rejected_and_nothing_is_written(
+def test_hostile_export_is_rejected_and_nothing_of_it_is_written(
     fast_dir: Path, tmp_path: Path, simulator: Simulator, kind: str
 ) -> None:
     wid = workspace_id(9)
@@ -233,8 +233,19 @@ def test_hostile_export_is_rejected_and_nothing_is_written(
 
     results = run_snapshots(load_config(config_path))
 
-    assert [r.ok for r in results] == [False]
-    assert (results[0].error or "").startswith("batch 1/1: ")  # reported with its batch
+    (result,) = results
+    if kind == "oversize":  # every job's export is too large: the workspace fails
+        assert not result.ok
+        assert (result.error or "").startswith("batch 1/1")  # reported with its batch
+    else:
+        # The one job exported (the edited one) is named; its stored version stays, and
+        # with nothing else changed nothing is committed.
+        assert result.partial, result.error
+        (problem,) = result.problems
+        edited = sorted(simulator.jobs(wid))[0]
+        assert problem.startswith(f"job {edited}: could not be exported: batch 1/1: ")
+        assert problem.endswith("its previous version is kept")
+        assert result.commit is None
     assert not Path("/tmp/backupd-evil-absolute").exists()
     assert not list(tmp_path.rglob("evil")) and not list(fast_dir.rglob("evil"))
     after = _files_outside_staging(fast_dir)

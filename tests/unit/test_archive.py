@@ -125,11 +125,19 @@ def test_chinese_names_with_utf8_flag(tmp_path: Path) -> None:
     assert (tmp_path / "dest/jobs/作业_1/作业_1.job").read_text() == "内容"
 
 
-@pytest.mark.parametrize("encoding", ["utf-8", "gbk"])
-def test_chinese_names_without_utf8_flag(tmp_path: Path, encoding: str) -> None:
+@pytest.mark.parametrize(
+    ("encoding", "name"),
+    [
+        ("utf-8", "作业"),
+        ("gbk", "作业"),
+        # 𠀀 (U+20000) and € need GB18030's four-byte sequences, which GBK cannot decode.
+        ("gb18030", "作业\U00020000€"),
+    ],
+)
+def test_chinese_names_without_utf8_flag(tmp_path: Path, encoding: str, name: str) -> None:
     # Write an ASCII placeholder of the same byte length, then swap in the raw name bytes:
     # the UTF-8 flag stays clear, as from a server that does not set it.
-    raw = "作业".encode(encoding)
+    raw = name.encode(encoding)
     placeholder = b"X" * len(raw)
     zip_path = make_zip(
         tmp_path / "jobs.zip",
@@ -138,8 +146,9 @@ def test_chinese_names_without_utf8_flag(tmp_path: Path, encoding: str) -> None:
     replace_bytes(zip_path, placeholder, raw, expected=4)
     with zipfile.ZipFile(zip_path) as zf:
         assert not zf.infolist()[0].flag_bits & 0x800
-    assert extract_archive(zip_path, tmp_path / "dest") == ["jobs/作业/作业.job"]
-    assert (tmp_path / "dest/jobs/作业/作业.job").read_bytes() == b"payload"
+    assert extract_archive(zip_path, tmp_path / "dest") == [f"jobs/{name}/{name}.job"]
+    assert (tmp_path / f"dest/jobs/{name}/{name}.job").read_bytes() == b"payload"
+    assert dict(read_archive(zip_path)) == {f"jobs/{name}/{name}.job": b"payload"}
 
 
 def test_undecodable_unflagged_name_kept_as_cp437(tmp_path: Path) -> None:
@@ -447,4 +456,48 @@ def test_read_archive_reports_a_bad_crc(tmp_path: Path) -> None:
     data[position] ^= 0xFF
     zip_path.write_bytes(bytes(data))
     with pytest.raises(ArchiveError, match="CRC"):
+        list(read_archive(zip_path))
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "jobs/" + "作" * 128 + "/" + "作" * 128 + ".job",  # 384-byte segments
+        "jobs/back\\slash/back\\slash.job",
+        "jobs/tab\there/tab\there.job",
+        "jobs/.git/.git.job",
+        "jobs/x/.GIT",
+    ],
+)
+def test_read_archive_takes_names_as_data_where_extract_refuses_them(
+    tmp_path: Path, name: str
+) -> None:
+    # DataArts names may be this long or hold these characters (dlf-api.md §12); nothing is
+    # written to disk under them by read_archive, so they are part of the name, not a path.
+    zip_path = make_zip(tmp_path / "jobs.zip", [(name, b"data")])
+    assert dict(read_archive(zip_path)) == {name: b"data"}
+    with pytest.raises(ArchiveError):
+        extract_archive(zip_path, tmp_path / "dest")
+
+
+@pytest.mark.parametrize(
+    ("name", "match"),
+    [
+        ("../evil", r"'\.\.' path segment"),
+        ("jobs/a/../../evil", r"'\.\.' path segment"),
+        ("/etc/x", "absolute path"),
+        ("jobs//b", "empty path segment"),
+        ("./a", r"'\.' path segment"),
+    ],
+)
+def test_read_archive_still_refuses_path_tricks(tmp_path: Path, name: str, match: str) -> None:
+    zip_path = make_zip(tmp_path / "jobs.zip", [("ok.job", b"fine"), (name, b"evil")])
+    with pytest.raises(ArchiveError, match=match):
+        list(read_archive(zip_path))
+
+
+def test_read_archive_refuses_a_nul_in_a_name(tmp_path: Path) -> None:
+    zip_path = make_zip(tmp_path / "jobs.zip", [("aXb.job", b"1")])
+    replace_bytes(zip_path, b"aXb", b"a\x00b")
+    with pytest.raises(ArchiveError, match="control character"):
         list(read_archive(zip_path))

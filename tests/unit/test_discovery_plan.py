@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,27 @@ def test_a_new_folder_is_the_name_unless_unusable_or_taken_case_insensitively() 
     assert allocate_folder("a/b", A, []) == A
     assert allocate_folder(".hidden", A, []) == A
     assert allocate_folder("销售", A, []) == "销售"
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["CON", "aux.daily", "trailing.", "tab\there", "销" * 100, "x~0123456789", "a:b", " lead"],
+)
+def test_a_workspace_name_windows_or_macos_cannot_store_gets_its_id(name: str) -> None:
+    assert allocate_folder(name, A, []) == A
+
+
+def test_folders_that_macos_would_merge_are_taken() -> None:
+    nfc, nfd = unicodedata.normalize("NFC", "café"), unicodedata.normalize("NFD", "café")
+    assert allocate_folder(nfc, A, [nfd]) == f"{nfc}-{A[:8]}"
+    assert allocate_folder("KELVIN", A, ["\u212aelvin"]) == f"KELVIN-{A[:8]}"  # Kelvin sign
+
+
+def test_a_recorded_folder_stays_readable_though_a_new_one_could_not_have_it() -> None:
+    recorded = WorkspaceMap(
+        (MappedWorkspace(id=A, folder="CON", name="CON", instance_id="i"),)
+    ).to_bytes()
+    assert WorkspaceMap.from_bytes(recorded).by_id[A].folder == "CON"
 
 
 def test_first_discovery_gives_folders_and_maps_only_included_workspaces() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from backupd.store.normalise import canonical_json, normalise_file, script_view
-from backupd.store.summary import commit_message, summarise
+from backupd.store.summary import PathNames, commit_message, summarise
 from backupd.store.tree import ChangeSet
 
 
@@ -60,3 +60,36 @@ def test_summary_separates_jobs_from_scripts_and_renames_from_edits() -> None:
 def test_only_metadata_changes_are_not_content_changes() -> None:
     assert not ChangeSet(modified=(".backupd/index.json",)).has_content_changes
     assert ChangeSet(modified=("jobs/a/a.job",)).has_content_changes
+
+
+def test_files_other_than_definitions_are_kept_byte_for_byte() -> None:
+    cdm = b'{\r\n    "jobs": [],\r\n    "b": 1\r\n}'  # a CDM job definition: CRLF, pretty
+    assert normalise_file("jobs/j/orders_to_obs.json", cdm) == cdm
+    assert normalise_file("jobs/j/r.resource", b'{"b":1,"a":2}') == b'{\n  "a": 2,\n  "b": 1\n}\n'
+
+
+def test_summaries_name_mapped_paths_by_their_dataarts_names() -> None:
+    names = PathNames(
+        jobs={"CON~a3dbc4b644": "CON"},
+        files={
+            "jobs/CON~a3dbc4b644/PRN~5c31b1c1ed.script": "PRN",
+            "scripts/tab_script~1a2b3c4d5e.script": "tab\tscript",
+        },
+    )
+    changes = ChangeSet(
+        added=(
+            "jobs/CON~a3dbc4b644/CON~a3dbc4b644.job",
+            "jobs/CON~a3dbc4b644/PRN~5c31b1c1ed.script",
+            "scripts/tab_script~1a2b3c4d5e.script",
+        ),
+        modified=("jobs/plain/plain.job",),
+        removed=("jobs/old.job",),  # as an older backupd stored a job exported flat
+    )
+    summary = summarise(changes, names)
+    assert list(summary.jobs_added) == ["CON"]
+    assert list(summary.jobs_changed) == ["plain"]
+    assert list(summary.jobs_removed) == ["old"]
+    assert list(summary.scripts_added) == ["tab\tscript"]
+    message = commit_message("prod/ws", summary, users={"CON": "王\n伟"})
+    assert "  + CON (by '王\\n伟')\n" in message
+    assert "  + 'tab\\tscript'\n" in message
