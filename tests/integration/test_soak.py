@@ -1,17 +1,17 @@
 """Fault soak: a bad day at the service, ten snapshots long.
 
-Two workspaces of 500 jobs; the simulator answers 10% of calls with 5xx, throttles above
-5 requests/s (the client is allowed 8/s of each kind, so it does get throttled) and cuts 5%
-of export bodies short. Between snapshots jobs are modified, added, deleted and renamed and
+Two workspaces of 200 jobs; the simulator answers 10% of calls with 5xx, throttles above
+10 requests/s (the client is allowed 15/s of each kind, so it does get throttled) and cuts
+20% of export bodies short. Between snapshots jobs are modified, added, deleted and renamed and
 shared scripts change. Whatever each snapshot reports, the history must stay true:
 
 * a workspace reported as snapshotted holds exactly the simulator's state;
 * a workspace reported as failed is exactly as it was before;
 * no commit ever removes a job that still exists, or touches two workspaces.
 
-The service's throttle bounds the duration: every snapshot needs 16 successful calls
-(per workspace: BATCH and REAL_TIME listings with page_size 1000, one script page, five
-exports), i.e. about 3.2 s at 5/s. Retry delays come from the config, kept short.
+The service's throttle bounds the duration: every snapshot needs about 12 successful calls
+(per workspace: BATCH and REAL_TIME listings with page_size 1000, one script page, two
+exports), about 1.2 s at 10/s. Retry delays come from the config, kept short.
 """
 
 from __future__ import annotations
@@ -30,14 +30,14 @@ from backupd.simulator.server import Simulator
 from tests.helpers import expected_tree, git, make_config, read_tree, workspace_id
 
 WORKSPACES = {"alpha": workspace_id(61), "beta": workspace_id(62)}
-SNAPSHOTS = 10
+SNAPSHOTS = 8
 SOURCE = {
     # Every job exported every time: the soak is about the export path under faults
     # (test_incremental proves incremental snapshots equal full ones).
     "incremental": False,
     "page_size": 1000,
-    "requests_per_second": 8,
-    "exports_per_second": 8,
+    "requests_per_second": 15,
+    "exports_per_second": 15,
     "retry": {"attempts": 10, "base_delay": 0.02, "max_delay": 0.3, "max_retry_after": 0.5},
 }
 
@@ -76,12 +76,12 @@ def test_fault_soak_never_records_a_false_state(
     rng = random.Random(7)
     for name, wid in WORKSPACES.items():
         simulator.add_workspace(wid, name)
-        simulator.populate(wid, 500, scripts=90)  # one page of scripts per listing
+        simulator.populate(wid, 200, scripts=60)  # one page of scripts per listing
     config = load_config(make_config(fast_dir, simulator, WORKSPACES, extra_source=SOURCE))
     repo = fast_dir / "repo"
     simulator.faults.error_rate = 0.10
-    simulator.faults.throttle_rps = 5
-    simulator.faults.truncate_rate = 0.05
+    simulator.faults.throttle_rps = 10
+    simulator.faults.truncate_rate = 0.20
     simulator.faults.retry_after = 0.2
 
     outcome: collections.Counter[str] = collections.Counter()
