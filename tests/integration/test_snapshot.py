@@ -132,10 +132,14 @@ def test_changes_make_one_commit_per_changed_workspace_naming_them(
     message = git(repo, "log", "-1", "--format=%B")
     changed_jobs = set(modified) | users_of_shared
     changed_jobs -= {deleted, old_name}
+    # The renamed job kept its id: renamed, neither added nor removed; the deleted job and
+    # the new ones are not paired with anything.
     assert message.splitlines()[0] == (
-        f"prod/sales: 3 added, {len(changed_jobs)} changed, 2 removed; scripts: 1 changed"
+        f"prod/sales: 2 added, {len(changed_jobs)} changed, 1 removed, 1 renamed; "
+        "scripts: 1 changed"
     )
-    for name in [*modified, "new_daily_load", "新增作业_1", deleted, old_name, "renamed_job"]:
+    assert f"renamed: {old_name} → renamed_job (by bob)" in message.splitlines()
+    for name in [*modified, "new_daily_load", "新增作业_1", deleted]:
         assert name in message
     assert shared in message
     assert "(by li.wei)" in message
