@@ -421,6 +421,18 @@ class GitRepo:
     def commit_info(self, commit: str) -> CommitInfo:
         return _commit_info(self._git("log", "-1", f"--format={_LOG_FORMAT}", commit, "--"))
 
+    def message(self, commit: str) -> str:
+        """The whole message of ``commit`` (subject and body)."""
+        return self._git("log", "-1", "--format=%B", commit, "--")
+
+    def is_ancestor(self, ancestor: str, commit: str) -> bool:
+        """Whether ``ancestor`` is ``commit`` or one of its ancestors."""
+        done = self._run(["merge-base", "--is-ancestor", ancestor, commit])
+        if done.returncode not in (0, 1):
+            detail = done.stderr.decode("utf-8", "replace").strip().replace("\n", " ")[:500]
+            raise RepoError(f"git merge-base failed in {self.path}: {detail}")
+        return done.returncode == 0
+
     def read_file(self, commit: str, path: str) -> bytes | None:
         """A file's bytes as of ``commit``, or None when it did not exist then."""
         result = self._run(["cat-file", "blob", f"{commit}:{path}"])
