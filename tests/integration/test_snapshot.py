@@ -253,8 +253,9 @@ def test_hostile_export_is_rejected_and_nothing_of_it_is_written(
     assert not Path("/tmp/backupd-evil-absolute").exists()
     assert not list(tmp_path.rglob("evil")) and not list(fast_dir.rglob("evil"))
     after = _files_outside_staging(fast_dir)
-    if before_head is None:  # the run created the repository: its README, nothing else
+    if before_head is None:  # the run created the repository: README, .gitattributes only
         assert after.pop("repo/README.md")
+        assert after.pop("repo/.gitattributes")
     assert after == outside
     if before_head is not None:
         assert git(repo, "rev-parse", "HEAD") == before_head
