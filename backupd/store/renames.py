@@ -70,9 +70,9 @@ def pair_renames(
     old_ids = {name: _job_id(data) for name, data in old_data.items()}
     new_ids = {name: _job_id(data) for name, data in new_data.items()}
     pairs = _unique_pairs(old_ids, new_ids)
-    paired = {name for pair in pairs for name in pair}
-    old_rest = [name for name in old_data if name not in paired]
-    new_rest = [name for name in new_data if name not in paired]
+    paired_old, paired_new = {old for old, _ in pairs}, {new for _, new in pairs}
+    old_rest = [name for name in old_data if name not in paired_old]
+    new_rest = [name for name in new_data if name not in paired_new]
     # Where one side carries no id, the definition decides (ids that differ say "not one").
     if any(old_ids[n] is None for n in old_rest) or any(new_ids[n] is None for n in new_rest):
         ignored = (*NAME_FIELDS, _ID, *volatile)
