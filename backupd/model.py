@@ -31,11 +31,12 @@ class WorkspaceTarget:
 
 @dataclass(frozen=True)
 class JobCounts:
-    """Jobs a snapshot added, changed and removed."""
+    """Jobs a snapshot added, changed, removed and renamed."""
 
     added: int = 0
     changed: int = 0
     removed: int = 0
+    renamed: int = 0  # neither added nor removed: the job kept its id under a new name
 
 
 # A problem that is a warning: an optional part of the API (resources) is not available,

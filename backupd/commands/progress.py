@@ -60,6 +60,7 @@ def outcome_line(result: SnapshotResult) -> str:
             (counts.added, "added"),
             (counts.changed, "changed"),
             (counts.removed, "removed"),
+            (counts.renamed, "renamed"),
         )
         if count
     ]

@@ -98,7 +98,8 @@ def recorded(
             failures=0,
             duration=result.duration,
             jobs=result.jobs,
-            changes=Changes(counts.added, counts.changed, counts.removed),
+            # A renamed job is a changed one here (the record keeps its three counts).
+            changes=Changes(counts.added, counts.changed + counts.renamed, counts.removed),
             last_commit=result.commit or base.last_commit,
             last_error=None,
             gone=False,

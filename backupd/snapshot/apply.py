@@ -30,7 +30,8 @@ from backupd.store.authors import (
     split_commits,
 )
 from backupd.store.gitrepo import GitRepo, Identity
-from backupd.store.layout import INDEX_FILE
+from backupd.store.layout import INDEX_FILE, JOB_SUFFIX
+from backupd.store.renames import renamed_jobs
 from backupd.store.summary import MOVED, ChangeSummary, commit_message, shown, summarise
 from backupd.store.tree import ChangeSet, apply_changes
 from backupd.store.volatile import keep_equivalent
@@ -93,13 +94,14 @@ def plan_commits(
     last saved each job).
     """
     job_users = saved_by(summary, changes, staged.editors, staged.names)
+    renamed = dict(summary.jobs_renamed)
     rank: dict[str, int] = {}  # a user's commit comes after those of users who saved earlier
     for job in staged.jobs if options.commit_per_author else ():  # one commit: no order
         if (user := job_users.get(job.name)) is not None:
             rank[user] = max(rank.get(user, 0), job.last_update_time or 0)
     first = not (workspace_dir / INDEX_FILE).exists()
     # Per path only when commits are split by it: a first snapshot changes ~5 paths a job.
-    users = {} if first else attribute(changes, job_users, staged.names)
+    users = {} if first else attribute(changes, job_users, staged.names, renamed)
     groups = split_commits(changes, users, per_author=options.commit_per_author, rank=rank)
     return groups, job_users
 
@@ -183,7 +185,16 @@ def apply_staged(
     changes = keep_equivalent(changes, staged.tree, workspace_dir, options.volatile)
     if not changes.has_content_changes:
         return ChangeSet(unchanged_count=changes.unchanged_count), ChangeSummary(), moved
-    summary = summarise(changes, staged.names)
+    # A job that vanished and one that appeared may be one job renamed (same id, or the
+    # same definition but for its name): the summary says so, and one commit holds both.
+    renames = renamed_jobs(
+        changes,
+        staged.tree,
+        workspace_dir,
+        staged.names,
+        options.volatile.by_suffix.get(JOB_SUFFIX, ()),
+    )
+    summary = summarise(changes, staged.names, renames)
     check_lists(target, staged.checks, options)
     groups, job_users = plan_commits(workspace_dir, staged, changes, summary, options)
     log(
@@ -194,6 +205,7 @@ def apply_staged(
         added=len(changes.added),
         modified=len(changes.modified),
         removed=len(changes.removed),
+        renamed=len(summary.jobs_renamed),
     )
     try:
         apply_changes(staged.tree, workspace_dir, changes)
@@ -202,7 +214,11 @@ def apply_staged(
             paths = (f"{folder}/{path}" for path in group.changes.paths)
             repo.stage(paths, blobs_stored=staged.blobs_stored)
             # One commit (the usual case) records the whole change: its summary is made.
-            done = summary if group.changes is changes else summarise(group.changes, staged.names)
+            done = (
+                summary
+                if group.changes is changes
+                else summarise(group.changes, staged.names, summary.jobs_renamed)
+            )
             message = commit_message(folder, done, users=job_users)
             author = identity if group.user is None else identity_for(group.user, options.authors)
             sha = repo.commit(message, author=author, committer=identity, folder=folder) or sha

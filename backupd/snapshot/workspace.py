@@ -144,7 +144,10 @@ def finish_workspace(
         scripts=staged.script_count,
         resources=staged.resource_count,
         changed_jobs=JobCounts(
-            len(summary.jobs_added), len(summary.jobs_changed), len(summary.jobs_removed)
+            len(summary.jobs_added),
+            len(summary.jobs_changed),
+            len(summary.jobs_removed),
+            len(summary.jobs_renamed),
         ),
         commit=sha,
         duration=time.monotonic() - prepared.started,
@@ -169,6 +172,7 @@ def finish_workspace(
         added=len(summary.jobs_added),
         changed=len(summary.jobs_changed),
         removed=len(summary.jobs_removed),
+        renamed=len(summary.jobs_renamed),
         commit=sha or "none",
         retries=result.retries,
         seconds=round(result.duration, 2),

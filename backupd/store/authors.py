@@ -56,6 +56,7 @@ def saved_by(
     snapshot.
     """
     saved = {job: editors[job] for job in summary.jobs_added if job in editors}
+    saved.update((new, editors[new]) for _, new in summary.jobs_renamed if new in editors)
     for path in changes.modified:
         job = names.job_of(path) if is_job_file(path) else None
         if job is not None and job in editors:
@@ -64,18 +65,23 @@ def saved_by(
 
 
 def attribute(
-    changes: ChangeSet, saved: Mapping[str, str], names: PathNames = AS_STORED
+    changes: ChangeSet,
+    saved: Mapping[str, str],
+    names: PathNames = AS_STORED,
+    renamed: Mapping[str, str] | None = None,
 ) -> dict[str, str | None]:
     """The DataArts user behind each changed path (None when unknown); ``saved`` is what
-    ``saved_by`` answers for these changes."""
+    ``saved_by`` answers for these changes. ``renamed``: old → new name of renamed jobs,
+    whose old files go with the new ones (the user who renamed it), so that one commit
+    holds both sides of the rename and git sees it."""
     removed = set(changes.removed)  # not the tuple: a lookup per changed path
+    renamed = renamed or {}
     users: dict[str, str | None] = {}
     for path in changes.paths:
         job = names.job_of(path)
-        if job is not None and job in saved and path not in removed:
-            users[path] = saved[job]
-        else:
-            users[path] = None
+        if job is not None and path in removed:
+            job = renamed.get(job)
+        users[path] = saved.get(job) if job is not None else None
     return users
 
 

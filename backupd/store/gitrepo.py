@@ -28,12 +28,123 @@ from backupd.logs import log
 logger = logging.getLogger(__name__)
 
 LOCK_FILE = "backupd.lock"
+GITATTRIBUTES = ".gitattributes"
 INIT_PREFIX = ".backupd-init-"
 MESSAGE_FILE = "BACKUPD_COMMIT_MSG"
 GIT_EXIT_WAIT = 30.0  # seconds to let an orphaned git of a killed run finish
 STALE_LOCK_AGE = 60.0  # without /proc: a git lock file this old belongs to no running git
 
 REPOSITORY_README = """\
+# DataArts Studio backup (managed by backupd)
+
+This repository is written by [backupd](https://pypi.org/project/backupd/): every commit
+records the DataArts Factory jobs, scripts and resource definitions of one workspace, exactly
+as the service held them at that moment (a snapshot split into one commit per DataArts user is
+complete at its last commit). Tags `snapshot/<UTC time>` mark restore points. Do not commit
+here by hand.
+
+Layout:
+
+    <source>/<workspace>/jobs/<job>/<job>.job          job definition (canonical JSON export)
+    <source>/<workspace>/jobs/<job>/<script>.script    scripts the job uses, as exported
+    <source>/<workspace>/jobs/<job>/<script>.sql|.sh|.py   readable view of a script body
+    <source>/<workspace>/jobs/<job>/<other file>       anything else the export carried for
+                                                       the job (resource, CDM job
+                                                       definitions), byte for byte
+    <source>/<workspace>/scripts/<script>.script       every script of the workspace (+ views)
+    <source>/<workspace>/resources/<name>.resource     every resource definition (not the
+                                                       OBS file it points to)
+    <source>/<workspace>/.backupd/index.json           job metadata, and where each name is
+                                                       stored
+    <source>/.backupd/workspaces.json                  discovered workspaces: id -> folder, name
+
+Names. `<job>`, `<script>`, `<name>` are the DataArts names, used as they are when every
+system can store them. A name that Linux, macOS or Windows cannot use as a file name is
+stored as its readable beginning, `~` and ten hexadecimal characters of its SHA-256, for
+example `CON~a3dbc4b644`: a name longer than 200 bytes (about 66 Chinese characters);
+holding one of `\\ / : * ? " < > | ~`, a control or invisible character; a Windows device
+name in any case and with any extension (`CON`, `aux.daily`, `nul.sql`, `COM1`); ending in
+a dot or a space, or starting with a space; starting with `.git` or `.backupd`; not in
+Unicode NFC form; or differing only in case or accents from another name in the same
+folder (`Daily_Orders` beside `daily_orders`: one keeps its name). The exact name is in
+the file (its `name` field) and in `.backupd/index.json` (`path` of a job, `scripts`,
+`resources`, and per job `files`: the zip entry the export gave each file where it is not
+`jobs/<job>/<file>`). A path never changes while its item exists. On Windows, run
+`git config --global core.longpaths true` before cloning (whole paths can exceed 260
+characters).
+
+Review history with `git log -p -- <source>/<workspace>/jobs/<job>`. The `.sql`, `.sh` and
+`.py` views are derived from the `.script` files and are not part of a restore. `backupd log
+--job <name>` and `backupd show <name>` take the DataArts name; a job renamed in DataArts is
+recorded as renamed (`renamed: OLD → NEW` in the commit message), and `git log --follow`
+and `backupd log --job` go on past the rename.
+
+`.gitattributes` marks the views and `.backupd/` as generated, so that GitHub and GitLab
+collapse them in diffs (`git diff` still shows the views, and the index only as changed),
+and keeps `.job`, `.script` and `.resource` files in LF line ends on every system. backupd
+leaves a `.gitattributes` you edited or removed as it is.
+
+To restore, `backupd restore --list` shows the restore points, and
+`backupd restore --workspace <name> --at <commit|tag|date> --out jobs.zip` rebuilds a zip
+that DataArts Studio imports (`--import` uploads and imports it), with the export's own
+layout and the exact DataArts names.
+"""
+
+
+REPOSITORY_GITATTRIBUTES = """\
+# Written by backupd (see README.md); once you edit this file, backupd leaves it as it is.
+
+# DataArts definitions: canonical JSON, in LF line ends on every system.
+*.job       text eol=lf
+*.script    text eol=lf
+*.resource  text eol=lf
+
+# Readable views of script bodies, derived from the .script beside each and never restored:
+# web UIs collapse them in diffs; git diff and git log -p show them as usual.
+*.sql       linguist-generated=true gitlab-generated
+*.sh        linguist-generated=true gitlab-generated diff=bash
+*.py        linguist-generated=true gitlab-generated diff=python
+
+# backupd's bookkeeping (.backupd/index.json, workspaces.json): churn nobody reviews;
+# diffs only say that it changed.
+**/.backupd/**  linguist-generated=true gitlab-generated -diff
+"""
+_OLDER_GITATTRIBUTES: tuple[str, ...] = ()  # what backupd wrote before, brought up to date
+
+# In backupd's own repository only (.git/info/attributes, over any .gitattributes): files
+# are stored as their bytes are, never converted (line ends, filters), so that a restore
+# gives back what the export held and the staged blob ids are those of the files.
+BYTES_AS_THEY_ARE = "* -text -filter -ident -working-tree-encoding"
+
+# What backupd wrote before; a README still holding one of these is brought up to date.
+_README_BEFORE_NAME_MAPPING = """\
+# DataArts Studio backup (managed by backupd)
+
+This repository is written by [backupd](https://pypi.org/project/backupd/): every commit
+records the DataArts Factory jobs, scripts and resource definitions of one workspace, exactly
+as the service held them at that moment (a snapshot split into one commit per DataArts user is
+complete at its last commit). Tags `snapshot/<UTC time>` mark restore points. Do not commit
+here by hand.
+
+Layout:
+
+    <source>/<workspace>/jobs/<job>/<job>.job          job definition (canonical JSON export)
+    <source>/<workspace>/jobs/<job>/<script>.script    scripts the job uses, as exported
+    <source>/<workspace>/jobs/<job>/<script>.sql|.sh|.py   readable view of a script body
+    <source>/<workspace>/scripts/<script>.script       every script of the workspace (+ views)
+    <source>/<workspace>/resources/<name>.resource     every resource definition (not the
+                                                       OBS file it points to)
+    <source>/<workspace>/.backupd/index.json           job metadata used by backupd
+    <source>/.backupd/workspaces.json                  discovered workspaces: id -> folder, name
+
+Review history with `git log -p -- <source>/<workspace>/jobs/<job>`. The `.sql`, `.sh` and
+`.py` views are derived from the `.script` files and are not part of a restore.
+
+To restore, `backupd restore --list` shows the restore points, and
+`backupd restore --workspace <name> --at <commit|tag|date> --out jobs.zip` rebuilds a zip
+that DataArts Studio imports (`--import` uploads and imports it).
+"""
+_README_BEFORE_GITATTRIBUTES = """\
 # DataArts Studio backup (managed by backupd)
 
 This repository is written by [backupd](https://pypi.org/project/backupd/): every commit
@@ -81,36 +192,7 @@ To restore, `backupd restore --list` shows the restore points, and
 that DataArts Studio imports (`--import` uploads and imports it), with the export's own
 layout and the exact DataArts names.
 """
-
-# What backupd wrote before; a README still holding one of these is brought up to date.
-_README_BEFORE_NAME_MAPPING = """\
-# DataArts Studio backup (managed by backupd)
-
-This repository is written by [backupd](https://pypi.org/project/backupd/): every commit
-records the DataArts Factory jobs, scripts and resource definitions of one workspace, exactly
-as the service held them at that moment (a snapshot split into one commit per DataArts user is
-complete at its last commit). Tags `snapshot/<UTC time>` mark restore points. Do not commit
-here by hand.
-
-Layout:
-
-    <source>/<workspace>/jobs/<job>/<job>.job          job definition (canonical JSON export)
-    <source>/<workspace>/jobs/<job>/<script>.script    scripts the job uses, as exported
-    <source>/<workspace>/jobs/<job>/<script>.sql|.sh|.py   readable view of a script body
-    <source>/<workspace>/scripts/<script>.script       every script of the workspace (+ views)
-    <source>/<workspace>/resources/<name>.resource     every resource definition (not the
-                                                       OBS file it points to)
-    <source>/<workspace>/.backupd/index.json           job metadata used by backupd
-    <source>/.backupd/workspaces.json                  discovered workspaces: id -> folder, name
-
-Review history with `git log -p -- <source>/<workspace>/jobs/<job>`. The `.sql`, `.sh` and
-`.py` views are derived from the `.script` files and are not part of a restore.
-
-To restore, `backupd restore --list` shows the restore points, and
-`backupd restore --workspace <name> --at <commit|tag|date> --out jobs.zip` rebuilds a zip
-that DataArts Studio imports (`--import` uploads and imports it).
-"""
-_OLDER_READMES = (_README_BEFORE_NAME_MAPPING,)
+_OLDER_READMES = (_README_BEFORE_NAME_MAPPING, _README_BEFORE_GITATTRIBUTES)
 
 
 @dataclass(frozen=True)
@@ -183,17 +265,19 @@ class GitRepo:
         return instance
 
     def prepare(self, identity: Identity) -> None:
-        """Recover from a killed run, then make sure there is a first commit (a README) and
-        the snapshot branch is checked out. Call with the lock held.
+        """Recover from a killed run, then make sure there is a first commit (a README and
+        the .gitattributes) and the snapshot branch is checked out. Call with the lock held.
         """
         self.recover()
         self._configure()
         if not self.has_commits():
             (self.path / "README.md").write_text(REPOSITORY_README, encoding="utf-8")
-            self.stage(["README.md"])
+            (self.path / GITATTRIBUTES).write_text(REPOSITORY_GITATTRIBUTES, encoding="utf-8")
+            self.stage(["README.md", GITATTRIBUTES])
             self.commit("backupd: initialise repository", author=identity, committer=identity)
         self._checkout_branch()
         self._update_readme(identity)
+        self._update_gitattributes(identity)
 
     def _update_readme(self, identity: Identity) -> None:
         """Bring a README that backupd wrote, unchanged since, up to date (its own commit)."""
@@ -206,9 +290,32 @@ class GitRepo:
             return
         readme.write_text(REPOSITORY_README, encoding="utf-8")
         self.stage(["README.md"])
-        self.commit(
-            "backupd: README: how DataArts names are stored", author=identity, committer=identity
-        )
+        self.commit("backupd: README brought up to date", author=identity, committer=identity)
+
+    def _update_gitattributes(self, identity: Identity) -> None:
+        """Add the .gitattributes to a repository an older backupd made, once, in a commit of
+        its own; bring one that backupd wrote, unchanged since, up to date. One that someone
+        edited, or removed after backupd added it, is left as it is."""
+        path = self.path / GITATTRIBUTES
+        try:
+            current: str | None = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            current = None
+        except (OSError, UnicodeDecodeError):
+            return
+        if current == REPOSITORY_GITATTRIBUTES:
+            return
+        if current is None:
+            if self._git("rev-list", "-1", "HEAD", "--", GITATTRIBUTES).strip():
+                return  # it was there once: removed on purpose
+            subject = "backupd: .gitattributes: views and bookkeeping marked as generated"
+        elif current in _OLDER_GITATTRIBUTES:
+            subject = "backupd: .gitattributes brought up to date"
+        else:
+            return
+        path.write_text(REPOSITORY_GITATTRIBUTES, encoding="utf-8")
+        self.stage([GITATTRIBUTES])
+        self.commit(subject, author=identity, committer=identity)
 
     def recover(self) -> None:
         """Undo what a killed run can leave behind: git lock files and a half-staged index.
@@ -268,6 +375,31 @@ class GitRepo:
         # Tens of thousands of files: each commit rewrites only a small split of the index
         # instead of all of it.
         self._git("config", "core.splitIndex", "true")
+        self._store_bytes_as_they_are()
+
+    def _store_bytes_as_they_are(self) -> None:
+        """Make sure ``.git/info/attributes`` holds ``BYTES_AS_THEY_ARE`` (other lines kept).
+
+        The .gitattributes asks clones for LF line ends in definitions; backupd itself must
+        store every file as exported (a definition that does not parse is kept byte for
+        byte), and a blob it stored ahead must keep the id git computes from the file.
+        """
+        info = self.path / ".git" / "info"
+        attributes = info / "attributes"
+        try:
+            current = attributes.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            current = ""
+        except (OSError, UnicodeDecodeError) as error:
+            raise RepoError(f"cannot read {attributes}: {error}") from None
+        if BYTES_AS_THEY_ARE in current.splitlines():
+            return
+        try:
+            info.mkdir(exist_ok=True)
+            separator = "" if not current or current.endswith("\n") else "\n"
+            attributes.write_text(f"{current}{separator}{BYTES_AS_THEY_ARE}\n", encoding="utf-8")
+        except OSError as error:
+            raise RepoError(f"cannot write {attributes}: {error}") from None
 
     def _checkout_branch(self) -> None:
         current = self._run(["symbolic-ref", "-q", "HEAD"])  # fails when HEAD is detached
@@ -420,6 +552,18 @@ class GitRepo:
 
     def commit_info(self, commit: str) -> CommitInfo:
         return _commit_info(self._git("log", "-1", f"--format={_LOG_FORMAT}", commit, "--"))
+
+    def message(self, commit: str) -> str:
+        """The whole message of ``commit`` (subject and body)."""
+        return self._git("log", "-1", "--format=%B", commit, "--")
+
+    def is_ancestor(self, ancestor: str, commit: str) -> bool:
+        """Whether ``ancestor`` is ``commit`` or one of its ancestors."""
+        done = self._run(["merge-base", "--is-ancestor", ancestor, commit])
+        if done.returncode not in (0, 1):
+            detail = done.stderr.decode("utf-8", "replace").strip().replace("\n", " ")[:500]
+            raise RepoError(f"git merge-base failed in {self.path}: {detail}")
+        return done.returncode == 0
 
     def read_file(self, commit: str, path: str) -> bytes | None:
         """A file's bytes as of ``commit``, or None when it did not exist then."""

@@ -34,6 +34,8 @@ class ChangeSummary:
     resources_added: Sequence[str] = ()
     resources_changed: Sequence[str] = ()
     resources_removed: Sequence[str] = ()
+    # (old name, new name) of each renamed job, by old name; neither is added or removed.
+    jobs_renamed: Sequence[tuple[str, str]] = ()
 
 
 @dataclass(frozen=True)
@@ -95,12 +97,29 @@ def _sorted_unless(names: Iterable[str | None], *others: list[str]) -> list[str]
     )
 
 
-def summarise(changes: ChangeSet, names: PathNames = AS_STORED) -> ChangeSummary:
-    """Jobs, scripts and resources touched by ``changes`` (paths relative to a workspace)."""
+def summarise(
+    changes: ChangeSet,
+    names: PathNames = AS_STORED,
+    renames: Iterable[tuple[str, str]] = (),
+) -> ChangeSummary:
+    """Jobs, scripts and resources touched by ``changes`` (paths relative to a workspace).
+
+    ``renames``: (old, new) job names that are one job renamed (store/renames.py); a pair
+    whose old job ``changes`` removes and whose new one it adds is renamed, neither added
+    nor removed.
+    """
     job_of, script_of, resource_of = names.job_of, names.script_of, names.resource_of
     jobs_added = _sorted_names(job_of(p) for p in changes.added if is_job_file(p))
     jobs_removed = _sorted_names(job_of(p) for p in changes.removed if is_job_file(p))
     jobs_changed = _sorted_unless((job_of(p) for p in changes.paths), jobs_added, jobs_removed)
+    jobs_renamed = sorted(
+        (old, new) for old, new in renames if _holds(jobs_removed, old) and _holds(jobs_added, new)
+    )
+    if jobs_renamed:
+        olds = {old for old, _ in jobs_renamed}
+        news = {new for _, new in jobs_renamed}
+        jobs_added = [name for name in jobs_added if name not in news]
+        jobs_removed = [name for name in jobs_removed if name not in olds]
 
     def standalone(paths: Sequence[str]) -> list[str]:
         return _sorted_names(script_of(p) for p in paths if p.startswith("scripts/"))
@@ -132,6 +151,7 @@ def summarise(changes: ChangeSet, names: PathNames = AS_STORED) -> ChangeSummary
         resources_added=PackedPaths(resources_added),
         resources_changed=PackedPaths(resources_changed),
         resources_removed=PackedPaths(resources_removed),
+        jobs_renamed=tuple(jobs_renamed),
     )
 
 
@@ -141,11 +161,21 @@ def shown(name: str) -> str:
     return name if name.isprintable() else repr(name)
 
 
+RENAMED = "renamed: "  # starts each line of a commit body that names a renamed job
+
+
+def renamed_line(old: str, new: str) -> str:
+    """The line of a commit body that records job ``old`` renamed to ``new``."""
+    return f"{RENAMED}{shown(old)} → {shown(new)}"
+
+
 def commit_subject(label: str, summary: ChangeSummary) -> str:
     subject = (
         f"{label}: {len(summary.jobs_added)} added, {len(summary.jobs_changed)} changed, "
         f"{len(summary.jobs_removed)} removed"
     )
+    if summary.jobs_renamed:
+        subject += f", {len(summary.jobs_renamed)} renamed"
     for kind, added, changed, removed in (
         ("scripts", summary.scripts_added, summary.scripts_changed, summary.scripts_removed),
         (
@@ -168,12 +198,16 @@ def commit_subject(label: str, summary: ChangeSummary) -> str:
 def commit_message(
     label: str, summary: ChangeSummary, *, users: dict[str, str] | None = None
 ) -> str:
-    """Subject plus a body listing every job and script by name (``users``: job → editor)."""
+    """Subject plus a body listing every job and script by name (``users``: job → editor).
+
+    Renamed jobs follow the removed ones, a line each: ``renamed: OLD → NEW``.
+    """
     users = users or {}
     sections = (
         ("Added jobs", "+", summary.jobs_added, True),
         ("Changed jobs", "~", summary.jobs_changed, True),
         ("Removed jobs", "-", summary.jobs_removed, False),
+        ("", "", (), False),  # the renamed jobs
         ("Added scripts", "+", summary.scripts_added, False),
         ("Changed scripts", "~", summary.scripts_changed, False),
         ("Removed scripts", "-", summary.scripts_removed, False),
@@ -183,6 +217,8 @@ def commit_message(
     )
     lines = [commit_subject(label, summary)]
     for title, mark, names, with_user in sections:
+        if not title:
+            lines += _renamed_lines(summary.jobs_renamed, users)
         if not names:
             continue
         lines += ["", f"{title}:"]
@@ -192,3 +228,16 @@ def commit_message(
         if len(names) > MAX_LISTED:
             lines.append(f"  … and {len(names) - MAX_LISTED} more")
     return "\n".join(lines) + "\n"
+
+
+def _renamed_lines(renamed: Sequence[tuple[str, str]], users: Mapping[str, str]) -> list[str]:
+    """The paragraph of renamed jobs, ``renamed: OLD → NEW (by USER)`` a line."""
+    if not renamed:
+        return []
+    lines = [""]
+    for old, new in renamed[:MAX_LISTED]:
+        user = users.get(new)
+        lines.append(renamed_line(old, new) + (f" (by {shown(user)})" if user else ""))
+    if len(renamed) > MAX_LISTED:
+        lines.append(f"{RENAMED}… and {len(renamed) - MAX_LISTED} more")
+    return lines

@@ -423,7 +423,10 @@ def test_an_older_repository_moves_its_paths_in_one_commit_that_says_so(
 
     result = snapshot(config)
 
-    commits = git(repo, "log", "--format=%H %s", f"{old}..HEAD").splitlines()
+    *commits, attributes = git(repo, "log", "--format=%H %s", f"{old}..HEAD").splitlines()
+    assert attributes.endswith(
+        " backupd: .gitattributes: views and bookkeeping marked as generated"
+    )
     assert len(commits) == 1  # the moves; the content was the same
     move, subject = commits[0].split(" ", 1)
     changes = git(repo, "show", "--name-status", "--format=", move).splitlines()
@@ -493,7 +496,7 @@ def test_the_repository_readme_explains_the_names_and_an_older_one_is_brought_up
     subjects = git(tmp_path / "repo", "log", "--format=%s").splitlines()
     assert subjects == [
         "ours",
-        "backupd: README: how DataArts names are stored",
+        "backupd: README brought up to date",
         "old readme",
         "backupd: initialise repository",
     ]

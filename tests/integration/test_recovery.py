@@ -160,5 +160,5 @@ def test_an_interrupted_repository_creation_is_started_over(
 
     assert_ok(run_snapshots(load_config(config_path)))
 
-    assert sorted(p.name for p in repo.iterdir()) == [".git", "README.md", "prod"]
+    assert sorted(p.name for p in repo.iterdir()) == [".git", ".gitattributes", "README.md", "prod"]
     assert_true_and_clean(repo, simulator)

@@ -132,10 +132,14 @@ def test_changes_make_one_commit_per_changed_workspace_naming_them(
     message = git(repo, "log", "-1", "--format=%B")
     changed_jobs = set(modified) | users_of_shared
     changed_jobs -= {deleted, old_name}
+    # The renamed job kept its id: renamed, neither added nor removed; the deleted job and
+    # the new ones are not paired with anything.
     assert message.splitlines()[0] == (
-        f"prod/sales: 3 added, {len(changed_jobs)} changed, 2 removed; scripts: 1 changed"
+        f"prod/sales: 2 added, {len(changed_jobs)} changed, 1 removed, 1 renamed; "
+        "scripts: 1 changed"
     )
-    for name in [*modified, "new_daily_load", "新增作业_1", deleted, old_name, "renamed_job"]:
+    assert f"renamed: {old_name} → renamed_job (by bob)" in message.splitlines()
+    for name in [*modified, "new_daily_load", "新增作业_1", deleted]:
         assert name in message
     assert shared in message
     assert "(by li.wei)" in message
@@ -249,8 +253,9 @@ def test_hostile_export_is_rejected_and_nothing_of_it_is_written(
     assert not Path("/tmp/backupd-evil-absolute").exists()
     assert not list(tmp_path.rglob("evil")) and not list(fast_dir.rglob("evil"))
     after = _files_outside_staging(fast_dir)
-    if before_head is None:  # the run created the repository: its README, nothing else
+    if before_head is None:  # the run created the repository: README, .gitattributes only
         assert after.pop("repo/README.md")
+        assert after.pop("repo/.gitattributes")
     assert after == outside
     if before_head is not None:
         assert git(repo, "rev-parse", "HEAD") == before_head

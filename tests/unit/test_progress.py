@@ -82,6 +82,10 @@ def done(target: WorkspaceTarget, **fields: object) -> SnapshotResult:
             "sim/sales committed 2 removed (abc1234)",
         ),
         (
+            done(SALES, commit="abc1234def", changed_jobs=JobCounts(added=1, renamed=2)),
+            "sim/sales committed 1 added, 2 renamed (abc1234)",
+        ),
+        (
             done(SALES, commit="abc1234def"),
             "sim/sales committed scripts or resources changed (abc1234)",
         ),

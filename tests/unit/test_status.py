@@ -47,6 +47,12 @@ def test_records_keep_the_last_success_and_commit_through_failures() -> None:
     assert (healed.failures, healed.failing_since, healed.last_error) == (0, None, None)
 
 
+def test_a_renamed_job_counts_as_changed_in_the_record() -> None:
+    counts = JobCounts(added=1, changed=2, removed=1, renamed=3)
+    result = SnapshotResult(TARGET, ok=True, jobs=7, changed_jobs=counts, commit="abc123")
+    assert str(recorded(None, result, T0).changes) == "+1 ~5 -1"
+
+
 def test_period_of_intervals_and_crons() -> None:
     assert period(ScheduleSpec(cron=None, interval=90), T0) == timedelta(seconds=90)
     assert period(ScheduleSpec(cron="15 */6 * * *"), T0) == timedelta(hours=6)
