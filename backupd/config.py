@@ -904,9 +904,10 @@ class RemoteConfig:
 @dataclass(frozen=True)
 class DaemonConfig:
     max_parallel: int = option(
-        "Workspaces snapshotted at the same time (by 'backupd run' and 'backupd snapshot'): "
-        "their listings and exports overlap, their commits take turns. A reload cannot change "
-        "it (restart instead).",
+        "Workspaces the daemon ('backupd run') snapshots at the same time, each on its own "
+        "schedule: their listings and exports overlap, their commits take turns. A reload "
+        "cannot change it (restart instead). ('backupd snapshot' starts as many workspaces "
+        "as the rate budgets keep busy.)",
         2,
         check=_between(1, 64),
     )

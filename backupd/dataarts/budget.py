@@ -72,6 +72,10 @@ class Budget:
         self.peak_in_flight = 0
 
     @property
+    def max_in_flight(self) -> int:
+        return self._max_in_flight
+
+    @property
     def duration(self) -> float:
         """The running average of a call's duration (seconds)."""
         with self._changed:
@@ -92,9 +96,10 @@ class Budget:
     def slot(self) -> Iterator[None]:
         """Hold one of the calls in flight (waits for one)."""
         with self._changed:
-            # The limit moves with the rate and the durations: look again now and then.
+            # The limit moves with the durations (which notify) and with the rate, which
+            # climbs back after a 429 without telling: look again now and then.
             while self._in_flight >= self._limit():
-                self._changed.wait(0.05)
+                self._changed.wait(0.25)
             self._in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
         try:
