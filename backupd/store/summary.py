@@ -43,14 +43,6 @@ def is_job_file(path: str) -> bool:
     return len(parts) == 2 and parts[0] == "jobs" and parts[1].endswith(".job")
 
 
-def _script_of(path: str) -> str | None:
-    return stem_of(path) if suffix_of(path) == ".script" else None
-
-
-def _resource_of(path: str) -> str | None:
-    return stem_of(path) if suffix_of(path) == ".resource" else None
-
-
 def _sorted_names(names: Iterable[str | None]) -> list[str]:
     """Each name once, sorted; a sorted list rather than a set, which for the thousands of
     names of a first snapshot holds a table several times their number."""
@@ -71,31 +63,29 @@ def _sorted_unless(names: Iterable[str | None], *others: list[str]) -> list[str]
 
 
 def summarise(changes: ChangeSet) -> ChangeSummary:
-    """Jobs, scripts and resources touched by ``changes`` (paths relative to a workspace)."""
-    jobs_added = _sorted_names(job_of(p) for p in changes.added if is_job_file(p))
-    jobs_removed = _sorted_names(job_of(p) for p in changes.removed if is_job_file(p))
-    jobs_changed = _sorted_unless((job_of(p) for p in changes.paths), jobs_added, jobs_removed)
+    """Jobs, scripts and resources touched by ``changes`` (paths relative to a workspace).
 
-    def standalone(paths: Sequence[str]) -> list[str]:
-        return _sorted_names(_script_of(p) for p in paths if p.startswith("scripts/"))
-
-    def resources(paths: Sequence[str]) -> list[str]:
-        return _sorted_names(_resource_of(p) for p in paths if p.startswith("resources/"))
-
-    scripts_added = standalone(changes.added)
-    scripts_removed = standalone(changes.removed)
+    Each kind of path is gone over once (a first snapshot adds five paths a job, packed:
+    every pass decodes them all again).
+    """
+    added = _Kinds(changes.added)
+    modified = _Kinds(changes.modified)
+    removed = _Kinds(changes.removed)
+    jobs_added = _sorted_names(added.job_files)
+    jobs_removed = _sorted_names(removed.job_files)
+    jobs_changed = _sorted_unless(
+        itertools.chain(added.jobs, modified.jobs, removed.jobs), jobs_added, jobs_removed
+    )
+    scripts_added = _sorted_names(added.standalone_scripts)
+    scripts_removed = _sorted_names(removed.standalone_scripts)
     # A script a job depends on is repeated in each job folder: any modified copy names it.
     # Copies that appear or vanish with their job are that job's change, not the script's.
-    scripts_changed = _sorted_unless(
-        (_script_of(p) for p in changes.modified), scripts_added, scripts_removed
-    )
+    scripts_changed = _sorted_unless(modified.scripts, scripts_added, scripts_removed)
     # Resources the same way: resources/ holds them all; copies exported with a job count
     # as changed when modified.
-    resources_added = resources(changes.added)
-    resources_removed = resources(changes.removed)
-    resources_changed = _sorted_unless(
-        (_resource_of(p) for p in changes.modified), resources_added, resources_removed
-    )
+    resources_added = _sorted_names(added.listed_resources)
+    resources_removed = _sorted_names(removed.listed_resources)
+    resources_changed = _sorted_unless(modified.resources, resources_added, resources_removed)
     return ChangeSummary(
         jobs_added=PackedPaths(jobs_added),
         jobs_changed=PackedPaths(jobs_changed),
@@ -107,6 +97,39 @@ def summarise(changes: ChangeSet) -> ChangeSummary:
         resources_changed=PackedPaths(resources_changed),
         resources_removed=PackedPaths(resources_removed),
     )
+
+
+class _Kinds:
+    """What the paths of one kind of change name, in one pass over them: each name as often
+    as a path names it (paths come sorted, so repeats are mostly neighbours)."""
+
+    def __init__(self, paths: Iterable[str]) -> None:
+        self.job_files: list[str] = []  # jobs whose .job file it is
+        self.jobs: list[str] = []  # the job of every path under jobs/
+        self.standalone_scripts: list[str] = []  # scripts/<name>.script
+        self.scripts: list[str] = []  # any <name>.script
+        self.listed_resources: list[str] = []  # resources/<name>.resource
+        self.resources: list[str] = []  # any <name>.resource
+        last_job = None
+        for path in paths:
+            if path.startswith("jobs/"):
+                job = job_of(path)
+                if job is not None and job != last_job:
+                    self.jobs.append(job)
+                    last_job = job
+                if is_job_file(path) and job is not None:
+                    self.job_files.append(job)
+            suffix = suffix_of(path)
+            if suffix == ".script":
+                name = stem_of(path)
+                self.scripts.append(name)
+                if path.startswith("scripts/"):
+                    self.standalone_scripts.append(name)
+            elif suffix == ".resource":
+                name = stem_of(path)
+                self.resources.append(name)
+                if path.startswith("resources/"):
+                    self.listed_resources.append(name)
 
 
 def commit_subject(label: str, summary: ChangeSummary) -> str:
