@@ -21,7 +21,7 @@ from backupd.store.names import stem_of, with_suffix
 from backupd.store.normalise import (
     VIEW_SUFFIXES,
     canonical_json,
-    normalise_file,
+    normalise_parsed,
     parse_json,
     script_view,
 )
@@ -42,7 +42,7 @@ def ingest_archive(
     The archive must hold exactly the requested jobs, and write only into their folders.
     Its entries are read (and CRC-checked) before any of them is staged.
     """
-    files = {path: normalise_file(path, data) for path, data in read_archive(zip_path, limits)}
+    files = {path: normalise_parsed(path, data) for path, data in read_archive(zip_path, limits)}
     exported: set[str] = set()
     owners: set[str] = set()  # job folders the archive writes into
     for relative in files:
@@ -61,9 +61,9 @@ def ingest_archive(
             problems.append(f"holds jobs not asked for: {', '.join(unexpected[:5])}")
         raise ArchiveError(f"{archive_name}: export {'; '.join(problems)}")
     try:
-        for relative, content in files.items():
+        for relative, (content, parsed) in files.items():
             if relative.endswith(".script"):
-                stage_script_file(tree, relative, content)
+                stage_script_file(tree, relative, content, parsed)
             else:
                 tree.put(relative, content)
     except OSError as error:
@@ -75,11 +75,14 @@ def ingest_archive(
         ) from error
 
 
-def stage_script_file(tree: StagedTree, path: str, content: bytes) -> None:
-    """Stage a .script and, beside it, the readable view of its body (derived, never restored)."""
+def stage_script_file(tree: StagedTree, path: str, content: bytes, parsed: Any = None) -> None:
+    """Stage a .script and, beside it, the readable view of its body (derived, never restored).
+
+    ``parsed``: the JSON ``content`` was written from, when the caller has it.
+    """
     tree.put(path, content)
     try:
-        view = script_view(parse_json(content))
+        view = script_view(parse_json(content) if parsed is None else parsed)
     except ValueError:
         return
     if view is None:
@@ -108,7 +111,7 @@ class ScriptStager:
         content = canonical_json(script)
         if self._tree.stored_blob(path) != blob_id(content):
             self._changed.add(name)
-        stage_script_file(self._tree, path, content)
+        stage_script_file(self._tree, path, content, script)
         self._staged.add(name)
         return name
 

@@ -155,12 +155,18 @@ def is_json_file(path: str) -> bool:
 
 def normalise_file(path: str, content: bytes) -> bytes:
     """The bytes to store for an exported file; non-JSON or unparsable files are kept as is."""
+    return normalise_parsed(path, content)[0]
+
+
+def normalise_parsed(path: str, content: bytes) -> tuple[bytes, Any]:
+    """``normalise_file``, and the parsed JSON it wrote (None: not JSON, or not parsable)."""
     if not is_json_file(path):
-        return content
+        return content, None
     try:
-        return canonical_json(parse_json(content))
+        data = parse_json(content)
+        return canonical_json(data), data
     except ValueError:
-        return content
+        return content, None
 
 
 def view_extension(script_type: str) -> str:
