@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import io
+import re
 import shutil
 import stat
 import struct
@@ -213,11 +214,14 @@ def _decode_name(raw_name: str, flag_bits: int) -> str:
     return raw_name
 
 
+_CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
 def _path_problem(name: str, path: str) -> str | None:
     """Why ``name`` (``path`` is it without a directory's trailing slash) is unsafe, or None."""
     if not path:
         return "absolute path" if name.startswith("/") else "empty name"
-    if any(ord(char) < 0x20 or 0x7F <= ord(char) < 0xA0 for char in name):
+    if _CONTROL_CHARACTER.search(name):
         return "control character in name"
     if "\\" in name:
         return "backslash in name"
