@@ -159,10 +159,14 @@ class GitRepo:
             for lock in self._git_lock_files():
                 lock.unlink(missing_ok=True)
                 log(logger, "repo.stale_lock_removed", level=logging.WARNING, path=str(lock))
-        if self.has_commits():
+        if (
+            self.has_commits()
+            and self._run(["diff-index", "--cached", "--quiet", "HEAD"]).returncode
+        ):
             # A killed run may have staged part of a workspace; a later commit of another
             # workspace must not carry it. Index := HEAD; the working tree is reset per
-            # workspace folder before each apply.
+            # workspace folder before each apply. (Asked first: a reset also looks at every
+            # file of the working tree, 0.15 s at 50,000.)
             self._git("reset", "-q")
 
     def _git_lock_files(self) -> list[Path]:
