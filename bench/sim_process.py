@@ -10,6 +10,7 @@ stdout:
     {"op": "options", "options": {...Simulator.configure keywords...}}  -> {}
     {"op": "clear"}                                                    -> {}
     {"op": "count"}  -> {"apis": {api: {"ok": n, "throttled": n, "other": n}}, "in_flight": {...}}
+    {"op": "served"} -> [[api, status, received], ...]: every call as the service stamped it
     {"op": "mutate", "fraction": 0.01}                                  -> changed per workspace
     {"op": "stop"}
 """
@@ -101,6 +102,8 @@ def main() -> None:
             simulator.clear_calls()
         elif op == "count":
             answer = count(simulator)
+        elif op == "served":
+            answer = [[r.api, r.status, r.received] for r in simulator.served]
         elif op == "mutate":
             answer = mutate(simulator, workspaces, command["fraction"])
         elif op == "stop":

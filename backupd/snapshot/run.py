@@ -206,9 +206,10 @@ class _Admission:
         return self._clock()
 
     def listers(self) -> int:
-        """Workspaces listing at once: as many as the job list's budget has calls in
-        flight (each listing waits on one page at a time for a while), at least two."""
-        return max(2, self._client.budget(JOBS_LIST).in_flight_limit)
+        """Workspaces listing at once: one more than the job list's budget has calls in
+        flight (a listing waits on one page at a time now and then: its first page, its
+        second job type), at least three."""
+        return max(3, self._client.budget(JOBS_LIST).in_flight_limit + 1)
 
     def _lead(self) -> float:
         """Seconds of export work to have listed ahead: twice a listing, and a second."""
