@@ -44,15 +44,11 @@ def canonical_json(data: Any) -> bytes:
     out: list[str] = []
     try:
         _emit(data, out.append, "\n")
-    except _Unusual:  # keys that are not strings: json's own rules for those
+    except TypeError:  # keys that are not strings: json's own rules (or its own error)
         text = json.dumps(_canonical_numbers(data), sort_keys=True, indent=2, ensure_ascii=False)
         return (text + "\n").encode("utf-8")
     out.append("\n")
     return "".join(out).encode("utf-8")
-
-
-class _Unusual(Exception):
-    """A value the fast encoder leaves to json.dumps."""
 
 
 _int_repr = int.__repr__
@@ -94,14 +90,12 @@ def _emit(value: Any, put: Callable[[str], None], newline: str) -> None:
         if not value:
             put("{}")
             return
-        if not all(type(key) is str for key in value):
-            raise _Unusual
         inner = newline + "  "
-        separator = "{" + inner
+        separator, following = "{" + inner, "," + inner
         for key in sorted(value):
             item = value[key]
             put(separator)
-            separator = "," + inner
+            separator = following
             put(_string(key))
             put(": ")
             if type(item) is str:
@@ -116,10 +110,10 @@ def _emit(value: Any, put: Callable[[str], None], newline: str) -> None:
             put("[]")
             return
         inner = newline + "  "
-        separator = "[" + inner
+        separator, following = "[" + inner, "," + inner
         for item in value:
             put(separator)
-            separator = "," + inner
+            separator = following
             if type(item) is str:
                 put(_string(item))
             elif type(item) is int:
