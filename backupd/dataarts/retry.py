@@ -122,6 +122,20 @@ class RateLimiter:
             self._burst = max(2, self._limit // 10) if self._paced else self._limit
             self._burst_window = self._window * self._burst / max(1, self._limit)
 
+    @property
+    def limit(self) -> int:
+        """Calls allowed in one window (the whole calls a second of ``rate``)."""
+        return self._limit
+
+    @property
+    def margin(self) -> float:
+        return self._margin
+
+    @margin.setter
+    def margin(self, margin: float) -> None:
+        self._margin = margin
+        self.rate = self._rate  # the window again
+
     def acquire(self) -> None:
         while (wait := self.try_acquire()) > 0:
             self._sleep(wait)
@@ -158,17 +172,24 @@ class AdaptiveRate:
     (AIMD: additive increase, multiplicative decrease), so a budget shared with other tools
     on the same AK is polite without being starved.
 
-    A 429 for a call started after the last decrease multiplies the rate by ``decrease``
-    (never below ``floor``); 429s of calls that were already under way count as the same
-    one. Then the rate climbs back to ``ceiling`` by ``increase`` calls/s every second. A
-    second refusal within ``memory`` seconds shows a limit under ours (the first may have
-    been a glitch: a request that reached the gateway late): from then on the rate climbs
-    quickly only to one call/s under the rate refused, then by one call/s every ``probe``
-    seconds (the service counts whole calls a second), so it stays just under that limit
-    instead of running into it again and again. Refusals older than ``memory`` seconds are
-    forgotten. A Retry-After longer than one counting window holds every call of the budget
-    until it has passed (``hold``); a shorter one is honoured by the refused call alone.
+    A 429 tells how many calls the service counted too many: those this limiter started in
+    the second before the refused one (its own included). Refused below our own limit, the
+    service's limit is lower (or another tool takes part of it): the rate is multiplied by
+    ``decrease`` and then climbs quickly (``increase`` calls/s every second) only to one
+    call/s under the count refused, and above it by one call/s every ``probe`` seconds (the
+    service counts whole calls a second), so it stays just under that limit instead of
+    running into it again and again. Refused at our own limit, the service counted more in
+    its second than we started in ours: calls reach it later or sooner than they left, so
+    the window's ``margin`` grows (up to ``MAX_MARGIN``) and the rate steps down one call/s;
+    a second such refusal within ``recheck`` seconds counts as a limit under ours. 429s of
+    calls already under way when the rate went down count as the same one. ``memory``
+    seconds without a 429 forget what they taught. A Retry-After longer than one counting
+    window holds every call of the budget until it has passed (``hold``); a shorter one is
+    honoured by the refused call alone (its retry).
     """
+
+    MAX_MARGIN = 0.25
+    MARGIN_STEP = 0.03
 
     def __init__(
         self,
@@ -177,11 +198,12 @@ class AdaptiveRate:
         decrease: float = 0.5,
         increase: float | None = None,
         probe: float = 10.0,
+        recheck: float = 10.0,
         memory: float = 60.0,
         floor: float | None = None,
         hold: bool = True,
         paced: bool = True,
-        margin: float = 0.02,
+        margin: float = 0.03,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -189,9 +211,11 @@ class AdaptiveRate:
         self._decrease = decrease
         self._increase = max(ceiling / 2, 0.1) if increase is None else increase
         self._probe = probe
+        self._recheck = recheck
         self._memory = memory
         self._floor = min(ceiling, 0.2) if floor is None else floor
         self._hold = hold
+        self._margin = margin
         self._clock = clock
         self._sleep = sleep
         self._limiter = RateLimiter(ceiling, margin=margin, paced=paced, clock=clock, sleep=sleep)
@@ -199,6 +223,7 @@ class AdaptiveRate:
         self._rate = ceiling
         self._since = clock()  # when the rate was last set
         self._decreased_at = -math.inf
+        self._at_limit_at = -math.inf  # the last refusal at our own limit
         self._knee: float | None = None  # above it the climb is careful: refused near it
         self._hold_until = -math.inf
         self.throttles = 0  # 429s seen
@@ -210,11 +235,20 @@ class AdaptiveRate:
         with self._lock:
             return self._current(self._clock())
 
+    @property
+    def margin(self) -> float:
+        """Seconds the counting window is longer than one second now."""
+        with self._lock:
+            self._current(self._clock())
+            return self._limiter.margin
+
     def _current(self, now: float) -> float:
         """The rate climbed from where it was set at ``_since`` to ``now``, remembered (lock
         held)."""
         if now - self._decreased_at > self._memory:
             self._knee = None  # long ago: climb all the way, and quickly
+            if self._limiter.margin != self._margin:
+                self._limiter.margin = self._margin
         if self._rate >= self.ceiling or now <= self._since:
             return self._rate
         elapsed = now - self._since
@@ -255,15 +289,21 @@ class AdaptiveRate:
                 self._hold_until = max(self._hold_until, now + retry_after)
             if started <= self._decreased_at:
                 return False  # under way before the last decrease: the same episode
-            again = now - self._decreased_at <= self._memory
-            # What the service saw: the calls of the second before the refused one (its
-            # own included) were too many; the rate set may be higher than what was sent.
-            sent = self._limiter.started_in_window(started) or 1
-            refused = min(self._current(now), float(sent))
-            if again:
-                self._knee = max(self._floor, refused - 1.0)
-            self._rate = max(self._floor, refused * self._decrease)
+            self._current(now)
+            # What the service saw: the calls of the second before the refused one, its own
+            # included (the rate set may be higher than what was sent).
+            sent = max(1, self._limiter.started_in_window(started))
+            at_limit = sent >= self._limiter.limit - 1
+            if at_limit and now - self._at_limit_at > self._recheck:
+                self._at_limit_at = now
+                margin = self._limiter.margin
+                self._limiter.margin = min(self.MAX_MARGIN, margin + self.MARGIN_STEP)
+                rate = max(self._floor, min(self._rate, sent - 1.0))
+            else:
+                self._knee = max(self._floor, sent - 1.0)
+                rate = max(self._floor, sent * self._decrease)
+            self._rate = rate
             self._since = self._decreased_at = now
-            self._limiter.rate = self._rate
+            self._limiter.rate = rate
             self.decreases += 1
             return True

@@ -187,32 +187,56 @@ def start_calls(rate: AdaptiveRate, clock: Clock, count: int) -> list[float]:
     return starts
 
 
-def test_a_429_halves_the_rate_then_it_climbs_back_to_the_ceiling() -> None:
+def test_a_429_below_our_own_limit_halves_the_rate_then_it_climbs_back() -> None:
     clock = Clock()
     rate = AdaptiveRate(10.0, clock=clock, sleep=clock.sleep)
-    started = start_calls(rate, clock, 10)
+    started = start_calls(rate, clock, 6)
+    clock.sleep(0.05)  # the answer comes a round trip later
+    # Six calls in the second were too many: the service allows fewer than we do.
     assert rate.throttled(started[-1], retry_after=None)
-    assert rate.rate == pytest.approx(5.0)  # the ten calls of that second were too many
+    assert rate.rate == pytest.approx(3.0)  # half of what the service saw, not of ours
     clock.sleep(0.5)
-    assert 5.0 < rate.rate < 10.0  # additive increase ...
-    clock.sleep(10.0)
-    assert rate.rate == 10.0  # ... back to the configured ceiling, never above it
+    assert 4.0 < rate.rate < 5.1  # quickly back to one call/s under the count refused ...
+    clock.sleep(5.0)
+    assert 5.0 < rate.rate < 6.0  # ... then carefully (one call/s every 10 s) ...
+    clock.sleep(60.0)
+    assert rate.rate == 10.0  # ... and a minute without a 429: up to the configured ceiling
     clock.sleep(100.0)
-    assert rate.rate == 10.0
+    assert rate.rate == 10.0  # never above it
 
 
 def test_429s_of_calls_already_under_way_count_as_one() -> None:
     clock = Clock()
     rate = AdaptiveRate(10.0, clock=clock, sleep=clock.sleep)
-    started = start_calls(rate, clock, 10)
-    clock.sleep(0.05)  # the answer comes a round trip later
+    started = start_calls(rate, clock, 6)
+    clock.sleep(0.05)
     assert rate.throttled(started[-1], retry_after=None)
     clock.sleep(0.01)
     # Answers for calls sent before the decrease: the same episode, no second halving.
     assert not rate.throttled(started[-2], retry_after=None)
     assert not rate.throttled(started[0], retry_after=None)
-    assert rate.rate == pytest.approx(5.0, abs=0.1)
+    assert rate.rate == pytest.approx(3.0, abs=0.1)
     assert (rate.throttles, rate.decreases) == (3, 1)
+
+
+def test_a_429_at_our_own_limit_widens_the_window_then_a_second_one_halves() -> None:
+    # The service counted more calls in its second than we started in ours: they reached it
+    # later or sooner than they left (a busy network, a busy gateway). Once is a warning.
+    clock = Clock()
+    rate = AdaptiveRate(10.0, margin=0.03, clock=clock, sleep=clock.sleep)
+    started = start_calls(rate, clock, 10)
+    clock.sleep(0.05)
+    assert rate.throttled(started[-1], retry_after=None)
+    assert rate.rate == pytest.approx(9.0)
+    assert rate.margin == pytest.approx(0.06)
+    clock.sleep(1.0)
+    assert rate.rate == 10.0  # back at once
+    started = start_calls(rate, clock, 20)
+    clock.sleep(0.05)
+    assert rate.throttled(started[-1], retry_after=None)  # again, within ten seconds
+    assert rate.rate == pytest.approx(5.0)  # a limit after all: halved, then careful
+    clock.sleep(5.0)
+    assert rate.rate < 10.0
 
 
 def test_a_retry_after_longer_than_a_second_holds_every_call_of_the_budget() -> None:
@@ -232,16 +256,15 @@ def test_a_retry_after_longer_than_a_second_holds_every_call_of_the_budget() -> 
     assert rate.try_acquire() < 1.0
 
 
-def test_after_a_second_refusal_the_rate_stays_under_the_refused_one() -> None:
+def test_the_rate_stays_under_a_lower_limit_of_the_service() -> None:
     clock = Clock()
     rate = AdaptiveRate(10.0, clock=clock, sleep=clock.sleep)
     starts = start_calls(rate, clock, 6)
     rate.throttled(starts[-1], None)  # 6 calls in a second were too many (a limit of 5)
-    clock.sleep(2.0)
-    starts = start_calls(rate, clock, 6)
-    rate.throttled(starts[-1], None)  # again: the service's limit is real
     clock.sleep(3.0)
-    assert rate.rate == pytest.approx(5.0 + 2.0 / 10.0, abs=0.3)  # fast to 5, then careful
+    assert rate.rate == pytest.approx(5.0 + 2.6 / 10.0, abs=0.1)  # fast to 5, then careful
+    starts = start_calls(rate, clock, 30)
+    assert busiest_second(starts) == 5
     clock.sleep(61.0)  # a minute without refusals: the limit may be gone; climb again
     clock.sleep(10.0)
     assert rate.rate == 10.0
