@@ -212,8 +212,9 @@ class _Admission:
         return max(3, self._client.budget(JOBS_LIST).in_flight_limit + 1)
 
     def _lead(self) -> float:
-        """Seconds of export work to have listed ahead: twice a listing, and a second."""
-        return 2 * self._listing_time + 1.0
+        """Seconds of export work to have listed ahead: twice a listing, a second, and the
+        time an export takes (the batches in flight count as not exported yet)."""
+        return 2 * self._listing_time + 1.0 + self._client.budget(EXPORT).duration
 
     def _may_start(self, index: int, stop: threading.Event) -> bool:
         if stop.is_set():

@@ -25,6 +25,7 @@ class FakeRate:
 class FakeBudget:
     in_flight_limit: int
     rate: FakeRate = field(default_factory=lambda: FakeRate(10.0))
+    duration: float = 0.5  # of one call
 
 
 class FakeClient:
@@ -92,14 +93,16 @@ def test_a_workspace_starts_when_the_listed_batches_run_low() -> None:
     clock = Clock()
     gate = admission(FakeClient(listers=3, export_rate=10.0), clock)
     first = gate.enter(0, threading.Event())
-    clock.now = 2.0  # a listing takes two seconds: the next is wanted 5 s (2 x 2 + 1) ahead
+    # A listing takes two seconds, an export half a second: the next workspace is wanted
+    # 5.5 s (2 x 2 + 1 + 0.5) ahead.
+    clock.now = 2.0
     first.listed(TARGET, jobs=8000, batches=80)
     second, _ = enter_in_background(gate, 1)
     assert not second.wait(0.3)  # 80 batches at 10/s: 8 s of exports listed already
-    for number in range(1, 31):
+    for number in range(1, 26):
         first.exported(TARGET, number, 80, 100, 0)
-    assert not second.wait(0.3)  # 50 batches: 5 s, still enough ...
-    first.exported(TARGET, 31, 80, 100, 0)
+    assert not second.wait(0.3)  # 55 batches: 5.5 s, still enough ...
+    first.exported(TARGET, 26, 80, 100, 0)
     assert second.wait(5)  # ... and one fewer is not
 
 
