@@ -11,6 +11,7 @@ than the rate can start.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import threading
 import time
@@ -67,6 +68,8 @@ class Budget:
         self._max_in_flight = max(1, max_in_flight)
         self._duration = FIRST_GUESS
         self._in_flight = 0
+        self._since: dict[int, float] = {}  # slot → when it was taken
+        self._tokens = itertools.count()
         self._changed = threading.Condition()
         self.calls = 0  # started
         self.peak_in_flight = 0
@@ -89,7 +92,12 @@ class Budget:
             return self._limit()
 
     def _limit(self) -> int:
-        wanted = math.ceil(self.rate.rate * self._duration) + 1
+        # A call under way for longer than the average says the calls got slower before
+        # any of them ended: the first 2 s exports must not wait 2 s to be known.
+        duration = self._duration
+        if self._since:
+            duration = max(duration, self.clock() - min(self._since.values()))
+        wanted = math.ceil(self.rate.rate * duration) + 1
         return min(self._max_in_flight, max(1, wanted))
 
     @contextlib.contextmanager
@@ -102,11 +110,14 @@ class Budget:
                 self._changed.wait(0.25)
             self._in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
+            token = next(self._tokens)
+            self._since[token] = self.clock()
         try:
             yield
         finally:
             with self._changed:
                 self._in_flight -= 1
+                del self._since[token]
                 self._changed.notify()
 
     def try_start(self) -> float:

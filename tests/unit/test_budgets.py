@@ -164,6 +164,16 @@ def test_calls_in_flight_are_the_rate_times_a_calls_duration(
     assert budget.in_flight_limit == expected
 
 
+def test_calls_slower_than_the_average_raise_the_limit_before_one_ends() -> None:
+    clock = Clock()
+    budget = Budget("export", 10.0, clock=clock, sleep=clock.sleep)
+    assert budget.in_flight_limit == 6  # 10/s x a first guess of 0.5 s, + 1
+    with budget.slot():
+        clock.sleep(2.0)  # no export has ended yet, but one has been under way for 2 s
+        assert budget.in_flight_limit == 21
+    assert budget.in_flight_limit == 6  # (the average moves when calls end)
+
+
 def test_the_limit_holds_callers_back_until_a_call_ends() -> None:
     clock = Clock()
     budget = Budget("export", 1.0, max_in_flight=1, clock=clock, sleep=clock.sleep)
