@@ -32,7 +32,6 @@ from backupd.errors import UserError
 from backupd.logs import log
 from backupd.model import SnapshotResult
 from backupd.service.plan import ScheduleSpec
-from backupd.service.scheduler import fire_times
 
 logger = logging.getLogger(__name__)
 
@@ -147,6 +146,8 @@ def _fires_after(spec: ScheduleSpec, after: datetime) -> list[datetime]:
         times.append(moment)
     if len(cached) < _HOUR_LIMIT and len(times) >= 2:
         return times  # every fire up to ``until`` was in the hour's list
+    from backupd.service.scheduler import fire_times  # (APScheduler: imported when needed)
+
     return fire_times(spec, after, until=until, limit=CRON_MAX_FIRES)  # a rare schedule
 
 
@@ -155,6 +156,10 @@ _HOUR_LIMIT = CRON_MAX_FIRES + 120  # the fires of one hour more than any window
 
 @functools.lru_cache(maxsize=64)
 def _hour_fires(spec: ScheduleSpec, hour: datetime) -> tuple[datetime, ...]:
+    # Imported here: APScheduler takes 50 ms to import, which every `backupd snapshot` paid
+    # before its first call; it is needed only once a workspace has finished.
+    from backupd.service.scheduler import fire_times
+
     last = hour + timedelta(hours=1) + CRON_WINDOW
     return tuple(fire_times(spec, hour, until=last, limit=_HOUR_LIMIT))
 

@@ -209,7 +209,7 @@ class _Admission:
         """Workspaces listing at once: one more than the job list's budget has calls in
         flight (a listing waits on one page at a time now and then: its first page, its
         second job type), at least three."""
-        return max(3, self._client.budget(JOBS_LIST).in_flight_limit + 1)
+        return max(3, 2 * self._client.budget(JOBS_LIST).in_flight_limit)
 
     def _lead(self) -> float:
         """Seconds of export work to have listed ahead: twice a listing, a second, and the

@@ -65,18 +65,17 @@ def enter_in_background(gate: _Admission, index: int) -> tuple[threading.Event, 
 
 def test_the_first_workspace_lists_alone_then_others_list_side_by_side() -> None:
     clock = Clock()
-    gate = admission(FakeClient(listers=2), clock)
+    gate = admission(FakeClient(listers=2), clock)  # two calls in flight: four listing
     first = gate.enter(0, threading.Event())
     second, _ = enter_in_background(gate, 1)
     assert not second.wait(0.3)  # the first lists alone (it proves the credentials)
     clock.now = 0.5
     first.listed(TARGET, jobs=0, batches=0)  # nothing to export (a no-change snapshot)
     assert second.wait(5)
-    third, _ = enter_in_background(gate, 2)
-    fourth, _ = enter_in_background(gate, 3)
-    assert third.wait(5) and fourth.wait(5)  # three listing at once: the budget's limit + 1
-    fifth, _ = enter_in_background(gate, 4)
-    assert not fifth.wait(0.3)
+    others = [enter_in_background(gate, index)[0] for index in (2, 3, 4)]
+    assert all(entered.wait(5) for entered in others)  # four listing at once
+    sixth, _ = enter_in_background(gate, 5)
+    assert not sixth.wait(0.3)
 
 
 def test_workspaces_are_admitted_in_order() -> None:
