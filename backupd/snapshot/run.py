@@ -206,9 +206,9 @@ class _Admission:
         return self._clock()
 
     def listers(self) -> int:
-        """Workspaces listing at once: one more than the job list's budget has calls in
-        flight (a listing waits on one page at a time now and then: its first page, its
-        second job type), at least three."""
+        """Workspaces listing at once: twice the job list's budget's calls in flight (a
+        listing has one page under way at a time now and then: its first page, its second
+        job type), at least three."""
         return max(3, 2 * self._client.budget(JOBS_LIST).in_flight_limit)
 
     def _lead(self) -> float:
