@@ -157,6 +157,10 @@ def snapshot_source(
                     staged_slots.release()
                     release_free_memory()
             outcomes[index] = outcome
+            if outcome is not None:
+                # Reported now, while the others still wait on the network: the status file
+                # is written (and synced) once a workspace, not all of them at the end.
+                observer.finished(outcome)
     skipped = [t for i, t in enumerate(chosen) if outcomes[i] is None]
     if skipped:
         log(
@@ -167,14 +171,13 @@ def snapshot_source(
             workspaces=",".join(t.label for t in skipped),
             reason=_rejection_reason(rejection[0]),
         )
-    results = [
-        outcome
-        if (outcome := outcomes[i]) is not None
-        else dataclasses.replace(rejection[0], target=target, duration=0.0)
-        for i, target in enumerate(chosen)
-    ]
-    for result in results:
-        observer.finished(result)
+    results = []
+    for i, target in enumerate(chosen):
+        outcome = outcomes[i]
+        if outcome is None:
+            outcome = dataclasses.replace(rejection[0], target=target, duration=0.0)
+            observer.finished(outcome)
+        results.append(outcome)
     return results
 
 
