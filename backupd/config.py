@@ -83,6 +83,10 @@ def _between(low: float, high: float) -> Check:
     return check
 
 
+def _rate(value: float) -> str | None:
+    return _between(0.1, 1000)(value)
+
+
 def _positive(value: float) -> str | None:
     return None if value > 0 else f"must be greater than 0, got {value!r}"
 
@@ -527,6 +531,54 @@ class RestoreConfig:
 
 
 @dataclass(frozen=True)
+class RatesConfig:
+    """Calls per second of each DataArts API: the service limits each API per user on its
+    own (the documented limits are the defaults). backupd slows an API down when the
+    service answers 429 (throttled) and speeds it up again to this rate."""
+
+    jobs_list: float = option("Job list calls (documented: 30/s per user).", 30.0, check=_rate)
+    scripts_list: float = option(
+        "Script list calls (documented: 30/s per user).", 30.0, check=_rate
+    )
+    resources_list: float = option(
+        "Resource list calls (documented: 10/s per user).", 10.0, check=_rate
+    )
+    export: float = option(
+        "Batch-export calls (documented: 10/s per user): what a first snapshot waits on.",
+        10.0,
+        check=_rate,
+    )
+    job_detail: float = option(
+        "Job detail calls, which prove a job deleted (documented: 10/s per user).",
+        10.0,
+        check=_rate,
+    )
+    restore: float = option(
+        "Restore calls: check-file, import and the import task query (documented: 10/s per "
+        "user each).",
+        10.0,
+        check=_rate,
+    )
+    management: float = option(
+        "Instance and workspace list calls of 'workspaces: all' (documented: 10/s per user).",
+        10.0,
+        check=_rate,
+    )
+
+    def as_budgets(self) -> dict[str, float]:
+        """Budget name -> calls per second (the names of backupd.dataarts.budget)."""
+        return {
+            "jobs_list": self.jobs_list,
+            "scripts_list": self.scripts_list,
+            "resources_list": self.resources_list,
+            "export": self.export,
+            "job_detail": self.job_detail,
+            "restore": self.restore,
+            "management": self.management,
+        }
+
+
+@dataclass(frozen=True)
 class SourceConfig:
     name: str = option(
         "Short name of this account/region; the top folder in the repository.",
@@ -622,18 +674,29 @@ class SourceConfig:
         check=_between(1, 1000),
     )
     timeout: float = option("Seconds to wait for any single API response.", 60.0, check=_positive)
-    requests_per_second: float = option(
-        "Client-side limit for listing calls (DataArts allows 30/s per user).",
-        10.0,
-        check=_between(0.1, 1000),
+    rates: RatesConfig = option(
+        "Calls per second of each DataArts API, each a budget of its own as the service "
+        "counts them. Halve them when two hosts or tools use the same AK (the limits are "
+        "per user).",
+        RatesConfig(),
     )
-    exports_per_second: float = option(
-        "Client-side limit for batch-export calls (DataArts allows 10/s per user).",
-        4.0,
-        check=_between(0.1, 1000),
+    requests_per_second: float | None = option(
+        "Deprecated (use rates, not both): the rate of each listing API (jobs_list, "
+        "scripts_list, resources_list, management).",
+        None,
+        check=_rate,
+    )
+    exports_per_second: float | None = option(
+        "Deprecated (use rates, not both): the rate of each export-class API (export, "
+        "job_detail, restore).",
+        None,
+        check=_rate,
     )
     max_concurrent_requests: int = option(
-        "Most API calls of this source in flight at the same time.", 2, check=_between(1, 64)
+        "Most calls of one API in flight at the same time. How many are is measured: the "
+        "API's rate times how long its calls take (10 exports/s of 0.5 s each: 6).",
+        32,
+        check=_between(1, 64),
     )
     retry: RetryConfig = option("Retries of failed API calls.", RetryConfig())
     restore: RestoreConfig = option(
@@ -645,6 +708,13 @@ class SourceConfig:
         None,
         example={"interval": 3600},
     )
+
+    def _validate(self, key: str) -> None:
+        old = [k for k in ("requests_per_second", "exports_per_second") if getattr(self, k)]
+        if old and self.rates != RatesConfig():
+            raise ConfigError(
+                f"{key}.{old[0]}", "is a deprecated form of 'rates': set one or the other"
+            )
 
     @property
     def dlf_endpoint(self) -> str:
@@ -843,9 +913,10 @@ class RemoteConfig:
 @dataclass(frozen=True)
 class DaemonConfig:
     max_parallel: int = option(
-        "Workspaces snapshotted at the same time (by 'backupd run' and 'backupd snapshot'): "
-        "their listings and exports overlap, their commits take turns. A reload cannot change "
-        "it (restart instead).",
+        "Workspaces the daemon ('backupd run') snapshots at the same time, each on its own "
+        "schedule: their listings and exports overlap, their commits take turns. A reload "
+        "cannot change it (restart instead). ('backupd snapshot' starts as many workspaces "
+        "as the rate budgets keep busy.)",
         2,
         check=_between(1, 64),
     )
@@ -1312,4 +1383,20 @@ def load_config(path: Path, *, environ: Mapping[str, str] | None = None) -> Conf
         problem = f"{path}: cannot be loaded ({type(error).__name__}: {error}); please report this"
         raise ConfigError("", _one_line(problem, 500)) from None
     _warn_inline_secrets(path, loader.inline_secrets)
+    _warn_deprecated(config)
     return config
+
+
+def _warn_deprecated(config: Config) -> None:
+    """Keys that still work but have a better replacement: one warning each."""
+    for index, source in enumerate(config.sources):
+        for name in ("requests_per_second", "exports_per_second"):
+            if getattr(source, name) is not None:
+                log(
+                    logger,
+                    "config.deprecated",
+                    level=logging.WARNING,
+                    key=f"sources[{index}].{name}",
+                    hint="each API has a rate of its own now: set sources[].rates "
+                    "(jobs_list, scripts_list, resources_list, export, …) instead",
+                )

@@ -160,6 +160,7 @@ def make_client(
         page_size=source.page_size,
         timeout=source.timeout,
         verify=verify,
+        rates=source.rates.as_budgets(),
         requests_per_second=source.requests_per_second,
         exports_per_second=source.exports_per_second,
         management_endpoint=source.management_api_endpoint if source.discovers else None,

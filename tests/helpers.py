@@ -54,6 +54,21 @@ def auth_config(tmp_path: Path, simulator: Simulator, kind: AuthKind = "aksk") -
     return {"type": "token", "token_file": str(token_file)}
 
 
+# Every API's budget far above what a local simulator needs.
+FAST_RATES = dict.fromkeys(
+    (
+        "jobs_list",
+        "scripts_list",
+        "resources_list",
+        "export",
+        "job_detail",
+        "restore",
+        "management",
+    ),
+    1000,
+)
+
+
 def make_config(
     tmp_path: Path,
     simulator: Simulator,
@@ -81,8 +96,7 @@ def make_config(
                 "auth": auth_mapping,
                 "workspaces": [{"id": wid, "name": name} for name, wid in workspaces.items()],
                 # The simulator is local: no need to be polite, and tests stay fast.
-                "requests_per_second": 1000,
-                "exports_per_second": 1000,
+                "rates": FAST_RATES,
                 **(extra_source or {}),
             }
         ],

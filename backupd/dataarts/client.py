@@ -21,21 +21,30 @@ import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar, overload
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 
 from backupd.dataarts.auth import connection_error, encode_query, is_clock_skew_message
+from backupd.dataarts.budget import (
+    DOCUMENTED_RATES,
+    EXPORT,
+    JOBS_LIST,
+    RESTORE,
+    Budget,
+    budget_of,
+    budget_rates,
+)
 from backupd.dataarts.limits import (
     MAX_EXPORT_NAMES,
     MAX_RESOURCE_LIMIT,
     MAX_SCRIPT_LIMIT,
     MAX_WORKSPACE_LIMIT,
 )
-from backupd.dataarts.retry import RateLimiter, RetryPolicy, call_with_retries
+from backupd.dataarts.retry import RetryPolicy, call_with_retries
 from backupd.errors import (
     ApiError,
     AuthError,
@@ -205,10 +214,19 @@ class ClientSettings:
     timeout: float = 60.0
     verify: bool | ssl.SSLContext = True  # a context carries an extra CA bundle
     retry: RetryPolicy = RetryPolicy()
-    requests_per_second: float = 10.0  # listing: documented 30/s per user
-    exports_per_second: float = 4.0  # export: documented 10/s per user; stay well under
-    max_concurrent: int = 2  # calls in flight at once, whatever the number of threads
+    # Calls per second of each API's budget (budget.py names them); the rest documented.
+    rates: Mapping[str, float] = field(default_factory=lambda: DOCUMENTED_RATES)
+    # Deprecated: the rate of every listing budget / every export-class budget.
+    requests_per_second: float | None = None
+    exports_per_second: float | None = None
+    # Most calls of one budget in flight; how many are follows the calls' measured duration.
+    max_concurrent: int = 32
     user_agent: str = "backupd"
+
+    def budget_rates(self) -> dict[str, float]:
+        return budget_rates(
+            self.rates, list_rate=self.requests_per_second, export_rate=self.exports_per_second
+        )
 
 
 class DataArtsClient:
@@ -222,14 +240,23 @@ class DataArtsClient:
         transport: httpx.BaseTransport | None = None,
         observer: ApiObserver | None = None,
         cancel: threading.Event | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         """``cancel``: once set, no further call starts (a stopping process); each call then
-        raises SnapshotCancelled, so a snapshot stops between two calls, never inside one."""
+        raises SnapshotCancelled, so a snapshot stops between two calls, never inside one.
+        ``clock`` and ``sleep`` pace the calls (tests give their own)."""
         self.settings = settings
         self._cancel = cancel
         self._observer = observer or ApiObserver()
-        self._list_rate = RateLimiter(settings.requests_per_second)
-        self._export_rate = RateLimiter(settings.exports_per_second)
+        self._sleep = sleep
+        # One budget per API, as the service counts them (dlf-api.md §7.1).
+        self._budgets = {
+            name: Budget(
+                name, rate, max_in_flight=settings.max_concurrent, clock=clock, sleep=sleep
+            )
+            for name, rate in settings.budget_rates().items()
+        }
         self._http = httpx.Client(
             base_url=settings.endpoint,
             auth=auth,
@@ -243,8 +270,9 @@ class DataArtsClient:
             },
             follow_redirects=False,
             event_hooks={"response": [self._observe]},
+            # Connections kept open for the calls in flight of the busiest budgets.
+            limits=httpx.Limits(max_keepalive_connections=2 * settings.max_concurrent),
         )
-        self._slots = _Slots(settings.max_concurrent)
         self._offset_modes: dict[str, OffsetMode] = {}
         self._lock = threading.Lock()
         self._retries = 0
@@ -258,6 +286,14 @@ class DataArtsClient:
     def credentials_proven(self) -> threading.Event:
         """Set once a call succeeded: the credentials work (parallel work may start)."""
         return self._credentials_proven
+
+    def budget(self, name: str) -> Budget:
+        """The rate budget of one API (``budget.EXPORT``, ``budget.JOBS_LIST``, …)."""
+        return self._budgets[name]
+
+    @property
+    def budgets(self) -> Mapping[str, Budget]:
+        return self._budgets
 
     @property
     def retries(self) -> int:
@@ -369,18 +405,18 @@ class DataArtsClient:
         the export's rate class (10/s per user, §7.1).
         """
         path = f"/v1/{self.settings.project_id}/jobs/{quote(name, safe='')}"
-        return self._exists(path, workspace_id, JOB_MISSING, "show job", self._export_rate)
+        return self._exists(path, workspace_id, JOB_MISSING, "show job")
 
     def script_exists(self, workspace_id: str, name: str) -> bool:
         """Whether the workspace holds the script ``name`` now (400 DLF.6201 when not)."""
         path = f"/v1/{self.settings.project_id}/scripts/{quote(name, safe='')}"
-        return self._exists(path, workspace_id, SCRIPT_MISSING, "show script", self._list_rate)
+        return self._exists(path, workspace_id, SCRIPT_MISSING, "show script")
 
     def resource_exists(self, workspace_id: str, resource_id: str) -> bool:
         """Whether the workspace holds the resource with id ``resource_id`` now (400
         DLF.6241 when not)."""
         path = f"/v1/{self.settings.project_id}/resources/{quote(resource_id, safe='')}"
-        return self._exists(path, workspace_id, RESOURCE_MISSING, "show resource", self._list_rate)
+        return self._exists(path, workspace_id, RESOURCE_MISSING, "show resource")
 
     def probe_resources(self, workspace_id: str) -> int:
         """How many resource definitions the workspace holds, from one listing call with
@@ -461,7 +497,7 @@ class DataArtsClient:
             request.headers["Accept"] = "application/octet-stream"
             return self._stream_to_file(request, destination, max_bytes, "batch export")
 
-        size: int = self._call(attempt, "batch export", self._export_rate)
+        size: int = self._call(attempt, "batch export", EXPORT)
         return size
 
     # --- import (restore, dlf-api.md §5) -----------------------------------------------------
@@ -517,8 +553,7 @@ class DataArtsClient:
             return _json_object(self._send(request, what), what)
 
         if retry:
-            # import and check-file are in the export's rate class (10/s per user)
-            result: dict[str, Any] = self._call(attempt, what, self._export_rate)
+            result: dict[str, Any] = self._call(attempt, what, budget_of("POST", path))
             return result
 
         def once() -> dict[str, Any]:
@@ -532,7 +567,7 @@ class DataArtsClient:
                     operation=what,
                 ) from None
 
-        unsure: dict[str, Any] = self._call(once, what, self._export_rate)  # retries 429 only
+        unsure: dict[str, Any] = self._call(once, what, RESTORE)  # retries 429 only
         return unsure
 
     # --- listing ----------------------------------------------------------------------------
@@ -803,9 +838,7 @@ class DataArtsClient:
             raise ApiError(f"unexpected {rows_key!r} in response", operation=listing.what)
         return _Page([(row[listing.key], listing.condense(row)) for row in rows], total)
 
-    def _exists(
-        self, path: str, workspace_id: str, missing: str, what: str, rate: RateLimiter
-    ) -> bool:
+    def _exists(self, path: str, workspace_id: str, missing: str, what: str) -> bool:
         def attempt() -> bool:
             request = self._build("GET", path, workspace_id)
             try:
@@ -816,7 +849,7 @@ class DataArtsClient:
                 raise
             return True
 
-        exists: bool = self._call(attempt, what, rate)
+        exists: bool = self._call(attempt, what, budget_of("GET", path))
         return exists
 
     # --- HTTP plumbing ------------------------------------------------------------------------
@@ -836,27 +869,43 @@ class DataArtsClient:
         headers = {"workspace": workspace_id} if workspace_id is not None else {}
         return self._http.build_request(method, url, content=body, headers=headers)
 
-    def _call(self, attempt: Any, what: str, rate: RateLimiter | None = None) -> Any:
-        limiter = rate or self._list_rate
-        # Listing calls are short and the next exports wait for them: they get the next slot.
-        listing = limiter is self._list_rate
+    def _call(self, attempt: Any, what: str, budget: str = JOBS_LIST) -> Any:
+        """``attempt()`` within the API's budget (its rate and calls in flight), retried."""
+        chosen = self._budgets[budget]
 
         def limited() -> Any:
-            # A token only with a slot in hand, right before sending: a call waiting for a
-            # slot must not hoard a token and later burst with others. And no slot held while
-            # waiting for a token: exports queued for theirs would starve listing calls of
-            # connections. Backoff sleeps happen outside, holding neither.
+            # A start only with a slot in hand, right before sending: a call waiting for a
+            # slot must not take a start and later burst with others. And no slot held
+            # while waiting for the rate: backoff sleeps happen outside, holding neither.
             while True:
                 if self._cancel is not None and self._cancel.is_set():
                     raise SnapshotCancelled(f"{what}: not started, backupd is stopping")
-                with self._slots.taken(first=listing):
-                    wait = limiter.try_acquire()
+                with chosen.slot():
+                    wait = chosen.try_start()
                     if wait <= 0:
-                        return attempt()
-                time.sleep(wait)
+                        started = chosen.clock()
+                        try:
+                            result = attempt()
+                        except ThrottledError as error:
+                            wait_asked = error.retry_after
+                            if wait_asked is not None:  # the same cap as the retry's own wait
+                                wait_asked = min(wait_asked, self.settings.retry.max_retry_after)
+                            chosen.throttled(started, wait_asked)
+                            raise
+                        except ApiError as error:
+                            if error.status is not None:  # answered: a round trip all the same
+                                chosen.finished(started)
+                            raise
+                        chosen.finished(started)
+                        return result
+                self._sleep(wait)
 
         return call_with_retries(
-            limited, policy=self.settings.retry, what=what, on_retry=self._on_retry
+            limited,
+            policy=self.settings.retry,
+            what=what,
+            sleep=self._sleep,
+            on_retry=self._on_retry,
         )
 
     def _get_json(
@@ -866,7 +915,8 @@ class DataArtsClient:
             request = self._build("GET", path, workspace_id, query=query)
             return _json_object(self._send(request, what), what)
 
-        result: dict[str, Any] = self._call(attempt, what)
+        budget = budget_of("GET", urlsplit(path).path)  # management calls give a whole URL
+        result: dict[str, Any] = self._call(attempt, what, budget)
         return result
 
     def _send(self, request: httpx.Request, what: str) -> httpx.Response:
@@ -965,37 +1015,9 @@ def _json_object(response: httpx.Response, what: str) -> dict[str, Any]:
     return data
 
 
-class _Slots:
-    """At most ``size`` calls in flight; callers asking ``first`` go before the others."""
-
-    def __init__(self, size: int) -> None:
-        self._free = size
-        self._first_waiting = 0
-        self._changed = threading.Condition()
-
-    @contextlib.contextmanager
-    def taken(self, *, first: bool) -> Iterator[None]:
-        with self._changed:
-            if first:
-                self._first_waiting += 1
-                try:
-                    self._changed.wait_for(lambda: self._free > 0)
-                finally:
-                    self._first_waiting -= 1
-            else:
-                self._changed.wait_for(lambda: self._free > 0 and not self._first_waiting)
-            self._free -= 1
-        try:
-            yield
-        finally:
-            with self._changed:
-                self._free += 1
-                self._changed.notify_all()
-
-
 def _request_id(response: httpx.Response) -> str | None:
-    request_id: str | None = response.headers.get("X-Request-Id")
-    return request_id or None
+    found: str | None = response.headers.get("X-Request-Id") or response.headers.get("X-Request-ID")
+    return found
 
 
 def parse_error_body(body: bytes) -> tuple[str | None, str | None]:

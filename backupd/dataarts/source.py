@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, overload
 
+from backupd.dataarts.budget import Budget
 from backupd.dataarts.client import InstanceInfo, JobSummary, WorkspaceInfo
 
 _Kept = TypeVar("_Kept")
@@ -39,6 +40,10 @@ class JobSource(Protocol):
     @property
     def retries(self) -> int:
         """Calls retried so far (throttled, server errors, transport failures)."""
+
+    def budget(self, name: str) -> Budget:
+        """The rate budget of one API (``budget.EXPORT``, ``budget.JOBS_LIST``, …): the
+        pipeline sizes its parallelism from their rates and measured call durations."""
 
     def list_jobs(self, workspace_id: str, job_types: Sequence[str] = ...) -> list[JobSummary]:
         """Every job of the workspace (of ``job_types``; both by default), sorted by name."""

@@ -23,14 +23,17 @@ import tempfile
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from backupd.config import Config
 from backupd.errors import UserError
 from backupd.logs import log
 from backupd.model import SnapshotResult
-from backupd.service.metrics import RunResult, WorkspaceState, render_textfile
 from backupd.service.plan import schedule_of
 from backupd.service.status import StatusStore, stale_after
+
+if TYPE_CHECKING:
+    from backupd.service.metrics import RunResult, WorkspaceState
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +51,8 @@ def run_result(results: Sequence[SnapshotResult] | None) -> RunResult:
 
 def workspace_states(config: Config, now: datetime) -> list[WorkspaceState]:
     """Every configured workspace the status file knows, with its staleness at ``now``."""
+    from backupd.service.metrics import WorkspaceState  # imported late: see write_textfile
+
     states = []
     for label, record in sorted(StatusStore(config.status_dir).read().items()):
         spec = schedule_of(config, label)
@@ -70,6 +75,10 @@ def write_textfile(
     path = config.metrics_textfile
     if path is None:
         return False
+    # Here, not at the top: prometheus_client takes 0.1 s to import, which every
+    # `backupd snapshot` paid before its first call, textfile or not.
+    from backupd.service.metrics import render_textfile
+
     result = run_result(results)
     try:
         text = render_textfile(

@@ -21,6 +21,7 @@ from typing import Any, TypeVar, overload
 
 import httpx
 
+from backupd.dataarts.budget import DOCUMENTED_RATES, Budget
 from backupd.dataarts.client import (
     JOB_TYPES,
     InstanceInfo,
@@ -62,6 +63,8 @@ class FakeJobSource:
         self._proven.set()  # no credentials to prove
         self._lock = threading.Lock()
         self.calls: collections.Counter[str] = collections.Counter()
+        # The documented budgets, for the pipeline to size itself by; the fake never waits.
+        self._budgets = {name: Budget(name, rate) for name, rate in DOCUMENTED_RATES.items()}
 
     def _count(self, operation: str) -> None:
         with self._lock:
@@ -74,6 +77,9 @@ class FakeJobSource:
     @property
     def retries(self) -> int:
         return 0
+
+    def budget(self, name: str) -> Budget:
+        return self._budgets[name]
 
     def list_jobs(
         self, workspace_id: str, job_types: Sequence[str] = JOB_TYPES

@@ -158,6 +158,7 @@ class ServedRecord:
     status: int
     received: float  # time.monotonic() when the request arrived
     answered: float  # time.monotonic() when its answer was ready
+    api: str | None = None  # the API it called, as ``API_NAMES`` names them (None: no DLF route)
 
 
 Authenticator = Callable[[AuthRequest], str | None]
@@ -784,6 +785,7 @@ class _Response:
     headers: dict[str, str] = field(default_factory=dict)
     # Send only this many bytes of the body (Content-Length still announces all), then hang up.
     truncate_to: int | None = None
+    api: str | None = None  # the API that answered (``API_NAMES``), for the served record
 
 
 GLITCH_LISTS = ("BATCH", "REAL_TIME", "jobs", "scripts", "resources", "instances", "workspaces")
@@ -831,6 +833,10 @@ class Faults:
     error_rate: float = 0.0  # fraction of DLF calls answered 500/503
     throttle_rps: float = 0.0  # above this many DLF calls/second: 429 APIGW.0308 (0 = off)
     export_throttle_rps: float = 0.0  # the same, for batch-export calls on their own
+    # Per-user limits of each API (dlf-api.md §7.1: every API has a budget of its own), by
+    # the names of ``API_NAMES``: {"jobs_list": 30, "scripts_list": 30, "export": 10, ...};
+    # an API not named here is not limited on its own.
+    throttle_per_api: dict[str, float] = field(default_factory=dict)
     truncate_rate: float = 0.0  # fraction of export bodies cut short mid-transfer
     empty_listings: int = 0  # the next N job-list calls answer an empty list (total 0)
     # Workspaces the caller has no role in: authenticated calls get 403 DLF.6888.
@@ -899,6 +905,25 @@ class _Route:
     management: bool = False  # served by the management host (dayu.<region>), not dayu-dlf
     list_kind: str | None = None  # a paged list ("jobs", "scripts", …): glitches apply
     optional_api: Literal["resources", "management"] | None = None  # may be missing/forbidden
+    api: str = ""  # its name in ``API_NAMES``: the budget ``Faults.throttle_per_api`` keys
+
+
+# The APIs the simulator serves, named as ``Faults.throttle_per_api`` and ``ServedRecord.api``
+# name them; the service limits each on its own (dlf-api.md §7.1, §12).
+API_NAMES = (
+    "jobs_list",
+    "job_detail",
+    "export",
+    "scripts_list",
+    "script_detail",
+    "check_file",
+    "import",
+    "system_task",
+    "resources_list",
+    "resource_detail",
+    "instances_list",
+    "workspaces_list",
+)
 
 
 _UNPUBLISHED_API = (
@@ -1027,6 +1052,7 @@ class Simulator:
         self._fault_rng = random.Random(seed + 2)
         self._recent_calls: list[float] = []
         self._recent_exports: list[float] = []
+        self._recent_by_api: dict[str, list[float]] = {}
         self._served: list[ServedRecord] = []
         self._rng = random.Random(seed)  # definitions: depends only on the mutation sequence
         self._noise = random.Random(seed + 1)  # list-call noise: never affects exports
@@ -1038,18 +1064,32 @@ class Simulator:
         self._scheme = "http"
         self._thread: threading.Thread | None = None
         self._dlf_routes: tuple[_Route, ...] = (
-            _Route("GET", re.compile(r"/jobs"), self._list_jobs, list_kind="jobs"),
-            _Route("POST", re.compile(r"/jobs/batch-export"), self._batch_export),
-            _Route("GET", re.compile(r"/jobs/(?P<job_name>[^/]+)"), self._show_job),
-            _Route("GET", re.compile(r"/scripts"), self._list_scripts, list_kind="scripts"),
-            _Route("GET", re.compile(r"/scripts/(?P<script_name>[^/]+)"), self._show_script),
-            _Route("POST", re.compile(r"/jobs/check-file"), self._check_file),
-            _Route("POST", re.compile(r"/jobs/import"), self._import_jobs),
+            _Route("GET", re.compile(r"/jobs"), self._list_jobs, list_kind="jobs", api="jobs_list"),
+            _Route("POST", re.compile(r"/jobs/batch-export"), self._batch_export, api="export"),
+            _Route(
+                "GET", re.compile(r"/jobs/(?P<job_name>[^/]+)"), self._show_job, api="job_detail"
+            ),
+            _Route(
+                "GET",
+                re.compile(r"/scripts"),
+                self._list_scripts,
+                list_kind="scripts",
+                api="scripts_list",
+            ),
+            _Route(
+                "GET",
+                re.compile(r"/scripts/(?P<script_name>[^/]+)"),
+                self._show_script,
+                api="script_detail",
+            ),
+            _Route("POST", re.compile(r"/jobs/check-file"), self._check_file, api="check_file"),
+            _Route("POST", re.compile(r"/jobs/import"), self._import_jobs, api="import"),
             _Route(
                 "GET",
                 re.compile(r"/system-tasks/(?P<task_id>[^/]+)"),
                 self._system_task,
                 needs_workspace=False,
+                api="system_task",
             ),
             _Route(
                 "GET",
@@ -1057,12 +1097,14 @@ class Simulator:
                 self._list_resources,
                 list_kind="resources",
                 optional_api="resources",
+                api="resources_list",
             ),
             _Route(
                 "GET",
                 re.compile(r"/resources/(?P<resource_id>[^/]+)"),
                 self._show_resource,
                 optional_api="resources",
+                api="resource_detail",
             ),
             _Route(
                 "GET",
@@ -1072,6 +1114,7 @@ class Simulator:
                 management=True,
                 list_kind="instances",
                 optional_api="management",
+                api="instances_list",
             ),
             _Route(
                 "GET",
@@ -1081,6 +1124,7 @@ class Simulator:
                 management=True,
                 list_kind="workspaces",
                 optional_api="management",
+                api="workspaces_list",
             ),
         )
         # Restore: an OBS object store (bucket → key → bytes) and the import tasks.
@@ -1803,7 +1847,12 @@ class Simulator:
         response.headers.setdefault("X-Request-Id", uuid.uuid4().hex)
         if request.path.startswith("/v1/"):
             record = ServedRecord(
-                request.method, request.path, response.status, received, time.monotonic()
+                request.method,
+                request.path,
+                response.status,
+                received,
+                time.monotonic(),
+                response.api,
             )
             with self._lock:
                 self._served.append(record)
@@ -1831,12 +1880,13 @@ class Simulator:
                     return _error_response(404, *_API_NOT_FOUND)
                 if self._availability(route) == "missing":
                     return _error_response(404, *_UNPUBLISHED_API)
-                fault = self._injected_fault(route)
-                if fault is not None:
-                    return fault
-                response = self._answer_dlf(route, request, params.groupdict())
-                response = self._maybe_glitch(route, request, response)
-                return self._maybe_truncate(route, response)
+                response = self._injected_fault(route)
+                if response is None:
+                    response = self._answer_dlf(route, request, params.groupdict())
+                    response = self._maybe_glitch(route, request, response)
+                    response = self._maybe_truncate(route, response)
+                response.api = route.api
+                return response
         return _error_response(404, *_API_NOT_FOUND)
 
     def _availability(self, route: _Route) -> ApiAvailability:
@@ -1858,7 +1908,7 @@ class Simulator:
         """Latency, throttling and server errors, decided before the real answer."""
         faults = self.faults
         exporting = route.handler == self._batch_export
-        throttled = self._throttled(exporting)  # the gateway counts calls as they arrive
+        throttled = self._throttled(route.api, exporting)  # counted as they arrive
         delay = faults.latency + (faults.export_latency if exporting else 0.0)
         if delay > 0:
             time.sleep(delay)
@@ -1873,17 +1923,24 @@ class Simulator:
                 return _json_response(200, {"total": 0, "jobs": []})
         return None
 
-    def _throttled(self, exporting: bool) -> _Response | None:
-        """429 when a limit's one-second window is full (rejected calls do not count)."""
+    def _throttled(self, api: str, exporting: bool) -> _Response | None:
+        """429 when a limit's one-second window is full (rejected calls do not count): the
+        limit of all calls, of exports, and the API's own (``throttle_per_api``)."""
         faults = self.faults
         with self._lock:
             now = time.monotonic()
             windows = [(faults.throttle_rps, self._recent_calls)]
             if exporting:
                 windows.append((faults.export_throttle_rps, self._recent_exports))
+            own = faults.throttle_per_api.get(api, 0.0)
+            if own > 0:
+                windows.append((own, self._recent_by_api.setdefault(api, [])))
             for limit, recent in windows:
-                recent[:] = [t for t in recent if now - t < 1.0]
-                if limit > 0 and len(recent) >= limit:
+                if limit <= 0:
+                    continue
+                while recent and now - recent[0] >= 1.0:
+                    del recent[0]
+                if len(recent) >= limit:
                     response = _error_response(
                         429,
                         "APIGW.0308",
@@ -2460,6 +2517,10 @@ class Simulator:
                 if not isinstance(raw, list) or not all(isinstance(g, dict) for g in raw):
                     raise ValueError("glitches must be a list of objects")
                 changes["glitches"] = [Glitch(**glitch) for glitch in raw]
+            if "throttle_per_api" in changes:
+                limits = changes["throttle_per_api"]
+                if not isinstance(limits, dict) or not set(limits) <= set(API_NAMES):
+                    raise ValueError(f"throttle_per_api keys must be among {list(API_NAMES)}")
             with self._lock:
                 for name, value in changes.items():
                     setattr(self.faults, name, value)

@@ -172,11 +172,16 @@ def apply_staged(
     staged: StagedWorkspace,
     options: SnapshotOptions,
     identity: Identity,
+    *,
+    dirty: bool | None = None,
 ) -> tuple[ChangeSet, ChangeSummary, str | None]:
-    """Apply a staged tree to the workspace folder and commit; no commit when nothing changed."""
+    """Apply a staged tree to the workspace folder and commit; no commit when nothing changed.
+
+    ``dirty``: whether the folder differs from HEAD, when the caller looked already.
+    """
     folder = target.label
     # Whatever an interrupted run left in this folder is not history: start from HEAD.
-    if repo.folder_dirty(folder):
+    if repo.folder_dirty(folder) if dirty is None else dirty:
         repo.reset_folder(folder)
     workspace_dir = repo.path / folder
     moved = commit_moves(repo, target, staged, identity) if staged.moves else None

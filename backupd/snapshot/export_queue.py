@@ -8,8 +8,8 @@ together at its end. A later workspace's batches fill any gap the first one leav
 
 from __future__ import annotations
 
+import heapq
 import itertools
-import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -20,34 +20,53 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 _Task = tuple[Future[Any], Callable[[], Any]]
-_LAST = 1 << 62  # the priority of the stop markers: after every real task
+# How often waiting workers look at ``running`` again: the export budget's calls in flight
+# grow as its rate climbs back, which notifies no one.
+_LOOK_AGAIN = 0.25
 
 
 class ExportQueue:
     """``workers`` threads running submitted calls, lowest priority number first, then in
-    the order they were submitted. Closing runs what is queued, then stops the threads."""
+    the order they were submitted, at most ``running()`` of them at once (the export
+    budget's calls in flight: more would only wait inside the client, out of order).
+    Closing runs what is queued, then stops the threads."""
 
-    def __init__(self, workers: int, *, name: str = "export") -> None:
-        self._tasks: queue.PriorityQueue[tuple[int, int, _Task | None]] = queue.PriorityQueue()
+    def __init__(
+        self, workers: int, *, running: Callable[[], int] | None = None, name: str = "export"
+    ) -> None:
+        self._tasks: list[tuple[int, int, _Task]] = []
         self._order = itertools.count()
+        self._changed = threading.Condition()
+        self._running = 0
+        self._closing = False
+        self._workers = max(1, workers)
+        self._limit = running or (lambda: self._workers)
         self._threads = [
             threading.Thread(target=self._work, name=f"{name}_{number}", daemon=True)
-            for number in range(max(1, workers))
+            for number in range(self._workers)
         ]
         for thread in self._threads:
             thread.start()
+
+    @property
+    def limit(self) -> int:
+        """Calls that may run at once now."""
+        return max(1, min(self._workers, self._limit()))
 
     def lane(self, priority: int) -> Lane:
         return Lane(self, priority)
 
     def submit(self, priority: int, call: Callable[[], T]) -> Future[T]:
         future: Future[T] = Future()
-        self._tasks.put((priority, next(self._order), (future, call)))
+        with self._changed:
+            heapq.heappush(self._tasks, (priority, next(self._order), (future, call)))
+            self._changed.notify()
         return future
 
     def close(self) -> None:
-        for _ in self._threads:
-            self._tasks.put((_LAST, next(self._order), None))
+        with self._changed:
+            self._closing = True
+            self._changed.notify_all()
         for thread in self._threads:
             thread.join()
 
@@ -62,9 +81,26 @@ class ExportQueue:
     ) -> None:
         self.close()
 
+    def _next(self) -> _Task | None:
+        """The next task to run (None: closed and nothing left), counted as running."""
+        with self._changed:
+            while True:
+                if self._tasks and self._running < self.limit:
+                    self._running += 1
+                    return heapq.heappop(self._tasks)[2]
+                if self._closing and not self._tasks:
+                    self._changed.notify_all()
+                    return None
+                self._changed.wait(_LOOK_AGAIN if self._tasks else None)
+
     def _work(self) -> None:
-        while (task := self._tasks.get()[2]) is not None:
-            self._run(*task)
+        while (task := self._next()) is not None:
+            try:
+                self._run(*task)
+            finally:
+                with self._changed:
+                    self._running -= 1
+                    self._changed.notify()
             # Not kept while waiting for the next: a call holds its workspace's staged tree.
             del task
 
@@ -86,6 +122,11 @@ class Lane:
 
     queue: ExportQueue
     priority: int
+
+    @property
+    def window(self) -> int:
+        """Batches a workspace keeps queued or downloading ahead of the one it unpacks."""
+        return self.queue.limit
 
     def submit(self, call: Callable[[], T]) -> Future[T]:
         return self.queue.submit(self.priority, call)

@@ -38,7 +38,7 @@ from backupd.store.names import with_suffix
 from backupd.store.normalise import (
     VIEW_SUFFIXES,
     canonical_json,
-    normalise_file,
+    normalise_parsed,
     parse_json,
     script_view,
 )
@@ -201,9 +201,9 @@ def _stage_job(
     for entry in job_entries:
         stored = stored_names[keys[entry]]
         path = f"{JOBS_DIR}/{folder}/{stored}"
-        content = normalise_file(entry, entries[entry])
+        content, parsed = normalise_parsed(entry, entries[entry])
         if stored.endswith(SCRIPT_SUFFIX):
-            stage_script_file(tree, path, content)
+            stage_script_file(tree, path, content, parsed)
         else:
             tree.put(path, content)
         if entry != f"{JOBS_DIR}/{job}/{stored}":
@@ -211,11 +211,14 @@ def _stage_job(
     return exported_as
 
 
-def stage_script_file(tree: StagedTree, path: str, content: bytes) -> None:
-    """Stage a .script and, beside it, the readable view of its body (derived, never restored)."""
+def stage_script_file(tree: StagedTree, path: str, content: bytes, parsed: Any = None) -> None:
+    """Stage a .script and, beside it, the readable view of its body (derived, never restored).
+
+    ``parsed``: the JSON ``content`` was written from, when the caller has it.
+    """
     tree.put(path, content)
     try:
-        view = script_view(parse_json(content))
+        view = script_view(parse_json(content) if parsed is None else parsed)
     except ValueError:
         return
     if view is None:
@@ -265,7 +268,7 @@ class ScriptStager:
         content = canonical_json(script)
         if self.tree.stored_blob(path) != blob_id(content):
             self._changed.add(name)
-        stage_script_file(self.tree, path, content)
+        stage_script_file(self.tree, path, content, script)
         self.components[name] = given
         return name
 

@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import AbstractContextManager
@@ -22,6 +23,7 @@ from backupd.config import (
     Config,
     SourceConfig,
 )
+from backupd.dataarts.budget import EXPORT, JOBS_LIST
 from backupd.dataarts.source import JobSource
 from backupd.errors import BackupdError, ClockSkewError, CredentialsRejected, RepoError
 from backupd.logs import log
@@ -62,18 +64,22 @@ def snapshot_source(
     options: SnapshotOptions,
     identity: Identity,
     *,
-    parallel: int = 1,
+    parallel: int | None = None,
     observer: SnapshotObserver = NO_OBSERVER,
     cancel: threading.Event | None = None,
     commit_lock: AbstractContextManager[object] | None = None,
 ) -> list[SnapshotResult]:
-    """Snapshot one source's workspaces as a pipeline: ``parallel`` list and export at once
-    while this thread commits the staged ones, one at a time, as they become ready.
+    """Snapshot one source's workspaces as a pipeline: workspaces list and export side by
+    side while this thread commits the staged ones, one at a time, as they become ready.
 
-    Git work and network waits overlap instead of adding up. The first workspace lists
-    alone: the first exports start after one workspace's listing rather than after several
-    sharing the listing rate. At most ``2 x parallel`` workspaces are staged or staging at
-    once, which bounds the disk staging may use, and a workspace starts only while those
+    Git work and network waits overlap instead of adding up. How many workspaces are under
+    way follows the rate budgets, not a fixed count (``parallel``, default
+    ``WORKSPACES_AT_ONCE``, only bounds it): a workspace starts listing while fewer are
+    listing than the job list's budget keeps busy, and while the batches listed but not
+    exported yet would keep the export budget busy for less than the time a listing takes
+    (``_Admission``). The first workspace lists alone: its calls prove the credentials and
+    its exports start soonest. At most ``2 x parallel`` workspaces are staged or staging
+    at once, which bounds the disk staging may use, and a workspace starts only while those
     hold fewer than ``JOBS_IN_FLIGHT`` jobs, which bounds memory. Rejected credentials end
     the source's run: workspaces not started yet are reported with the same error instead of
     asking again (same credentials, same answer).
@@ -81,23 +87,20 @@ def snapshot_source(
     ``commit_lock`` (a daemon's) is held only to apply and commit; ``cancel`` (a stop) ends
     the workspaces between two API calls, and under the lock before anything is applied.
     """
+    parallel = max(1, WORKSPACES_AT_ONCE if parallel is None else parallel)
     stop = threading.Event()
     optional = OptionalParts()  # one warning per run for an optional API that is absent
     budget = _JobBudget(JOBS_IN_FLIGHT)
     weights: dict[int, int] = {}  # workspace index → jobs it counts against the budget
-    first_listed = threading.Event()
-    listing = threading.BoundedSemaphore(max(1, parallel))
-    staged_slots = threading.BoundedSemaphore(2 * max(1, parallel))
+    admission = _Admission(client)
+    staged_slots = threading.BoundedSemaphore(2 * parallel)
     rejection: list[SnapshotResult] = []
+    export_budget = client.budget(EXPORT)
 
     def prepare(index: int, target: WorkspaceTarget) -> PreparedWorkspace | SnapshotResult | None:
         staged_slots.acquire()
-        if index:
-            # The first workspace lists alone: its calls prove the credentials (wrong ones
-            # are then refused once, not once per workspace) and its exports start soonest.
-            first_listed.wait()
+        turn = admission.enter(index, stop)
         weight = _Weight(budget, budget.admit())
-        turn = _ListingTurn(listing, first_listed if index == 0 else None)
         try:
             if stop.is_set():
                 weight.release()
@@ -125,12 +128,14 @@ def snapshot_source(
             staged_slots.release()
             raise
         finally:
-            turn.pass_on()
+            turn.done()
 
     outcomes: dict[int, SnapshotResult | None] = {}
     with (
-        ExportQueue(options.export_window) as exports,
-        ThreadPoolExecutor(max(1, parallel), thread_name_prefix="workspace") as pool,
+        ExportQueue(
+            export_budget.max_in_flight, running=lambda: export_budget.in_flight_limit
+        ) as exports,
+        ThreadPoolExecutor(parallel, thread_name_prefix="workspace") as pool,
     ):
         futures = {pool.submit(prepare, i, t): i for i, t in enumerate(chosen)}
         for future in as_completed(futures):
@@ -156,7 +161,9 @@ def snapshot_source(
                     release_free_memory()
             outcomes[index] = outcome
             if outcome is not None:
-                observer.finished(outcome)  # as it ends: the display's line, the status record
+                # Reported now, while the others still wait on the network: the status file
+                # is written (and synced) once a workspace, not all of them at the end.
+                observer.finished(outcome)
     skipped = [t for i, t in enumerate(chosen) if outcomes[i] is None]
     if skipped:
         log(
@@ -175,6 +182,123 @@ def snapshot_source(
             observer.finished(outcome)
         results.append(outcome)
     return results
+
+
+# Workspaces of one source under way at most (listing, exporting or staged): the rate
+# budgets and the job budget decide how many actually are.
+WORKSPACES_AT_ONCE = 16
+# Before any workspace was listed: the seconds a listing is expected to take.
+FIRST_LISTING_GUESS = 2.0
+
+
+class _Admission:
+    """When the next workspace may start: in order, the first one alone until it is listed,
+    while fewer are listing than keep the job list's budget busy, and while the export work
+    listed already (batches not exported yet) lasts less than a listing takes to come (at
+    the export budget's rate), so the next workspace's batches are there in time and no
+    more listings are held than that."""
+
+    def __init__(self, client: JobSource, clock: Callable[[], float] = time.monotonic):
+        self._client = client
+        self._clock = clock
+        self._changed = threading.Condition()
+        self._next = 0  # the index whose turn it is
+        self._listing = 0  # workspaces listing now
+        self._backlog = 0  # batches listed, not exported yet
+        self._first_listed = False
+        self._listing_time = FIRST_LISTING_GUESS  # running average, seconds
+
+    def now(self) -> float:
+        return self._clock()
+
+    def listers(self) -> int:
+        """Workspaces listing at once: twice the job list's budget's calls in flight (a
+        listing has one page under way at a time now and then: its first page, its second
+        job type), at least three."""
+        return max(3, 2 * self._client.budget(JOBS_LIST).in_flight_limit)
+
+    def _lead(self) -> float:
+        """Seconds of export work to have listed ahead: twice a listing, a second, and the
+        time an export takes (the batches in flight count as not exported yet)."""
+        return 2 * self._listing_time + 1.0 + self._client.budget(EXPORT).duration
+
+    def _may_start(self, index: int, stop: threading.Event) -> bool:
+        if stop.is_set():
+            return index == self._next
+        if index != self._next:
+            return False
+        if index > 0 and not self._first_listed:
+            return False
+        if self._listing >= self.listers():
+            return False
+        rate = max(0.1, self._client.budget(EXPORT).rate.rate)
+        return self._backlog / rate < self._lead()
+
+    def enter(self, index: int, stop: threading.Event) -> _Turn:
+        """Wait for workspace ``index``'s turn; it is then listing."""
+        with self._changed:
+            # The export rate climbs back after a 429 without telling: look again now and then.
+            while not self._may_start(index, stop):
+                self._changed.wait(0.25)
+            self._next += 1
+            self._listing += 1
+            self._changed.notify_all()
+        return _Turn(self, index)
+
+    def listed(self, turn: _Turn, batches: int) -> None:
+        with self._changed:
+            self._listing -= 1
+            self._backlog += batches
+            elapsed = self._clock() - turn.began
+            self._listing_time += 0.3 * (elapsed - self._listing_time)
+            if turn.index == 0:
+                self._first_listed = True
+            self._changed.notify_all()
+
+    def exported(self, batches: int) -> None:
+        with self._changed:
+            self._backlog -= batches
+            self._changed.notify_all()
+
+    def ended(self, turn: _Turn, listing: bool, unexported: int) -> None:
+        """A workspace's preparation ended (staged or failed) while still ``listing`` or
+        with ``unexported`` batches."""
+        with self._changed:
+            if listing:
+                self._listing -= 1
+            self._backlog -= unexported
+            if turn.index == 0:
+                self._first_listed = True  # failed or not: the others may go now
+            self._changed.notify_all()
+
+
+class _Turn(SnapshotObserver):
+    """One workspace's passage through ``_Admission``: listing, then its batches exported."""
+
+    def __init__(self, admission: _Admission, index: int) -> None:
+        self._admission = admission
+        self.index = index
+        self.began = admission.now()
+        self._listing = True
+        self._unexported = 0
+
+    def listed(self, target: WorkspaceTarget, jobs: int, batches: int) -> None:
+        if self._listing:
+            self._listing = False
+            self._unexported = batches
+            self._admission.listed(self, batches)
+
+    def exported(
+        self, target: WorkspaceTarget, number: int, batches: int, jobs: int, size: int
+    ) -> None:
+        if self._unexported > 0:
+            self._unexported -= 1
+            self._admission.exported(1)
+
+    def done(self) -> None:
+        listing, self._listing = self._listing, False
+        unexported, self._unexported = self._unexported, 0
+        self._admission.ended(self, listing, unexported)
 
 
 # Jobs whose listings and stored files a source's pipeline holds at once (1-2 kB each):
@@ -239,26 +363,6 @@ class _Weight(SnapshotObserver):
     def release(self) -> None:
         jobs, self.jobs = self.jobs, 0
         self._budget.release(jobs)
-
-
-class _ListingTurn(SnapshotObserver):
-    """Holds one of the ``listing`` places from its creation until the workspace is listed
-    (or its snapshot ended), then sets ``done``."""
-
-    def __init__(self, listing: threading.BoundedSemaphore, done: threading.Event | None) -> None:
-        listing.acquire()
-        self._listing: threading.BoundedSemaphore | None = listing
-        self._done = done
-
-    def listed(self, target: WorkspaceTarget, jobs: int, batches: int) -> None:
-        self.pass_on()
-
-    def pass_on(self) -> None:
-        listing, self._listing = self._listing, None
-        if listing is not None:
-            listing.release()
-            if self._done is not None:
-                self._done.set()
 
 
 def utc_now() -> datetime:
@@ -331,10 +435,12 @@ def snapshot_sources(
     `backupd snapshot` calls it with every configured source (holding the repository lock);
     the daemon with one workspace at a time (``commit_lock`` serialises its commits,
     ``cancel`` is its stop). ``clients`` opens a source's API client, ``options_for`` gives
-    its snapshot options (both from the wiring). Discovery and reporting
-    (``observer.finished``) happen here and nowhere else; tagging and pushing follow in
-    :class:`Publisher`.
+    its snapshot options (both from the wiring). ``parallel`` bounds the workspaces of a
+    source under way at once (default: as many as its rate budgets keep busy, see
+    :func:`snapshot_source`). Discovery and reporting (``observer.finished``) happen here
+    and nowhere else; tagging and pushing follow in :class:`Publisher`.
     """
+    del config  # the sources' own settings come through ``clients`` and ``options_for``
     results: list[SnapshotResult] = []
     for run in runs:
         if cancel is not None and cancel.is_set():
@@ -354,7 +460,7 @@ def snapshot_sources(
                 chosen,
                 options,
                 identity,
-                parallel=config.daemon.max_parallel if parallel is None else parallel,
+                parallel=parallel,
                 observer=observer,
                 cancel=cancel,
                 commit_lock=commit_lock,

@@ -52,6 +52,9 @@ class PreparedWorkspace:
     staged: StagedWorkspace
     started: float
     retries_before: int
+    # Whether the folder differed from HEAD when staging ended (a crashed run's leftovers);
+    # looked at here, beside the network work, rather than on the thread that commits.
+    dirty: bool | None = None
 
 
 def prepare_workspace(
@@ -94,12 +97,23 @@ def prepare_workspace(
             optional=optional,
         )
         staged = replace(staged, blobs_stored=blobs.finish())
+        dirty = _folder_dirty(repo, target.label)
     except (BackupdError, OSError) as error:
         blobs.abandon()
         shutil.rmtree(staging, ignore_errors=True)
         message = describe_os_error(error) if isinstance(error, OSError) else str(error)
         return _failure(target, error, message, started, client.retries - retries_before)
-    return PreparedWorkspace(target, staging, baseline.last_full, staged, started, retries_before)
+    return PreparedWorkspace(
+        target, staging, baseline.last_full, staged, started, retries_before, dirty
+    )
+
+
+def _folder_dirty(repo: GitRepo, folder: str) -> bool | None:
+    """Whether ``folder`` differs from HEAD (None: not known; the commit looks again)."""
+    try:
+        return repo.folder_dirty(folder)
+    except BackupdError:
+        return None
 
 
 def finish_workspace(
@@ -122,7 +136,9 @@ def finish_workspace(
         with commit_lock or contextlib.nullcontext():
             if cancel is not None and cancel.is_set():
                 raise SnapshotCancelled("backupd is stopping")
-            _, summary, sha = apply_staged(repo, target, staged, options, identity)
+            _, summary, sha = apply_staged(
+                repo, target, staged, options, identity, dirty=prepared.dirty
+            )
             record_progress(
                 repo,
                 target.label,

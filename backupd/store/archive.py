@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import io
+import re
 import shutil
 import stat
 import struct
@@ -222,6 +223,9 @@ def _decode_name(raw_name: str, flag_bits: int) -> str:
     return raw_name
 
 
+_CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
 def _path_problem(name: str, path: str, *, literal_names: bool = False) -> str | None:
     """Why ``name`` (``path`` is it without a directory's trailing slash) is unsafe, or None.
 
@@ -230,9 +234,7 @@ def _path_problem(name: str, path: str, *, literal_names: bool = False) -> str |
     """
     if not path:
         return "absolute path" if name.startswith("/") else "empty name"
-    if "\0" in name or (
-        not literal_names and any(ord(char) < 0x20 or 0x7F <= ord(char) < 0xA0 for char in name)
-    ):
+    if "\0" in name or (not literal_names and _CONTROL_CHARACTER.search(name)):
         return "control character in name"
     if "\\" in name and not literal_names:
         return "backslash in name"

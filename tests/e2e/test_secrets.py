@@ -24,7 +24,7 @@ from backupd.commands.snapshot import run_snapshots
 from backupd.config import load_config
 from backupd.simulator.server import AccessKey, IamUser, Simulator
 from backupd.wiring import AuthCache, make_auth, make_client
-from tests.helpers import git, secret_file, workspace_id
+from tests.helpers import FAST_RATES, git, secret_file, workspace_id
 
 AK = "HYGIENEAKQ7X2M9P4W1Z"
 SK = "hygiene-SK-9f8e7d6c5b4a-do-not-leak"
@@ -55,7 +55,7 @@ def write_config(tmp_path: Path, simulator: Simulator, *, password: str) -> Path
     secrets_dir = tmp_path / "secrets"
     secrets_dir.mkdir(exist_ok=True)
     common = {"endpoint": simulator.url, "project_id": simulator.project_id}
-    limits = {"requests_per_second": 1000, "exports_per_second": 1000}
+    limits = {"rates": FAST_RATES}
     data: dict[str, Any] = {
         "repository": {"path": str(tmp_path / "repo")},
         "staging_dir": str(tmp_path / "staging"),

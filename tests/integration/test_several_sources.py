@@ -10,7 +10,7 @@ import yaml
 from backupd.commands.snapshot import run_snapshots
 from backupd.config import load_config
 from backupd.simulator.server import Simulator
-from tests.helpers import expected_tree, git, read_tree, workspace_id
+from tests.helpers import FAST_RATES, expected_tree, git, read_tree, workspace_id
 
 PROD_PROJECT = "0123456789abcdef0123456789abcdef"
 DR_PROJECT = "fedcba9876543210fedcba9876543210"
@@ -24,8 +24,7 @@ def source(tmp_path: Path, name: str, simulator: Simulator, **options: Any) -> d
         "endpoint": simulator.url,
         "project_id": simulator.project_id,
         "auth": {"type": "token", "token_file": str(token_file)},
-        "requests_per_second": 1000,
-        "exports_per_second": 1000,
+        "rates": FAST_RATES,
         **options,
     }
 

@@ -499,6 +499,27 @@ def test_faults_throttle_fail_truncate_and_empty_listings() -> None:
             assert http.post(f"{sim.url}/_sim/faults", json={"nope": 1}).status_code == 400
 
 
+def test_each_api_has_a_throttle_of_its_own(sim: Simulator, client: httpx.Client) -> None:
+    """dlf-api.md §7.1, §12: the limits are per API, so a full job-list budget leaves the
+    script list and the export answering."""
+    sim.faults.throttle_per_api = {"jobs_list": 2, "export": 1}
+    names = sorted(sim.jobs(WS))
+    assert [client.get(JOBS).status_code for _ in range(3)] == [200, 200, 429]
+    assert [client.get(SCRIPTS).status_code for _ in range(3)] == [200, 200, 200]
+    export = {"jobList": names[:1]}
+    assert [client.post(EXPORT, json=export).status_code for _ in range(2)] == [200, 429]
+    throttled = client.get(JOBS)
+    assert throttled.status_code == 429
+    assert throttled.json()["error_code"] == "APIGW.0308"
+    assert throttled.headers["Retry-After"] == "1"
+    served = [(r.api, r.status) for r in sim.served]
+    assert served.count(("jobs_list", 429)) == 2
+    assert served.count(("scripts_list", 200)) == 3
+    assert served.count(("export", 429)) == 1
+    answer = client.post(f"{sim.url}/_sim/faults", json={"throttle_per_api": {"nope": 1}})
+    assert answer.status_code == 400
+
+
 def test_every_request_is_served_on_record_faults_and_refusals_included(sim: Simulator) -> None:
     sim.faults.throttle_rps = 1
     sim.faults.retry_after = 0.25

@@ -27,7 +27,7 @@ import pytest
 from backupd.commands.snapshot import run_snapshots
 from backupd.config import load_config
 from backupd.simulator.server import Simulator
-from tests.helpers import expected_tree, git, make_config, read_tree, workspace_id
+from tests.helpers import FAST_RATES, expected_tree, git, make_config, read_tree, workspace_id
 
 WORKSPACES = {"alpha": workspace_id(61), "beta": workspace_id(62)}
 SNAPSHOTS = 8
@@ -36,8 +36,7 @@ SOURCE = {
     # (test_incremental proves incremental snapshots equal full ones).
     "incremental": False,
     "page_size": 1000,
-    "requests_per_second": 15,
-    "exports_per_second": 15,
+    "rates": dict.fromkeys(FAST_RATES, 15),
     "retry": {"attempts": 10, "base_delay": 0.02, "max_delay": 0.3, "max_retry_after": 0.5},
 }
 

@@ -12,13 +12,16 @@ import yaml
 from backupd.config import (
     AkSkAuthConfig,
     PasswordAuthConfig,
+    SourceConfig,
     TokenAuthConfig,
     load_config,
     parse_config,
 )
 from backupd.config_doc import render_example
+from backupd.dataarts.client import ClientSettings
 from backupd.errors import ConfigError
 from backupd.secret import Secret
+from backupd.wiring import make_client
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -311,3 +314,47 @@ def test_remote_section_and_tag_policy() -> None:
     assert problem(both).key == "remote"
     assert problem({**minimal(), "history": {"tags": "hourly"}}).key == "history.tags"
     assert problem({**minimal(), "remote": {"branch": "x"}}).key == "remote.url"
+
+
+def test_each_api_has_a_rate_of_its_own_with_the_documented_defaults() -> None:
+    source = parse_config(minimal(), base_dir=Path("/"), environ={}).sources[0]
+    assert source.rates.as_budgets() == {
+        "jobs_list": 30.0,
+        "scripts_list": 30.0,
+        "resources_list": 10.0,
+        "export": 10.0,
+        "job_detail": 10.0,
+        "restore": 10.0,
+        "management": 10.0,
+    }
+    halved = minimal(rates={"jobs_list": 15, "export": 5})
+    rates = parse_config(halved, base_dir=Path("/"), environ={}).sources[0].rates
+    assert (rates.jobs_list, rates.scripts_list, rates.export) == (15.0, 30.0, 5.0)
+    assert problem(minimal(rates={"export": 0})).key == "sources[0].rates.export"
+    assert problem(minimal(rates={"exports": 5})).key == "sources[0].rates.exports"
+
+
+def test_the_old_rate_keys_still_work_and_are_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(minimal(requests_per_second=10, exports_per_second=4)))
+    path.chmod(0o600)
+    caplog.set_level(logging.WARNING)
+    source = load_config(path, environ={}).sources[0]
+    settings = make_client_settings(source)
+    assert settings.budget_rates() == {
+        **dict.fromkeys(("jobs_list", "scripts_list", "resources_list", "management"), 10.0),
+        **dict.fromkeys(("export", "job_detail", "restore"), 4.0),
+    }
+    records = [r for r in caplog.records if r.getMessage() == "config.deprecated"]
+    warned = [r.backupd_fields["key"] for r in records]  # type: ignore[attr-defined]
+    assert warned == ["sources[0].requests_per_second", "sources[0].exports_per_second"]
+    error = problem(minimal(requests_per_second=10, rates={"export": 5}))
+    assert error.key == "sources[0].requests_per_second"
+    assert "rates" in error.problem
+
+
+def make_client_settings(source: SourceConfig) -> ClientSettings:
+    with make_client(source) as client:
+        return client.settings

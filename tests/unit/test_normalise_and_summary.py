@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
 
 from backupd.store.normalise import canonical_json, normalise_file, script_view
 from backupd.store.summary import PathNames, commit_message, summarise
@@ -21,6 +26,49 @@ def test_canonical_json_is_stable_whatever_the_servers_formatting() -> None:
 def test_normalising_keeps_every_value() -> None:
     data = {"name": "j", "nodes": [{"n": 1.5, "big": 2**63, "none": None, "t": True}]}
     assert json.loads(canonical_json(data)) == data
+
+
+def _as_json_dumps_writes_it(value: Any) -> bytes:
+    """The definition canonical_json keeps to: json.dumps, integral floats as integers."""
+
+    def numbers(item: Any) -> Any:
+        if isinstance(item, float) and item.is_integer() and abs(item) < 2.0**53:
+            return int(item)
+        if isinstance(item, dict):
+            return {key: numbers(inner) for key, inner in item.items()}
+        if isinstance(item, list):
+            return [numbers(inner) for inner in item]
+        return item
+
+    text = json.dumps(numbers(value), sort_keys=True, indent=2, ensure_ascii=False)
+    return (text + "\n").encode("utf-8")
+
+
+_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats()  # NaN and infinities too: json.dumps writes them, so must we
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=30,
+)
+
+
+@given(_JSON)
+def test_canonical_json_writes_what_json_dumps_writes(value: Any) -> None:
+    assert canonical_json(value) == _as_json_dumps_writes_it(value)
+
+
+def test_canonical_json_numbers_and_the_unusual() -> None:
+    assert canonical_json([1.0, -0.0, 1e16, 2.0**53, 0.1, math.inf, -math.inf]) == (
+        b"[\n  1,\n  0,\n  1e+16,\n  9007199254740992.0,\n  0.1,\n  Infinity,\n  -Infinity\n]\n"
+    )
+    assert (
+        canonical_json({"t": (1, 2.0), "b": True})
+        == b'{\n  "b": true,\n  "t": [\n    1,\n    2\n  ]\n}\n'
+    )
+    assert canonical_json({1: "a"}) == b'{\n  "1": "a"\n}\n'  # json's rules for other keys
 
 
 def test_non_json_and_broken_json_are_kept_byte_for_byte() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,7 +13,10 @@ from backupd.model import JobCounts, SnapshotResult, WorkspaceTarget
 from backupd.service.alerts import AlertEvent, alert_kind
 from backupd.service.monitor import Monitor
 from backupd.service.plan import ScheduleSpec
+from backupd.service.scheduler import fire_times
 from backupd.service.status import (
+    CRON_MAX_FIRES,
+    CRON_WINDOW,
     StatusStore,
     WorkspaceStatus,
     period,
@@ -141,3 +145,16 @@ def test_monitor_alerts_once_per_change_and_flags_stale(tmp_path: Path) -> None:
     assert second.check(["prod/sales"]) == []
     assert [e.kind for e in sent] == ["failure", "stale", "recovery"]
     assert sent[-1].to_json()["last_error"] is None
+
+
+@pytest.mark.parametrize(
+    "cron", ["0 * * * *", "*/5 * * * *", "15 */6 * * *", "0 2 * * 1-5", "0 3 1 * *", "* * * * *"]
+)
+def test_the_period_is_what_the_fire_times_after_the_moment_say(cron: str) -> None:
+    """period() takes its fire times from those of the hour, worked out once: the same."""
+    spec = ScheduleSpec(cron=cron)
+    for minutes in (0, 1, 29, 59, 60, 61, 24 * 60 + 7):
+        after = T0 + timedelta(minutes=minutes, seconds=13)
+        times = fire_times(spec, after, until=after + CRON_WINDOW, limit=CRON_MAX_FIRES)
+        gaps = [b - a for a, b in itertools.pairwise(times)]
+        assert period(spec, after) == max(gaps, default=timedelta(days=366)), (cron, minutes)
