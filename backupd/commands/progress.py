@@ -100,7 +100,9 @@ class ProgressDisplay(SnapshotObserver):
             redirect_stderr=True,  # a stray write to stderr goes above the rows too
             get_time=clock,
         )
-        self._lock = threading.Lock()
+        # Re-entrant: a hook that ends a row prints its final line under the same lock, and
+        # every line printed above the rows (log lines from other threads) takes it too.
+        self._lock = threading.RLock()
         self._rows: dict[str, TaskID] = {}
         self._jobs: dict[str, tuple[int, int]] = {}  # label → (exported, to export)
 
@@ -165,7 +167,8 @@ class ProgressDisplay(SnapshotObserver):
 
     def print(self, line: str) -> None:
         """A line above the rows, as written: the terminal wraps it (rich would break it up)."""
-        self.console.print(Text(line), soft_wrap=True)
+        with self._lock:
+            self.console.print(Text(line), soft_wrap=True)
 
     @contextmanager
     def attached(self) -> Iterator[ProgressDisplay]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -109,8 +110,9 @@ def test_a_failed_batch_leaves_its_workspace_untouched_while_others_commit(
     seen = [0]
 
     def corrupt_after_two(data: bytes) -> bytes:
-        # Batches 1 and 2 of a are fine; from then on every archive of a is cut short, so
-        # halving batch 3 finds no single job at fault: the fault is the service's.
+        # The first two archives of a are fine; from then on every archive of a is cut short,
+        # so halving the batch finds no single job at fault: the fault is the service's.
+        # (Batches download side by side: which batch is served third is not fixed.)
         if zip_jobs(data) & jobs_of_a:
             seen[0] += 1
             if seen[0] > 2:
@@ -123,7 +125,8 @@ def test_a_failed_batch_leaves_its_workspace_untouched_while_others_commit(
     results = run(two)
 
     assert not results["a"].ok and results["b"].ok
-    assert "batch 3/3" in (results["a"].error or "")
+    error = results["a"].error or ""
+    assert re.search(r"batch [23]/3", error) and "the fault is not one job's" in error, error
     assert state(repo, "a") == before_a  # batches 1 and 2 were fine: still nothing applied
     assert read_tree(repo / "prod" / "b") == expected_tree(simulator, B)
     assert commit_count(repo) == commits + 1
