@@ -125,8 +125,11 @@ class Lane:
 
     @property
     def window(self) -> int:
-        """Batches a workspace keeps queued or downloading ahead of the one it unpacks."""
-        return self.queue.limit
+        """Batches a workspace keeps queued, downloading or downloaded ahead of the one it
+        unpacks: twice the calls that may run at once, so the export budget stays busy
+        while unpacking (interpreter work, one archive at a time) falls behind for a while;
+        the archives wait on disk."""
+        return 2 * self.queue.limit
 
     def submit(self, call: Callable[[], T]) -> Future[T]:
         return self.queue.submit(self.priority, call)

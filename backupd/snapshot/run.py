@@ -209,10 +209,11 @@ class _Admission:
         return self._clock()
 
     def listers(self) -> int:
-        """Workspaces listing at once: twice the job list's budget's calls in flight (a
-        listing has one page under way at a time now and then: its first page, its second
-        job type), at least three."""
-        return max(3, 2 * self._client.budget(JOBS_LIST).in_flight_limit)
+        """Workspaces listing at once: as many as the job list's budget has calls in flight,
+        at least three (a listing has one page under way at a time now and then: its first
+        page, its second job type). More would not list faster, only finish each listing
+        later, and the next workspace's exports wait for its listing."""
+        return max(3, self._client.budget(JOBS_LIST).in_flight_limit)
 
     def _lead(self) -> float:
         """Seconds of export work to have listed ahead: twice a listing, a second, and the
