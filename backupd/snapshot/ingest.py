@@ -22,6 +22,7 @@ from backupd.store.normalise import (
     VIEW_SUFFIXES,
     canonical_json,
     normalise_parsed,
+    normalise_script,
     parse_json,
     script_view,
 )
@@ -42,7 +43,7 @@ def ingest_archive(
     The archive must hold exactly the requested jobs, and write only into their folders.
     Its entries are read (and CRC-checked) before any of them is staged.
     """
-    files = {path: normalise_parsed(path, data) for path, data in read_archive(zip_path, limits)}
+    files = {path: _normalised(path, data) for path, data in read_archive(zip_path, limits)}
     exported: set[str] = set()
     owners: set[str] = set()  # job folders the archive writes into
     for relative in files:
@@ -61,9 +62,9 @@ def ingest_archive(
             problems.append(f"holds jobs not asked for: {', '.join(unexpected[:5])}")
         raise ArchiveError(f"{archive_name}: export {'; '.join(problems)}")
     try:
-        for relative, (content, parsed) in files.items():
+        for relative, (content, view) in files.items():
             if relative.endswith(".script"):
-                stage_script_file(tree, relative, content, parsed)
+                stage_script_view(tree, relative, content, view)
             else:
                 tree.put(relative, content)
     except OSError as error:
@@ -75,16 +76,30 @@ def ingest_archive(
         ) from error
 
 
+def _normalised(path: str, data: bytes) -> tuple[bytes, tuple[str, bytes] | None]:
+    """The bytes to store for an exported file, and a script's view (None for the rest)."""
+    if path.endswith(".script"):
+        return normalise_script(data)
+    return normalise_parsed(path, data)[0], None
+
+
 def stage_script_file(tree: StagedTree, path: str, content: bytes, parsed: Any = None) -> None:
     """Stage a .script and, beside it, the readable view of its body (derived, never restored).
 
     ``parsed``: the JSON ``content`` was written from, when the caller has it.
     """
-    tree.put(path, content)
     try:
         view = script_view(parse_json(content) if parsed is None else parsed)
     except ValueError:
-        return
+        view = None
+    stage_script_view(tree, path, content, view)
+
+
+def stage_script_view(
+    tree: StagedTree, path: str, content: bytes, view: tuple[str, bytes] | None
+) -> None:
+    """Stage a .script and its view (``script_view`` of it; None: it has none)."""
+    tree.put(path, content)
     if view is None:
         return
     extension, text = view

@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from backupd.store.normalise import canonical_json, normalise_file, script_view
+from backupd.store.normalise import canonical_json, normalise_file, normalise_script, script_view
 from backupd.store.summary import commit_message, summarise
 from backupd.store.tree import ChangeSet
 
@@ -62,8 +62,7 @@ def test_canonical_json_writes_what_json_dumps_writes(value: Any) -> None:
 
 def test_canonical_json_numbers_and_the_unusual() -> None:
     assert canonical_json([1.0, -0.0, 1e16, 2.0**53, 0.1, math.inf, -math.inf]) == (
-        b"[\n  1,\n  0,\n  1e+16,\n  9007199254740992.0,\n  0.1,\n  Infinity,\n"
-        b"  -Infinity\n]\n"
+        b"[\n  1,\n  0,\n  1e+16,\n  9007199254740992.0,\n  0.1,\n  Infinity,\n  -Infinity\n]\n"
     )
     assert (
         canonical_json({"t": (1, 2.0), "b": True})
@@ -109,3 +108,13 @@ def test_summary_separates_jobs_from_scripts_and_renames_from_edits() -> None:
 def test_only_metadata_changes_are_not_content_changes() -> None:
     assert not ChangeSet(modified=(".backupd/index.json",)).has_content_changes
     assert ChangeSet(modified=("jobs/a/a.job",)).has_content_changes
+
+
+def test_a_script_exported_again_is_normalised_once_and_the_same() -> None:
+    script = {"name": "s", "type": "Shell", "content": "echo 1", "n": 1.0}
+    exported = json.dumps(script, indent=4).encode()
+    first = normalise_script(exported)
+    assert first == (normalise_file("jobs/j/s.script", exported), (".sh", b"echo 1\n"))
+    assert normalise_script(bytes(exported)) is first  # worked out once
+    assert normalise_script(b"{broken") == (b"{broken", None)
+    assert normalise_script(b'{"name": "t", "type": "SQL"}')[1] is None  # no body: no view
