@@ -7,6 +7,7 @@ until the job is isolated, and the job counts as deleted only once a fresh listi
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import heapq
 import itertools
@@ -23,6 +24,7 @@ from backupd.dataarts.client import DataArtsClient, JobSummary
 from backupd.errors import (
     ApiError,
     ArchiveError,
+    describe_os_error,
 )
 from backupd.logs import log
 from backupd.model import NO_OBSERVER, SnapshotObserver, WorkspaceTarget
@@ -207,6 +209,9 @@ class BatchExporter:
                     ingest_archive(
                         zip_path, self.options.archive_limits, self.tree, names, zip_path.name
                     )
+                # Its files are written while the next archive (maybe another workspace's)
+                # is unpacked: the lock is not held for that.
+                _flush(self.tree, zip_path.name)
             except ArchiveError as error:
                 if attempt >= self.options.archive_attempts or _local_failure(error):
                     raise ArchiveError(f"{label}: {error}") from error
@@ -233,6 +238,19 @@ class BatchExporter:
                 bytes=size,
             )
             return
+
+
+def _flush(tree: StagedTree, archive_name: str) -> None:
+    """Wait until the archive's files are written; our disk failing is an ArchiveError
+    caused by the OSError (never downloaded again: see ``_local_failure``)."""
+    try:
+        tree.flush()
+    except OSError as error:
+        full = error.errno in (errno.ENOSPC, errno.EDQUOT)
+        what = "disk full while unpacking" if full else "cannot stage"
+        raise ArchiveError(
+            f"{archive_name}: {what} into {tree.root}: {describe_os_error(error)}"
+        ) from error
 
 
 def _rejects_names(error: ApiError) -> bool:
