@@ -255,6 +255,8 @@ class StagedTree:
         self._writer.flush()
 
     def _submit(self, path: str, data: bytes | None) -> None:
+        if len(self._unflushed) >= _WRITES_QUEUED:
+            self.flush()  # the paths remembered stay few (a listing stages thousands)
         self._unflushed[path] = data is not None
         self._writer.submit(f"{self.root}/{path}", data)
 
