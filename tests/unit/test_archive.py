@@ -346,6 +346,13 @@ def test_lying_header_larger_than_data(tmp_path: Path) -> None:
     assert_refused(tmp_path, zip_path, "less data than the header declares")
 
 
+def test_a_header_declaring_nothing_over_a_deflated_bomb(tmp_path: Path) -> None:
+    # zlib reads a limit of 0 as none: an entry said to be empty must not inflate at all.
+    zip_path = make_zip(tmp_path / "jobs.zip", [("ok.job", b"fine"), ("bomb.job", b"0" * 10**6)])
+    patch_central(zip_path, 1, 24, "<I", 0)
+    assert_refused(tmp_path, zip_path, "bomb.job")
+
+
 def test_lying_stored_sizes(tmp_path: Path) -> None:
     zip_path = make_zip(tmp_path / "jobs.zip", [("liar.job", b"x" * 50)], zipfile.ZIP_STORED)
     patch_central(zip_path, 0, 24, "<I", 10)
