@@ -9,7 +9,10 @@ names) is halved the same way: a job whose own export cannot be read is reported
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import functools
+import heapq
 import itertools
 import logging
 import threading
@@ -24,6 +27,7 @@ from backupd.dataarts.source import JobSource
 from backupd.errors import (
     ApiError,
     ArchiveError,
+    describe_os_error,
 )
 from backupd.logs import log
 from backupd.model import NO_OBSERVER, SnapshotObserver, WorkspaceTarget
@@ -43,11 +47,38 @@ MAX_UNREADABLE_JOBS = 5
 VANISHED_JOB_CODES = frozenset({"DLF.0100", "DLF.3051"})
 
 
-# One archive unpacked at a time in the process. Unpacking is Python work (inflating,
-# parsing, canonical JSON) between many small file writes, each of which lets go of the
-# interpreter lock: workspaces unpacking side by side only fought over that lock (millions
-# of futex calls, as much system time as the work itself), they did not go faster.
-UNPACKING = threading.Lock()
+class _OldestFirst:
+    """A lock that goes to the waiter with the lowest priority number (the workspace that
+    started first), then in the order they came."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._held = False
+        self._waiting: list[tuple[int, int]] = []
+        self._order = itertools.count()
+
+    @contextlib.contextmanager
+    def held(self, priority: int) -> Iterator[None]:
+        ticket = (priority, next(self._order))
+        with self._changed:
+            heapq.heappush(self._waiting, ticket)
+            self._changed.wait_for(lambda: not self._held and self._waiting[0] == ticket)
+            heapq.heappop(self._waiting)
+            self._held = True
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._held = False
+                self._changed.notify_all()
+
+
+# One archive unpacked at a time in the process, the oldest workspace's first. Unpacking is
+# Python work (inflating, parsing, canonical JSON) between many small file writes, each of
+# which lets go of the interpreter lock: workspaces unpacking side by side only fought over
+# that lock (millions of futex calls, as much system time as the work itself), and taking
+# turns they all finished late together, their commits piling up at the end of the run.
+UNPACKING = _OldestFirst()
 
 
 def batches(names: Sequence[str], size: int) -> Iterator[Sequence[str]]:
@@ -228,7 +259,7 @@ class BatchExporter:
                     zip_path, size = download.result()
                 else:
                     zip_path, size = self.download(names)
-                with UNPACKING:
+                with UNPACKING.held(self.lane.priority if self.lane is not None else 0):
                     stored = ingest_archive(
                         zip_path,
                         self.options.archive_limits,
@@ -237,6 +268,9 @@ class BatchExporter:
                         zip_path.name,
                         self.paths or _OWN_NAMES,
                     )
+                # Its files are written while the next archive (maybe another workspace's)
+                # is unpacked: the lock is not held for that.
+                _flush(self.tree, zip_path.name)
             except ArchiveError as error:
                 # Another download cannot tell whose a file is: only fewer jobs can.
                 last = isinstance(error, UnattributedFiles)
@@ -290,6 +324,19 @@ class _OwnNames:
 
 
 _OWN_NAMES = _OwnNames()
+
+
+def _flush(tree: StagedTree, archive_name: str) -> None:
+    """Wait until the archive's files are written; our disk failing is an ArchiveError
+    caused by the OSError (never downloaded again: see ``_local_failure``)."""
+    try:
+        tree.flush()
+    except OSError as error:
+        full = error.errno in (errno.ENOSPC, errno.EDQUOT)
+        what = "disk full while unpacking" if full else "cannot stage"
+        raise ArchiveError(
+            f"{archive_name}: {what} into {tree.root}: {describe_os_error(error)}"
+        ) from error
 
 
 def _rejects_names(error: ApiError) -> bool:

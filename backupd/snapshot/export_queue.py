@@ -32,8 +32,14 @@ class ExportQueue:
     Closing runs what is queued, then stops the threads."""
 
     def __init__(
-        self, workers: int, *, running: Callable[[], int] | None = None, name: str = "export"
+        self,
+        workers: int,
+        *,
+        running: Callable[[], int] | None = None,
+        finished: Callable[[int], None] | None = None,
+        name: str = "export",
     ) -> None:
+        """``finished(priority)`` is told of every call that ended (whatever its outcome)."""
         self._tasks: list[tuple[int, int, _Task]] = []
         self._order = itertools.count()
         self._changed = threading.Condition()
@@ -41,6 +47,7 @@ class ExportQueue:
         self._closing = False
         self._workers = max(1, workers)
         self._limit = running or (lambda: self._workers)
+        self._finished = finished
         self._threads = [
             threading.Thread(target=self._work, name=f"{name}_{number}", daemon=True)
             for number in range(self._workers)
@@ -81,28 +88,33 @@ class ExportQueue:
     ) -> None:
         self.close()
 
-    def _next(self) -> _Task | None:
-        """The next task to run (None: closed and nothing left), counted as running."""
+    def _next(self) -> tuple[int, _Task] | None:
+        """The next task to run and its priority (None: closed and nothing left), counted
+        as running."""
         with self._changed:
             while True:
                 if self._tasks and self._running < self.limit:
                     self._running += 1
-                    return heapq.heappop(self._tasks)[2]
+                    priority, _, task = heapq.heappop(self._tasks)
+                    return priority, task
                 if self._closing and not self._tasks:
                     self._changed.notify_all()
                     return None
                 self._changed.wait(_LOOK_AGAIN if self._tasks else None)
 
     def _work(self) -> None:
-        while (task := self._next()) is not None:
+        while (item := self._next()) is not None:
+            priority, task = item
             try:
                 self._run(*task)
             finally:
                 with self._changed:
                     self._running -= 1
                     self._changed.notify()
+                if self._finished is not None:
+                    self._finished(priority)
             # Not kept while waiting for the next: a call holds its workspace's staged tree.
-            del task
+            del task, item
 
     @staticmethod
     def _run(future: Future[Any], call: Callable[[], Any]) -> None:
@@ -125,8 +137,11 @@ class Lane:
 
     @property
     def window(self) -> int:
-        """Batches a workspace keeps queued or downloading ahead of the one it unpacks."""
-        return self.queue.limit
+        """Batches a workspace keeps queued, downloading or downloaded ahead of the one it
+        unpacks: twice the calls that may run at once, so the export budget stays busy
+        while unpacking (interpreter work, one archive at a time) falls behind for a while;
+        the archives wait on disk."""
+        return 2 * self.queue.limit
 
     def submit(self, call: Callable[[], T]) -> Future[T]:
         return self.queue.submit(self.priority, call)

@@ -39,6 +39,7 @@ from backupd.store.normalise import (
     VIEW_SUFFIXES,
     canonical_json,
     normalise_parsed,
+    normalise_script,
     parse_json,
     script_view,
 )
@@ -201,11 +202,11 @@ def _stage_job(
     for entry in job_entries:
         stored = stored_names[keys[entry]]
         path = f"{JOBS_DIR}/{folder}/{stored}"
-        content, parsed = normalise_parsed(entry, entries[entry])
         if stored.endswith(SCRIPT_SUFFIX):
-            stage_script_file(tree, path, content, parsed)
+            # Exported again with every job that uses it: normalised once (a cache).
+            stage_script_view(tree, path, *normalise_script(entries[entry]))
         else:
-            tree.put(path, content)
+            tree.put(path, normalise_parsed(entry, entries[entry])[0])
         if entry != f"{JOBS_DIR}/{job}/{stored}":
             exported_as[stored] = entry
     return exported_as
@@ -216,11 +217,18 @@ def stage_script_file(tree: StagedTree, path: str, content: bytes, parsed: Any =
 
     ``parsed``: the JSON ``content`` was written from, when the caller has it.
     """
-    tree.put(path, content)
     try:
         view = script_view(parse_json(content) if parsed is None else parsed)
     except ValueError:
-        return
+        view = None
+    stage_script_view(tree, path, content, view)
+
+
+def stage_script_view(
+    tree: StagedTree, path: str, content: bytes, view: tuple[str, bytes] | None
+) -> None:
+    """Stage a .script and its view (``script_view`` of it; None: it has none)."""
+    tree.put(path, content)
     if view is None:
         return
     extension, text = view

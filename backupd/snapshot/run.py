@@ -133,7 +133,9 @@ def snapshot_source(
     outcomes: dict[int, SnapshotResult | None] = {}
     with (
         ExportQueue(
-            export_budget.max_in_flight, running=lambda: export_budget.in_flight_limit
+            export_budget.max_in_flight,
+            running=lambda: export_budget.in_flight_limit,
+            finished=admission.downloaded,
         ) as exports,
         ThreadPoolExecutor(parallel, thread_name_prefix="workspace") as pool,
     ):
@@ -194,7 +196,7 @@ FIRST_LISTING_GUESS = 2.0
 class _Admission:
     """When the next workspace may start: in order, the first one alone until it is listed,
     while fewer are listing than keep the job list's budget busy, and while the export work
-    listed already (batches not exported yet) lasts less than a listing takes to come (at
+    listed already (batches not downloaded yet) lasts less than a listing takes to come (at
     the export budget's rate), so the next workspace's batches are there in time and no
     more listings are held than that."""
 
@@ -204,7 +206,8 @@ class _Admission:
         self._changed = threading.Condition()
         self._next = 0  # the index whose turn it is
         self._listing = 0  # workspaces listing now
-        self._backlog = 0  # batches listed, not exported yet
+        self._backlog = 0  # batches listed, not downloaded yet
+        self._left: dict[int, int] = {}  # workspace index → its batches not downloaded yet
         self._first_listed = False
         self._listing_time = FIRST_LISTING_GUESS  # running average, seconds
 
@@ -212,14 +215,15 @@ class _Admission:
         return self._clock()
 
     def listers(self) -> int:
-        """Workspaces listing at once: twice the job list's budget's calls in flight (a
-        listing has one page under way at a time now and then: its first page, its second
-        job type), at least three."""
-        return max(3, 2 * self._client.budget(JOBS_LIST).in_flight_limit)
+        """Workspaces listing at once: as many as the job list's budget has calls in flight,
+        at least three (a listing has one page under way at a time now and then: its first
+        page, its second job type). More would not list faster, only finish each listing
+        later, and the next workspace's exports wait for its listing."""
+        return max(3, self._client.budget(JOBS_LIST).in_flight_limit)
 
     def _lead(self) -> float:
         """Seconds of export work to have listed ahead: twice a listing, a second, and the
-        time an export takes (the batches in flight count as not exported yet)."""
+        time an export takes (the batches in flight count as not downloaded yet)."""
         return 2 * self._listing_time + 1.0 + self._client.budget(EXPORT).duration
 
     def _may_start(self, index: int, stop: threading.Event) -> bool:
@@ -248,6 +252,7 @@ class _Admission:
     def listed(self, turn: _Turn, batches: int) -> None:
         with self._changed:
             self._listing -= 1
+            self._left[turn.index] = batches
             self._backlog += batches
             elapsed = self._clock() - turn.began
             self._listing_time += 0.3 * (elapsed - self._listing_time)
@@ -255,18 +260,22 @@ class _Admission:
                 self._first_listed = True
             self._changed.notify_all()
 
-    def exported(self, batches: int) -> None:
+    def downloaded(self, index: int) -> None:
+        """One of workspace ``index``'s batches is downloaded (unpacking it is not export
+        work: while a workspace unpacks what it downloaded, the budget needs the next)."""
         with self._changed:
-            self._backlog -= batches
-            self._changed.notify_all()
+            left = self._left.get(index, 0)
+            if left > 0:
+                self._left[index] = left - 1
+                self._backlog -= 1
+                self._changed.notify_all()
 
-    def ended(self, turn: _Turn, listing: bool, unexported: int) -> None:
-        """A workspace's preparation ended (staged or failed) while still ``listing`` or
-        with ``unexported`` batches."""
+    def ended(self, turn: _Turn, listing: bool) -> None:
+        """A workspace's preparation ended (staged or failed), maybe while ``listing``."""
         with self._changed:
             if listing:
                 self._listing -= 1
-            self._backlog -= unexported
+            self._backlog -= self._left.pop(turn.index, 0)
             if turn.index == 0:
                 self._first_listed = True  # failed or not: the others may go now
             self._changed.notify_all()
@@ -280,25 +289,15 @@ class _Turn(SnapshotObserver):
         self.index = index
         self.began = admission.now()
         self._listing = True
-        self._unexported = 0
 
     def listed(self, target: WorkspaceTarget, jobs: int, batches: int) -> None:
         if self._listing:
             self._listing = False
-            self._unexported = batches
             self._admission.listed(self, batches)
-
-    def exported(
-        self, target: WorkspaceTarget, number: int, batches: int, jobs: int, size: int
-    ) -> None:
-        if self._unexported > 0:
-            self._unexported -= 1
-            self._admission.exported(1)
 
     def done(self) -> None:
         listing, self._listing = self._listing, False
-        unexported, self._unexported = self._unexported, 0
-        self._admission.ended(self, listing, unexported)
+        self._admission.ended(self, listing)
 
 
 # Jobs whose listings and stored files a source's pipeline holds at once (1-2 kB each):

@@ -8,8 +8,10 @@ headers can lie. Any failure in phase 2 removes ``dest`` so a rejected archive l
 
 from __future__ import annotations
 
+import contextlib
 import errno
-import io
+import mmap
+import os
 import re
 import shutil
 import stat
@@ -26,6 +28,7 @@ from backupd.errors import ArchiveError
 _FLAG_ENCRYPTED = 0x1
 _FLAG_UTF8 = 0x800
 _LOCAL_HEADER_SIZE = 30  # fixed part of a local file header, before name and extra field
+_LOCAL_SIGNATURE = b"PK\x03\x04"
 _MIB = 1024**2
 _CHUNK = 64 * 1024
 _MAX_SEGMENT_BYTES = 255  # NAME_MAX on Linux
@@ -103,14 +106,82 @@ def read_archive(
     with _open_archive(zip_path) as archive:
         entries = _check_archive(archive, label, limits, literal_names=True)
         total = 0
-        for entry in entries:
-            if entry.is_dir:
-                continue
-            sink = io.BytesIO()
-            total += _stream_entry(
-                archive, entry, sink, label, limits, limits.max_total_bytes - total
-            )
-            yield entry.name, sink.getvalue()
+        with zip_path.open("rb") as file, _mapped(file) as view:
+            for entry in entries:
+                if entry.is_dir:
+                    continue
+                data = _read_entry(
+                    view, archive.start_dir, entry, label, limits, limits.max_total_bytes - total
+                )
+                total += len(data)
+                yield entry.name, data
+
+
+@contextlib.contextmanager
+def _mapped(file: BinaryIO) -> Iterator[memoryview]:
+    """The whole file as read-only memory (mapped: pages are read as they are touched)."""
+    size = os.fstat(file.fileno()).st_size
+    if size == 0:
+        yield memoryview(b"")
+        return
+    with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        view = memoryview(mapped)
+        try:
+            yield view
+        finally:
+            view.release()
+
+
+def _read_entry(
+    view: memoryview,
+    directory_start: int,
+    entry: _Entry,
+    label: str,
+    limits: ArchiveLimits,
+    budget: int,
+) -> bytes:
+    """One entry's data, decompressed and checked as zipfile checks it (local header, size,
+    CRC), but without zipfile's per-entry machinery: an export holds hundreds of small
+    files, and opening each through zipfile took three times as long as the rest.
+
+    Phase 1 checked the central directory (method, flags, sizes, overlap); the local header
+    is checked here: its signature, its name (the same as the directory's), and that the
+    data it points to ends before the central directory.
+    """
+    info = entry.info
+    offset = info.header_offset
+    header = bytes(view[offset : offset + _LOCAL_HEADER_SIZE])
+    if len(header) < _LOCAL_HEADER_SIZE or header[:4] != _LOCAL_SIGNATURE:
+        raise _rejection(label, entry.name, "corrupt entry (bad local header)")
+    name_length, extra_length = struct.unpack_from("<HH", header, 26)
+    name_start = offset + _LOCAL_HEADER_SIZE
+    if bytes(view[name_start : name_start + name_length]) != _raw_name_bytes(info):
+        raise _rejection(label, entry.name, "corrupt entry (local header names another file)")
+    start = name_start + name_length + extra_length
+    end = start + info.compress_size
+    if end > directory_start:
+        raise _rejection(label, entry.name, "entry data overlaps another entry or the directory")
+    allowed = min(info.file_size, limits.max_entry_bytes, budget)
+    # Never more than the header declares (a lying header shows up in the CRC), and at
+    # least one byte more than nothing: zlib reads a limit of 0 as none.
+    limit = max(1, info.file_size)
+    with view[start:end] as compressed:  # released here, even on the way out of an error
+        if info.compress_type == zipfile.ZIP_STORED:
+            data = bytes(compressed[:limit])
+        else:
+            try:
+                data = zlib.decompressobj(-zlib.MAX_WBITS).decompress(compressed, limit)
+            except zlib.error as error:
+                raise _rejection(
+                    label, entry.name, f"truncated or corrupt data ({error})"
+                ) from error
+    if len(data) > allowed:
+        raise _rejection(label, entry.name, "more data than the header declares")
+    if len(data) != info.file_size:
+        raise _rejection(label, entry.name, "less data than the header declares")
+    if zlib.crc32(data) != info.CRC:
+        raise _rejection(label, entry.name, f"CRC mismatch (bad CRC-32 for {entry.name!r})")
+    return data
 
 
 # --- phase 1: metadata only -------------------------------------------------------------------

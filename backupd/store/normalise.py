@@ -12,8 +12,11 @@ not an escaped JSON string; views are derived and never restored.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from json.encoder import encode_basestring as _string  # json's own (C) string encoder
 from typing import Any
@@ -171,6 +174,33 @@ def normalise_parsed(path: str, content: bytes) -> tuple[bytes, Any]:
         return canonical_json(data), data
     except ValueError:
         return content, None
+
+
+def normalise_script(content: bytes) -> tuple[bytes, tuple[str, bytes] | None]:
+    """``normalise_file`` for a .script, and its readable view (``script_view``).
+
+    A script is exported again with every job that uses it (three times each, in a
+    workspace of the simulator's making): the same bytes are worked out once, from a
+    cache of the last ``_SCRIPT_CACHE_SIZE`` (about 3 kB each).
+    """
+    key = hashlib.sha1(content, usedforsecurity=False).digest()
+    with _script_lock:
+        known = _script_cache.get(key)
+        if known is not None:
+            _script_cache.move_to_end(key)
+            return known
+    stored, parsed = normalise_parsed(".script", content)
+    result = (stored, script_view(parsed) if parsed is not None else None)
+    with _script_lock:
+        _script_cache[key] = result
+        if len(_script_cache) > _SCRIPT_CACHE_SIZE:
+            _script_cache.popitem(last=False)
+    return result
+
+
+_SCRIPT_CACHE_SIZE = 1024
+_script_cache: OrderedDict[bytes, tuple[bytes, tuple[str, bytes] | None]] = OrderedDict()
+_script_lock = threading.Lock()
 
 
 def view_extension(script_type: str) -> str:

@@ -118,16 +118,11 @@ class PackedPaths(Sequence[str]):
 
 def _shared_length(left: bytes, right: bytes) -> int:
     """The length of the common prefix (at most 65,535: what the packing records)."""
-    low, high = 0, min(len(left), len(right), 0xFFFF)
-    if left[:high] == right[:high]:
-        return high
-    while high - low > 1:  # left[:low] == right[:low], left[:high] != right[:high]
-        middle = (low + high) // 2
-        if left[:middle] == right[:middle]:
-            low = middle
-        else:
-            high = middle
-    return low
+    length = min(len(left), len(right), 0xFFFF)
+    # The first differing byte is the highest one set in the XOR of the two prefixes read
+    # as numbers: a few operations in C, where comparing slices took a binary search.
+    difference = int.from_bytes(left[:length], "big") ^ int.from_bytes(right[:length], "big")
+    return length - (difference.bit_length() + 7) // 8
 
 
 def _is_meta(path: str) -> bool:

@@ -65,7 +65,7 @@ def enter_in_background(gate: _Admission, index: int) -> tuple[threading.Event, 
 
 def test_the_first_workspace_lists_alone_then_others_list_side_by_side() -> None:
     clock = Clock()
-    gate = admission(FakeClient(listers=2), clock)  # two calls in flight: four listing
+    gate = admission(FakeClient(listers=4), clock)  # four calls in flight: four listing
     first = gate.enter(0, threading.Event())
     second, _ = enter_in_background(gate, 1)
     assert not second.wait(0.3)  # the first lists alone (it proves the credentials)
@@ -98,10 +98,10 @@ def test_a_workspace_starts_when_the_listed_batches_run_low() -> None:
     first.listed(TARGET, jobs=8000, batches=80)
     second, _ = enter_in_background(gate, 1)
     assert not second.wait(0.3)  # 80 batches at 10/s: 8 s of exports listed already
-    for number in range(1, 26):
-        first.exported(TARGET, number, 80, 100, 0)
+    for _ in range(25):
+        gate.downloaded(0)  # (unpacking them is not export work)
     assert not second.wait(0.3)  # 55 batches: 5.5 s, still enough ...
-    first.exported(TARGET, 26, 80, 100, 0)
+    gate.downloaded(0)
     assert second.wait(5)  # ... and one fewer is not
 
 
@@ -133,7 +133,7 @@ def test_downloads_run_no_more_at_once_than_the_export_budget_allows() -> None:
 
     with ExportQueue(8, running=lambda: limit[0]) as exports:
         futures = [exports.submit(0, download) for _ in range(6)]
-        assert exports.lane(0).window == 2  # a workspace keeps as many batches ahead
+        assert exports.lane(0).window == 4  # a workspace keeps twice as many batches ahead
         with changed:
             assert changed.wait_for(lambda: running == 2, timeout=10)
             assert not changed.wait_for(lambda: running > 2, timeout=0.3)
@@ -144,3 +144,30 @@ def test_downloads_run_no_more_at_once_than_the_export_budget_allows() -> None:
         release.set()
         for future in futures:
             future.result(timeout=10)
+
+
+def test_archives_are_unpacked_oldest_workspace_first() -> None:
+    from backupd.snapshot.export import _OldestFirst
+
+    lock = _OldestFirst()
+    order: list[int] = []
+    ready = threading.Barrier(4)
+
+    def unpack(priority: int) -> None:
+        ready.wait(10)
+        with lock.held(priority):
+            order.append(priority)
+
+    with lock.held(0):  # one archive is being unpacked while three workspaces queue up
+        threads = [threading.Thread(target=unpack, args=(p,)) for p in (3, 1, 2)]
+        for thread in threads:
+            thread.start()
+        ready.wait(10)
+        for _ in range(1000):  # until all three wait for the lock (they do not say so)
+            if len(lock._waiting) == 3:
+                break
+            threading.Event().wait(0.01)
+        assert len(lock._waiting) == 3
+    for thread in threads:
+        thread.join(10)
+    assert order == [1, 2, 3]

@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from backupd.store.normalise import canonical_json, normalise_file, script_view
+from backupd.store.normalise import canonical_json, normalise_file, normalise_script, script_view
 from backupd.store.summary import PathNames, commit_message, summarise
 from backupd.store.tree import ChangeSet
 
@@ -141,3 +141,13 @@ def test_summaries_name_mapped_paths_by_their_dataarts_names() -> None:
     message = commit_message("prod/ws", summary, users={"CON": "王\n伟"})
     assert "  + CON (by '王\\n伟')\n" in message
     assert "  + 'tab\\tscript'\n" in message
+
+
+def test_a_script_exported_again_is_normalised_once_and_the_same() -> None:
+    script = {"name": "s", "type": "Shell", "content": "echo 1", "n": 1.0}
+    exported = json.dumps(script, indent=4).encode()
+    first = normalise_script(exported)
+    assert first == (normalise_file("jobs/j/s.script", exported), (".sh", b"echo 1\n"))
+    assert normalise_script(bytes(exported)) is first  # worked out once
+    assert normalise_script(b"{broken") == (b"{broken", None)
+    assert normalise_script(b'{"name": "t", "type": "SQL"}')[1] is None  # no body: no view

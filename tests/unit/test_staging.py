@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import pytest
+
 from backupd.store.layout import read_layout
 from backupd.store.staging import StagedTree, StoredFiles, blob_id
 from backupd.store.tree import ChangeSet
@@ -148,3 +150,29 @@ def test_no_stored_files() -> None:
     stored = StoredFiles()
     assert len(stored) == 0 and list(stored) == [] and "a" not in stored
     assert stored.under("jobs") == range(0, 0)
+
+
+def test_files_are_written_in_order_by_a_thread_of_their_own(tmp_path: Path) -> None:
+    tree = StagedTree(tmp_path / "tree", {"jobs/a/a.job": blob_id(b"old")})
+    tree.put("jobs/b/b.job", b"new")
+    tree.put("jobs/b/b.sql", b"select 1\n")
+    tree.discard("jobs/b/b.sql")
+    tree.put("jobs/a/a.job", b"changed")
+    tree.put("jobs/a/a.job", b"old")  # back to what is stored: the changed file goes again
+    assert tree.has("jobs/b/b.job") and not tree.has("jobs/b/b.sql")  # before the disk knows
+    tree.flush()
+    assert sorted(p.relative_to(tree.root).as_posix() for p in tree.root.rglob("*.*")) == [
+        "jobs/b/b.job"
+    ]
+    assert tree.has("jobs/b/b.job") and not tree.has("jobs/b/b.sql")  # now from the disk
+    assert (tree.root / "jobs/b/b.job").read_bytes() == b"new"
+
+
+def test_a_failed_write_is_raised_by_the_next_flush(tmp_path: Path) -> None:
+    (tmp_path / "tree").write_text("a file where the staging folder should be")
+    tree = StagedTree(tmp_path / "tree", {})
+    tree.put("jobs/b/b.job", b"new")
+    with pytest.raises(OSError):
+        tree.flush()
+    with pytest.raises(OSError):  # and by every later put
+        tree.put("jobs/c/c.job", b"new")
