@@ -233,7 +233,8 @@ def test_sigterm_during_a_slow_snapshot_exits_promptly_and_leaves_the_repository
         tmp_path,
         simulator,
         {"sales": wid},
-        extra_source={"batch_size": 4},  # three slow exports
+        # Three slow exports, one at a time: the SIGTERM lands while two are still to come.
+        extra_source={"batch_size": 4, "max_concurrent_requests": 1},
         extra={"daemon": {"run_at_start": True}},
     )
 
