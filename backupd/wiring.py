@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import ssl
 import threading
+import time
 from collections.abc import Callable
 
 import httpx
@@ -147,11 +148,14 @@ def make_client(
     api_observer: ApiObserver | None = None,
     retry: RetryPolicy | None = None,
     cancel: threading.Event | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> DataArtsClient:
     """The API client for one source, authenticated as its config says.
 
     ``retry`` replaces the default policy (`backupd check` asks once and reports);
-    ``cancel``, once set, stops the client from starting calls (a stopping process).
+    ``cancel``, once set, stops the client from starting calls (a stopping process);
+    ``clock`` and ``sleep`` pace its calls and retries (tests give a virtual clock).
     """
     verify = tls_verify(source)
     settings = ClientSettings(
@@ -175,7 +179,9 @@ def make_client(
     if retry is not None:
         settings = dataclasses.replace(settings, retry=retry)
     auth = make_auth(source, verify=verify, cache=auth_cache)
-    return DataArtsClient(settings, auth, observer=api_observer, cancel=cancel)
+    return DataArtsClient(
+        settings, auth, observer=api_observer, cancel=cancel, clock=clock, sleep=sleep
+    )
 
 
 def snapshot_options(

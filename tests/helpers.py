@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,6 +24,37 @@ from backupd.simulator.server import (
     Simulator,
 )
 from backupd.store.normalise import canonical_json, script_view
+from backupd.wiring import ClientFactory, make_client
+
+
+class VirtualClock:
+    """Time that also passes when anyone sleeps on it, at once: a client paced by it and a
+    simulator throttling by it (``Simulator(rate_clock=...)``) agree on every one-second
+    window, and rate waits, backoffs and Retry-After cost no real time. Real time is part
+    of it, so measured call durations stay true."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._slept = 0.0
+
+    def monotonic(self) -> float:
+        with self._lock:
+            return time.monotonic() + self._slept
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self._slept += max(0.0, seconds)
+        time.sleep(0)  # let the others run
+
+    @property
+    def slept(self) -> float:
+        """Seconds slept so far, by every thread together."""
+        with self._lock:
+            return self._slept
+
+    def client_factory(self) -> ClientFactory:
+        """``make_client`` paced by this clock."""
+        return functools.partial(make_client, clock=self.monotonic, sleep=self.sleep)
 
 
 def workspace_id(number: int) -> str:
@@ -144,11 +179,15 @@ def discover_all(simulator: Simulator, **options: Any) -> dict[str, Any]:
 
 def read_tree(folder: Path) -> dict[str, bytes]:
     """Every file under folder except backupd's own metadata."""
-    return {
-        path.relative_to(folder).as_posix(): path.read_bytes()
-        for path in sorted(folder.rglob("*"))
-        if path.is_file() and ".backupd" not in path.relative_to(folder).parts
-    }
+    tree: dict[str, bytes] = {}
+    for top, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if d != ".backupd"]
+        prefix = os.path.relpath(top, folder).replace(os.sep, "/")
+        for name in files:
+            relative = name if prefix == "." else f"{prefix}/{name}"
+            with open(os.path.join(top, name), "rb") as file:
+                tree[relative] = file.read()
+    return dict(sorted(tree.items()))
 
 
 def git(repo: Path, *args: str) -> str:

@@ -20,6 +20,7 @@ import collections
 import logging
 import random
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,15 @@ import pytest
 from backupd.commands.snapshot import run_snapshots
 from backupd.config import load_config
 from backupd.simulator.server import Simulator
-from tests.helpers import FAST_RATES, expected_tree, git, make_config, read_tree, workspace_id
+from tests.helpers import (
+    FAST_RATES,
+    VirtualClock,
+    expected_tree,
+    git,
+    make_config,
+    read_tree,
+    workspace_id,
+)
 
 WORKSPACES = {"alpha": workspace_id(61), "beta": workspace_id(62)}
 SNAPSHOTS = 8
@@ -69,8 +78,20 @@ def removed_jobs(repo: Path, commit: str) -> tuple[set[str], set[str]]:
     return folders, removed
 
 
+@pytest.fixture
+def clock() -> VirtualClock:
+    return VirtualClock()
+
+
+@pytest.fixture
+def simulator(clock: VirtualClock) -> Iterator[Simulator]:
+    """Throttling in the clock the client is paced by: waits cost no real time."""
+    with Simulator(rate_clock=clock.monotonic) as running:
+        yield running
+
+
 def test_fault_soak_never_records_a_false_state(
-    fast_dir: Path, simulator: Simulator, caplog: pytest.LogCaptureFixture
+    fast_dir: Path, simulator: Simulator, clock: VirtualClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     rng = random.Random(7)
     for name, wid in WORKSPACES.items():
@@ -92,7 +113,7 @@ def test_fault_soak_never_records_a_false_state(
         before = {name: read_tree(repo / "prod" / name) for name in WORKSPACES}
 
         with caplog.at_level(logging.WARNING):
-            results = run_snapshots(config)
+            results = run_snapshots(config, client_factory=clock.client_factory())
 
         for result in results:
             folder = result.target.folder
@@ -127,7 +148,8 @@ def test_fault_soak_never_records_a_false_state(
     print(  # the numbers are the point of a soak
         f"\nsoak: workspace snapshots {dict(outcome)}, retries {retries} "
         f"(throttled {served[429]}, 5xx {served[500] + served[503]}, cut short {truncations}), "
-        f"deletions recorded {deletions_recorded}, requests {sum(served.values())}"
+        f"deletions recorded {deletions_recorded}, requests {sum(served.values())}, "
+        f"virtual seconds slept {clock.slept:.1f}"
     )
     # The faults really happened, and the checks above were not vacuous.
     assert served[429] and served[500] + served[503] and truncations
