@@ -185,7 +185,7 @@ def read_tree(folder: Path) -> dict[str, bytes]:
         prefix = os.path.relpath(top, folder).replace(os.sep, "/")
         for name in files:
             relative = name if prefix == "." else f"{prefix}/{name}"
-            with open(os.path.join(top, name), "rb") as file:
+            with open(f"{top}/{name}", "rb") as file:
                 tree[relative] = file.read()
     return dict(sorted(tree.items()))
 

@@ -35,7 +35,7 @@ from backupd.config import load_config
 from backupd.model import SnapshotResult, WorkspaceTarget
 from backupd.simulator.server import Glitch, Simulator
 from backupd.store.names import stem_of
-from tests.helpers import expected_tree, make_config, read_tree, workspace_id
+from tests.helpers import VirtualClock, expected_tree, make_config, read_tree, workspace_id
 
 SEEDS = (11, 23, 37)
 RUNS = 14  # per seed, after the first clean snapshot
@@ -211,7 +211,10 @@ def seed(request: pytest.FixtureRequest) -> Iterator[int]:
 
 def test_history_stays_true_under_a_random_fault_schedule(tmp_path: Path, seed: int) -> None:
     offset_mode = random.Random(seed).choice(["page", "record"])
-    with Simulator(seed=seed, offset_mode=offset_mode) as simulator:  # type: ignore[arg-type]
+    clock = VirtualClock()  # throttled and backed off in virtual time: no real waits
+    with Simulator(  # type: ignore[arg-type]
+        seed=seed, offset_mode=offset_mode, rate_clock=clock.monotonic
+    ) as simulator:
         schedule = Schedule(simulator, seed)
         schedule.populate()
         source = {**SOURCE, "full_every": random.Random(seed).choice([0, 86400])}
@@ -225,7 +228,7 @@ def test_history_stays_true_under_a_random_fault_schedule(tmp_path: Path, seed: 
             )
         )
         repo = tmp_path / "repo" / "prod"
-        first = run_snapshots(config)
+        first = run_snapshots(config, client_factory=clock.client_factory())
         assert all(r.ok and not r.partial for r in first), [r.error for r in first]
         found: list[str] = []
         outcomes: dict[str, int] = defaultdict(int)
@@ -234,7 +237,10 @@ def test_history_stays_true_under_a_random_fault_schedule(tmp_path: Path, seed: 
             previous = {name: read_tree(repo / name) for name in WORKSPACES}
             before = {name: expected_tree(simulator, wid) for name, wid in WORKSPACES.items()}
             schedule.arm()
-            results = {r.target.folder: r for r in run_snapshots(config)}
+            results = {
+                r.target.folder: r
+                for r in run_snapshots(config, client_factory=clock.client_factory())
+            }
             schedule.disarm()
             for name, wid in WORKSPACES.items():
                 result = results[name]
@@ -253,7 +259,7 @@ def test_history_stays_true_under_a_random_fault_schedule(tmp_path: Path, seed: 
         )
         assert found == []
         # Without faults, every workspace ends exact.
-        final = run_snapshots(config)
+        final = run_snapshots(config, client_factory=clock.client_factory())
         assert all(r.ok for r in final)
         for name, wid in WORKSPACES.items():
             assert read_tree(repo / name) == expected_tree(simulator, wid), name
