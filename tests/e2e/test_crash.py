@@ -26,7 +26,7 @@ from backupd.simulator.server import Simulator
 from tests.helpers import expected_tree, git, make_config, read_tree, workspace_id
 
 WORKSPACES = {"a": workspace_id(51), "b": workspace_id(52)}
-RUNS = 20
+RUNS = 12  # four kills in each of the three stages
 # The last event a killed run logged tells how far it got.
 STAGES = {
     "snapshot.listed": "export",
@@ -64,7 +64,7 @@ def wait_for(process: subprocess.Popen[str], event: str, count: int) -> str:
 def mutate(simulator: Simulator, rng: random.Random, round_: int) -> None:
     for wid in WORKSPACES.values():
         names = sorted(simulator.jobs(wid))
-        for name in rng.sample(names, 15):
+        for name in rng.sample(names, 6):
             simulator.modify_job(wid, name)
         simulator.delete_job(wid, names[round_ % len(names)])
         simulator.rename_job(wid, names[(round_ + 7) % len(names)], f"renamed_{round_}")
@@ -79,9 +79,9 @@ def test_kill_9_at_any_moment_is_recovered_by_the_next_run(
     rng = random.Random(1009)
     for name, wid in WORKSPACES.items():
         simulator.add_workspace(wid, name)
-        simulator.populate(wid, 40)
+        simulator.populate(wid, 24)
     simulator.faults.export_latency = 0.03  # slow enough to be caught at every stage
-    config = make_config(fast_dir, simulator, WORKSPACES, extra_source={"batch_size": 20})
+    config = make_config(fast_dir, simulator, WORKSPACES, extra_source={"batch_size": 8})
     repo, staging = fast_dir / "repo", fast_dir / "staging"
     assert all(r.ok for r in run_snapshots(load_config(config)))
 
