@@ -61,10 +61,18 @@ class AuthCache:
             return auth
 
 
+@functools.cache
+def _public_cas() -> ssl.SSLContext:
+    """The CAs httpx trusts by default, loaded once: loading them takes 50-60 ms, and every
+    client (each source, each run of a daemon) would load them again. A context is meant
+    to be shared between connections; nothing changes it once made."""
+    return httpx.create_ssl_context()
+
+
 def tls_verify(source: SourceConfig) -> bool | ssl.SSLContext:
     """Certificate checking for the source: always on; ``ca_bundle`` adds trusted CAs."""
     if source.ca_bundle is None:
-        return True
+        return _public_cas()
     context = httpx.create_ssl_context()  # the public CAs httpx trusts by default
     try:
         context.load_verify_locations(cafile=source.ca_bundle)

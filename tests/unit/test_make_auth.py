@@ -91,7 +91,11 @@ def test_static_token(tmp_path: Path) -> None:
 
 
 def test_tls_is_verified_by_default_and_a_ca_bundle_adds_to_it(tmp_path: Path) -> None:
-    assert tls_verify(source({"type": "token", "token": "t"})) is True
+    default = tls_verify(source({"type": "token", "token": "t"}))
+    assert isinstance(default, ssl.SSLContext)
+    assert default.verify_mode == ssl.CERT_REQUIRED and default.check_hostname
+    assert default.cert_store_stats()["x509_ca"] > 0  # the public CAs
+    assert tls_verify(source({"type": "token", "token": "u"})) is default  # loaded once
     bundle = tmp_path / "ca.pem"
     pem = Path(certifi.where()).read_text()
     end = "-----END CERTIFICATE-----"
