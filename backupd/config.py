@@ -8,6 +8,7 @@ validation, defaults and documentation, so they cannot drift apart.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import os
@@ -1104,6 +1105,13 @@ def _type_name(tp: Any) -> str:
     return str(tp)
 
 
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    """The resolved annotations of a config class, worked out once: resolving them is most
+    of the cost of reading a config (a daemon reloads it; the tests read thousands)."""
+    return typing.get_type_hints(cls)
+
+
 class _Loader:
     def __init__(self, base_dir: Path, environ: Mapping[str, str]) -> None:
         self.base_dir = base_dir
@@ -1216,7 +1224,7 @@ class _Loader:
     def tagged_union(self, options: list[Any], raw: Any, key: str) -> Any:
         if not isinstance(raw, dict):
             raise ConfigError(key, f"must be a mapping, got {type(raw).__name__}")
-        by_tag = {typing.get_args(typing.get_type_hints(o)["type"])[0]: o for o in options}
+        by_tag = {typing.get_args(_type_hints(o)["type"])[0]: o for o in options}
         tag = raw.get("type")
         if not isinstance(tag, str) or tag not in by_tag:
             allowed = ", ".join(repr(t) for t in by_tag)
@@ -1226,7 +1234,7 @@ class _Loader:
     def dataclass(self, cls: Any, raw: Any, key: str) -> Any:
         if not isinstance(raw, dict):
             raise ConfigError(key, f"must be a mapping, got {type(raw).__name__}")
-        hints = typing.get_type_hints(cls)
+        hints = _type_hints(cls)
         fields = {f.name: f for f in dataclasses.fields(cls)}
         for name in raw:
             if name not in fields:
