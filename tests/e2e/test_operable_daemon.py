@@ -1,7 +1,7 @@
 """`backupd run` tells whether backups happen: /metrics, /healthz, alerts, and a status that
 outlives the daemon. A real daemon process, the simulator over HTTP, a webhook receiver on
-loopback, real git; schedules of 1 s so that "stale" (two periods without a success) comes
-within seconds.
+loopback, real git; schedules of 0.3 s so that "stale" (two periods without a success) comes
+within a second.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def test_metrics_healthz_alerts_and_status_across_a_failure_and_a_restart(
             # Full snapshots, so that every one exports (and moves the export counters).
             extra_source={"batch_size": 4, "incremental": False},
             extra={
-                "schedule": {"interval": 1},
+                "schedule": {"interval": 0.3},
                 "daemon": {"run_at_start": True},
                 "metrics": {"listen": f"127.0.0.1:{port}"},
                 "alerts": {"webhook": hook.url, "timeout": 5},
@@ -140,7 +140,7 @@ def test_metrics_healthz_alerts_and_status_across_a_failure_and_a_restart(
 
         # Once per change of state, restart or not: never per run.
         assert hook.kinds() == ["failure", "stale", "recovery"]
-    # Read with an hourly schedule: with 1 s, a status read 2 s after the last success (a busy
+    # Read with an hourly schedule: with 0.3 s, a status read 2 s after the last success (a busy
     # machine) would rightly say STALE. What is asserted is the recorded recovery.
     settings = yaml.safe_load(config.read_text())
     settings["schedule"] = {"interval": 3600}
@@ -158,7 +158,7 @@ def test_metrics_count_throttled_calls_and_retries(tmp_path: Path, simulator: Si
         tmp_path,
         simulator,
         {"sales": wid},
-        extra_source={"batch_size": 3},
+        extra_source={"batch_size": 2},
         extra={
             "schedule": {"interval": 3600},
             "daemon": {"run_at_start": True},
@@ -166,7 +166,10 @@ def test_metrics_count_throttled_calls_and_retries(tmp_path: Path, simulator: Si
             "remote": {"url": (tmp_path / "no-such-remote.git").as_uri(), "timeout": 10},
         },
     )
-    simulator.faults.throttle_rps = 3  # six calls in a burst: some are answered 429
+    # Three exports sent together against one a second: some are answered 429, and retried.
+    # (Throttling the listings too would only make the client slow down for seconds.)
+    simulator.faults.export_throttle_rps = 1
+    simulator.faults.retry_after = 0.1
 
     with DaemonProcess(config) as daemon:
         daemon.wait_for("snapshot.done", timeout=30)
