@@ -16,16 +16,16 @@ import httpx
 from backupd.simulator.server import Simulator
 from tests.alert_receiver import AlertReceiver
 from tests.e2e.daemon_process import DaemonProcess, clean_environment
-from tests.e2e.test_daemon import add_workspace, backupd, log_time
+from tests.e2e.test_daemon import add_workspace, log_time
 from tests.e2e.test_operable_daemon import healthz, metric
 from tests.gitserver import free_port
-from tests.helpers import commit_count, discover_all, git, make_config
+from tests.helpers import backupd_in_process, commit_count, discover_all, git, make_config
 
 NAMES = ("sales", "finance", "risk")
 
 
 def status_json(config: Path) -> tuple[int, dict[str, Any]]:
-    done = backupd("status", "-c", str(config), "--json")
+    done = backupd_in_process("status", "-c", str(config), "--json")
     return done.returncode, json.loads(done.stdout)
 
 
