@@ -129,7 +129,10 @@ def test_daemon_reports_ready_status_watchdog_and_stopping_to_systemd(
     tmp_path: Path, simulator: Simulator
 ) -> None:
     wid, _ = add_workspace(simulator, 1, "sales")
-    config = make_config(tmp_path, simulator, {"sales": wid}, extra=EVERY_SECOND)
+    # One run, at the start: a short schedule would make the workspace STALE on a busy
+    # machine, and the STATUS line would begin with that.
+    once = {"schedule": {"interval": 3600}, "daemon": {"run_at_start": True}}
+    config = make_config(tmp_path, simulator, {"sales": wid}, extra=once)
 
     with (
         NotifySocket() as notify,
