@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import io
+import logging
 import os
 import subprocess
 import sys
@@ -10,9 +13,11 @@ import threading
 import time
 from pathlib import Path
 from typing import Any, Literal
+from unittest import mock
 
 import yaml
 
+from backupd.cli import main
 from backupd.simulator.server import (
     DEFAULT_AK,
     DEFAULT_IAM_DOMAIN,
@@ -209,3 +214,39 @@ def backupd_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess
         timeout=timeout,
         check=False,
     )
+
+
+# What systemd or the developer's shell may have set that would change the command's output.
+_ENVIRONMENT_CHOICES = (
+    "NOTIFY_SOCKET",
+    "JOURNAL_STREAM",
+    "BACKUPD_CONFIG",
+    "BACKUPD_LOG_LEVEL",
+    "BACKUPD_LOG_FORMAT",
+)
+
+
+def backupd_in_process(*args: str) -> subprocess.CompletedProcess[str]:
+    """The command line called in this process (``backupd.cli.main``), its stdout and stderr
+    captured: for checks of what it says and its exit code, without a process's start. The
+    real process is proven by the tests that run it (``backupd_cli``)."""
+    out, err = io.StringIO(), io.StringIO()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    scrubbed = {name: "" for name in _ENVIRONMENT_CHOICES}
+    try:
+        with (
+            mock.patch.dict(os.environ, scrubbed),
+            contextlib.redirect_stdout(out),
+            contextlib.redirect_stderr(err),
+        ):
+            for name in _ENVIRONMENT_CHOICES:
+                del os.environ[name]
+            try:
+                code = main(list(args))
+            except SystemExit as exit:  # argparse: usage errors and --help
+                code = exit.code if isinstance(exit.code, int) else 1
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    return subprocess.CompletedProcess(["backupd", *args], code, out.getvalue(), err.getvalue())

@@ -854,6 +854,60 @@ class Faults:
     seed: int = 0
 
 
+class Gate:
+    """Holds calls while closed: a test keeps a stage in progress for exactly as long as it
+    needs, and knows when a call is held, where a latency would only make an order likely.
+
+    Open by default. ``hold()`` closes it; ``allow(n)`` lets ``n`` more calls through;
+    ``open()`` lets every call through again (the simulator opens it when it stops).
+    """
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._permits: int | None = None  # None: open
+        self._waiting = 0
+        self._passed = 0
+
+    def hold(self) -> None:
+        with self._changed:
+            self._permits = 0
+
+    def allow(self, count: int = 1) -> None:
+        with self._changed:
+            if self._permits is not None:
+                self._permits += count
+                self._changed.notify_all()
+
+    def open(self) -> None:
+        with self._changed:
+            self._permits = None
+            self._changed.notify_all()
+
+    @property
+    def passed(self) -> int:
+        """Calls that went through so far."""
+        with self._changed:
+            return self._passed
+
+    def wait_for_held(self, count: int = 1, *, timeout: float = 15) -> None:
+        """Until ``count`` calls are held at the gate (AssertionError after ``timeout``)."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: self._waiting >= count, timeout):
+                raise AssertionError(f"{self._waiting} of {count} calls held within {timeout} s")
+
+    def pass_through(self) -> None:
+        """Called by the call itself: returns once the gate lets it through."""
+        with self._changed:
+            self._waiting += 1
+            self._changed.notify_all()
+            self._changed.wait_for(lambda: self._permits is None or self._permits > 0)
+            if self._permits is not None:
+                self._permits -= 1
+            self._waiting -= 1
+            self._passed += 1
+            self._changed.notify_all()
+
+
 @dataclass
 class _Call:
     """One DLF API call being answered: the request plus what the route learned."""
@@ -1062,6 +1116,8 @@ class Simulator:
             DEFAULT_INSTANCE_ID: _Instance(DEFAULT_INSTANCE_ID, DEFAULT_INSTANCE_NAME, 2)
         }
         self.faults = Faults()
+        # Test seam: batch-export calls wait here (after any latency) while it is held.
+        self.export_gate = Gate()
         self._fault_rng = random.Random(seed + 2)
         self._recent_calls: list[float] = []
         self._recent_exports: list[float] = []
@@ -1248,6 +1304,7 @@ class Simulator:
         server, thread = self._server, self._thread
         if server is None:
             return
+        self.export_gate.open()  # no request thread left waiting on a test that ended
         server.shutdown()
         server.server_close()
         if thread is not None:
@@ -1926,6 +1983,8 @@ class Simulator:
         delay = faults.latency + (faults.export_latency if exporting else 0.0)
         if delay > 0:
             time.sleep(delay)
+        if exporting:
+            self.export_gate.pass_through()
         if throttled is not None:
             return throttled
         with self._lock:

@@ -1,4 +1,6 @@
-"""The installed command line, run as a subprocess the way a person or systemd runs it."""
+"""The installed command line, run as a subprocess the way a person or systemd runs it (demo,
+simulator); what it says about a bad config, a usage error or in its help is checked in
+process (tests/e2e/test_cli_strict_config.py proves exit 78 of the real process)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.helpers import commit_count
+from tests.helpers import backupd_in_process, commit_count
 
 
 def backupd(
@@ -58,7 +60,7 @@ def test_bad_config_gives_one_line_naming_the_key_and_exit_78(
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump({**GOOD, "sources": [source]}))
 
-    result = backupd("snapshot", "-c", str(config))
+    result = backupd_in_process("snapshot", "-c", str(config))
 
     assert result.returncode == 78
     lines = result.stderr.strip().splitlines()
@@ -71,18 +73,18 @@ def test_bad_config_gives_one_line_naming_the_key_and_exit_78(
 def test_unreadable_yaml_and_missing_file_exit_78(tmp_path: Path) -> None:
     broken = tmp_path / "broken.yaml"
     broken.write_text("sources: [\n")
-    result = backupd("snapshot", "-c", str(broken))
+    result = backupd_in_process("snapshot", "-c", str(broken))
     assert result.returncode == 78 and "line" in result.stderr
-    result = backupd("snapshot", "-c", str(tmp_path / "missing.yaml"))
+    result = backupd_in_process("snapshot", "-c", str(tmp_path / "missing.yaml"))
     assert result.returncode == 78 and "cannot read" in result.stderr
 
 
 def test_usage_error_exits_2() -> None:
-    assert backupd("no-such-command").returncode == 2
+    assert backupd_in_process("no-such-command").returncode == 2
 
 
 def test_help_lists_every_command() -> None:
-    result = backupd("--help")
+    result = backupd_in_process("--help")
     assert result.returncode == 0
     for command in ("snapshot", "check", "status", "push", "log", "show", "config", "demo"):
         assert command in result.stdout
@@ -139,9 +141,9 @@ def test_simulator_command_serves_the_dataarts_api(tmp_path: Path) -> None:
 
 
 def test_help_describes_check_status_and_dry_run() -> None:
-    check = " ".join(backupd("check", "--help").stdout.split())
+    check = " ".join(backupd_in_process("check", "--help").stdout.split())
     assert "limit 1" in check and "Exit code 0 only if every line is OK" in check
-    status = " ".join(backupd("status", "--help").stdout.split())
+    status = " ".join(backupd_in_process("status", "--help").stdout.split())
     assert "STALE" in status and "--json" in status and "twice the period" in status
-    snapshot = " ".join(backupd("snapshot", "--help").stdout.split())
+    snapshot = " ".join(backupd_in_process("snapshot", "--help").stdout.split())
     assert "--dry-run" in snapshot and "only known by exporting" in snapshot

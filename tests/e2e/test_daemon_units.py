@@ -16,16 +16,16 @@ import httpx
 from backupd.simulator.server import Simulator
 from tests.alert_receiver import AlertReceiver
 from tests.e2e.daemon_process import DaemonProcess, clean_environment
-from tests.e2e.test_daemon import add_workspace, backupd, log_time
+from tests.e2e.test_daemon import add_workspace, log_time
 from tests.e2e.test_operable_daemon import healthz, metric
 from tests.gitserver import free_port
-from tests.helpers import commit_count, discover_all, git, make_config
+from tests.helpers import backupd_in_process, commit_count, discover_all, git, make_config
 
 NAMES = ("sales", "finance", "risk")
 
 
 def status_json(config: Path) -> tuple[int, dict[str, Any]]:
-    done = backupd("status", "-c", str(config), "--json")
+    done = backupd_in_process("status", "-c", str(config), "--json")
     return done.returncode, json.loads(done.stdout)
 
 
@@ -48,7 +48,7 @@ def peak_overlap(events: list[dict[str, Any]]) -> int:
 def test_discovered_workspaces_are_units_of_their_own(tmp_path: Path, simulator: Simulator) -> None:
     for number, name in enumerate(NAMES, 1):
         add_workspace(simulator, number, name)
-    simulator.faults.export_latency = 1.0  # long enough for snapshots to overlap
+    simulator.export_gate.hold()  # until two snapshots are in their exports at once
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     config = make_config(
@@ -63,6 +63,8 @@ def test_discovered_workspaces_are_units_of_their_own(tmp_path: Path, simulator:
     )
 
     with DaemonProcess(config) as daemon:
+        simulator.export_gate.wait_for_held(2)
+        simulator.export_gate.open()
         for name in NAMES:
             daemon.wait_for(
                 "snapshot.done", lambda event, n=name: event["workspace"] == f"prod/{n}"
@@ -92,21 +94,26 @@ def test_sigterm_mid_snapshot_is_an_interruption_not_a_failure(
     tmp_path: Path, simulator: Simulator
 ) -> None:
     wid, _ = add_workspace(simulator, 1, "sales", jobs=12)
-    simulator.faults.export_latency = 1.0
+    gate = simulator.export_gate
+    gate.hold()
+    gate.allow(1)  # three exports: the first answers, the second is held
     with AlertReceiver() as hook:
         config = make_config(
             tmp_path,
             simulator,
             {"sales": wid},
-            extra_source={"batch_size": 4},  # three slow exports
+            extra_source={"batch_size": 4, "max_concurrent_requests": 1},  # three exports
             extra={
                 "daemon": {"run_at_start": True},
                 "alerts": {"webhook": hook.url, "timeout": 5},
             },
         )
         with DaemonProcess(config, log_level="debug") as daemon:
-            daemon.wait_for("snapshot.batch", timeout=15)  # one export in, two to go
+            daemon.wait_for("snapshot.batch")  # one export in, two to go
+            gate.wait_for_held(1)
             daemon.signal(signal.SIGTERM)
+            daemon.wait_for("daemon.stopping")
+            gate.open()
             assert daemon.wait_exit(30) == 0
         assert daemon.named("snapshot.interrupted")
         assert not [e for e in daemon.events if str(e.get("event")).startswith("alert.")]
@@ -118,7 +125,6 @@ def test_sigterm_mid_snapshot_is_an_interruption_not_a_failure(
         assert row["last_error"] is None
         assert commit_count(tmp_path / "repo") == 1  # nothing half-recorded
 
-        simulator.faults.export_latency = 0.0
         with DaemonProcess(config) as again:
             done = again.wait_for("snapshot.done", lambda event: event["commit"] != "none")
             assert done["added"] == 12
@@ -134,8 +140,15 @@ def test_sigterm_stops_a_one_shot_snapshot_as_interrupted(
     tmp_path: Path, simulator: Simulator
 ) -> None:
     wid, _ = add_workspace(simulator, 1, "sales", jobs=12)
-    simulator.faults.export_latency = 1.0
-    config = make_config(tmp_path, simulator, {"sales": wid}, extra_source={"batch_size": 4})
+    gate = simulator.export_gate
+    gate.hold()
+    gate.allow(1)  # three exports, one at a time: the first answers, the second is held
+    config = make_config(
+        tmp_path,
+        simulator,
+        {"sales": wid},
+        extra_source={"batch_size": 4, "max_concurrent_requests": 1},
+    )
     process = subprocess.Popen(
         [
             sys.executable,
@@ -156,7 +169,11 @@ def test_sigterm_stops_a_one_shot_snapshot_as_interrupted(
     for line in process.stderr:
         lines.append(line)
         if '"snapshot.batch"' in line:
+            gate.wait_for_held(1)
             process.send_signal(signal.SIGTERM)
+            # The handler sets the stop at once; the export still held answers only after
+            # that, and the stop is looked at again before any commit.
+            gate.open()
             break
     lines.append(process.stderr.read())  # the same reader: nothing it buffered is lost
     process.stderr.close()

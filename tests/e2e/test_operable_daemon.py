@@ -21,7 +21,7 @@ from tests.alert_receiver import AlertReceiver
 from tests.e2e.daemon_process import DaemonProcess
 from tests.e2e.test_daemon import add_workspace, backupd
 from tests.gitserver import bare_repository, free_port
-from tests.helpers import git, make_config
+from tests.helpers import backupd_in_process, git, make_config
 
 LABEL = "prod/sales"
 
@@ -112,13 +112,13 @@ def test_metrics_healthz_alerts_and_status_across_a_failure_and_a_restart(
             assert daemon.stop() == 0
 
         # Between daemons: the status is on disk, and says STALE.
-        status = backupd("status", "-c", str(config), "--json")
+        status = backupd_in_process("status", "-c", str(config), "--json")
         assert status.returncode == 1, status.stderr
         (record,) = json.loads(status.stdout)["workspaces"]
         assert record["state"] == "STALE"
         assert record["failures"] >= 2 and "HTTP 403" in record["last_error"]
         assert record["last_commit"] and record["alerted"] == "stale"
-        table = backupd("status", "-c", str(config)).stdout
+        table = backupd_in_process("status", "-c", str(config)).stdout
         assert "prod/sales  STALE" in table and "last error" in table
 
         with DaemonProcess(config) as daemon:
@@ -145,7 +145,7 @@ def test_metrics_healthz_alerts_and_status_across_a_failure_and_a_restart(
     settings = yaml.safe_load(config.read_text())
     settings["schedule"] = {"interval": 3600}
     config.write_text(yaml.safe_dump(settings))
-    status = backupd("status", "-c", str(config), "--json")
+    status = backupd_in_process("status", "-c", str(config), "--json")
     assert status.returncode == 0
     (record,) = json.loads(status.stdout)["workspaces"]
     assert record["state"] == "OK" and record["failures"] == 0
@@ -158,7 +158,7 @@ def test_metrics_count_throttled_calls_and_retries(tmp_path: Path, simulator: Si
         tmp_path,
         simulator,
         {"sales": wid},
-        extra_source={"batch_size": 3},
+        extra_source={"batch_size": 2},
         extra={
             "schedule": {"interval": 3600},
             "daemon": {"run_at_start": True},
@@ -166,7 +166,10 @@ def test_metrics_count_throttled_calls_and_retries(tmp_path: Path, simulator: Si
             "remote": {"url": (tmp_path / "no-such-remote.git").as_uri(), "timeout": 10},
         },
     )
-    simulator.faults.throttle_rps = 3  # six calls in a burst: some are answered 429
+    # Three exports sent together against one a second: some are answered 429, and retried.
+    # (Throttling the listings too would only make the client slow down for seconds.)
+    simulator.faults.export_throttle_rps = 1
+    simulator.faults.retry_after = 0.1
 
     with DaemonProcess(config) as daemon:
         daemon.wait_for("snapshot.done", timeout=30)

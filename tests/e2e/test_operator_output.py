@@ -1,5 +1,7 @@
 """What an operator sees: log lines through a pipe, into a file and into the journal; the
-output options before and after the sub-command; a closed pipe. The CLI as a subprocess."""
+output options before and after the sub-command; a closed pipe. The CLI as a subprocess,
+except where only the options' parsing is at stake (levels before and after the sub-command:
+in process)."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import yaml
 
 from backupd.simulator.server import Simulator
 from tests.e2e.daemon_process import clean_environment
-from tests.helpers import make_config, workspace_id
+from tests.helpers import backupd_in_process, make_config, workspace_id
 
 
 def environment(**extra: str) -> dict[str, str]:
@@ -151,7 +153,7 @@ def test_debug_options_after_the_sub_command(
 ) -> None:
     config = snapshot_setup(tmp_path, simulator)
 
-    result = run("snapshot", "-c", str(config), *options)
+    result = backupd_in_process("snapshot", "-c", str(config), *options)
 
     assert result.returncode == 0, result.stderr
     assert "unrecognized arguments" not in result.stderr
@@ -164,10 +166,10 @@ def test_quiet_shows_warnings_and_errors_only_before_or_after(
 ) -> None:
     config = snapshot_setup(tmp_path, simulator)
 
-    after = run("snapshot", "-c", str(config), "-q")
+    after = backupd_in_process("snapshot", "-c", str(config), "-q")
     simulator.modify_job(workspace_id(1), sorted(simulator.jobs(workspace_id(1)))[0])
-    before = run("-q", "snapshot", "-c", str(config))
-    overridden = run("-q", "snapshot", "-c", str(config), "--log-level", "info")
+    before = backupd_in_process("-q", "snapshot", "-c", str(config))
+    overridden = backupd_in_process("-q", "snapshot", "-c", str(config), "--log-level", "info")
 
     assert after.returncode == before.returncode == overridden.returncode == 0
     assert after.stderr == "" and before.stderr == "", after.stderr + before.stderr
