@@ -94,7 +94,10 @@ class ProgressDisplay(SnapshotObserver):
             TextColumn("{task.fields[jobs]}"),
             TimeElapsedColumn(),
             console=console,
-            auto_refresh=auto_refresh,
+            # rich's own refresh thread draws outside our lock: a line printed by another
+            # thread meanwhile moves the cursor by a stale height and leaves a row behind.
+            # Ours (``_redraw``) draws under the lock, like everything else.
+            auto_refresh=False,
             transient=True,  # the rows go when the display stops; the final lines stay
             redirect_stdout=False,  # stdout may be a pipe: it is not ours to draw on
             redirect_stderr=True,  # a stray write to stderr goes above the rows too
@@ -104,6 +107,8 @@ class ProgressDisplay(SnapshotObserver):
         # every line printed above the rows (log lines from other threads) takes it too.
         self._lock = threading.RLock()
         self._rows: dict[str, TaskID] = {}
+        self._auto_refresh = auto_refresh
+        self._stopped = threading.Event()
         self._jobs: dict[str, tuple[int, int]] = {}  # label → (exported, to export)
 
     # --- snapshot hooks -----------------------------------------------------------------------
@@ -181,6 +186,10 @@ class ProgressDisplay(SnapshotObserver):
             if isinstance(handler, logging.StreamHandler) and handler.stream is stream
         ]
         self._progress.start()
+        self._stopped.clear()
+        redraws = threading.Thread(target=self._redraw, name="progress", daemon=True)
+        if self._auto_refresh:
+            redraws.start()
         for handler in handlers:
             handler.setStream(_AboveTheRows(self))
         try:
@@ -188,7 +197,20 @@ class ProgressDisplay(SnapshotObserver):
         finally:
             for handler in handlers:
                 handler.setStream(stream)
-            self._progress.stop()
+            self._stopped.set()
+            if redraws.is_alive():
+                redraws.join()
+            with self._lock:
+                self._progress.stop()
+
+    def _redraw(self) -> None:
+        """The spinners and elapsed times move between hooks: a redraw every 0.1 s."""
+        while not self._stopped.wait(_REDRAW_SECONDS):
+            with self._lock:
+                self._progress.refresh()
+
+
+_REDRAW_SECONDS = 0.1
 
 
 class _AboveTheRows:
