@@ -10,6 +10,7 @@ import json
 import re
 import socket
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -38,10 +39,10 @@ def metric(text: str, name: str, **labels: str) -> float:
     return 0.0
 
 
-def wait_until(condition: object, *, timeout: float = 15, what: str = "") -> None:
+def wait_until(condition: Callable[[], bool], *, timeout: float = 30, what: str = "") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
+        if condition():
             return
         time.sleep(0.1)
     raise AssertionError(f"not within {timeout} s: {what}")
@@ -86,15 +87,22 @@ def test_metrics_healthz_alerts_and_status_across_a_failure_and_a_restart(
             assert abs(success_at - time.time()) < 30
             assert healthz(base) == 200
             assert first["jobs"] == 6
-            # The next snapshot moves the counters.
-            daemon.wait_for("snapshot.done", after=daemon.events.index(first) + 1)
-            again = httpx.get(f"{base}/metrics", timeout=5).text
-            for name, labels in (
+            # The next snapshot moves the counters (read until it has: on a busy machine
+            # the scrape above may already count a second snapshot).
+            counters = (
                 ("backupd_snapshots_total", {"workspace": LABEL, "result": "success"}),
                 ("backupd_exported_jobs_total", {"workspace": LABEL}),
                 ("backupd_api_requests_total", {"source": "prod", "status": "200"}),
-            ):
-                assert metric(again, name, **labels) > metric(scrape, name, **labels), name
+            )
+
+            def moved() -> bool:
+                again = httpx.get(f"{base}/metrics", timeout=5).text
+                return all(
+                    metric(again, name, **labels) > metric(scrape, name, **labels)
+                    for name, labels in counters
+                )
+
+            wait_until(moved, what="the counters of the next snapshot")
 
             # The workspace's source starts failing (403: the IAM user lost its role) …
             simulator.faults.forbidden_workspaces = [wid]
