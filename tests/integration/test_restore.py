@@ -356,7 +356,7 @@ def test_dry_run_tells_new_changed_and_identical_per_job(
 def test_with_dependents_adds_every_job_waiting_for_the_chosen_one(
     tmp_path: Path, simulator: Simulator, obs_config: Path
 ) -> None:
-    simulator.populate(SALES, 150)
+    simulator.populate(SALES, 40)
     snapshot(obs_config, "prod/sales")
     definitions = simulator.jobs(SALES)
     waiting: dict[str, set[str]] = {}
@@ -365,13 +365,18 @@ def test_with_dependents_adds_every_job_waiting_for_the_chosen_one(
             definition["schedule"].get("cron", {}).get("dependJobs", {}).get("jobs", [])
         ):
             waiting.setdefault(upstream, set()).add(name)
-    root = max(waiting, key=lambda n: len(waiting[n]))
-    expected, frontier = {root}, [root]
-    while frontier:
-        for downstream in waiting.get(frontier.pop(), set()) - expected:
-            expected.add(downstream)
-            frontier.append(downstream)
-    assert len(expected) > 1
+
+    def closure(root: str) -> set[str]:
+        found, frontier = {root}, [root]
+        while frontier:
+            for downstream in waiting.get(frontier.pop(), set()) - found:
+                found.add(downstream)
+                frontier.append(downstream)
+        return found
+
+    root = max(sorted(waiting), key=lambda n: len(closure(n)))
+    expected = closure(root)
+    assert len(expected) > 2  # a job waiting for a job that waits for the chosen one
 
     repo = GitRepo.open_existing(tmp_path / "repo", branch="main")
     plan = plan_restore(repo, "prod/sales", jobs=[root], with_dependents=True)
