@@ -1,5 +1,6 @@
 """`backupd restore` as a subprocess: one line and an exit code for a refusal, no file; the
-list and the zip on success. (Each refusal, in process: tests/integration/test_restore_refusals.py.)
+list and the zip on success. (Each refusal and the help, in process:
+tests/integration/test_restore_refusals.py.)
 """
 
 from __future__ import annotations
@@ -61,11 +62,3 @@ def test_list_and_out_from_the_command_line(backed_up: Path, tmp_path: Path) -> 
     )
     assert result.returncode == 0, result.stderr
     assert "jobs (10)" in result.stdout and out.stat().st_size > 0
-
-
-def test_help_says_naive_dates_are_utc() -> None:
-    result = backupd("restore", "--help")
-    assert result.returncode == 0
-    text = " ".join(result.stdout.split())
-    assert "without an offset is UTC" in text and "--with-dependents" in text
-    assert "restore" in backupd("--help").stdout

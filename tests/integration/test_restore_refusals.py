@@ -1,4 +1,4 @@
-"""`backupd restore` refuses with one line and an exit code, and writes no file.
+"""`backupd restore` refuses with one line and an exit code, and writes no file; its help.
 
 In process (``backupd.cli.main``); tests/e2e/test_restore_cli.py runs a few of these as real
 processes.
@@ -119,3 +119,15 @@ def test_refusals(
     exit_code, _, err = restore(capsys, "-c", str(backed_up), *args)
     assert exit_code == code, err
     assert text in refused(err, out)
+
+
+def test_help_says_naive_dates_are_utc(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["restore", "--help"])
+    assert exited.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "without an offset is UTC" in text and "--with-dependents" in text
+    with pytest.raises(SystemExit) as exited:
+        main(["--help"])
+    assert exited.value.code == 0
+    assert "restore" in capsys.readouterr().out
