@@ -139,10 +139,20 @@ def test_a_failed_job_is_its_own_and_fails_the_restore(
     assert set(simulator.jobs(SALES)) == set(JOBS) - {"x"}
 
 
-@pytest.mark.parametrize("shape", SHAPES)
+ODD_NAMES: list[object] = [
+    None,
+    "",
+    42,
+    "Import the job.",
+    "Import the daily_load job",
+    "导入作业 daily_load",
+]
+
+
+# Each name once, the two shapes in turn: the key that holds the list has no say in how a name
+# is read (tests/unit/test_import_status.py reads every name and every key on its own).
 @pytest.mark.parametrize(
-    "odd_name",
-    [None, "", 42, "Import the job.", "Import the daily_load job", "导入作业 daily_load"],
+    ("odd_name", "shape"), [(name, SHAPES[i % 2]) for i, name in enumerate(ODD_NAMES)]
 )
 def test_a_job_whose_subtask_has_no_usable_name_is_unknown_and_fails_the_restore(
     simulator: Simulator,
