@@ -157,7 +157,7 @@ def test_at_any_snapshot_date_tag_or_commit_restores_exactly_that_state(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    simulator.populate(SALES, 40, chinese_fraction=0.2)
+    simulator.populate(SALES, 20, chinese_fraction=0.2)
     simulator.populate(FINANCE, 10)
     repo_path = tmp_path / "repo"
     day = datetime(2026, 11, 20, 3, 0, tzinfo=UTC)
@@ -212,7 +212,7 @@ def test_at_any_snapshot_date_tag_or_commit_restores_exactly_that_state(
     for line, state in zip(lines, reversed(states), strict=True):
         assert f"{state['moment']:%Y-%m-%d %H:%M:%S}Z" in line
         assert state["sha"][:10] in line and state["tag"] in line
-    assert "40 added, 0 changed, 0 removed" in lines[-1]
+    assert "20 added, 0 changed, 0 removed" in lines[-1]
     assert "1 added, 1 changed, 1 removed" in lines[-2]
 
 
