@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from backupd.cli import main
 from backupd.commands.snapshot import run_snapshots
 from backupd.config import load_config
 from backupd.simulator.server import Simulator
@@ -59,9 +60,16 @@ class History:
         monkeypatch.delenv("GIT_COMMITTER_DATE")
         monkeypatch.delenv("GIT_AUTHOR_DATE")
 
-    def cli(self, *args: str) -> tuple[int, str, str]:
+    def process(self, *args: str) -> tuple[int, str, str]:
+        """``backupd <args> -c <config>`` as a real process."""
         result = backupd_cli(*args, "-c", str(self.config))
         return result.returncode, result.stdout, result.stderr
+
+    def main(self, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+        """The same, in this process (``backupd.cli.main``)."""
+        code = main([*args, "-c", str(self.config)])
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
 
 
 @pytest.fixture(scope="module")
@@ -71,8 +79,10 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[History]:
         yield History(tmp_path_factory.mktemp("history"), simulator, monkeypatch)
 
 
-def test_log_of_a_job_lists_its_changes_with_dates_authors_and_commits(history: History) -> None:
-    code, out, err = history.cli("log", "--job", history.job)
+def test_log_of_a_job_lists_its_changes_with_dates_authors_and_commits(
+    history: History, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = history.process("log", "--job", history.job)  # a real process, once
 
     assert code == 0, err
     job, c = history.job, history.commits
@@ -85,22 +95,26 @@ def test_log_of_a_job_lists_its_changes_with_dates_authors_and_commits(history: 
         f"prod/sales: {job} changed",
         f"2026-11-01 10:00:00Z  {c[0][:10]}  backupd <backupd@localhost>  prod/sales: {job} added",
     ]
-    code, out, _ = history.cli("log", "--job", history.job, "-n", "1")
+    code, out, _ = history.main(capsys, "log", "--job", history.job, "-n", "1")
     assert code == 0 and len(out.splitlines()) == 1 and "removed" in out
 
 
-def test_log_of_a_workspace_lists_every_snapshot_that_changed_it(history: History) -> None:
-    code, out, err = history.cli("log", "--workspace", "sales")
+def test_log_of_a_workspace_lists_every_snapshot_that_changed_it(
+    history: History, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = history.main(capsys, "log", "--workspace", "sales")
 
     assert code == 0, err
     lines = out.splitlines()
     assert [line.split()[2] for line in lines] == [c[:10] for c in reversed(history.commits)]
     assert lines[2].endswith("prod/sales: 0 added, 1 changed, 0 removed")
-    code, out, _ = history.cli("log", "--source", "prod", "--workspace", "finance")
+    code, out, _ = history.main(capsys, "log", "--source", "prod", "--workspace", "finance")
     assert code == 0 and len(out.splitlines()) == 1  # its first snapshot only
 
 
-def test_show_prints_the_job_as_it_was_at_a_date_or_revision(history: History) -> None:
+def test_show_prints_the_job_as_it_was_at_a_date_or_revision(
+    history: History, capsys: pytest.CaptureFixture[str]
+) -> None:
     contents = history.contents
     cases = {
         "2026-11-01": contents[0],  # a date alone: the last snapshot of that day
@@ -113,15 +127,21 @@ def test_show_prints_the_job_as_it_was_at_a_date_or_revision(history: History) -
     }
     assert len(set(contents[:4])) == 3  # the job really changed twice
     for at, expected in cases.items():
-        code, out, err = history.cli("show", history.job, "--at", at)
+        code, out, err = history.main(capsys, "show", history.job, "--at", at)
         assert code == 0, (at, err)
         assert out.encode() == expected, at
         assert json.loads(out)["name"] == history.job
-    assert "as of" in err
+        assert "as of" in err
+    # A real process writes the same bytes to its stdout.
+    code, out, err = history.process("show", history.job, "--at", "2026-11-04 18:00+08:00")
+    assert code == 0, err
+    assert out.encode() == contents[3] and "as of" in err
 
 
-def test_show_with_scripts_and_its_errors(history: History) -> None:
-    code, out, _ = history.cli("show", history.job, "--at", "2026-11-02", "--scripts")
+def test_show_with_scripts_and_its_errors(
+    history: History, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = history.main(capsys, "show", history.job, "--at", "2026-11-02", "--scripts")
     assert code == 0
     headers = [line for line in out.splitlines() if line.startswith("==> ")]
     assert headers[0] == f"==> prod/sales/jobs/{history.job}/{history.job}.job <=="
@@ -129,13 +149,13 @@ def test_show_with_scripts_and_its_errors(history: History) -> None:
     in_folder = [p for p in stored.splitlines() if p.startswith(f"prod/sales/jobs/{history.job}/")]
     assert sorted(h[4:-4] for h in headers) == sorted(in_folder)
 
-    code, _, err = history.cli("show", history.job)  # deleted by now
+    code, _, err = history.main(capsys, "show", history.job)  # deleted by now
     assert code == 1 and "did not exist" in err
-    code, _, err = history.cli("show", history.job, "--at", "2026-10-01")
+    code, _, err = history.main(capsys, "show", history.job, "--at", "2026-10-01")
     assert code == 1 and "no snapshot at or before 2026-10-01 23:59:59Z" in err
-    code, _, err = history.cli("show", history.job, "--at", "no-such-rev")
+    code, _, err = history.main(capsys, "show", history.job, "--at", "no-such-rev")
     assert code == 1 and "neither a date nor a known revision" in err
-    code, _, err = history.cli("show", history.job, "--workspace", "nope")
+    code, _, err = history.main(capsys, "show", history.job, "--workspace", "nope")
     assert code == 2 and "no workspace matches" in err
-    code, _, err = history.cli("log", "--job", "never_existed")
+    code, _, err = history.main(capsys, "log", "--job", "never_existed")
     assert code == 1 and "no recorded change" in err

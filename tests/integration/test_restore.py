@@ -17,16 +17,30 @@ from backupd.commands.snapshot import run_snapshots
 from backupd.config import load_config
 from backupd.dataarts.obs import ObsClient, ObsCredentials
 from backupd.errors import AuthError, ClockSkewError
-from backupd.restore.plan import plan_restore, restore_entries
+from backupd.restore.importer import ImportOptions
+from backupd.restore.plan import plan_restore, read_workspace, restore_entries
 from backupd.secret import Secret
 from backupd.simulator.server import DEFAULT_OBS_AK, DEFAULT_OBS_SK, Simulator
 from backupd.store.archive import extract_archive
 from backupd.store.gitrepo import GitRepo
+from backupd.store.index import WorkspaceIndex
+from backupd.store.layout import INDEX_FILE
 from tests.helpers import git, make_config, workspace_id
+from tests.import_polls import instant_import_polls
 
 BUCKET = "dr-bucket"
 SALES = workspace_id(1)
 FINANCE = workspace_id(2)
+
+
+# The importer's first wait before polling the task; each next wait doubles.
+FIRST_POLL = ImportOptions(BUCKET).first_poll
+
+
+@pytest.fixture(autouse=True)
+def import_polls(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The waits before each poll of an import task, recorded instead of slept."""
+    return instant_import_polls(monkeypatch)
 
 
 def snapshot(config_path: Path, *only: str) -> None:
@@ -86,16 +100,18 @@ def obs_config(tmp_path: Path, simulator: Simulator) -> Path:
     )
 
 
-def test_every_job_of_300_round_trips_to_its_original_export(
+def test_every_job_of_120_round_trips_to_its_original_export(
     tmp_path: Path, simulator: Simulator, obs_config: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    names = simulator.populate(SALES, 300, realtime_fraction=0.3, chinese_fraction=0.15)
+    # More jobs than one batch export takes: the snapshot is put together from several.
+    names = simulator.populate(SALES, 120, realtime_fraction=0.3, chinese_fraction=0.15)
     original = simulator.export_files(SALES, names)
     assert any(not n.isascii() for n in names)
     assert any(d["processType"] == "REAL_TIME" for d in simulator.jobs(SALES).values())
     script_copies = [p.rsplit("/", 1)[1] for p in original if p.endswith(".script")]
     assert len(script_copies) > len(set(script_copies))  # some scripts are shared
     snapshot(obs_config)
+    assert sum(c.path.endswith("/batch-export") for c in simulator.calls) > 1
     out = tmp_path / "jobs.zip"
 
     started = time.monotonic()
@@ -103,7 +119,7 @@ def test_every_job_of_300_round_trips_to_its_original_export(
     seconds = time.monotonic() - started
 
     assert code == 0, stderr
-    print(f"restore of 300 jobs: {seconds:.2f} s, {out.stat().st_size} bytes")
+    print(f"restore of 120 jobs: {seconds:.2f} s, {out.stat().st_size} bytes")
     restored = read_zip(out)
     jobs_part = {k: v for k, v in restored.items() if k.startswith("jobs/")}
     assert jobs_part.keys() == original.keys()
@@ -112,15 +128,17 @@ def test_every_job_of_300_round_trips_to_its_original_export(
         simulator, SALES
     )
     assert extract_archive(out, tmp_path / "unpacked")  # passes our own hostile-zip checks
-    assert "restore of prod/sales" in stdout and "300" in stdout
+    assert "restore of prod/sales" in stdout and "jobs (120)" in stdout
 
     # Each job alone, too: exactly what exporting that one job gives.
     repo = GitRepo.open_existing(tmp_path / "repo", branch="main")
     oids = repo.list_files("HEAD", "prod/sales")
     blobs = repo.read_blobs(oids.values())
     files = {path: blobs[oid] for path, oid in oids.items()}
+    # Read once for all the jobs (restore_entries would read it again for each one).
+    stored = read_workspace(files, WorkspaceIndex.parse(files[INDEX_FILE]))
     for name in names:
-        entries = restore_entries(files, [name])
+        entries = restore_entries(files, [name], workspace=stored)
         expected = simulator.export_files(SALES, [name])
         assert entries.keys() == expected.keys(), name
         assert parsed(entries) == parsed(expected), name
@@ -139,7 +157,7 @@ def test_at_any_snapshot_date_tag_or_commit_restores_exactly_that_state(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    simulator.populate(SALES, 40, chinese_fraction=0.2)
+    simulator.populate(SALES, 20, chinese_fraction=0.2)
     simulator.populate(FINANCE, 10)
     repo_path = tmp_path / "repo"
     day = datetime(2026, 11, 20, 3, 0, tzinfo=UTC)
@@ -194,7 +212,7 @@ def test_at_any_snapshot_date_tag_or_commit_restores_exactly_that_state(
     for line, state in zip(lines, reversed(states), strict=True):
         assert f"{state['moment']:%Y-%m-%d %H:%M:%S}Z" in line
         assert state["sha"][:10] in line and state["tag"] in line
-    assert "40 added, 0 changed, 0 removed" in lines[-1]
+    assert "20 added, 0 changed, 0 removed" in lines[-1]
     assert "1 added, 1 changed, 1 removed" in lines[-2]
 
 
@@ -203,6 +221,7 @@ def test_import_into_an_emptied_workspace_brings_back_that_point(
     obs_config: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
+    import_polls: list[float],
 ) -> None:
     simulator.populate(SALES, 60, realtime_fraction=0.3, chinese_fraction=0.2)
     _set_date(monkeypatch, datetime(2026, 11, 20, 3, 0, tzinfo=UTC))
@@ -231,6 +250,9 @@ def test_import_into_an_emptied_workspace_brings_back_that_point(
     assert key.startswith("backupd-restore/prod/sales/") and key.endswith(".zip")
     calls = [c.path.rsplit("/", 2)[-2:] for c in simulator.calls]
     assert ["jobs", "check-file"] in calls and ["jobs", "import"] in calls
+    # The task was polled until it left RUNNING (the simulator's first poll), waits doubling.
+    assert simulator.import_polls == 1
+    assert import_polls == [FIRST_POLL, 2 * FIRST_POLL]
 
 
 def test_import_keeps_existing_jobs_unless_overwrite_and_overwrites_only_stopped_jobs(
@@ -263,7 +285,10 @@ def test_import_keeps_existing_jobs_unless_overwrite_and_overwrites_only_stopped
 
 
 def test_a_restore_larger_than_the_import_limit_is_imported_in_parts(
-    tmp_path: Path, simulator: Simulator, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    simulator: Simulator,
+    capsys: pytest.CaptureFixture[str],
+    import_polls: list[float],
 ) -> None:
     simulator.add_bucket(BUCKET)
     simulator.add_workspace(SALES, "sales")
@@ -292,6 +317,7 @@ def test_a_restore_larger_than_the_import_limit_is_imported_in_parts(
             assert sum(info.file_size for info in archive.infolist()) <= 20_000
     assert workspace_state(simulator, SALES) == (jobs_then, scripts_then)
     assert f"in {len(parts)} part(s)" in stdout
+    assert import_polls == [FIRST_POLL, 2 * FIRST_POLL] * len(parts)  # each part's own task
 
 
 def test_dry_run_tells_new_changed_and_identical_per_job(
@@ -330,7 +356,7 @@ def test_dry_run_tells_new_changed_and_identical_per_job(
 def test_with_dependents_adds_every_job_waiting_for_the_chosen_one(
     tmp_path: Path, simulator: Simulator, obs_config: Path
 ) -> None:
-    simulator.populate(SALES, 150)
+    simulator.populate(SALES, 40)
     snapshot(obs_config, "prod/sales")
     definitions = simulator.jobs(SALES)
     waiting: dict[str, set[str]] = {}
@@ -339,13 +365,18 @@ def test_with_dependents_adds_every_job_waiting_for_the_chosen_one(
             definition["schedule"].get("cron", {}).get("dependJobs", {}).get("jobs", [])
         ):
             waiting.setdefault(upstream, set()).add(name)
-    root = max(waiting, key=lambda n: len(waiting[n]))
-    expected, frontier = {root}, [root]
-    while frontier:
-        for downstream in waiting.get(frontier.pop(), set()) - expected:
-            expected.add(downstream)
-            frontier.append(downstream)
-    assert len(expected) > 1
+
+    def closure(root: str) -> set[str]:
+        found, frontier = {root}, [root]
+        while frontier:
+            for downstream in waiting.get(frontier.pop(), set()) - found:
+                found.add(downstream)
+                frontier.append(downstream)
+        return found
+
+    root = max(sorted(waiting), key=lambda n: len(closure(n)))
+    expected = closure(root)
+    assert len(expected) > 2  # a job waiting for a job that waits for the chosen one
 
     repo = GitRepo.open_existing(tmp_path / "repo", branch="main")
     plan = plan_restore(repo, "prod/sales", jobs=[root], with_dependents=True)

@@ -29,6 +29,7 @@ from backupd.simulator.server import (
     Simulator,
 )
 from tests.helpers import make_config, workspace_id
+from tests.import_polls import instant_import_polls
 
 BUCKET = "dr-bucket"
 SALES = workspace_id(7)
@@ -39,7 +40,13 @@ Shape = Literal["subtasks", "subTasks"]
 SHAPES: list[Shape] = ["subtasks", "subTasks"]
 
 
-def restore_config(tmp_path: Path, simulator: Simulator, **restore: object) -> Path:
+@pytest.fixture(autouse=True)
+def import_polls(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The waits before each poll of an import task, recorded instead of slept."""
+    return instant_import_polls(monkeypatch)
+
+
+def restore_config(tmp_path: Path, simulator: Simulator, repo: Path, **restore: object) -> Path:
     simulator.add_bucket(BUCKET)
     sk_file = tmp_path / "obs-sk"
     sk_file.write_text(DEFAULT_OBS_SK)
@@ -50,20 +57,35 @@ def restore_config(tmp_path: Path, simulator: Simulator, **restore: object) -> P
         "obs_sk_file": str(sk_file),
         **restore,
     }
-    return make_config(tmp_path, simulator, {"sales": SALES}, extra_source={"restore": section})
+    return make_config(
+        tmp_path,
+        simulator,
+        {"sales": SALES},
+        extra_source={"restore": section},
+        extra={"repository": {"path": str(repo)}},
+    )
+
+
+@pytest.fixture(scope="module")
+def snapshot_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A repository with one snapshot of a workspace holding JOBS. Built once: a restore only
+    reads it."""
+    tmp_path = tmp_path_factory.mktemp("snapshot")
+    with Simulator() as simulator:
+        simulator.add_workspace(SALES, "sales")
+        for name in JOBS:
+            simulator.add_job(SALES, name)
+        config = restore_config(tmp_path, simulator, tmp_path / "repo")
+        results = run_snapshots(load_config(config))
+    assert results and all(r.ok for r in results)
+    return tmp_path / "repo"
 
 
 @pytest.fixture
-def backed_up(tmp_path: Path, simulator: Simulator) -> Path:
-    """A snapshot of a workspace holding JOBS, then the workspace emptied (the disaster)."""
+def backed_up(tmp_path: Path, simulator: Simulator, snapshot_repo: Path) -> Path:
+    """The snapshot of a workspace holding JOBS, and that workspace now empty (the disaster)."""
     simulator.add_workspace(SALES, "sales")
-    for name in JOBS:
-        simulator.add_job(SALES, name)
-    config = restore_config(tmp_path, simulator)
-    results = run_snapshots(load_config(config))
-    assert results and all(r.ok for r in results)
-    simulator.clear_workspace(SALES)
-    return config
+    return restore_config(tmp_path, simulator, snapshot_repo)
 
 
 def restore_import(
@@ -117,10 +139,20 @@ def test_a_failed_job_is_its_own_and_fails_the_restore(
     assert set(simulator.jobs(SALES)) == set(JOBS) - {"x"}
 
 
-@pytest.mark.parametrize("shape", SHAPES)
+ODD_NAMES: list[object] = [
+    None,
+    "",
+    42,
+    "Import the job.",
+    "Import the daily_load job",
+    "导入作业 daily_load",
+]
+
+
+# Each name once, the two shapes in turn: the key that holds the list has no say in how a name
+# is read (tests/unit/test_import_status.py reads every name and every key on its own).
 @pytest.mark.parametrize(
-    "odd_name",
-    [None, "", 42, "Import the job.", "Import the daily_load job", "导入作业 daily_load"],
+    ("odd_name", "shape"), [(name, SHAPES[i % 2]) for i, name in enumerate(ODD_NAMES)]
 )
 def test_a_job_whose_subtask_has_no_usable_name_is_unknown_and_fails_the_restore(
     simulator: Simulator,
@@ -181,6 +213,7 @@ def test_the_simulated_task_uses_the_chosen_key_only(
 def test_target_status_and_approvers_are_sent_from_the_config_or_the_flags(
     tmp_path: Path,
     simulator: Simulator,
+    snapshot_repo: Path,
     backed_up: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -190,7 +223,7 @@ def test_target_status_and_approvers_are_sent_from_the_config_or_the_flags(
     assert "approvers" not in simulator.imports.requests[-1]
 
     configured = restore_config(
-        tmp_path, simulator, target_status="SUBMITTED", approvers=["alice", "王伟"]
+        tmp_path, simulator, snapshot_repo, target_status="SUBMITTED", approvers=["alice", "王伟"]
     )
     simulator.clear_workspace(SALES)
     code, _, stderr = restore_import(capsys, configured)
@@ -261,9 +294,13 @@ def test_review_flags_need_import(
 
 
 def test_in_parts_an_unknown_job_goes_on_and_a_failed_one_stops_the_rest(
-    tmp_path: Path, simulator: Simulator, backed_up: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    simulator: Simulator,
+    snapshot_repo: Path,
+    backed_up: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    one_job_a_part = restore_config(tmp_path, simulator, max_import_bytes=2000)
+    one_job_a_part = restore_config(tmp_path, simulator, snapshot_repo, max_import_bytes=2000)
     order = sorted(JOBS)  # the parts' order: daily_load, job, job_batch, the, x
     simulator.imports.subtask_key = "subTasks"
     simulator.imports.subtask_names = {order[0]: "?"}
