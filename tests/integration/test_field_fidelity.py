@@ -44,7 +44,7 @@ from backupd.store.index import WorkspaceIndex
 from backupd.store.names import with_suffix
 from backupd.store.normalise import canonical_json, is_definition_file, normalise_file, script_view
 from backupd.store.pathmap import component, portability_problems
-from tests.helpers import backupd_cli, git, make_config, workspace_id
+from tests.helpers import backupd_in_process, git, make_config, workspace_id
 
 WS = workspace_id(77)
 FOLDER = "prod/sales"
@@ -357,9 +357,9 @@ def test_snapshot_status_and_check_show_the_missing_resource_api_as_a_warning(
     sim = start(running, "no-resources-api", jobs=2)
     config = make_config(tmp_path, sim, {"sales": WS})
 
-    snapshotted = backupd_cli("snapshot", "-c", str(config))
-    status = backupd_cli("status", "-c", str(config))
-    checked = backupd_cli("check", "-c", str(config))
+    snapshotted = backupd_in_process("snapshot", "-c", str(config))
+    status = backupd_in_process("status", "-c", str(config))
+    checked = backupd_in_process("check", "-c", str(config))
 
     assert snapshotted.returncode == 3, snapshotted.stderr  # partial: committed, with a warning
     assert "partial snapshot: warning: resources not backed up" in snapshotted.stderr
@@ -456,7 +456,7 @@ def test_restore_dry_run_compares_hostile_names_with_the_live_workspace(
     snapshot(config)
     sim.modify_job(WS, "CON")
 
-    result = backupd_cli("restore", "-c", str(config), "-w", "sales", "--dry-run")
+    result = backupd_in_process("restore", "-c", str(config), "-w", "sales", "--dry-run")
 
     assert result.returncode == 0, result.stderr
     statuses = {}

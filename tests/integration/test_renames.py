@@ -22,7 +22,7 @@ from backupd.store.index import JobRecord, WorkspaceIndex
 from backupd.store.layout import INDEX_FILE
 from backupd.store.normalise import canonical_json
 from backupd.store.summary import renamed_line
-from tests.helpers import backupd_cli, git, make_config, workspace_id
+from tests.helpers import backupd_cli, backupd_in_process, git, make_config, workspace_id
 
 WS = workspace_id(61)
 DAYS = [f"2026-12-0{day}T10:00:00Z" for day in range(1, 4)]
@@ -79,7 +79,7 @@ class Renamed:
 
     def log(self, job: str) -> list[tuple[str, str]]:
         """(commit, what) of each line of `backupd log --job JOB`."""
-        result = backupd_cli("log", "--job", job, "-c", str(self.config))
+        result = backupd_in_process("log", "--job", job, "-c", str(self.config))
         assert result.returncode == 0, result.stderr
         return [_commit_and_what(line) for line in result.stdout.splitlines()]
 
