@@ -145,18 +145,18 @@ def test_changes_make_one_commit_per_changed_workspace_naming_them(
     assert "(by li.wei)" in message
 
 
-def test_1200_job_workspace_exports_in_12_batches_and_round_trips(
+def test_a_300_job_workspace_exports_in_3_full_batches_and_round_trips(
     tmp_path: Path, simulator: Simulator
 ) -> None:
     wid = workspace_id(7)
     simulator.add_workspace(wid, "big")
-    simulator.populate(wid, 1200)
+    simulator.populate(wid, 300)
     config_path = make_config(tmp_path, simulator, {"big": wid})
 
     snapshot(config_path)
 
     exports = [c for c in simulator.calls if c.path.endswith("/jobs/batch-export")]
-    assert len(exports) == 12
+    assert len(exports) == 3
     assert all(len(c.job_names) == 100 for c in exports)
     assert sorted(n for c in exports for n in c.job_names) == sorted(simulator.jobs(wid))
     assert read_tree(tmp_path / "repo" / "prod" / "big") == expected_tree(simulator, wid)
