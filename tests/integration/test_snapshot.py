@@ -35,7 +35,7 @@ def three_workspaces(tmp_path: Path, simulator: Simulator) -> tuple[Path, dict[s
     workspaces = {"sales": workspace_id(1), "finance": workspace_id(2), "ops": workspace_id(3)}
     for name, wid in workspaces.items():
         simulator.add_workspace(wid, name)
-        simulator.populate(wid, 250, realtime_fraction=0.3, chinese_fraction=0.15)
+        simulator.populate(wid, 120, realtime_fraction=0.3, chinese_fraction=0.15)
     return make_config(tmp_path, simulator, workspaces), workspaces
 
 
@@ -46,7 +46,7 @@ def test_full_snapshot_holds_exactly_the_services_jobs(
     results = snapshot(config_path)
     repo = config_path.parent / "repo"
 
-    assert [r.jobs for r in results] == [250, 250, 250]
+    assert [r.jobs for r in results] == [120, 120, 120]
     for name, wid in workspaces.items():
         stored = read_tree(repo / "prod" / name)
         expected = expected_tree(simulator, wid)
