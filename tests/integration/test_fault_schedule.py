@@ -38,7 +38,7 @@ from backupd.store.names import stem_of
 from tests.helpers import VirtualClock, expected_tree, make_config, read_tree, workspace_id
 
 SEEDS = (11, 23, 37)
-RUNS = 14  # per seed, after the first clean snapshot
+RUNS = 10  # per seed, after the first clean snapshot
 WORKSPACES = {f"w{n}": workspace_id(60 + n) for n in (1, 2, 3)}
 SOURCE: dict[str, Any] = {
     "page_size": 4,  # several pages from few items: later pages and probes get glitched

@@ -1,6 +1,6 @@
-"""Fault soak: a bad day at the service, ten snapshots long.
+"""Fault soak: a bad day at the service, six snapshots long.
 
-Two workspaces of 200 jobs; the simulator answers 10% of calls with 5xx, throttles above
+Two workspaces of 120 jobs; the simulator answers 10% of calls with 5xx, throttles above
 10 requests/s (the client is allowed 15/s of each kind, so it does get throttled) and cuts
 20% of export bodies short. Between snapshots jobs are modified, added, deleted and renamed and
 shared scripts change. Whatever each snapshot reports, the history must stay true:
@@ -39,7 +39,7 @@ from tests.helpers import (
 )
 
 WORKSPACES = {"alpha": workspace_id(61), "beta": workspace_id(62)}
-SNAPSHOTS = 8
+SNAPSHOTS = 6
 SOURCE = {
     # Every job exported every time: the soak is about the export path under faults
     # (test_incremental proves incremental snapshots equal full ones).
@@ -96,7 +96,7 @@ def test_fault_soak_never_records_a_false_state(
     rng = random.Random(7)
     for name, wid in WORKSPACES.items():
         simulator.add_workspace(wid, name)
-        simulator.populate(wid, 200, scripts=60)  # one page of scripts per listing
+        simulator.populate(wid, 120, scripts=60)  # one page of scripts per listing
     config = load_config(make_config(fast_dir, simulator, WORKSPACES, extra_source=SOURCE))
     repo = fast_dir / "repo"
     simulator.faults.error_rate = 0.10
