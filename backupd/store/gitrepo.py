@@ -196,6 +196,17 @@ layout and the exact DataArts names.
 _OLDER_READMES = (_README_BEFORE_NAME_MAPPING, _README_BEFORE_GITATTRIBUTES)
 
 
+# The repository's own settings, as `git config --list -z` shows them ("key\nvalue").
+REPOSITORY_CONFIG = (
+    # Hooks or signing configured globally must not block an unattended daemon.
+    "commit.gpgsign\nfalse",
+    "core.quotepath\nfalse",
+    # Tens of thousands of files: each commit rewrites only a small split of the index
+    # instead of all of it.
+    "core.splitindex\ntrue",
+)
+
+
 @dataclass(frozen=True)
 class Identity:
     name: str
@@ -375,12 +386,12 @@ class GitRepo:
             time.sleep(0.1)
 
     def _configure(self) -> None:
-        # Hooks or signing configured globally must not block an unattended daemon.
-        self._git("config", "commit.gpgsign", "false")
-        self._git("config", "core.quotePath", "false")
-        # Tens of thousands of files: each commit rewrites only a small split of the index
-        # instead of all of it.
-        self._git("config", "core.splitIndex", "true")
+        # Read once, set only what differs: a run opens the repository, and each git call
+        # costs a process.
+        current = self._git("config", "--local", "--list", "-z").split("\0")
+        for setting in REPOSITORY_CONFIG:
+            if setting not in current:
+                self._git("config", *setting.split("\n", 1))
         self._store_bytes_as_they_are()
 
     def _store_bytes_as_they_are(self) -> None:

@@ -43,3 +43,19 @@ def test_git_environment_adds_the_extra_variables_and_c_messages() -> None:
     environment = git_environment({"GIT_AUTHOR_NAME": "x"})
     assert environment["GIT_AUTHOR_NAME"] == "x"
     assert environment["LC_ALL"] == "C"
+
+
+def test_the_repository_settings_are_made_true_at_every_open(tmp_path: Path) -> None:
+    """Signing (which would block an unattended run), quoted paths and a whole-index rewrite
+    per commit are turned off in the repository, also when someone turned them back on."""
+    wanted = {"commit.gpgsign": "false", "core.quotepath": "false", "core.splitindex": "true"}
+    with GitRepo.open(tmp_path / "repo", branch="main") as repo:
+        repo.prepare(ME)
+        for key, value in wanted.items():
+            assert git(repo.path, "config", "--local", key).strip() == value
+        git(repo.path, "config", "commit.gpgsign", "true")
+        git(repo.path, "config", "--unset", "core.splitIndex")
+    with GitRepo.open(tmp_path / "repo", branch="main") as repo:
+        repo.prepare(ME)
+        for key, value in wanted.items():
+            assert git(repo.path, "config", "--local", key).strip() == value
