@@ -161,6 +161,9 @@ def folder_components(
     for it, so paths do not move; without it, the result depends on `names` alone. In
     both cases it does not depend on the order of `names`.
     """
+    plain = _as_they_are(names, previous or {})
+    if plain is not None:
+        return plain
     before = {
         name: value
         for name, value in (previous or {}).items()
@@ -183,6 +186,20 @@ def folder_components(
                 result[name] = kept if kept and kept != name else _encode(name, HASH_CHARS)
     _separate_encoded(result, before)
     return dict(sorted(result.items()))
+
+
+def _as_they_are(names: Iterable[str], previous: Mapping[str, str]) -> dict[str, str] | None:
+    """``folder_components`` of the usual folder, worked out in one pass: every name
+    readable, none stored under another component, no two one name on macOS or Windows.
+    Each then keeps its name (None: not such a folder)."""
+    result: dict[str, str] = {}
+    keys: set[str] = set()
+    for name in sorted(set(names)):
+        if previous.get(name, name) != name or not _readable(name):
+            return None
+        keys.add(collision_key(name))
+        result[name] = name
+    return result if len(keys) == len(result) else None
 
 
 def _keeper(group: list[str], before: Mapping[str, str]) -> str | None:
