@@ -77,8 +77,8 @@ def snapshot_source(
     ``WORKSPACES_AT_ONCE``, only bounds it): a workspace starts listing while fewer are
     listing than the job list's budget keeps busy, and while the batches listed but not
     exported yet would keep the export budget busy for less than the time a listing takes
-    (``_Admission``). The first workspace lists alone until its calls proved the
-    credentials. At most ``2 x parallel`` workspaces are staged or staging
+    (``_Admission``). The first workspace lists alone: its calls prove the credentials and
+    its exports start soonest. At most ``2 x parallel`` workspaces are staged or staging
     at once, which bounds the disk staging may use, and a workspace starts only while those
     hold fewer than ``JOBS_IN_FLIGHT`` jobs, which bounds memory. Rejected credentials end
     the source's run: workspaces not started yet are reported with the same error instead of
@@ -194,9 +194,8 @@ FIRST_LISTING_GUESS = 2.0
 
 
 class _Admission:
-    """When the next workspace may start: in order, the first one alone until its calls
-    proved the credentials (or it is listed), while fewer are listing than keep the job
-    list's budget busy, and while the export work
+    """When the next workspace may start: in order, the first one alone until it is listed,
+    while fewer are listing than keep the job list's budget busy, and while the export work
     listed already (batches not downloaded yet) lasts less than a listing takes to come (at
     the export budget's rate), so the next workspace's batches are there in time and no
     more listings are held than that."""
@@ -232,9 +231,7 @@ class _Admission:
             return index == self._next
         if index != self._next:
             return False
-        # Not until the first one is listed: the second one's listing then came after it,
-        # and the export budget stood idle for seconds between their batches.
-        if index > 0 and not (self._first_listed or self._client.credentials_proven.is_set()):
+        if index > 0 and not self._first_listed:
             return False
         if self._listing >= self.listers():
             return False

@@ -30,7 +30,6 @@ class FakeBudget:
 
 class FakeClient:
     def __init__(self, listers: int = 3, export_rate: float = 10.0) -> None:
-        self.credentials_proven = threading.Event()
         self.budgets = {
             JOBS_LIST: FakeBudget(listers),
             EXPORT: FakeBudget(7, FakeRate(export_rate)),
@@ -77,20 +76,6 @@ def test_the_first_workspace_lists_alone_then_others_list_side_by_side() -> None
     assert all(entered.wait(5) for entered in others)  # four listing at once
     sixth, _ = enter_in_background(gate, 5)
     assert not sixth.wait(0.3)
-
-
-def test_others_start_listing_once_the_first_workspaces_calls_proved_the_credentials() -> None:
-    client = FakeClient(listers=3)
-    gate = admission(client, Clock())
-    gate.enter(0, threading.Event())
-    second, _ = enter_in_background(gate, 1)
-    assert not second.wait(0.3)
-    client.credentials_proven.set()  # its first page was answered: the rest need not wait
-    assert second.wait(5)
-    third, _ = enter_in_background(gate, 2)
-    assert third.wait(5)
-    fourth, _ = enter_in_background(gate, 3)
-    assert not fourth.wait(0.3)  # three listing at once, the first still among them
 
 
 def test_workspaces_are_admitted_in_order() -> None:
