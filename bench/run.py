@@ -35,9 +35,11 @@ exporting are counted separately, as the service counts them. (legacy: the earli
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import math
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -125,6 +127,7 @@ class Measurement:
     in_flight: dict[str, int]  # API -> most calls the service was answering at once
     commits: int
     exit_code: int
+    cpu: float = 0.0  # user + system seconds of the process and the children it waited for
 
     def calls(self, api: str) -> int:
         return self.apis.get(api, {}).get("ok", 0)
@@ -225,8 +228,11 @@ class SimulatorProcess:
             self._process.wait(30)
 
 
-def peak_rss_of(command: list[str], env: dict[str, str]) -> tuple[float, float, int]:
-    """(seconds, peak RSS in MB, exit code) of a subprocess, polling /proc VmHWM."""
+def peak_rss_of(command: list[str], env: dict[str, str]) -> tuple[float, float, int, float]:
+    """(seconds, peak RSS in MB, exit code, CPU seconds) of a subprocess, polling /proc
+    VmHWM. The CPU is user + system time of it and its children (git), which the machine's
+    other load does not inflate the way it does wall time."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     peak = 0
@@ -249,9 +255,12 @@ def peak_rss_of(command: list[str], env: dict[str, str]) -> tuple[float, float, 
     _, stderr = process.communicate()
     stop.set()
     watcher.join()
+    seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
     if process.returncode != 0:
         sys.stderr.write(stderr.decode("utf-8", "replace")[-3000:])
-    return time.perf_counter() - started, peak / 1024, process.returncode
+    return seconds, peak / 1024, process.returncode, cpu
 
 
 def commit_count(repo: Path) -> int:
@@ -321,12 +330,12 @@ def run_backupd(config: Path, simulator: SimulatorProcess) -> Measurement:
     simulator.ask("clear")
     before = commit_count(config.parent / "repo")
     env = {**os.environ, "BACKUPD_LOG_LEVEL": "warning"}
-    seconds, rss, code = peak_rss_of(
+    seconds, rss, code, cpu = peak_rss_of(
         [sys.executable, "-m", "backupd", "snapshot", "-c", str(config)], env
     )
     counted = simulator.ask("count")
     commits = commit_count(config.parent / "repo") - before
-    return Measurement(seconds, rss, counted["apis"], counted["in_flight"], commits, code)
+    return Measurement(seconds, rss, counted["apis"], counted["in_flight"], commits, code, cpu)
 
 
 # --- the naive baseline: what a quick script would do ----------------------------------------
@@ -394,10 +403,10 @@ def run_naive(
         str(page),
         json.dumps(workspaces),
     ]
-    seconds, rss, code = peak_rss_of(command, dict(os.environ))
+    seconds, rss, code, cpu = peak_rss_of(command, dict(os.environ))
     counted = simulator.ask("count")
     commits = commit_count(folder / "naive-repo") - before
-    return Measurement(seconds, rss, counted["apis"], counted["in_flight"], commits, code)
+    return Measurement(seconds, rss, counted["apis"], counted["in_flight"], commits, code, cpu)
 
 
 def parse_setting(text: str) -> tuple[str, Any]:
@@ -451,6 +460,9 @@ def main() -> None:
         profile = replace(profile, export_latency=max(0.0, extra))
     limits = {api: rate * args.server_share for api, rate in profile.per_api.items()}
 
+    # As installing backupd does (pip writes the .pyc files): with PYTHONDONTWRITEBYTECODE
+    # set, as in the test environment, every timed process compiled every module again.
+    compileall.compile_dir(HERE.parent / "backupd", quiet=1)
     folder = Path(tempfile.mkdtemp(prefix="backupd-bench-"))
     simulator = SimulatorProcess(profile.page_size)
     workspaces = [(f"{i + 1:032x}", f"ws{i + 1:02d}") for i in range(args.workspaces)]
@@ -500,7 +512,11 @@ def main() -> None:
             else:
                 floor = api_floor(profile, limits, sizes, exported)
             rows.append((label, ours, theirs, floor))
-            print(f"  {ours.seconds:.1f} s, floor {floor[0]:.1f} s ({floor[1]})", flush=True)
+            print(
+                f"  {ours.seconds:.1f} s (CPU {ours.cpu:.1f} s), floor {floor[0]:.1f} s "
+                f"({floor[1]}); load {os.getloadavg()[0]:.2f}",
+                flush=True,
+            )
     finally:
         simulator.stop()
         print_table(args, profile, limits, rows)
@@ -526,7 +542,7 @@ def print_table(
         + (f"; backupd config {dict(args.settings)}" if args.settings else "")
     )
     header = (
-        f"{'scenario':24} {'s':>6} {'floor':>6} {'x':>5} {'by':>12} {'RSS MB':>7} "
+        f"{'scenario':24} {'s':>6} {'floor':>6} {'x':>5} {'by':>12} {'CPU s':>6} {'RSS MB':>7} "
         f"{'exports':>7} {'jobs':>5} {'scripts':>7} {'res':>4} {'calls':>6} {'429s':>5} "
         f"{'429%':>5} {'commits':>7} {'in-flight':>9} {'exit':>4}"
     )
@@ -538,7 +554,7 @@ def print_table(
         share = 100 * ours.throttled / max(1, ours.total_calls)
         line = (
             f"{label:24} {ours.seconds:6.1f} {floor:6.1f} {ours.seconds / floor:5.2f} "
-            f"{bound:>12} {ours.peak_rss_mb:7.1f} {ours.calls('export'):7d} "
+            f"{bound:>12} {ours.cpu:6.1f} {ours.peak_rss_mb:7.1f} {ours.calls('export'):7d} "
             f"{ours.calls('jobs_list'):5d} {ours.calls('scripts_list'):7d} "
             f"{ours.calls('resources_list'):4d} {ours.total_calls:6d} {ours.throttled:5d} "
             f"{share:5.1f} {ours.commits:7d} {ours.in_flight.get('export', 0):9d} "

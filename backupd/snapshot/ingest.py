@@ -132,7 +132,8 @@ def _entries_by_job(
         for job in requested
     }
     unclaimed: list[str] = []
-    definitions = {job: _parsed(entries[job_files[job]]) for job in requested}
+    # Parsed only to attribute files outside the job folders (none in the per-job layout).
+    definitions = {job: _parsed(entries[job_files[job]]) for job in requested if elsewhere}
     for entry in sorted(elsewhere):
         stem, suffix = split_suffix(entry.rpartition("/")[2])
         users = [job for job in requested if _uses(definitions[job], stem, suffix)]

@@ -141,6 +141,8 @@ def collision_key(name: str) -> str:
     casing once more, so that also the simple case mappings of Windows' upcase table (like
     dotless i, U+0131, → `I`) fall together.
     """
+    if name.isascii():  # the same key, without four normalisations (most names are ASCII)
+        return name.lower()
     caseless = unicodedata.normalize("NFD", unicodedata.normalize("NFD", name).casefold())
     return unicodedata.normalize("NFC", unicodedata.normalize("NFD", caseless.upper()).casefold())
 
@@ -159,6 +161,9 @@ def folder_components(
     for it, so paths do not move; without it, the result depends on `names` alone. In
     both cases it does not depend on the order of `names`.
     """
+    plain = _as_they_are(names, previous or {})
+    if plain is not None:
+        return plain
     before = {
         name: value
         for name, value in (previous or {}).items()
@@ -181,6 +186,20 @@ def folder_components(
                 result[name] = kept if kept and kept != name else _encode(name, HASH_CHARS)
     _separate_encoded(result, before)
     return dict(sorted(result.items()))
+
+
+def _as_they_are(names: Iterable[str], previous: Mapping[str, str]) -> dict[str, str] | None:
+    """``folder_components`` of the usual folder, worked out in one pass: every name
+    readable, none stored under another component, no two one name on macOS or Windows.
+    Each then keeps its name (None: not such a folder)."""
+    result: dict[str, str] = {}
+    keys: set[str] = set()
+    for name in sorted(set(names)):
+        if previous.get(name, name) != name or not _readable(name):
+            return None
+        keys.add(collision_key(name))
+        result[name] = name
+    return result if len(keys) == len(result) else None
 
 
 def _keeper(group: list[str], before: Mapping[str, str]) -> str | None:
@@ -270,11 +289,11 @@ def _problem(component: str) -> str | None:
     """Why `component` is not a portable file or folder name, or None."""
     if component in ("", ".", ".."):
         return f"{component!r} is not a file name"
-    for char in component:
+    char = _first_unfit(component)
+    if char is not None:
         if char in _FORBIDDEN:
             return f"holds {char!r}, which Windows does not allow"
-        if unicodedata.category(char) in _INVISIBLE_CATEGORIES:
-            return f"holds the control or invisible character U+{ord(char):04X}"
+        return f"holds the control or invisible character U+{ord(char):04X}"
     if _size(component) > MAX_COMPONENT_BYTES:
         return f"longer than {MAX_COMPONENT_BYTES} bytes"
     if component[-1] == "." or component[-1].isspace():
@@ -287,6 +306,21 @@ def _problem(component: str) -> str | None:
         return "not in Unicode NFC form, which macOS changes"
     if collision_key(component) == ".git":
         return "git does not allow '.git' in a tree"
+    return None
+
+
+# The ASCII characters of _FORBIDDEN and of _INVISIBLE_CATEGORIES (the controls).
+_ASCII_UNFIT = re.compile(r'[\\/:*?"<>|\x00-\x1f\x7f]')
+
+
+def _first_unfit(component: str) -> str | None:
+    """The first character of ``component`` that Windows forbids or that is invisible."""
+    if component.isascii():  # most names: one search, not a category lookup a character
+        found = _ASCII_UNFIT.search(component)
+        return None if found is None else found.group()
+    for char in component:
+        if char in _FORBIDDEN or unicodedata.category(char) in _INVISIBLE_CATEGORIES:
+            return char
     return None
 
 
@@ -309,6 +343,8 @@ def _is_device(component: str) -> bool:
 def _size(text: str) -> int:
     """The larger of UTF-8 bytes (Linux, APFS) and UTF-16 units once decomposed (HFS+, which
     stores names decomposed; NTFS counts UTF-16 units too)."""
+    if text.isascii():  # one byte and one unit a character, decomposed or not
+        return len(text)
     utf8 = len(text.encode("utf-8", "surrogatepass"))
     decomposed = unicodedata.normalize("NFD", text).encode("utf-16-le", "surrogatepass")
     return max(utf8, len(decomposed) // 2)
