@@ -176,15 +176,15 @@ def read_baseline(repo: GitRepo, folder: str) -> Baseline:
     exactly the committed folder; otherwise (a fresh clone, a moved branch) from the committed
     index, with the next snapshot a full one.
     """
-    if not repo.has_commits():
+    tree = repo.tree_id("HEAD", folder)
+    if tree is None:  # no commit yet, or none holds the folder
         return Baseline()
     files = StoredFiles(repo.iter_files("HEAD", folder))
-    tree = repo.tree_id("HEAD", folder)
     try:
         progress = parse_json(_progress_file(repo, folder).read_bytes())
     except (OSError, ValueError):
         progress = None
-    if isinstance(progress, dict) and progress.get("tree") == tree and tree is not None:
+    if isinstance(progress, dict) and progress.get("tree") == tree:
         # A partial snapshot's record is no base for an incremental one: it may describe
         # items it kept without seeing them (unconfirmed deletions, left-out rows).
         last_full = 0.0 if progress.get("partial") else float(progress.get("lastFull") or 0)

@@ -346,10 +346,9 @@ class GitRepo:
             for lock in self._git_lock_files():
                 lock.unlink(missing_ok=True)
                 log(logger, "repo.stale_lock_removed", level=logging.WARNING, path=str(lock))
-        if (
-            self.has_commits()
-            and self._run(["diff-index", "--cached", "--quiet", "HEAD"]).returncode
-        ):
+        staged = self._run(["diff-index", "--cached", "--quiet", "HEAD", "--"]).returncode
+        # 1: the index differs from HEAD; another failure is one only once there is a HEAD.
+        if staged == 1 or (staged != 0 and self.has_commits()):
             # A killed run may have staged part of a workspace; a later commit of another
             # workspace must not carry it. Index := HEAD; the working tree is reset per
             # workspace folder before each apply. (Asked first: a reset also looks at every
@@ -691,12 +690,11 @@ class GitRepo:
         staged, self._staged = self._staged, 0
         if folder is not None and staged >= PACK_TREES_FROM:
             self.pack_trees(folder)
-        parent = self.head()
+        parent, parent_tree = self._head_and_tree()
         tree = self._git("write-tree").strip()
         if parent is not None:
             # Trees compared, not the index read again: a tree diff skips unchanged subtrees,
             # while every read of the index costs the size of the whole repository.
-            parent_tree = self._git("rev-parse", f"{parent}^{{tree}}").strip()
             if tree == parent_tree:
                 return None
             if folder is not None:
@@ -714,6 +712,14 @@ class GitRepo:
         # Moves the branch HEAD points to, only if it still is where the commit started.
         self._git("update-ref", "-m", f"commit: {subject}", "HEAD", sha, parent or "0" * 40)
         return sha
+
+    def _head_and_tree(self) -> tuple[str | None, str]:
+        """HEAD's commit and its tree, in one git call; (None, "") before the first commit."""
+        found = self._run(["rev-parse", "HEAD^{commit}", "HEAD^{tree}", "--"])
+        ids = [word for word in found.stdout.decode("ascii", "replace").split() if word != "--"]
+        if found.returncode != 0 or len(ids) != 2:
+            return None, ""
+        return ids[0], ids[1]
 
     def pack_trees(self, folder: str) -> None:
         """Write the trees of ``folder`` as the index holds it into one pack.
