@@ -156,7 +156,10 @@ def test_metrics_healthz_alerts_and_status_across_a_failure_and_a_restart(
     status = backupd_in_process("status", "-c", str(config), "--json")
     assert status.returncode == 0
     (record,) = json.loads(status.stdout)["workspaces"]
-    assert record["state"] == "OK" and record["failures"] == 0
+    # The stop may land in a later run (every second): that run is then INTERRUPTED, which
+    # keeps the recovered state; what matters is that nothing is failing any more.
+    assert record["state"] in ("OK", "INTERRUPTED"), record
+    assert record["failures"] == 0 and record["last_error"] is None, record
 
 
 def test_metrics_count_throttled_calls_and_retries(tmp_path: Path, simulator: Simulator) -> None:
