@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from backupd import __version__
+from backupd import version
 from backupd.errors import (
     EXIT_CONFIG,
     EXIT_FAILED,
@@ -86,6 +86,29 @@ def add_output_options(parser: argparse.ArgumentParser, *, defaults: bool) -> No
     )
 
 
+class _ShowVersion(argparse.Action):
+    """``--version``: argparse's own, with the version read only when it is asked for."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS) -> None:
+        super().__init__(
+            option_strings,
+            dest,
+            nargs=0,
+            default=argparse.SUPPRESS,
+            help="show the version and exit",
+        )
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        sys.stdout.write(f"backupd {version()}\n")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="backupd",
@@ -94,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
         "but partial (named items not recorded), 78 configuration or "
         "credential error (including credentials the service rejected).",
     )
-    parser.add_argument("--version", action="version", version=f"backupd {__version__}")
+    parser.add_argument("--version", action=_ShowVersion)
     add_output_options(parser, defaults=True)
     # Every sub-command takes the same options after its name too (`backupd snapshot -v`).
     shared = argparse.ArgumentParser(add_help=False)

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from backupd import __version__, proc
+from backupd import proc, version
 from backupd.config import AlertsConfig
 from backupd.logs import log
 from backupd.secret import holds_secret, live_secrets
@@ -99,7 +99,7 @@ class AlertEvent:
             "last_commit": record.last_commit,
             "problems": list(record.problems),
             "stale_since": _when(self.stale_since),
-            "backupd": __version__,
+            "backupd": version(),
         }
 
 
@@ -156,7 +156,7 @@ def _post(config: AlertsConfig, body: bytes, event: AlertEvent) -> None:
         response = httpx.post(
             url,
             content=body,
-            headers={"Content-Type": "application/json", "User-Agent": f"backupd/{__version__}"},
+            headers={"Content-Type": "application/json", "User-Agent": f"backupd/{version()}"},
             timeout=config.timeout,
             follow_redirects=False,
         )

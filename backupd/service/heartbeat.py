@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from backupd import __version__
+from backupd import version
 from backupd.config import HeartbeatConfig
 from backupd.logs import log
 
@@ -72,7 +72,7 @@ class Heartbeat:
                 "GET" if body is None else "POST",
                 ping_url(config.url, ping),
                 content=None if body is None else body.encode("utf-8")[:MAX_BODY],
-                headers={"User-Agent": f"backupd/{__version__}"},
+                headers={"User-Agent": f"backupd/{version()}"},
                 timeout=config.timeout,
                 follow_redirects=False,
             )

@@ -38,7 +38,7 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
-from backupd import __version__
+from backupd import version
 from backupd.errors import UserError
 from backupd.logs import log
 from backupd.model import ApiObserver, SnapshotObserver, SnapshotResult, WorkspaceTarget
@@ -72,7 +72,7 @@ class _ProcessCollector(ProcessCollector):
 def add_build_info(registry: CollectorRegistry) -> None:
     """backupd_build_info{version, python} 1: which backupd wrote these numbers."""
     info = Info("backupd_build", "backupd version and the Python running it.", registry=registry)
-    info.info({"version": __version__, "python": platform.python_version()})
+    info.info({"version": version(), "python": platform.python_version()})
 
 
 class WorkspaceGauges:

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from backupd import __version__
+from backupd import version
 from backupd.simulator.server import Simulator
 from tests.helpers import make_config, workspace_id
 
@@ -136,7 +136,7 @@ def test_snapshot_writes_the_textfile_and_pings_start_then_success(
     assert found[("backupd_last_run_result", (("result", "partial"),))] == 0
     assert found[("backupd_last_run_timestamp_seconds", ())] >= success
     build = [key for key in found if key[0] == "backupd_build_info"]
-    assert len(build) == 1 and ("version", __version__) in build[0][1]
+    assert len(build) == 1 and ("version", version()) in build[0][1]
     assert not any(name.endswith("_created") for name, _ in found)
     assert not any(name.startswith("process_") for name, _ in found)  # the process is gone
     # Readable by node_exporter whatever the umask; no temporary file left beside it.

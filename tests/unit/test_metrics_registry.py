@@ -9,7 +9,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from backupd import __version__
+from backupd import version
 from backupd.model import SnapshotResult, WorkspaceTarget
 from backupd.service.metrics import Metrics, _ProcessCollector
 from backupd.service.status import WorkspaceStatus
@@ -29,7 +29,7 @@ def test_daemon_registry_has_build_info_process_metrics_and_no_created_series() 
     metrics.finished(SnapshotResult(target, ok=True, jobs=1, duration=2.0))
     found = samples(metrics)
     (build,) = [labels for name, labels in found if name == "backupd_build_info"]
-    assert dict(build)["version"] == __version__ and dict(build)["python"]
+    assert dict(build)["version"] == version() and dict(build)["python"]
     assert found[("process_resident_memory_bytes", ())] > 0
     assert not [name for name, _ in found if name.endswith("_created")]
 
