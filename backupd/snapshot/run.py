@@ -40,7 +40,13 @@ from backupd.snapshot.memory import release_free_memory
 from backupd.snapshot.optional import OptionalParts
 from backupd.snapshot.options import SnapshotOptions
 from backupd.snapshot.publish import push_snapshots, tag_snapshot
-from backupd.snapshot.workspace import PreparedWorkspace, finish_workspace, prepare_workspace
+from backupd.snapshot.workspace import (
+    PreparedWorkspace,
+    StoredState,
+    finish_workspace,
+    prepare_workspace,
+    read_stored,
+)
 from backupd.store.gitrepo import GitRepo, Identity
 from backupd.store.remote import PushResult
 
@@ -99,6 +105,8 @@ def snapshot_source(
 
     def prepare(index: int, target: WorkspaceTarget) -> PreparedWorkspace | SnapshotResult | None:
         staged_slots.acquire()
+        admission.approach(index, stop)
+        stored = None if stop.is_set() else _read_ahead(repo, target)
         turn = admission.enter(index, stop)
         weight = _Weight(budget, budget.admit())
         try:
@@ -114,7 +122,9 @@ def snapshot_source(
                 observer=Fanout([observer, weight, turn]),
                 lane=exports.lane(index),
                 optional=optional,
+                stored=stored,
             )
+            del stored
             if isinstance(prepared, SnapshotResult):
                 weight.release()
                 staged_slots.release()
@@ -186,6 +196,15 @@ def snapshot_source(
     return results
 
 
+def _read_ahead(repo: GitRepo, target: WorkspaceTarget) -> StoredState | None:
+    """The workspace's stored state, read before its turn; None when that failed (the
+    workspace then reads it again, and reports what failed as its result)."""
+    try:
+        return read_stored(repo, target)
+    except (BackupdError, OSError):
+        return None
+
+
 # Workspaces of one source under way at most (listing, exporting or staged): the rate
 # budgets and the job budget decide how many actually are.
 WORKSPACES_AT_ONCE = 16
@@ -237,6 +256,14 @@ class _Admission:
             return False
         rate = max(0.1, self._client.budget(EXPORT).rate.rate)
         return self._backlog / rate < self._lead()
+
+    def approach(self, index: int, stop: threading.Event) -> None:
+        """Wait until workspace ``index`` is next in line (or the run stops): it then reads
+        its stored state, while the ones before it list, instead of after its turn came.
+        Only the next one: each holds its whole stored layout meanwhile."""
+        with self._changed:
+            while index > self._next and not stop.is_set():
+                self._changed.wait(0.25)
 
     def enter(self, index: int, stop: threading.Event) -> _Turn:
         """Wait for workspace ``index``'s turn; it is then listing."""

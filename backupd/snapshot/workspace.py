@@ -33,11 +33,12 @@ from backupd.snapshot.apply import apply_staged
 from backupd.snapshot.export_queue import Lane
 from backupd.snapshot.optional import OptionalParts
 from backupd.snapshot.options import SnapshotOptions
-from backupd.snapshot.plan import read_baseline, read_stored_layout, record_progress
+from backupd.snapshot.plan import Baseline, read_baseline, read_stored_layout, record_progress
 from backupd.snapshot.scratch import make_staging
 from backupd.snapshot.stage import StagedWorkspace, stage_workspace
 from backupd.store.blobs import BlobWriter
 from backupd.store.gitrepo import GitRepo, Identity
+from backupd.store.layout import StoredLayout
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,23 @@ class PreparedWorkspace:
     dirty: bool | None = None
 
 
+@dataclass(frozen=True)
+class StoredState:
+    """What the repository holds of a workspace: the last commit's folder, and whose each
+    of its paths is (its index read)."""
+
+    baseline: Baseline
+    layout: StoredLayout
+
+
+def read_stored(repo: GitRepo, target: WorkspaceTarget) -> StoredState:
+    """The workspace's stored state (raises RepoError, OSError). A few tenths of a second of
+    CPU for a large workspace: the driver reads it while the workspace waits for its turn,
+    so that its listing starts at once when it comes."""
+    baseline = read_baseline(repo, target.label)
+    return StoredState(baseline, read_stored_layout(repo, baseline.files))
+
+
 def prepare_workspace(
     client: JobSource,
     repo: GitRepo,
@@ -66,12 +84,13 @@ def prepare_workspace(
     observer: SnapshotObserver = NO_OBSERVER,
     lane: Lane | None = None,
     optional: OptionalParts | None = None,
+    stored: StoredState | None = None,
 ) -> PreparedWorkspace | SnapshotResult:
     """The network half of a snapshot: list, export and stage (reads the repository only).
 
     Returns the failure as a result when it fails; the staging folder is then gone.
     ``optional``: what this run learned about optional APIs (shared by a source's
-    workspaces).
+    workspaces); ``stored``: the workspace's stored state when read already (else read here).
     """
     observer.started(target)
     started = time.monotonic()
@@ -83,7 +102,9 @@ def prepare_workspace(
         return _failure(target, error, message, started, client.retries - retries_before)
     blobs = BlobWriter(repo.path)
     try:
-        baseline = read_baseline(repo, target.label)
+        if stored is None:
+            stored = read_stored(repo, target)
+        baseline = stored.baseline
         staged = stage_workspace(
             client,
             target,
@@ -93,9 +114,10 @@ def prepare_workspace(
             observer=observer,
             lane=lane,
             blobs=blobs,
-            stored=read_stored_layout(repo, baseline.files),
+            stored=stored.layout,
             optional=optional,
         )
+        del stored  # the staged tree holds what is still needed
         staged = replace(staged, blobs_stored=blobs.finish())
         dirty = _folder_dirty(repo, target.label)
     except (BackupdError, OSError) as error:

@@ -88,6 +88,30 @@ def test_workspaces_are_admitted_in_order() -> None:
     assert later.wait(5)
 
 
+def test_the_next_workspace_in_line_may_read_its_stored_state_before_its_turn() -> None:
+    gate = admission(FakeClient(listers=3), Clock())
+    gate.approach(0, threading.Event())  # the first: at once
+    near = threading.Event()
+
+    def approach_third() -> None:
+        gate.approach(2, threading.Event())
+        near.set()
+
+    threading.Thread(target=approach_third, daemon=True).start()
+    assert not near.wait(0.3)  # two ahead of it: not yet (each reader holds its layout)
+    gate.enter(0, threading.Event()).listed(TARGET, jobs=0, batches=0)
+    assert not near.wait(0.3)
+    gate.enter(1, threading.Event())
+    assert near.wait(5)  # next in line now, while 0 and 1 list
+
+
+def test_a_stop_ends_the_wait_to_approach() -> None:
+    gate = admission(FakeClient(listers=3), Clock())
+    stop = threading.Event()
+    stop.set()
+    gate.approach(5, stop)  # returns: the run is stopping
+
+
 def test_a_workspace_starts_when_the_listed_batches_run_low() -> None:
     clock = Clock()
     gate = admission(FakeClient(listers=3, export_rate=10.0), clock)
