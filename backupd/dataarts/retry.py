@@ -203,7 +203,7 @@ class AdaptiveRate:
         floor: float | None = None,
         hold: bool = True,
         paced: bool = True,
-        margin: float = 0.03,
+        margin: float = 0.06,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
