@@ -23,6 +23,7 @@ from backupd.snapshot.options import SnapshotOptions
 from backupd.store.gitrepo import GitRepo
 from backupd.store.index import JobRecord, WorkspaceIndex
 from backupd.store.layout import INDEX_FILE, StoredLayout, job_file, read_layout
+from backupd.store.layout_cache import parse_layout
 from backupd.store.normalise import (
     parse_json,
 )
@@ -43,6 +44,7 @@ class Baseline:
     last_full: float = 0.0
     # The repository's blob contents by id (the stored files are read only when needed).
     read_blobs: Callable[[Iterable[str]], Mapping[str, bytes]] | None = None
+    tree: str | None = None  # the folder's tree id in the last commit (None: not there)
 
     def read(self, paths: Iterable[str]) -> dict[str, bytes]:
         """The stored contents of ``paths`` that the last commit holds."""
@@ -138,8 +140,12 @@ def index_bytes(jobs: Sequence[JobSummary]) -> bytes:
     ).to_bytes()
 
 
-def read_stored_layout(repo: GitRepo, files: StoredFiles) -> StoredLayout:
-    """Whose each path of the committed folder ``files`` is, per its index and paths."""
+def read_stored_layout(
+    repo: GitRepo, files: StoredFiles, *, folder: str | None = None, tree: str | None = None
+) -> StoredLayout:
+    """Whose each path of the committed folder ``files`` is, per its index and paths; from
+    the layout kept for ``folder``'s ``tree`` by the snapshot that committed it, when there
+    is one (store/layout_cache.py)."""
     index = None
     index_blob = files.get(INDEX_FILE)
     if index_blob is not None:
@@ -147,6 +153,13 @@ def read_stored_layout(repo: GitRepo, files: StoredFiles) -> StoredLayout:
             index = WorkspaceIndex.parse(repo.read_blobs([index_blob])[index_blob])
         except ValueError:
             index = None
+    if folder is not None and tree is not None:
+        try:
+            kept = parse_layout(_layout_file(repo, folder, tree).read_bytes(), index)
+        except OSError:
+            kept = None
+        if kept is not None:
+            return kept
     return read_layout(files, index)
 
 
@@ -169,6 +182,29 @@ def _progress_file(repo: GitRepo, folder: str) -> Path:
     return repo.path / ".git" / PROGRESS_DIR / f"{folder}.json"
 
 
+LAYOUT_INFIX = ".layout-"  # <folder>.layout-<tree id>.json beside the progress record
+
+
+def _layout_file(repo: GitRepo, folder: str, tree: str) -> Path:
+    return repo.path / ".git" / PROGRESS_DIR / f"{folder}{LAYOUT_INFIX}{tree}.json"
+
+
+def keep_layout(repo: GitRepo, folder: str, tree: str, staged: Path) -> None:
+    """Keep the layout file ``staged`` (``layout_bytes`` of what was just committed) as the
+    layout of ``folder``'s ``tree``; the ones kept for its earlier trees go. Best effort:
+    without it, the next snapshot works the layout out."""
+    target = _layout_file(repo, folder, tree)
+    prefix = f"{Path(folder).name}{LAYOUT_INFIX}"
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        for old in target.parent.iterdir():
+            if old.name.startswith(prefix) and old != target:
+                old.unlink(missing_ok=True)
+        staged.replace(target)
+    except OSError as error:
+        log(logger, "layout.unkept", level=logging.DEBUG, error=describe_os_error(error))
+
+
 def read_baseline(repo: GitRepo, folder: str) -> Baseline:
     """The folder's files in the last commit, and which job versions it holds.
 
@@ -188,8 +224,8 @@ def read_baseline(repo: GitRepo, folder: str) -> Baseline:
         # A partial snapshot's record is no base for an incremental one: it may describe
         # items it kept without seeing them (unconfirmed deletions, left-out rows).
         last_full = 0.0 if progress.get("partial") else float(progress.get("lastFull") or 0)
-        return Baseline(files, progress.get("jobs") or {}, last_full, repo.read_blobs)
-    baseline = Baseline(files, {}, 0.0, repo.read_blobs)
+        return Baseline(files, progress.get("jobs") or {}, last_full, repo.read_blobs, tree)
+    baseline = Baseline(files, {}, 0.0, repo.read_blobs, tree)
     rows = baseline.stored_jobs()
     job_times = {name: row.last_update_time for name, row in rows.items()}
     return replace(baseline, job_times=job_times)
@@ -203,8 +239,9 @@ def record_progress(
     full: bool,
     last_full: float,
     partial: bool = False,
-) -> None:
-    """Remember what this snapshot saw, for the next incremental one (best effort).
+) -> str | None:
+    """Remember what this snapshot saw, for the next incremental one (best effort); returns
+    the folder's tree id now (None: not known).
 
     ``jobs``: the listed jobs, or job → the lastUpdateTime the folder now holds (None for a
     job whose export failed: the next snapshot tries it again). ``partial``: the snapshot
@@ -223,6 +260,7 @@ def record_progress(
         "jobs": times,
     }
     target = _progress_file(repo, folder)
+    tree = progress["tree"]
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
@@ -231,3 +269,4 @@ def record_progress(
         temporary.replace(target)
     except OSError as error:  # only costs a fuller next snapshot
         log(logger, "progress.unwritten", level=logging.WARNING, error=describe_os_error(error))
+    return tree if isinstance(tree, str) else None

@@ -43,11 +43,14 @@ from backupd.store.layout import (
     read_layout,
     stored_keys,
 )
+from backupd.store.layout_cache import layout_bytes
 from backupd.store.pathmap import folder_components
 from backupd.store.staging import PendingChanges, StagedTree, StoredFiles
 from backupd.store.summary import AS_STORED, PathNames, shown
 
 logger = logging.getLogger(__name__)
+
+LAYOUT_FILE = "layout.json"  # in the staging folder, beside the staged tree
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,8 @@ class StagedWorkspace:
     names: PathNames = AS_STORED  # the DataArts names of paths, for commit messages
     # Job → the lastUpdateTime the staged folder holds (None: export it again next time).
     times: Mapping[str, int | None] = field(default_factory=dict)
+    # The staged folder's layout (layout_cache.layout_bytes), kept once it is committed.
+    layout_file: Path | None = None
 
 
 @dataclass
@@ -223,6 +228,11 @@ def stage_workspace(
         },
     )
     tree.put(INDEX_FILE, now_stored.index().to_bytes())
+    layout_file: Path | None = staging / LAYOUT_FILE
+    try:  # optional: without it the next snapshot works the layout out again
+        (staging / LAYOUT_FILE).write_bytes(layout_bytes(now_stored))
+    except OSError:
+        layout_file = None
     problems += [
         f"job {shown(job)}: could not be exported: {why}; "
         + ("its previous version is kept" if job in stored.jobs else "not stored yet")
@@ -243,6 +253,7 @@ def stage_workspace(
         moved_index=stored.index().to_bytes() if stored.moves else None,
         names=_path_names(stored, now_stored),
         times={name: record.last_update_time for name, record in records.items()},
+        layout_file=layout_file,
     )
 
 

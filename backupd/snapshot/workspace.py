@@ -33,7 +33,13 @@ from backupd.snapshot.apply import apply_staged
 from backupd.snapshot.export_queue import Lane
 from backupd.snapshot.optional import OptionalParts
 from backupd.snapshot.options import SnapshotOptions
-from backupd.snapshot.plan import Baseline, read_baseline, read_stored_layout, record_progress
+from backupd.snapshot.plan import (
+    Baseline,
+    keep_layout,
+    read_baseline,
+    read_stored_layout,
+    record_progress,
+)
 from backupd.snapshot.scratch import make_staging
 from backupd.snapshot.stage import StagedWorkspace, stage_workspace
 from backupd.store.blobs import BlobWriter
@@ -72,7 +78,8 @@ def read_stored(repo: GitRepo, target: WorkspaceTarget) -> StoredState:
     CPU for a large workspace: the driver reads it while the workspace waits for its turn,
     so that its listing starts at once when it comes."""
     baseline = read_baseline(repo, target.label)
-    return StoredState(baseline, read_stored_layout(repo, baseline.files))
+    layout = read_stored_layout(repo, baseline.files, folder=target.label, tree=baseline.tree)
+    return StoredState(baseline, layout)
 
 
 def prepare_workspace(
@@ -161,7 +168,7 @@ def finish_workspace(
             _, summary, sha = apply_staged(
                 repo, target, staged, options, identity, dirty=prepared.dirty
             )
-            record_progress(
+            tree = record_progress(
                 repo,
                 target.label,
                 staged.times,
@@ -169,6 +176,8 @@ def finish_workspace(
                 last_full=prepared.last_full,
                 partial=any(not is_warning(problem) for problem in staged.problems),
             )
+            if tree is not None and staged.layout_file is not None:
+                keep_layout(repo, target.label, tree, staged.layout_file)
     except (BackupdError, OSError) as error:
         message = describe_os_error(error) if isinstance(error, OSError) else str(error)
         retries = client.retries - prepared.retries_before

@@ -34,6 +34,7 @@ from backupd.simulator.server import (
     Simulator,
     variant,
 )
+from backupd.snapshot.plan import read_baseline, read_stored_layout
 from backupd.store.gitrepo import (
     _README_BEFORE_NAME_MAPPING,
     REPOSITORY_README,
@@ -41,6 +42,7 @@ from backupd.store.gitrepo import (
     Identity,
 )
 from backupd.store.index import WorkspaceIndex
+from backupd.store.layout_cache import parse_layout
 from backupd.store.names import with_suffix
 from backupd.store.normalise import canonical_json, is_definition_file, normalise_file, script_view
 from backupd.store.pathmap import component, portability_problems
@@ -104,6 +106,25 @@ def tracked(repo: Path) -> list[str]:
 
 def index_of(repo: Path) -> WorkspaceIndex:
     return WorkspaceIndex.parse((repo / FOLDER / ".backupd" / "index.json").read_bytes())
+
+
+def assert_kept_layout_is_the_committed_one(repo: Path) -> None:
+    """The layout the snapshot kept for the folder's tree (store/layout_cache.py) is exactly
+    what working it out from the committed paths and index gives (no moves left)."""
+    with GitRepo.open_existing(repo, branch="main") as opened:
+        baseline = read_baseline(opened, FOLDER)
+        assert baseline.tree is not None
+        kept_file = repo / ".git" / "backupd-progress" / f"{FOLDER}.layout-{baseline.tree}.json"
+        kept = read_stored_layout(opened, baseline.files, folder=FOLDER, tree=baseline.tree)
+        worked_out = read_stored_layout(opened, baseline.files)
+        assert parse_layout(kept_file.read_bytes(), None) is not None  # it was the kept one
+    assert kept is not None
+    assert worked_out.moves == {} and worked_out.incomplete == set()
+    assert kept.jobs == worked_out.jobs
+    assert (kept.scripts, kept.resources) == (worked_out.scripts, worked_out.resources)
+    assert kept.version == worked_out.version
+    others = [p for p in kept_file.parent.iterdir() if ".layout-" in p.name and p != kept_file]
+    assert others == []  # the layouts of earlier trees are gone
 
 
 def restore(repo: Path, **options: Any) -> RestorePlan:
@@ -175,6 +196,7 @@ def test_pipeline_round_trips_every_variant(
 
     first = snapshot(config)
     assert first.commit is not None and first.problems == ()
+    assert_kept_layout_is_the_committed_one(repo)
     assert_stored_losslessly(repo, sim)
     assert_portable(repo)
     assert_restores_the_export(repo, sim)
@@ -199,6 +221,7 @@ def test_pipeline_round_trips_every_variant(
     changed = snapshot(config)
 
     assert changed.commit is not None and changed.problems == ()
+    assert_kept_layout_is_the_committed_one(repo)
     exported = {job for call in export_calls(sim) for job in call}
     assert exported == holders | {"brand new"}  # what moved, and what holds the script
     assert_stored_losslessly(repo, sim)
@@ -434,6 +457,7 @@ def test_an_older_repository_moves_its_paths_in_one_commit_that_says_so(
     assert subject == f"{FOLDER}: {len(renames)} files moved to portable paths (content unchanged)"
     assert all(line in renames or ".backupd/index.json" in line for line in changes)
     assert result.commit == move
+    assert_kept_layout_is_the_committed_one(repo)
     assert_portable(repo)
     assert_stored_losslessly(repo, sim)
     assert_restores_the_export(repo, sim)

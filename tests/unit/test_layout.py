@@ -3,10 +3,15 @@ name mapping, and what an older backupd stored moved to where the mapping puts i
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 
 from backupd.store.index import JobRecord, WorkspaceIndex
-from backupd.store.layout import entry_keys, file_names, read_layout, split_suffix
+from backupd.store.layout import StoredLayout, entry_keys, file_names, read_layout, split_suffix
+from backupd.store.layout_cache import layout_bytes, parse_layout
 from backupd.store.pathmap import is_component_of, portability_problems
 
 
@@ -139,3 +144,59 @@ def test_a_folder_the_index_describes_needs_no_move_and_names_its_files() -> Non
         "scripts/PRN~5c31b1c1ed.script": "PRN",
     }
     assert layout.job_names() == {"CON~a3dbc4b644": "CON"}
+
+
+# --- the kept layout (store/layout_cache.py) -----------------------------------------------------
+
+
+def _kept_example() -> tuple[StoredLayout, WorkspaceIndex]:
+    index = WorkspaceIndex(
+        jobs={
+            "CON": JobRecord("BATCH", 5, "li.wei", "CON~1a2b3c4d5e", {"CON~1a2b3c4d5e.job": "x"}),
+            "plain": JobRecord("REAL_TIME", 7, "alice"),
+        },
+        scripts={"aux": "aux~0f0f0f0f0f"},
+    )
+    staged = StoredLayout(
+        jobs={
+            "CON": JobRecord(None, None, None, "CON~1a2b3c4d5e", {"CON~1a2b3c4d5e.job": "x"}),
+            "plain": JobRecord(),
+        },
+        scripts={"aux": "aux~0f0f0f0f0f", "ok": "ok"},
+        resources={"CON": "CON~9e9e9e9e9e"},
+    )
+    return staged, index
+
+
+def test_a_kept_layout_reads_back_with_each_jobs_record_from_the_committed_index() -> None:
+    staged, index = _kept_example()
+
+    kept = parse_layout(layout_bytes(staged), index)
+
+    assert kept is not None
+    assert kept.jobs == {
+        "CON": JobRecord("BATCH", 5, "li.wei", "CON~1a2b3c4d5e", {"CON~1a2b3c4d5e.job": "x"}),
+        "plain": JobRecord("REAL_TIME", 7, "alice"),
+    }
+    assert (kept.scripts, kept.resources) == (staged.scripts, staged.resources)
+    assert kept.moves == {} and kept.incomplete == set()
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        lambda data: data | {"code": "another backupd's mapping"},
+        lambda data: {k: v for k, v in data.items() if k != "scripts"},
+        lambda data: data | {"jobs": {"plain": [7, {}]}},
+        lambda data: data | {"jobs": {"plain": [None, {"a.job": 1}]}},
+        lambda data: data | {"resources": ["not", "a", "mapping"]},
+    ],
+)
+def test_a_kept_layout_of_another_mapping_or_damaged_is_not_used(
+    spoil: Callable[[dict[str, Any]], dict[str, Any]],
+) -> None:
+    staged, index = _kept_example()
+    data = json.loads(layout_bytes(staged))
+
+    assert parse_layout(json.dumps(spoil(data)).encode(), index) is None
+    assert parse_layout(b"{not json", index) is None
