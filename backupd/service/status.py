@@ -147,7 +147,7 @@ def _fires_after(spec: ScheduleSpec, after: datetime) -> list[datetime]:
         times.append(moment)
     if len(cached) < _HOUR_LIMIT and len(times) >= 2:
         return times  # every fire up to ``until`` was in the hour's list
-    from backupd.service.scheduler import fire_times  # (APScheduler: imported when needed)
+    from backupd.service.cron import fire_times  # (APScheduler: imported when needed)
 
     return fire_times(spec, after, until=until, limit=CRON_MAX_FIRES)  # a rare schedule
 
@@ -159,7 +159,7 @@ _HOUR_LIMIT = CRON_MAX_FIRES + 120  # the fires of one hour more than any window
 def _hour_fires(spec: ScheduleSpec, hour: datetime) -> tuple[datetime, ...]:
     # Imported here: APScheduler takes 50 ms to import, which every `backupd snapshot` paid
     # before its first call; it is needed only once a workspace has finished.
-    from backupd.service.scheduler import fire_times
+    from backupd.service.cron import fire_times
 
     last = hour + timedelta(hours=1) + CRON_WINDOW
     return tuple(fire_times(spec, hour, until=last, limit=_HOUR_LIMIT))

@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from backupd.config_doc import render_example
+from backupd.service.cron import fire_times
 from backupd.service.plan import DEFAULT_CRON, ScheduleSpec
-from backupd.service.scheduler import fire_times
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCUMENTED_PREFIX = "/opt/backupd"  # README: python3 -m venv /opt/backupd

@@ -11,8 +11,8 @@ import pytest
 
 from backupd.config import ScheduleConfig, parse_config
 from backupd.errors import ConfigError
+from backupd.service.cron import crontab_weekdays, make_trigger
 from backupd.service.plan import ScheduleSpec, plan_jobs, resolve_schedule
-from backupd.service.scheduler import crontab_weekdays, make_trigger
 
 WORKSPACE_A = "a" * 32
 WORKSPACE_B = "b" * 32

@@ -11,9 +11,9 @@ import pytest
 
 from backupd.model import JobCounts, SnapshotResult, WorkspaceTarget
 from backupd.service.alerts import AlertEvent, alert_kind
+from backupd.service.cron import fire_times
 from backupd.service.monitor import Monitor
 from backupd.service.plan import ScheduleSpec
-from backupd.service.scheduler import fire_times
 from backupd.service.status import (
     CRON_MAX_FIRES,
     CRON_WINDOW,
