@@ -106,9 +106,10 @@ def snapshot_source(
     def prepare(index: int, target: WorkspaceTarget) -> PreparedWorkspace | SnapshotResult | None:
         staged_slots.acquire()
         admission.approach(index, stop)
+        # Its jobs count against the budget from here: the state read ahead is held too.
+        weight = _Weight(budget, budget.admit())
         stored = None if stop.is_set() else _read_ahead(repo, target)
         turn = admission.enter(index, stop)
-        weight = _Weight(budget, budget.admit())
         try:
             if stop.is_set():
                 weight.release()
