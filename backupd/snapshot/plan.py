@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -198,9 +199,12 @@ def keep_layout(repo: GitRepo, folder: str, tree: str, staged: Path) -> None:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         for old in target.parent.iterdir():
-            if old.name.startswith(prefix) and old != target:
+            if old.name.lstrip(".").startswith(prefix) and old != target:
                 old.unlink(missing_ok=True)
-        staged.replace(target)
+        # Copied, not moved: the staging folder is often another file system (/tmp).
+        temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        shutil.copyfile(staged, temporary)
+        temporary.replace(target)
     except OSError as error:
         log(logger, "layout.unkept", level=logging.DEBUG, error=describe_os_error(error))
 

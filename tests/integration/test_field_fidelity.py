@@ -46,6 +46,7 @@ from backupd.store.layout_cache import parse_layout
 from backupd.store.names import with_suffix
 from backupd.store.normalise import canonical_json, is_definition_file, normalise_file, script_view
 from backupd.store.pathmap import component, portability_problems
+from tests.conftest import Mount
 from tests.helpers import backupd_in_process, git, make_config, workspace_id
 
 WS = workspace_id(77)
@@ -238,6 +239,23 @@ def test_pipeline_round_trips_every_variant(
     # A deleted job: the error names the commit that deleted it.
     with pytest.raises(RestoreError, match=rf"deleted by commit {changed.commit[:10]}"):
         restore(repo, jobs=[gone])
+
+
+def test_the_layout_is_kept_when_staging_is_on_another_file_system(
+    tmp_path: Path, running: list[Simulator], mount_tmpfs: Mount
+) -> None:
+    staging = mount_tmpfs("staging-fs", "64m")
+    if staging is None:
+        pytest.skip("mounting a tmpfs is not permitted here")
+    sim = start(running, "hostile-names")
+    config = make_config(tmp_path, sim, {"sales": WS}, extra={"staging_dir": str(staging)})
+    repo = tmp_path / "repo"
+
+    snapshot(config)
+    sim.modify_job(WS, sorted(sim.jobs(WS))[0])
+    snapshot(config)
+
+    assert_kept_layout_is_the_committed_one(repo)
 
 
 @pytest.mark.parametrize("name_class", sorted(HOSTILE_NAME_CLASSES))
