@@ -24,7 +24,7 @@ from backupd.snapshot.options import SnapshotOptions
 from backupd.store.gitrepo import GitRepo
 from backupd.store.index import JobRecord, WorkspaceIndex
 from backupd.store.layout import INDEX_FILE, StoredLayout, job_file, read_layout
-from backupd.store.layout_cache import parse_layout
+from backupd.store.layout_cache import read_layout_file
 from backupd.store.normalise import (
     parse_json,
 )
@@ -155,10 +155,7 @@ def read_stored_layout(
         except ValueError:
             index = None
     if folder is not None and tree is not None:
-        try:
-            kept = parse_layout(_layout_file(repo, folder, tree).read_bytes(), index)
-        except OSError:
-            kept = None
+        kept = read_layout_file(_layout_file(repo, folder, tree), index)
         if kept is not None:
             return kept
     return read_layout(files, index)
@@ -191,7 +188,7 @@ def _layout_file(repo: GitRepo, folder: str, tree: str) -> Path:
 
 
 def keep_layout(repo: GitRepo, folder: str, tree: str, staged: Path) -> None:
-    """Keep the layout file ``staged`` (``layout_bytes`` of what was just committed) as the
+    """Keep the layout file ``staged`` (``write_layout_file`` of what was just committed) as the
     layout of ``folder``'s ``tree``; the ones kept for its earlier trees go. Best effort:
     without it, the next snapshot works the layout out."""
     target = _layout_file(repo, folder, tree)

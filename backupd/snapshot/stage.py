@@ -43,7 +43,7 @@ from backupd.store.layout import (
     read_layout,
     stored_keys,
 )
-from backupd.store.layout_cache import layout_bytes
+from backupd.store.layout_cache import write_layout_file
 from backupd.store.pathmap import folder_components
 from backupd.store.staging import PendingChanges, StagedTree, StoredFiles
 from backupd.store.summary import AS_STORED, PathNames, shown
@@ -83,7 +83,7 @@ class StagedWorkspace:
     names: PathNames = AS_STORED  # the DataArts names of paths, for commit messages
     # Job → the lastUpdateTime the staged folder holds (None: export it again next time).
     times: Mapping[str, int | None] = field(default_factory=dict)
-    # The staged folder's layout (layout_cache.layout_bytes), kept once it is committed.
+    # The staged folder's layout (layout_cache.write_layout_file), kept once committed.
     layout_file: Path | None = None
 
 
@@ -230,7 +230,7 @@ def stage_workspace(
     tree.put(INDEX_FILE, now_stored.index().to_bytes())
     layout_file: Path | None = staging / LAYOUT_FILE
     try:  # optional: without it the next snapshot works the layout out again
-        (staging / LAYOUT_FILE).write_bytes(layout_bytes(now_stored))
+        write_layout_file(now_stored, staging / LAYOUT_FILE)
     except OSError:
         layout_file = None
     problems += [

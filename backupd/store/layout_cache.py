@@ -37,38 +37,51 @@ def mapping_code() -> str:
     return digest.hexdigest()
 
 
-def layout_bytes(stored: StoredLayout) -> bytes:
-    """``stored`` (as a snapshot staged it: no moves) as the bytes to keep."""
-    data = {
+def write_layout_file(stored: StoredLayout, path: Path) -> None:
+    """Write ``stored`` (as a snapshot staged it: no moves) to ``path``: a header line, then
+    one line a job (written and read a line at a time, so that a layout of 10,000 jobs is
+    never held twice in memory). Raises OSError."""
+    header = {
         "code": mapping_code(),
-        "jobs": {name: [r.path, dict(r.files)] for name, r in stored.jobs.items()},
         "scripts": stored.scripts,
         "resources": stored.resources,
+        "jobs": len(stored.jobs),
     }
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+    with path.open("w", encoding="utf-8") as out:
+        out.write(_line(header))
+        for name, record in stored.jobs.items():
+            out.write(_line([name, record.path, dict(record.files)]))
 
 
-def parse_layout(data: bytes, committed: WorkspaceIndex | None) -> StoredLayout | None:
-    """The kept layout, each job's record completed from the ``committed`` index (None:
-    unreadable or missing); None when it is not one this backupd made (or not whole)."""
+def read_layout_file(path: Path, committed: WorkspaceIndex | None) -> StoredLayout | None:
+    """The layout kept at ``path``, each job's record completed from the ``committed``
+    index (None: unreadable or missing); None when there is none, or it is not one this
+    backupd made, or not whole."""
     code = mapping_code()
     committed = committed or WorkspaceIndex(version=0)
     try:
-        parsed = json.loads(data)
-        if not code or not isinstance(parsed, dict) or parsed.get("code") != code:
+        with path.open("rb") as lines:
+            header = _object(json.loads(next(lines, b"null")))
+            if not code or header.get("code") != code:
+                return None
+            jobs: dict[str, JobRecord] = {}
+            for line in lines:
+                name, record = _job(json.loads(line), committed)
+                jobs[name] = record
+        if len(jobs) != header["jobs"]:
             return None
-        jobs = {
-            name: _record(row, committed.jobs.get(name, JobRecord()))
-            for name, row in _object(parsed["jobs"]).items()
-        }
         return StoredLayout(
             jobs=jobs,
-            scripts=_names(parsed["scripts"]),
-            resources=_names(parsed["resources"]),
+            scripts=_names(header["scripts"]),
+            resources=_names(header["resources"]),
             version=committed.version,
         )
-    except (ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def _line(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
 def _object(value: Any) -> dict[str, Any]:
@@ -84,16 +97,14 @@ def _names(value: Any) -> dict[str, str]:
     return mapping
 
 
-def _record(row: Any, committed: JobRecord) -> JobRecord:
-    if not isinstance(row, list) or len(row) != 2:
+def _job(row: Any, committed: WorkspaceIndex) -> tuple[str, JobRecord]:
+    if not isinstance(row, list) or len(row) != 3:
         raise TypeError("not a job's place")
-    path, files = row
-    if path is not None and not isinstance(path, str):
-        raise TypeError("not a folder")
-    return JobRecord(
-        committed.job_type,
-        committed.last_update_time,
-        committed.last_update_user,
-        path,
-        _names(files),
+    name, path, files = row
+    if not isinstance(name, str) or (path is not None and not isinstance(path, str)):
+        raise TypeError("not a job's name and folder")
+    known = committed.jobs.get(name, JobRecord())
+    record = JobRecord(
+        known.job_type, known.last_update_time, known.last_update_user, path, _names(files)
     )
+    return name, record

@@ -42,7 +42,7 @@ from backupd.store.gitrepo import (
     Identity,
 )
 from backupd.store.index import WorkspaceIndex
-from backupd.store.layout_cache import parse_layout
+from backupd.store.layout_cache import read_layout_file
 from backupd.store.names import with_suffix
 from backupd.store.normalise import canonical_json, is_definition_file, normalise_file, script_view
 from backupd.store.pathmap import component, portability_problems
@@ -118,7 +118,7 @@ def assert_kept_layout_is_the_committed_one(repo: Path) -> None:
         kept_file = repo / ".git" / "backupd-progress" / f"{FOLDER}.layout-{baseline.tree}.json"
         kept = read_stored_layout(opened, baseline.files, folder=FOLDER, tree=baseline.tree)
         worked_out = read_stored_layout(opened, baseline.files)
-        assert parse_layout(kept_file.read_bytes(), None) is not None  # it was the kept one
+        assert read_layout_file(kept_file, None) is not None  # it was the kept one
     assert kept is not None
     assert worked_out.moves == {} and worked_out.incomplete == set()
     assert kept.jobs == worked_out.jobs

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from backupd.store.index import JobRecord, WorkspaceIndex
 from backupd.store.layout import StoredLayout, entry_keys, file_names, read_layout, split_suffix
-from backupd.store.layout_cache import layout_bytes, parse_layout
+from backupd.store.layout_cache import read_layout_file, write_layout_file
 from backupd.store.pathmap import is_component_of, portability_problems
 
 
@@ -168,10 +169,13 @@ def _kept_example() -> tuple[StoredLayout, WorkspaceIndex]:
     return staged, index
 
 
-def test_a_kept_layout_reads_back_with_each_jobs_record_from_the_committed_index() -> None:
+def test_a_kept_layout_reads_back_with_each_jobs_record_from_the_committed_index(
+    tmp_path: Path,
+) -> None:
     staged, index = _kept_example()
+    write_layout_file(staged, tmp_path / "layout.json")
 
-    kept = parse_layout(layout_bytes(staged), index)
+    kept = read_layout_file(tmp_path / "layout.json", index)
 
     assert kept is not None
     assert kept.jobs == {
@@ -182,21 +186,32 @@ def test_a_kept_layout_reads_back_with_each_jobs_record_from_the_committed_index
     assert kept.moves == {} and kept.incomplete == set()
 
 
+def _header(lines: list[str], change: dict[str, Any]) -> list[str]:
+    return [json.dumps(json.loads(lines[0]) | change), *lines[1:]]
+
+
 @pytest.mark.parametrize(
     "spoil",
     [
-        lambda data: data | {"code": "another backupd's mapping"},
-        lambda data: {k: v for k, v in data.items() if k != "scripts"},
-        lambda data: data | {"jobs": {"plain": [7, {}]}},
-        lambda data: data | {"jobs": {"plain": [None, {"a.job": 1}]}},
-        lambda data: data | {"resources": ["not", "a", "mapping"]},
+        lambda lines: _header(lines, {"code": "another backupd's mapping"}),
+        lambda lines: _header(lines, {"scripts": ["not", "a", "mapping"]}),
+        lambda lines: _header(lines, {"jobs": 3}),  # a job line missing
+        lambda lines: lines[:-1],
+        lambda lines: [*lines[:-1], '["plain", 7, {}]'],
+        lambda lines: [*lines[:-1], '["plain", null, {"a.job": 1}]'],
+        lambda lines: [*lines[:-1], '["plain", null, {}'],  # cut short
+        lambda lines: [],
     ],
 )
 def test_a_kept_layout_of_another_mapping_or_damaged_is_not_used(
-    spoil: Callable[[dict[str, Any]], dict[str, Any]],
+    tmp_path: Path, spoil: Callable[[list[str]], list[str]]
 ) -> None:
     staged, index = _kept_example()
-    data = json.loads(layout_bytes(staged))
+    path = tmp_path / "layout.json"
+    write_layout_file(staged, path)
+    assert read_layout_file(path, index) is not None
 
-    assert parse_layout(json.dumps(spoil(data)).encode(), index) is None
-    assert parse_layout(b"{not json", index) is None
+    path.write_text("".join(f"{line}\n" for line in spoil(path.read_text().splitlines())))
+
+    assert read_layout_file(path, index) is None
+    assert read_layout_file(tmp_path / "none.json", index) is None
