@@ -74,9 +74,9 @@ class StoredState:
 
 
 def read_stored(repo: GitRepo, target: WorkspaceTarget) -> StoredState:
-    """The workspace's stored state (raises RepoError, OSError). A few tenths of a second of
-    CPU for a large workspace: the driver reads it while the workspace waits for its turn,
-    so that its listing starts at once when it comes."""
+    """The workspace's stored state (raises RepoError, OSError). Up to a few tenths of a
+    second of CPU for a large workspace (less when its layout was kept): the driver reads it
+    while the workspace waits for its turn, so that its listing starts at once when it comes."""
     baseline = read_baseline(repo, target.label)
     layout = read_stored_layout(repo, baseline.files, folder=target.label, tree=baseline.tree)
     return StoredState(baseline, layout)
