@@ -228,9 +228,10 @@ def stage_workspace(
         },
     )
     tree.put(INDEX_FILE, now_stored.index().to_bytes())
-    layout_file: Path | None = staging / LAYOUT_FILE
+    layout_path = staging / LAYOUT_FILE
     try:  # optional: without it the next snapshot works the layout out again
-        write_layout_file(now_stored, staging / LAYOUT_FILE)
+        write_layout_file(now_stored, layout_path)
+        layout_file: Path | None = layout_path
     except OSError:
         layout_file = None
     problems += [

@@ -109,7 +109,14 @@ def test_a_stop_ends_the_wait_to_approach() -> None:
     gate = admission(FakeClient(listers=3), Clock())
     stop = threading.Event()
     stop.set()
-    gate.approach(5, stop)  # returns: the run is stopping
+    returned = threading.Event()
+
+    def approach_far_behind() -> None:
+        gate.approach(5, stop)
+        returned.set()
+
+    threading.Thread(target=approach_far_behind, daemon=True).start()
+    assert returned.wait(5)  # five ahead of it, but the run is stopping
 
 
 def test_a_workspace_starts_when_the_listed_batches_run_low() -> None:
