@@ -21,10 +21,20 @@ def git(repo: Path, *args: str) -> str:
 
 def loose_trees(repo: Path) -> int:
     objects = repo / ".git" / "objects"
-    loose = [p for d in objects.iterdir() if len(d.name) == 2 for p in d.iterdir()]
-    return sum(
-        git(repo, "cat-file", "-t", f"{p.parent.name}{p.name}").strip() == "tree" for p in loose
-    )
+    loose = [
+        f"{p.parent.name}{p.name}\n"
+        for d in objects.iterdir()
+        if len(d.name) == 2
+        for p in d.iterdir()
+    ]
+    # One process for all of them: a process an object was 1,500 git starts.
+    kinds = subprocess.run(
+        ["git", "-C", str(repo), "cat-file", "--batch-check=%(objecttype)"],
+        input="".join(loose).encode(),
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    return kinds.split().count("tree")
 
 
 def commit_folder(repo_path: Path, jobs: int, *, packed: bool) -> tuple[str, int]:
