@@ -11,6 +11,8 @@ than the rate can start.
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import heapq
 import itertools
 import math
 import threading
@@ -45,6 +47,37 @@ DOCUMENTED_RATES: Mapping[str, float] = MappingProxyType(
 LISTING_BUDGETS = (JOBS_LIST, SCRIPTS_LIST, RESOURCES_LIST, MANAGEMENT)
 EXPORT_BUDGETS = (EXPORT, JOB_DETAIL, RESTORE)
 
+# The rank of the calls made in this context: of two calls waiting for one budget, the one
+# of the lower rank starts first (ties in the order they came). A snapshot ranks each
+# workspace's calls by its place in line, so the budget finishes one listing after another
+# instead of all of them together, late, while the exports wait for the next one.
+CALL_RANK: contextvars.ContextVar[int] = contextvars.ContextVar("call_rank", default=0)
+
+
+@contextlib.contextmanager
+def ranked(rank: int) -> Iterator[None]:
+    """The calls made in this context (and in contexts copied from it) have ``rank``."""
+    token = CALL_RANK.set(rank)
+    try:
+        yield
+    finally:
+        CALL_RANK.reset(token)
+
+
+class Ticket:
+    """A caller's place in a budget's line, from its first try to its start."""
+
+    __slots__ = ("order", "rank", "waiting")
+
+    def __init__(self, rank: int, order: int) -> None:
+        self.rank = rank
+        self.order = order
+        self.waiting = True
+
+    def __lt__(self, other: Ticket) -> bool:
+        return (self.rank, self.order) < (other.rank, other.order)
+
+
 # A call's duration before any was measured: 0.5 s lets a budget of 10/s start six at once.
 FIRST_GUESS = 0.5
 SMOOTHING = 0.2  # weight of the newest duration in the running average
@@ -70,6 +103,7 @@ class Budget:
         self._in_flight = 0
         self._since: dict[int, float] = {}  # slot → when it was taken
         self._tokens = itertools.count()
+        self._line: list[Ticket] = []  # heap: the callers that have not started yet
         self._changed = threading.Condition()
         self.calls = 0  # started
         self.peak_in_flight = 0
@@ -83,6 +117,12 @@ class Budget:
         """The running average of a call's duration (seconds)."""
         with self._changed:
             return self._duration
+
+    @property
+    def waiting(self) -> int:
+        """Callers in line that have not started their call yet."""
+        with self._changed:
+            return sum(1 for ticket in self._line if ticket.waiting)
 
     @property
     def in_flight_limit(self) -> int:
@@ -101,12 +141,37 @@ class Budget:
         return min(self._max_in_flight, max(1, wanted))
 
     @contextlib.contextmanager
-    def slot(self) -> Iterator[None]:
-        """Hold one of the calls in flight (waits for one)."""
+    def line(self) -> Iterator[Ticket]:
+        """A place in line, by the context's rank (``CALL_RANK``), held until ``started``
+        (or the end of the block): only the first in line takes a slot and a start, also
+        while it sleeps for the rate, so the calls of the lower rank go first."""
+        with self._changed:
+            ticket = Ticket(CALL_RANK.get(), next(self._tokens))
+            heapq.heappush(self._line, ticket)
+        try:
+            yield ticket
+        finally:
+            self.started(ticket)
+
+    def started(self, ticket: Ticket) -> None:
+        """``ticket``'s call started: the next in line may go."""
+        with self._changed:
+            if ticket.waiting:
+                ticket.waiting = False
+                while self._line and not self._line[0].waiting:
+                    heapq.heappop(self._line)
+                self._changed.notify_all()
+
+    @contextlib.contextmanager
+    def slot(self, ticket: Ticket | None = None) -> Iterator[None]:
+        """Hold one of the calls in flight (waits for one, and with ``ticket``, for being
+        first in line)."""
         with self._changed:
             # The limit moves with the durations (which notify) and with the rate, which
             # climbs back after a 429 without telling: look again now and then.
-            while self._in_flight >= self._limit():
+            while self._in_flight >= self._limit() or (
+                ticket is not None and self._line and self._line[0] is not ticket
+            ):
                 self._changed.wait(0.25)
             self._in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
@@ -118,7 +183,7 @@ class Budget:
             with self._changed:
                 self._in_flight -= 1
                 del self._since[token]
-                self._changed.notify()
+                self._changed.notify_all()  # the first in line may be any of the waiters
 
     def try_start(self) -> float:
         """Start a call now (0) or say how many seconds until the rate allows one."""

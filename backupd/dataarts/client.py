@@ -10,6 +10,7 @@ workspaces on a second host, ``dayu.<region>`` (§1.1, §1.4).
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import itertools
 import json
@@ -89,7 +90,7 @@ def _as_is(row: _Row) -> _Row:
     return row
 
 
-def _in_order(
+def in_order(
     fetch: Callable[[int], _Fetched], offsets: range, at_once: int
 ) -> Generator[_Fetched, None, None]:
     """``fetch(offset)`` for each offset, ``at_once`` in flight, results in offset order.
@@ -102,12 +103,13 @@ def _in_order(
         pending: deque[Future[_Fetched]] = deque()
         upcoming = iter(offsets)
         try:
+            # Each in a copy of this context: the pages' calls keep the caller's rank.
             for offset in itertools.islice(upcoming, at_once):
-                pending.append(pool.submit(fetch, offset))
+                pending.append(pool.submit(contextvars.copy_context().run, fetch, offset))
             while pending:
                 result = pending.popleft().result()
                 for offset in itertools.islice(upcoming, 1):
-                    pending.append(pool.submit(fetch, offset))
+                    pending.append(pool.submit(contextvars.copy_context().run, fetch, offset))
                 yield result
         finally:
             for future in pending:
@@ -708,7 +710,7 @@ class DataArtsClient:
             offsets = range(offset, offset + step * (MAX_OPEN_PAGES // size + 5), step)
         total: int | None = exact
         at_once = PAGES_AT_ONCE if exact is not None else 1
-        with contextlib.closing(_in_order(fetch, offsets, at_once)) as pages:
+        with contextlib.closing(in_order(fetch, offsets, at_once)) as pages:
             for offset, page in pages:
                 if exact is None:
                     total = page.total
@@ -876,29 +878,18 @@ class DataArtsClient:
         def limited() -> Any:
             # A start only with a slot in hand, right before sending: a call waiting for a
             # slot must not take a start and later burst with others. And no slot held
-            # while waiting for the rate: backoff sleeps happen outside, holding neither.
-            while True:
-                if self._cancel is not None and self._cancel.is_set():
-                    raise SnapshotCancelled(f"{what}: not started, backupd is stopping")
-                with chosen.slot():
-                    wait = chosen.try_start()
-                    if wait <= 0:
-                        started = chosen.clock()
-                        try:
-                            result = attempt()
-                        except ThrottledError as error:
-                            wait_asked = error.retry_after
-                            if wait_asked is not None:  # the same cap as the retry's own wait
-                                wait_asked = min(wait_asked, self.settings.retry.max_retry_after)
-                            chosen.throttled(started, wait_asked)
-                            raise
-                        except ApiError as error:
-                            if error.status is not None:  # answered: a round trip all the same
-                                chosen.finished(started)
-                            raise
-                        chosen.finished(started)
-                        return result
-                self._sleep(wait)
+            # while waiting for the rate: backoff sleeps happen outside, holding neither,
+            # but keeping the call's place in line (the budget's ``line``: lower ranks first).
+            with chosen.line() as ticket:
+                while True:
+                    if self._cancel is not None and self._cancel.is_set():
+                        raise SnapshotCancelled(f"{what}: not started, backupd is stopping")
+                    with chosen.slot(ticket):
+                        wait = chosen.try_start()
+                        if wait <= 0:
+                            chosen.started(ticket)
+                            return self._attempt_started(attempt, chosen)
+                    self._sleep(wait)
 
         return call_with_retries(
             limited,
@@ -907,6 +898,24 @@ class DataArtsClient:
             sleep=self._sleep,
             on_retry=self._on_retry,
         )
+
+    def _attempt_started(self, attempt: Callable[[], Any], chosen: Budget) -> Any:
+        """``attempt()`` now, its round trip (or 429) told to its budget."""
+        started = chosen.clock()
+        try:
+            result = attempt()
+        except ThrottledError as error:
+            wait_asked = error.retry_after
+            if wait_asked is not None:  # the same cap as the retry's own wait
+                wait_asked = min(wait_asked, self.settings.retry.max_retry_after)
+            chosen.throttled(started, wait_asked)
+            raise
+        except ApiError as error:
+            if error.status is not None:  # answered: a round trip all the same
+                chosen.finished(started)
+            raise
+        chosen.finished(started)
+        return result
 
     def _get_json(
         self, path: str, workspace_id: str | None, query: Sequence[tuple[str, str]], what: str

@@ -23,7 +23,7 @@ from backupd.config import (
     Config,
     SourceConfig,
 )
-from backupd.dataarts.budget import EXPORT, JOBS_LIST
+from backupd.dataarts.budget import EXPORT, JOBS_LIST, ranked
 from backupd.dataarts.source import JobSource
 from backupd.errors import BackupdError, ClockSkewError, CredentialsRejected, RepoError
 from backupd.logs import log
@@ -84,9 +84,11 @@ def snapshot_source(
     listing than the job list's budget keeps busy, and while the batches listed but not
     exported yet would keep the export budget busy for less than the time a listing takes
     (``_Admission``). The first workspace lists alone: its calls prove the credentials and
-    its exports start soonest. At most ``2 x parallel`` workspaces are staged or staging
-    at once, which bounds the disk staging may use, and a workspace starts only while those
-    hold fewer than ``JOBS_IN_FLIGHT`` jobs, which bounds memory. Rejected credentials end
+    its exports start soonest. A workspace's calls rank by its place in line (``ranked``):
+    the listings that share a budget end one after another, not all together, late. At
+    most ``2 x parallel`` workspaces are staged or staging at once, which bounds the disk
+    staging may use, and a workspace starts only while those hold fewer than
+    ``JOBS_IN_FLIGHT`` jobs, which bounds memory. Rejected credentials end
     the source's run: workspaces not started yet are reported with the same error instead of
     asking again (same credentials, same answer).
 
@@ -115,16 +117,17 @@ def snapshot_source(
                 weight.release()
                 staged_slots.release()
                 return None
-            prepared = prepare_workspace(
-                client,
-                repo,
-                target,
-                options,
-                observer=Fanout([observer, weight, turn]),
-                lane=exports.lane(index),
-                optional=optional,
-                stored=stored,
-            )
+            with ranked(index):  # its calls go before those of the workspaces after it
+                prepared = prepare_workspace(
+                    client,
+                    repo,
+                    target,
+                    options,
+                    observer=Fanout([observer, weight, turn]),
+                    lane=exports.lane(index),
+                    optional=optional,
+                    stored=stored,
+                )
             del stored
             if isinstance(prepared, SnapshotResult):
                 weight.release()

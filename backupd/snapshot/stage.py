@@ -6,6 +6,7 @@ difference from the last commit. Nothing here writes to the repository's working
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import functools
 import logging
@@ -351,10 +352,15 @@ def list_workspace(
 
     jobs_failed: list[bool] = []
     with ThreadPoolExecutor(2, thread_name_prefix="listing") as pool:
+        # In copies of this context: their calls keep the workspace's rank (CALL_RANK).
         scripts = pool.submit(
-            when_allowed, functools.partial(client.list_scripts, keep=keep_script)
+            contextvars.copy_context().run,
+            when_allowed,
+            functools.partial(client.list_scripts, keep=keep_script),
         )
-        resources = pool.submit(when_allowed, list_resources or client.list_resources)
+        resources = pool.submit(
+            contextvars.copy_context().run, when_allowed, list_resources or client.list_resources
+        )
         try:
             jobs = client.list_jobs(workspace_id)
         except BaseException:

@@ -6,11 +6,13 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
 
 import pytest
 
 from backupd.dataarts.budget import (
+    CALL_RANK,
     DOCUMENTED_RATES,
     EXPORT,
     JOB_DETAIL,
@@ -22,8 +24,9 @@ from backupd.dataarts.budget import (
     Budget,
     budget_of,
     budget_rates,
+    ranked,
 )
-from backupd.dataarts.client import ClientSettings
+from backupd.dataarts.client import ClientSettings, in_order
 from backupd.dataarts.retry import AdaptiveRate, RateLimiter
 
 
@@ -348,3 +351,76 @@ def test_the_window_is_the_services_when_the_rate_changes() -> None:
     # Whatever the rate did, a second never held more calls than the ceiling allows.
     assert busiest_second(starts) <= 10
     assert all(b >= a for a, b in itertools.pairwise(starts))
+
+
+# --- who goes first: the calls of the lower rank ------------------------------------------------
+
+
+def wait_for(condition: Callable[[], bool]) -> None:
+    """Until ``condition()`` holds (the threads got where the test needs them)."""
+    done = threading.Event()
+    for _ in range(10_000):
+        if condition():
+            return
+        done.wait(0.001)
+    raise AssertionError("the waiting threads never got in line")
+
+
+def test_waiting_calls_start_by_rank_then_in_the_order_they_came() -> None:
+    clock = Clock()
+    budget = Budget("jobs_list", 1000.0, max_in_flight=1, clock=clock, sleep=clock.sleep)
+    started: list[str] = []
+
+    def call(rank: int, label: str) -> None:
+        with ranked(rank), budget.line() as ticket, budget.slot(ticket):
+            assert budget.try_start() <= 0
+            budget.started(ticket)
+            started.append(label)
+
+    with budget.slot():  # the one call in flight: every other waits in line behind it
+        threads = []
+        for rank, label in ((3, "c"), (1, "a1"), (2, "b"), (1, "a2")):
+            threads.append(threading.Thread(target=call, args=(rank, label)))
+            threads[-1].start()
+            wait_for(lambda: budget.waiting == len(threads))
+    for thread in threads:
+        thread.join(10)
+    assert started == ["a1", "a2", "b", "c"]
+    assert budget.waiting == 0
+
+
+def test_the_first_in_line_keeps_its_place_while_it_waits_for_the_rate() -> None:
+    clock = Clock()
+    budget = Budget("jobs_list", 1.0, clock=clock, sleep=clock.sleep)
+    assert budget.try_start() <= 0  # this second's one call is taken
+    with ranked(0), budget.line() as first:
+        with budget.slot(first):
+            assert budget.try_start() > 0  # it would sleep for the rate now, slot given back
+        later: list[bool] = []
+
+        def second() -> None:
+            with ranked(5), budget.line() as ticket, budget.slot(ticket):
+                later.append(True)
+
+        thread = threading.Thread(target=second)
+        thread.start()
+        wait_for(lambda: budget.waiting == 2)
+        assert not later  # a slot is free, but the first in line has not started yet
+        clock.sleep(1.1)
+        with budget.slot(first):
+            assert budget.try_start() <= 0
+            budget.started(first)
+        thread.join(10)
+        assert later == [True]
+
+
+def test_the_pages_of_a_listing_keep_the_rank_of_the_caller() -> None:
+    ranks: list[int] = []
+
+    def fetch(offset: int) -> int:
+        ranks.append(CALL_RANK.get())
+        return offset
+
+    with ranked(7):
+        assert list(in_order(fetch, range(6), 3)) == list(range(6))
+    assert ranks == [7] * 6
