@@ -12,7 +12,7 @@ import functools
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import httpx
 
@@ -61,18 +61,47 @@ class AuthCache:
             return auth
 
 
-@functools.cache
+_LOADING_CAS = threading.Lock()  # one load of the public CAs at a time (see _public_cas)
+
+
 def _public_cas() -> ssl.SSLContext:
     """The CAs httpx trusts by default, loaded once: loading them takes 50-60 ms, and every
     client (each source, each run of a daemon) would load them again. A context is meant
-    to be shared between connections; nothing changes it once made."""
+    to be shared between connections; nothing changes it once made. A caller that comes
+    while ``load_cas_ahead``'s thread loads them waits for that load."""
+    with _LOADING_CAS:
+        return _loaded_public_cas()
+
+
+@functools.cache
+def _loaded_public_cas() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
+def _uses_tls(source: SourceConfig) -> bool:
+    """Whether any host the source's client talks to is reached over TLS."""
+    hosts = [source.dlf_endpoint]
+    if source.discovers:
+        hosts.append(source.management_api_endpoint)
+    if isinstance(source.auth, PasswordAuthConfig):
+        hosts.append(source.iam_endpoint)
+    return any(not host.lower().startswith("http://") for host in hosts)
+
+
+def load_cas_ahead(sources: Iterable[SourceConfig]) -> None:
+    """Start loading the public CAs in a thread of their own when a source will need them:
+    OpenSSL reads them without holding the interpreter lock, so the 50 ms pass beside
+    opening the repository instead of before the first call."""
+    if any(source.ca_bundle is None and _uses_tls(source) for source in sources):
+        threading.Thread(target=_public_cas, name="load-cas", daemon=True).start()
+
+
 def tls_verify(source: SourceConfig) -> bool | ssl.SSLContext:
-    """Certificate checking for the source: always on; ``ca_bundle`` adds trusted CAs."""
+    """Certificate checking for the source: always on; ``ca_bundle`` adds trusted CAs. A
+    source whose every host is plain http gets a context that trusts no CA at all (nothing
+    to load; a TLS connection would fail its check, never pass unchecked)."""
     if source.ca_bundle is None:
-        return _public_cas()
+        return _public_cas() if _uses_tls(source) else ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context = httpx.create_ssl_context()  # the public CAs httpx trusts by default
     try:
         context.load_verify_locations(cafile=source.ca_bundle)

@@ -35,7 +35,13 @@ from backupd.model import (
 from backupd.snapshot.run import Publisher, RunReport, select_sources, snapshot_sources, utc_now
 from backupd.snapshot.scratch import remove_stale_staging
 from backupd.store.gitrepo import GitRepo, Identity, repository_lock
-from backupd.wiring import AuthCache, ClientFactory, make_client, snapshot_options
+from backupd.wiring import (
+    AuthCache,
+    ClientFactory,
+    load_cas_ahead,
+    make_client,
+    snapshot_options,
+)
 
 if TYPE_CHECKING:
     from backupd.model import SnapshotObserver, SnapshotResult
@@ -203,6 +209,8 @@ def run(
     Holds the repository lock while it snapshots and tags; the push runs outside it: it may
     wait on the network, and its failure is part of the report, never an exception.
     """
+    if client_factory is None:
+        load_cas_ahead(config.sources)  # while the repository is opened and read
     factory = client_factory or functools.partial(make_client, auth_cache=auth_cache, cancel=cancel)
     identity = Identity(config.repository.author.name, config.repository.author.email)
     publisher = Publisher(clock)

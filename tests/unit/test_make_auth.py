@@ -13,7 +13,7 @@ from backupd.config import SourceConfig, parse_config
 from backupd.dataarts.auth import AkSkAuth, IamTokenAuth, StaticTokenAuth
 from backupd.errors import ConfigError, CredentialError
 from backupd.secret import Secret
-from backupd.wiring import AuthCache, make_auth, tls_verify
+from backupd.wiring import AuthCache, load_cas_ahead, make_auth, tls_verify
 
 AK = "DISTINCTAK1234567890"
 
@@ -104,6 +104,35 @@ def test_tls_is_verified_by_default_and_a_ca_bundle_adds_to_it(tmp_path: Path) -
     assert isinstance(context, ssl.SSLContext)
     assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
     assert context.cert_store_stats()["x509_ca"] > 1  # the public CAs plus ours
+
+
+def test_a_source_on_plain_http_loads_no_ca_and_would_refuse_any_tls() -> None:
+    plain = tls_verify(
+        source({"type": "token", "token": "t"}, endpoint="http://127.0.0.1:8080", region=None)
+    )
+    assert isinstance(plain, ssl.SSLContext)
+    assert plain.verify_mode == ssl.CERT_REQUIRED and plain.check_hostname
+    assert plain.cert_store_stats()["x509_ca"] == 0  # nothing trusted: TLS would fail closed
+    # Password auth also talks to IAM: over https there, the public CAs are needed.
+    iam = source(
+        {
+            "type": "password",
+            "user": "u",
+            "domain": "d",
+            "password": "p",
+            "iam_endpoint": "https://iam.example.com",
+        },
+        endpoint="http://127.0.0.1:8080",
+        region=None,
+    )
+    public = tls_verify(iam)
+    assert isinstance(public, ssl.SSLContext) and public.cert_store_stats()["x509_ca"] > 0
+
+
+def test_the_cas_loaded_ahead_are_the_ones_a_client_gets() -> None:
+    https = source({"type": "token", "token": "t"})
+    load_cas_ahead([https])  # in a thread; a caller meanwhile waits for that load
+    assert tls_verify(https) is tls_verify(https)
 
 
 def test_a_broken_ca_bundle_is_a_config_error(tmp_path: Path) -> None:
