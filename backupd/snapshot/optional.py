@@ -46,11 +46,33 @@ class OptionalParts:
     """What one run learned about the optional APIs of one source."""
 
     _unavailable: dict[str, str] = field(default_factory=dict)  # part → why
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _asking: set[str] = field(default_factory=set)  # parts a first ask is under way for
+    _answered: set[str] = field(default_factory=set)  # parts a first ask got an answer for
+    _lock: threading.Condition = field(default_factory=threading.Condition)
 
     def unavailable(self, part: str) -> str | None:
         with self._lock:
             return self._unavailable.get(part)
+
+    def first_answer(self, part: str) -> tuple[str | None, bool]:
+        """Why ``part`` is unavailable to every workspace, if known, and whether the caller
+        asks first: it must then call ``answered``. While a first ask is under way the
+        others wait for it, so that an API not published here is asked for once a run
+        even when the workspaces list side by side."""
+        with self._lock:
+            while part in self._asking:
+                self._lock.wait()
+            first = part not in self._answered
+            if first:
+                self._asking.add(part)
+            return self._unavailable.get(part), first
+
+    def answered(self, part: str) -> None:
+        """The first ask for ``part`` ended (rows, an absence, or a failure)."""
+        with self._lock:
+            self._asking.discard(part)
+            self._answered.add(part)
+            self._lock.notify_all()
 
     def lister(
         self, part: str, list_all: Callable[[str], list[Any]], *, enabled: bool = True
@@ -88,7 +110,7 @@ class OptionalListing:
     def __call__(self, workspace_id: str) -> list[Any]:
         if not self.enabled:
             return []
-        known = self.parts.unavailable(self.part)
+        known, first = self.parts.first_answer(self.part)
         if known is not None:
             self.reason = known
             return []
@@ -102,6 +124,9 @@ class OptionalListing:
             shared = error.status == 404  # not published: the same for every workspace
             self.parts._found_unavailable(self.part, reason, workspace_id, shared=shared)
             return []
+        finally:
+            if first:
+                self.parts.answered(self.part)
         self.listed = True
         return rows
 

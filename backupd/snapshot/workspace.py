@@ -10,6 +10,7 @@ import logging
 import shutil
 import threading
 import time
+from concurrent.futures import Future
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -59,8 +60,8 @@ class PreparedWorkspace:
     staged: StagedWorkspace
     started: float
     retries_before: int
-    # Whether the folder differed from HEAD when staging ended (a crashed run's leftovers);
-    # looked at here, beside the network work, rather than on the thread that commits.
+    # Whether the folder differed from HEAD (a crashed run's leftovers); looked at beside
+    # the network work, rather than on the thread that commits.
     dirty: bool | None = None
 
 
@@ -108,6 +109,7 @@ def prepare_workspace(
         message = f"cannot create a staging folder: {describe_os_error(error)}"
         return _failure(target, error, message, started, client.retries - retries_before)
     blobs = BlobWriter(repo.path)
+    dirty = _folder_dirty_beside(repo, target.label)
     try:
         if stored is None:
             stored = read_stored(repo, target)
@@ -126,23 +128,33 @@ def prepare_workspace(
         )
         del stored  # the staged tree holds what is still needed
         staged = replace(staged, blobs_stored=blobs.finish())
-        dirty = _folder_dirty(repo, target.label)
     except (BackupdError, OSError) as error:
         blobs.abandon()
         shutil.rmtree(staging, ignore_errors=True)
         message = describe_os_error(error) if isinstance(error, OSError) else str(error)
         return _failure(target, error, message, started, client.retries - retries_before)
     return PreparedWorkspace(
-        target, staging, baseline.last_full, staged, started, retries_before, dirty
+        target, staging, baseline.last_full, staged, started, retries_before, dirty.result()
     )
 
 
-def _folder_dirty(repo: GitRepo, folder: str) -> bool | None:
-    """Whether ``folder`` differs from HEAD (None: not known; the commit looks again)."""
-    try:
-        return repo.folder_dirty(folder)
-    except BackupdError:
-        return None
+def _folder_dirty_beside(repo: GitRepo, folder: str) -> Future[bool | None]:
+    """Whether ``folder`` differs from HEAD (None: not known; the commit looks again), asked
+    of git in a thread of its own while the workspace lists and exports: nothing this
+    process does changes the folder before its own commit, and a large folder's status takes
+    a few tenths of a second, which would otherwise follow the last answer."""
+    answer: Future[bool | None] = Future()
+
+    def look() -> None:
+        try:
+            answer.set_result(repo.folder_dirty(folder))
+        except BackupdError:
+            answer.set_result(None)
+        except BaseException as error:  # noqa: BLE001 - whatever it is, the waiter gets it
+            answer.set_exception(error)
+
+    threading.Thread(target=look, name="folder-status", daemon=True).start()
+    return answer
 
 
 def finish_workspace(
