@@ -83,10 +83,9 @@ def snapshot_source(
     ``WORKSPACES_AT_ONCE``, only bounds it): a workspace starts listing while fewer are
     listing than the job list's budget keeps busy, and while the batches listed but not
     exported yet would keep the export budget busy for less than the time a listing takes
-    (``_Admission``). The first workspace lists alone until its first answer proves the
-    credentials. A workspace's calls rank by its place in line (``ranked``): the listings
-    that share a budget end one after another, not all together, late, and the first
-    one's exports start soonest. At
+    (``_Admission``). The first workspace lists alone: its calls prove the credentials and
+    its exports start soonest. A workspace's calls rank by its place in line (``ranked``):
+    the listings that share a budget end one after another, not all together, late. At
     most ``2 x parallel`` workspaces are staged or staging at once, which bounds the disk
     staging may use, and a workspace starts only while those hold fewer than
     ``JOBS_IN_FLIGHT`` jobs, which bounds memory. Rejected credentials end
@@ -218,8 +217,7 @@ FIRST_LISTING_GUESS = 2.0
 
 
 class _Admission:
-    """When the next workspace may start: in order, the first one alone until the service
-    accepted the credentials (its first answer; or until it ended, having failed),
+    """When the next workspace may start: in order, the first one alone until it is listed,
     while fewer are listing than keep the job list's budget busy, and while the export work
     listed already (batches not downloaded yet) lasts less than a listing takes to come (at
     the export budget's rate), so the next workspace's batches are there in time and no
@@ -256,7 +254,7 @@ class _Admission:
             return index == self._next
         if index != self._next:
             return False
-        if index > 0 and not (self._first_listed or self._client.credentials_proven.is_set()):
+        if index > 0 and not self._first_listed:
             return False
         if self._listing >= self.listers():
             return False
@@ -274,11 +272,9 @@ class _Admission:
     def enter(self, index: int, stop: threading.Event) -> _Turn:
         """Wait for workspace ``index``'s turn; it is then listing."""
         with self._changed:
-            # The export rate climbs back after a 429 without telling, and the client proves
-            # the credentials without telling: look again now and then (soon, for the latter).
+            # The export rate climbs back after a 429 without telling: look again now and then.
             while not self._may_start(index, stop):
-                proven = self._first_listed or self._client.credentials_proven.is_set()
-                self._changed.wait(0.25 if proven else 0.02)
+                self._changed.wait(0.25)
             self._next += 1
             self._listing += 1
             self._changed.notify_all()

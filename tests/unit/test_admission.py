@@ -30,7 +30,6 @@ class FakeBudget:
 
 class FakeClient:
     def __init__(self, listers: int = 3, export_rate: float = 10.0) -> None:
-        self.credentials_proven = threading.Event()
         self.budgets = {
             JOBS_LIST: FakeBudget(listers),
             EXPORT: FakeBudget(7, FakeRate(export_rate)),
@@ -64,31 +63,19 @@ def enter_in_background(gate: _Admission, index: int) -> tuple[threading.Event, 
     return entered, turns
 
 
-def test_the_first_workspace_lists_alone_until_the_credentials_are_proven() -> None:
+def test_the_first_workspace_lists_alone_then_others_list_side_by_side() -> None:
     clock = Clock()
-    client = FakeClient(listers=4)  # four calls in flight: four listing
-    gate = admission(client, clock)
+    gate = admission(FakeClient(listers=4), clock)  # four calls in flight: four listing
     first = gate.enter(0, threading.Event())
     second, _ = enter_in_background(gate, 1)
-    assert not second.wait(0.3)  # the first lists alone: its first answer proves them
-    client.credentials_proven.set()
-    assert second.wait(5)  # the first is still listing, ahead of it in every budget's line
-    others = [enter_in_background(gate, index)[0] for index in (2, 3)]
-    assert all(entered.wait(5) for entered in others)  # four listing at once
-    fifth, _ = enter_in_background(gate, 4)
-    assert not fifth.wait(0.3)
+    assert not second.wait(0.3)  # the first lists alone (it proves the credentials)
     clock.now = 0.5
     first.listed(TARGET, jobs=0, batches=0)  # nothing to export (a no-change snapshot)
-    assert fifth.wait(5)
-
-
-def test_after_a_first_workspace_that_failed_the_next_one_goes() -> None:
-    gate = admission(FakeClient(listers=3), Clock())
-    first = gate.enter(0, threading.Event())
-    second, _ = enter_in_background(gate, 1)
-    assert not second.wait(0.3)  # no answer yet: the credentials are not proven
-    first.done()  # failed (not for its credentials, or the run would be stopping)
     assert second.wait(5)
+    others = [enter_in_background(gate, index)[0] for index in (2, 3, 4)]
+    assert all(entered.wait(5) for entered in others)  # four listing at once
+    sixth, _ = enter_in_background(gate, 5)
+    assert not sixth.wait(0.3)
 
 
 def test_workspaces_are_admitted_in_order() -> None:
