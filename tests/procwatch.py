@@ -94,26 +94,34 @@ class ProcessWatch:
             marked = self.marker in cmdline
             if marked:
                 self.findings.marked.setdefault(pid, argv)
+            # Its parent now, with the command line just read: a fork that runs git a moment
+            # later and is gone by the time the environment is judged still counts as what
+            # it was when it was read (the owner's memory, not a child given the secret).
+            parent = _parent(pid)
             environ = _read(f"/proc/{name}/environ")
             if environ is None:
                 continue
             if marked:
                 self.findings.marked_environ_read.add(pid)
             if _holds(environ, self.secrets) or (
-                _holds(environ, self.inherited) and not self._is_owner(pid, cmdline)
+                _holds(environ, self.inherited) and not self._is_owner(pid, parent, cmdline)
             ):
                 self.findings.leaks.append(Sighting(pid, "environ", argv))
 
-    def _is_owner(self, pid: int, cmdline: bytes) -> bool:
+    def _is_owner(self, pid: int, parent: int, cmdline: bytes) -> bool:
         """An owner, or its fork that has not run its new program yet: that still shows
         the owner's command line and environment (it is the owner's memory, not a child
         that was given the secret)."""
         if pid in self.owners:
             return True
-        stat = _read(f"/proc/{pid}/stat") or b""
-        fields = stat.rpartition(b")")[2].split()
-        parent = int(fields[1]) if len(fields) > 1 else 0
         return parent in self.owners and cmdline == _read(f"/proc/{parent}/cmdline")
+
+
+def _parent(pid: int) -> int:
+    """The parent's pid (0 when the process is gone)."""
+    stat = _read(f"/proc/{pid}/stat") or b""
+    fields = stat.rpartition(b")")[2].split()
+    return int(fields[1]) if len(fields) > 1 else 0
 
 
 def _holds(data: bytes, secrets: list[bytes]) -> bool:
