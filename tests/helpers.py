@@ -18,6 +18,9 @@ from unittest import mock
 import yaml
 
 from backupd.cli import main
+from backupd.config import Config
+from backupd.dataarts.source import JobSource
+from backupd.model import SnapshotResult
 from backupd.simulator.server import (
     DEFAULT_AK,
     DEFAULT_IAM_DOMAIN,
@@ -28,8 +31,10 @@ from backupd.simulator.server import (
     DEFAULT_TOKEN,
     Simulator,
 )
+from backupd.snapshot.run import select_sources, snapshot_sources
+from backupd.store.gitrepo import GitRepo, Identity
 from backupd.store.normalise import canonical_json, script_view
-from backupd.wiring import ClientFactory, make_client
+from backupd.wiring import ClientFactory, make_client, snapshot_options
 
 
 class VirtualClock:
@@ -250,3 +255,23 @@ def backupd_in_process(*args: str) -> subprocess.CompletedProcess[str]:
         root.handlers[:] = handlers
         root.setLevel(level)
     return subprocess.CompletedProcess(["backupd", *args], code, out.getvalue(), err.getvalue())
+
+
+SNAPSHOT_IDENTITY = Identity("backupd", "backupd@localhost")
+
+
+def snapshot_from(
+    config: Config, source: JobSource, identity: Identity = SNAPSHOT_IDENTITY
+) -> list[SnapshotResult]:
+    """Every configured workspace snapshotted once, in this process, from ``source`` (the
+    in-memory fake or an HTTP client) instead of the client the config would make."""
+    with GitRepo.open(config.repository.path, branch=config.repository.branch) as repo:
+        repo.prepare(identity)
+        return snapshot_sources(
+            config,
+            repo,
+            select_sources(config),
+            identity,
+            clients=lambda _: contextlib.nullcontext(source),
+            options_for=functools.partial(snapshot_options, config, allow_mass_delete=False),
+        )

@@ -9,7 +9,6 @@ repository compared with the simulator's own content each time.
 from __future__ import annotations
 
 import contextlib
-import functools
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -20,12 +19,10 @@ from backupd.dataarts.source import JobSource
 from backupd.model import SnapshotResult
 from backupd.simulator.fake import FakeJobSource
 from backupd.simulator.server import Simulator, variant
-from backupd.snapshot.run import select_sources, snapshot_sources
-from backupd.store.gitrepo import GitRepo, Identity
+from backupd.store.gitrepo import Identity
 from backupd.store.pathmap import portability_problems
-from backupd.wiring import snapshot_options
 from tests.contract.conftest import http_client
-from tests.helpers import git, make_config
+from tests.helpers import git, make_config, snapshot_from
 from tests.integration.test_field_fidelity import (
     FOLDER,
     WS,
@@ -55,16 +52,7 @@ def source_for(kind: str, simulator: Simulator) -> Iterator[tuple[JobSource, Cal
 
 
 def snapshot(config: Config, source: JobSource) -> SnapshotResult:
-    with GitRepo.open(config.repository.path, branch=config.repository.branch) as repo:
-        repo.prepare(IDENTITY)
-        (result,) = snapshot_sources(
-            config,
-            repo,
-            select_sources(config),
-            IDENTITY,
-            clients=lambda _: contextlib.nullcontext(source),
-            options_for=functools.partial(snapshot_options, config, allow_mass_delete=False),
-        )
+    (result,) = snapshot_from(config, source, IDENTITY)
     assert result.ok, result.error
     return result
 

@@ -4,8 +4,6 @@ are made from: the job list's, and the scripts' and resources' beside it."""
 from __future__ import annotations
 
 import collections
-import contextlib
-import functools
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,12 +13,7 @@ from backupd.dataarts.budget import CALL_RANK
 from backupd.dataarts.client import JOB_TYPES, JobSummary
 from backupd.simulator.fake import FakeJobSource
 from backupd.simulator.server import Simulator
-from backupd.snapshot.run import select_sources, snapshot_sources
-from backupd.store.gitrepo import GitRepo, Identity
-from backupd.wiring import snapshot_options
-from tests.helpers import make_config, workspace_id
-
-IDENTITY = Identity("backupd", "backupd@localhost")
+from tests.helpers import make_config, snapshot_from, workspace_id
 
 
 class RankRecorder(FakeJobSource):
@@ -61,16 +54,7 @@ def test_every_listing_of_a_workspace_has_the_workspaces_place_in_line(tmp_path:
         config = load_config(
             make_config(tmp_path, simulator, {f"ws{n}": wid for n, wid in enumerate(ids)})
         )
-        with GitRepo.open(config.repository.path, branch=config.repository.branch) as repo:
-            repo.prepare(IDENTITY)
-            results = snapshot_sources(
-                config,
-                repo,
-                select_sources(config),
-                IDENTITY,
-                clients=lambda _: contextlib.nullcontext(source),
-                options_for=functools.partial(snapshot_options, config, allow_mass_delete=False),
-            )
+        results = snapshot_from(config, source)
     assert all(result.ok for result in results)
     for rank, wid in enumerate(ids):
         assert source.ranks[wid] == {("jobs", rank), ("scripts", rank), ("resources", rank)}
