@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 from unittest import mock
@@ -275,3 +276,14 @@ def snapshot_from(
             clients=lambda _: contextlib.nullcontext(source),
             options_for=functools.partial(snapshot_options, config, allow_mass_delete=False),
         )
+
+
+def until(condition: Callable[[], bool], what: str) -> None:
+    """Wait until ``condition()`` holds: threads a test started got where it needs them (a
+    state to reach, not a time to wait; the bound only ends a test that is broken)."""
+    pause = threading.Event()
+    for _ in range(30_000):
+        if condition():
+            return
+        pause.wait(0.001)
+    raise AssertionError(f"never happened: {what}")

@@ -48,11 +48,13 @@ class OptionalParts:
     _unavailable: dict[str, str] = field(default_factory=dict)  # part → why
     _asking: set[str] = field(default_factory=set)  # parts a first ask is under way for
     _answered: set[str] = field(default_factory=set)  # parts a first ask got an answer for
+    _waiting: dict[str, int] = field(default_factory=dict)  # part → callers waiting for it
     _lock: threading.Condition = field(default_factory=threading.Condition)
 
-    def unavailable(self, part: str) -> str | None:
+    def waiting(self, part: str) -> int:
+        """Callers waiting for the first answer about ``part``."""
         with self._lock:
-            return self._unavailable.get(part)
+            return self._waiting.get(part, 0)
 
     def first_answer(self, part: str) -> tuple[str | None, bool]:
         """Why ``part`` is unavailable to every workspace, if known, and whether the caller
@@ -60,8 +62,10 @@ class OptionalParts:
         others wait for it, so that an API not published here is asked for once a run
         even when the workspaces list side by side."""
         with self._lock:
-            while part in self._asking:
-                self._lock.wait()
+            if part in self._asking:
+                self._waiting[part] = self._waiting.get(part, 0) + 1
+                self._lock.wait_for(lambda: part not in self._asking)
+                self._waiting[part] -= 1
             first = part not in self._answered
             if first:
                 self._asking.add(part)

@@ -7,7 +7,7 @@ import dataclasses
 import itertools
 import math
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 import pytest
 
@@ -28,6 +28,7 @@ from backupd.dataarts.budget import (
 )
 from backupd.dataarts.client import ClientSettings, in_order
 from backupd.dataarts.retry import AdaptiveRate, RateLimiter
+from tests.helpers import until
 
 
 class Clock:
@@ -356,16 +357,6 @@ def test_the_window_is_the_services_when_the_rate_changes() -> None:
 # --- who goes first: the calls of the lower rank ------------------------------------------------
 
 
-def wait_for(condition: Callable[[], bool]) -> None:
-    """Until ``condition()`` holds (the threads got where the test needs them)."""
-    done = threading.Event()
-    for _ in range(10_000):
-        if condition():
-            return
-        done.wait(0.001)
-    raise AssertionError("the waiting threads never got in line")
-
-
 def test_waiting_calls_start_by_rank_then_in_the_order_they_came() -> None:
     clock = Clock()
     budget = Budget("jobs_list", 1000.0, max_in_flight=1, clock=clock, sleep=clock.sleep)
@@ -382,7 +373,7 @@ def test_waiting_calls_start_by_rank_then_in_the_order_they_came() -> None:
         for rank, label in ((3, "c"), (1, "a1"), (2, "b"), (1, "a2")):
             threads.append(threading.Thread(target=call, args=(rank, label)))
             threads[-1].start()
-            wait_for(lambda: budget.waiting == len(threads))
+            until(lambda: budget.waiting == len(threads), "every caller in line")
     for thread in threads:
         thread.join(10)
     assert started == ["a1", "a2", "b", "c"]
@@ -404,7 +395,7 @@ def test_the_first_in_line_keeps_its_place_while_it_waits_for_the_rate() -> None
 
         thread = threading.Thread(target=second)
         thread.start()
-        wait_for(lambda: budget.waiting == 2)
+        until(lambda: budget.waiting == 2, "the second caller in line")
         assert not later  # a slot is free, but the first in line has not started yet
         clock.sleep(1.1)
         with budget.slot(first):

@@ -9,6 +9,7 @@ from typing import Any
 
 from backupd.errors import ApiError
 from backupd.snapshot.optional import RESOURCES, OptionalParts
+from tests.helpers import until
 
 
 def list_in_background(parts: OptionalParts, list_all: Any, workspace: str) -> threading.Thread:
@@ -32,13 +33,14 @@ def test_side_by_side_workspaces_ask_an_absent_api_once() -> None:
     first = list_in_background(parts, list_all, "w1")
     assert first_asked.wait(10)
     second = list_in_background(parts, list_all, "w2")
-    second.join(0.3)
-    assert second.is_alive() and asked == ["w1"]  # waiting for the first answer
+    until(lambda: parts.waiting(RESOURCES) == 1, "the second workspace waits for the first")
+    assert asked == ["w1"]  # it waits instead of asking too
     answer.set()
     first.join(10)
     second.join(10)
     assert asked == ["w1"]  # not published: the second took the first's answer
-    assert parts.unavailable(RESOURCES) is not None
+    later = parts.lister(RESOURCES, list_all)
+    assert later("w3") == [] and later.reason is not None and asked == ["w1"]
 
 
 def test_after_a_first_answer_with_rows_every_workspace_asks_for_its_own() -> None:
