@@ -39,6 +39,7 @@ from backupd.snapshot.export_queue import ExportQueue
 from backupd.snapshot.memory import release_free_memory
 from backupd.snapshot.optional import OptionalParts
 from backupd.snapshot.options import SnapshotOptions
+from backupd.snapshot.plan import is_full_snapshot
 from backupd.snapshot.publish import push_snapshots, tag_snapshot
 from backupd.snapshot.workspace import (
     PreparedWorkspace,
@@ -83,8 +84,10 @@ def snapshot_source(
     ``WORKSPACES_AT_ONCE``, only bounds it): a workspace starts listing while fewer are
     listing than the job list's budget keeps busy, and while the batches listed but not
     exported yet would keep the export budget busy for less than the time a listing takes
-    (``_Admission``). The first workspace lists alone: its calls prove the credentials and
-    its exports start soonest. A workspace's calls rank by its place in line (``ranked``):
+    (``_Admission``). The first workspace lists alone until its first answer proved the
+    credentials; until it is listed when it exports every job (a first or a full snapshot:
+    the exports are then the bound, and its own start soonest). A workspace's calls rank
+    by its place in line (``ranked``):
     the listings that share a budget end one after another, not all together, late. At
     most ``2 x parallel`` workspaces are staged or staging at once, which bounds the disk
     staging may use, and a workspace starts only while those hold fewer than
@@ -111,6 +114,8 @@ def snapshot_source(
         # Its jobs count against the budget from here: the state read ahead is held too.
         weight = _Weight(budget, budget.admit())
         stored = None if stop.is_set() else _read_ahead(repo, target)
+        if index == 0:
+            admission.first_exports_all(exports_all(options, stored))
         turn = admission.enter(index, stop)
         try:
             if stop.is_set():
@@ -200,6 +205,11 @@ def snapshot_source(
     return results
 
 
+def exports_all(options: SnapshotOptions, stored: StoredState | None) -> bool:
+    """Whether a workspace will export every job (its stored state unknown: it may)."""
+    return stored is None or is_full_snapshot(options, stored.baseline, time.time())
+
+
 def _read_ahead(repo: GitRepo, target: WorkspaceTarget) -> StoredState | None:
     """The workspace's stored state, read before its turn; None when that failed (the
     workspace then reads it again, and reports what failed as its result)."""
@@ -217,11 +227,14 @@ FIRST_LISTING_GUESS = 2.0
 
 
 class _Admission:
-    """When the next workspace may start: in order, the first one alone until it is listed,
-    while fewer are listing than keep the job list's budget busy, and while the export work
-    listed already (batches not downloaded yet) lasts less than a listing takes to come (at
-    the export budget's rate), so the next workspace's batches are there in time and no
-    more listings are held than that."""
+    """When the next workspace may start: in order; the first one alone until its first
+    answer proved the credentials, or until it is listed when it exports every job (its
+    exports are the bound then: listing beside them takes the CPU and the job list's calls
+    they need, and measured slower at 20 x 2,000); while fewer are listing than keep the
+    job list's budget busy, and while the export work listed already (batches not
+    downloaded yet) lasts less than a listing takes to come (at the export budget's rate),
+    so the next workspace's batches are there in time and no more listings are held than
+    that."""
 
     def __init__(self, client: JobSource, clock: Callable[[], float] = time.monotonic):
         self._client = client
@@ -232,6 +245,7 @@ class _Admission:
         self._backlog = 0  # batches listed, not downloaded yet
         self._left: dict[int, int] = {}  # workspace index → its batches not downloaded yet
         self._first_listed = False
+        self._first_exports_all = True  # until told otherwise
         self._listing_time = FIRST_LISTING_GUESS  # running average, seconds
 
     def now(self) -> float:
@@ -254,12 +268,19 @@ class _Admission:
             return index == self._next
         if index != self._next:
             return False
-        if index > 0 and not self._first_listed:
+        first_ahead = self._first_exports_all or not self._client.credentials_proven.is_set()
+        if index > 0 and not self._first_listed and first_ahead:
             return False
         if self._listing >= self.listers():
             return False
         rate = max(0.1, self._client.budget(EXPORT).rate.rate)
         return self._backlog / rate < self._lead()
+
+    def first_exports_all(self, exports_all: bool) -> None:
+        """Whether the first workspace exports every job (known before it enters)."""
+        with self._changed:
+            self._first_exports_all = exports_all
+            self._changed.notify_all()
 
     def approach(self, index: int, stop: threading.Event) -> None:
         """Wait until workspace ``index`` is next in line (or the run stops): it then reads
@@ -272,9 +293,10 @@ class _Admission:
     def enter(self, index: int, stop: threading.Event) -> _Turn:
         """Wait for workspace ``index``'s turn; it is then listing."""
         with self._changed:
-            # The export rate climbs back after a 429 without telling: look again now and then.
+            # The export rate climbs back after a 429, and the client proves the credentials,
+            # without telling: look again now and then (soon, while the first is listing).
             while not self._may_start(index, stop):
-                self._changed.wait(0.25)
+                self._changed.wait(0.25 if self._first_listed else 0.01)
             self._next += 1
             self._listing += 1
             self._changed.notify_all()

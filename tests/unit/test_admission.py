@@ -30,6 +30,7 @@ class FakeBudget:
 
 class FakeClient:
     def __init__(self, listers: int = 3, export_rate: float = 10.0) -> None:
+        self.credentials_proven = threading.Event()
         self.budgets = {
             JOBS_LIST: FakeBudget(listers),
             EXPORT: FakeBudget(7, FakeRate(export_rate)),
@@ -76,6 +77,29 @@ def test_the_first_workspace_lists_alone_then_others_list_side_by_side() -> None
     assert all(entered.wait(5) for entered in others)  # four listing at once
     sixth, _ = enter_in_background(gate, 5)
     assert not sixth.wait(0.3)
+
+
+def test_after_an_incremental_first_workspace_proved_the_credentials_the_next_one_goes() -> None:
+    client = FakeClient(listers=4)
+    gate = admission(client, Clock())
+    gate.first_exports_all(False)  # it exports what changed: the listing is the bound
+    gate.enter(0, threading.Event())
+    second, _ = enter_in_background(gate, 1)
+    assert not second.wait(0.3)  # no answer yet: the credentials are not proven
+    client.credentials_proven.set()
+    assert second.wait(5)  # the first one is still listing, ahead in every budget's line
+
+
+def test_a_first_workspace_that_exports_every_job_lists_alone_to_the_end() -> None:
+    client = FakeClient(listers=4)
+    client.credentials_proven.set()
+    gate = admission(client, Clock())
+    gate.first_exports_all(True)
+    first = gate.enter(0, threading.Event())
+    second, _ = enter_in_background(gate, 1)
+    assert not second.wait(0.3)
+    first.listed(TARGET, jobs=10, batches=1)
+    assert second.wait(5)
 
 
 def test_workspaces_are_admitted_in_order() -> None:
