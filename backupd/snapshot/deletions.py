@@ -15,8 +15,10 @@ gone when every proof made for that list said so; otherwise it waits for the nex
 
 An empty list of which the last commit holds nothing either hides nothing from the proofs
 but would hide what is new: it is read once more (one call), and if it then holds items the
-snapshot is partial. (A lowered total or a short page is the client's to catch: its listings
-are complete only when rows and totals agree.)
+snapshot is partial. The scripts and resources are read again as soon as they came back
+empty (``read_now``), beside the job listing rather than after it. (A lowered total or
+a short page is the client's to catch: its listings are complete only when rows and totals
+agree.)
 
 What is not proven gone stays in the tree as committed (its stored files untouched) and is
 named in the snapshot's problems: the snapshot is partial, and the next one of the workspace
@@ -25,10 +27,12 @@ reconciles fully. The mass-deletion guard then looks at each list on its own (ap
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from backupd.dataarts.client import JOB_TYPES, JobSummary
 from backupd.dataarts.source import JobSource
@@ -202,6 +206,31 @@ def _names(names: Sequence[str]) -> str:
     return ", ".join(names[:SHOWN]) + more
 
 
+def script_names(client: JobSource, workspace: str) -> set[str]:
+    """The workspace's scripts, listed (again)."""
+    return set(client.list_scripts(workspace, keep=_name))
+
+
+def resource_names(client: JobSource, workspace: str) -> set[str]:
+    """The workspace's resources, listed (again)."""
+    return {str(row["name"]) for row in client.list_resources(workspace)}
+
+
+def read_now(read: Callable[[], Collection[str]]) -> Callable[[], Collection[str]]:
+    """``read`` made now, for a ``confirm_empty`` asked later: its answer, or the API error
+    it raised, kept until then."""
+    try:
+        answer = read()
+    except ApiError as error:
+        failed = error
+
+        def fail() -> Collection[str]:
+            raise failed
+
+        return fail
+    return lambda: answer
+
+
 @dataclass(frozen=True)
 class Reconciled:
     """The listings against the last commit, every vanished item settled."""
@@ -223,12 +252,14 @@ def reconcile(
     jobs: Sequence[JobSummary],
     scripts: Collection[str],
     resources: Collection[str] | None,
+    read_again: Mapping[str, Callable[[], Collection[str]]] = MappingProxyType({}),
 ) -> Reconciled:
     """Settle what vanished from each list since the last commit; keep in ``tree`` what is
     not proven gone. ``stored``: whose each stored path is (names, not paths, are compared);
     ``resources`` None: their list was not read (optional, off or absent), so nothing of
     them vanished. Costs no call when nothing vanished and no list came back empty (an empty
-    list the last commit holds nothing of is read once more)."""
+    list the last commit holds nothing of is read once more; ``read_again``: by kind,
+    "scripts" or "resources", that reading made already, see ``read_now``)."""
     workspace = prover.target.workspace_id
     checks: list[ListCheck] = []
     problems: list[str] = []
@@ -260,16 +291,14 @@ def reconcile(
             keep_job(tree, stored, name)
             kept_jobs.append(stored_summary(stored, name))
 
-    def relist_scripts() -> set[str]:
-        return set(client.list_scripts(workspace, keep=_name))
-
-    def relist_resources() -> set[str]:
-        return {str(row["name"]) for row in client.list_resources(workspace)}
+    relist_scripts = functools.partial(script_names, client, workspace)
+    relist_resources = functools.partial(resource_names, client, workspace)
 
     if not scripts and not stored.scripts:
-        problems += prover.confirm_empty("scripts", relist_scripts)
+        problems += prover.confirm_empty("scripts", read_again.get("scripts", relist_scripts))
     if resources is not None and not resources and not stored.resources:
-        problems += prover.confirm_empty("resources", relist_resources)
+        again = read_again.get("resources", relist_resources)
+        problems += prover.confirm_empty("resources", again)
     kept_scripts: tuple[str, ...] = ()
     vanished_scripts = set(stored.scripts) - set(scripts)
     if vanished_scripts:

@@ -12,7 +12,7 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +22,15 @@ from backupd.dataarts.client import JobSummary
 from backupd.dataarts.source import JobSource
 from backupd.logs import log
 from backupd.model import NO_OBSERVER, SnapshotObserver, WorkspaceTarget
-from backupd.snapshot.deletions import ListCheck, Prover, reconcile, settle_rejected
+from backupd.snapshot.deletions import (
+    ListCheck,
+    Prover,
+    read_now,
+    reconcile,
+    resource_names,
+    script_names,
+    settle_rejected,
+)
 from backupd.snapshot.export import BatchExporter
 from backupd.snapshot.export_queue import Lane
 from backupd.snapshot.ingest import ScriptStager, stage_resources
@@ -154,6 +162,7 @@ def stage_workspace(
         jobs,
         listed.scripts,
         listed.resources if listed.resources_listed else None,
+        listed.read_again,
     )
     observer.sized(target, max(len(jobs), len(baseline.files) // 4))
     full = is_full_snapshot(options, baseline, time.time() if now is None else now)
@@ -282,6 +291,8 @@ class Listings:
     resources: dict[str, str]  # name → component (the stored ones when not listed)
     resources_listed: bool
     problems: tuple[str, ...] = ()
+    # By kind, the reading again of a list that came back empty (deletions.read_now).
+    read_again: Mapping[str, Callable[[], Collection[str]]] = field(default_factory=dict)
 
 
 def stage_listings(
@@ -301,14 +312,33 @@ def stage_listings(
     list is turned off or unavailable, the stored ones stay as they are.
     """
     stored = stored or StoredLayout()
+    workspace = target.workspace_id
     scripts = ScriptStager(tree, stored.scripts)
     resources = (optional or OptionalParts()).lister(
         RESOURCES,
         client.list_resources,
         enabled=options.resources if options is not None else True,
     )
-    jobs, script_names, rows = list_workspace(client, target.workspace_id, scripts.stage, resources)
-    changed_scripts = scripts.finish(script_names)
+    # An empty list the last commit holds nothing of is read once more (deletions.py):
+    # now, beside the job listing, rather than after it.
+    read_again: dict[str, Callable[[], Collection[str]]] = {}
+
+    def list_scripts(workspace_id: str) -> list[str]:
+        names = client.list_scripts(workspace_id, keep=scripts.stage)
+        if not names and not stored.scripts:
+            again = functools.partial(script_names, client, workspace_id)
+            read_again["scripts"] = read_now(again)
+        return names
+
+    def list_resources(workspace_id: str) -> list[dict[str, Any]]:
+        rows = resources(workspace_id)
+        if resources.listed and not rows and not stored.resources:
+            again = functools.partial(resource_names, client, workspace_id)
+            read_again["resources"] = read_now(again)
+        return rows
+
+    jobs, listed_scripts, rows = list_workspace(client, workspace, list_scripts, list_resources)
+    changed_scripts = scripts.finish(listed_scripts)
     if resources.listed:
         resource_components = stage_resources(tree, rows, stored.resources)
     else:
@@ -317,23 +347,24 @@ def stage_listings(
     problem = resources.problem(target.source)
     return Listings(
         jobs=jobs,
-        script_count=len(script_names),
+        script_count=len(listed_scripts),
         changed_scripts=changed_scripts,
-        scripts={n: scripts.components[n] for n in script_names},
+        scripts={n: scripts.components[n] for n in listed_scripts},
         resource_count=len(rows),
         resources=resource_components,
         resources_listed=resources.listed,
         problems=(problem,) if problem is not None else (),
+        read_again=read_again,
     )
 
 
 def list_workspace(
     client: JobSource,
     workspace_id: str,
-    keep_script: Callable[[dict[str, Any]], str],
-    list_resources: Callable[[str], list[dict[str, Any]]] | None = None,
+    list_scripts: Callable[[str], list[str]],
+    list_resources: Callable[[str], list[dict[str, Any]]],
 ) -> tuple[list[JobSummary], list[str], list[dict[str, Any]]]:
-    """Jobs, script names (``keep_script`` takes each script as its page arrives) and
+    """Jobs, script names (``list_scripts`` stages each script as its page arrives) and
     resources, listed side by side: each is a chain of pages that waits on the network, and
     the workspace's exports wait for all three.
 
@@ -353,14 +384,8 @@ def list_workspace(
     jobs_failed: list[bool] = []
     with ThreadPoolExecutor(2, thread_name_prefix="listing") as pool:
         # In copies of this context: their calls keep the workspace's rank (CALL_RANK).
-        scripts = pool.submit(
-            contextvars.copy_context().run,
-            when_allowed,
-            functools.partial(client.list_scripts, keep=keep_script),
-        )
-        resources = pool.submit(
-            contextvars.copy_context().run, when_allowed, list_resources or client.list_resources
-        )
+        scripts = pool.submit(contextvars.copy_context().run, when_allowed, list_scripts)
+        resources = pool.submit(contextvars.copy_context().run, when_allowed, list_resources)
         try:
             jobs = client.list_jobs(workspace_id)
         except BaseException:
