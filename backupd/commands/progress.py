@@ -24,20 +24,16 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TextIO
-
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    Progress,
-    SpinnerColumn,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
-from rich.text import Text
+from typing import TYPE_CHECKING, TextIO
 
 from backupd.model import SnapshotObserver, SnapshotResult, WorkspaceTarget
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import TaskID
+
+# rich is imported where a display is made: a snapshot without a terminal (a timer's, the
+# usual one) does not load it (25 ms of its start).
 
 LISTING = "listing"
 EXPORTING = "exporting"
@@ -84,6 +80,14 @@ class ProgressDisplay(SnapshotObserver):
         clock: Callable[[], float] = time.monotonic,
         auto_refresh: bool = True,
     ) -> None:
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
         self.console = console
         self._progress = Progress(
             SpinnerColumn(),
@@ -172,6 +176,8 @@ class ProgressDisplay(SnapshotObserver):
 
     def print(self, line: str) -> None:
         """A line above the rows, as written: the terminal wraps it (rich would break it up)."""
+        from rich.text import Text
+
         with self._lock:
             self.console.print(Text(line), soft_wrap=True)
 
@@ -248,4 +254,6 @@ def progress_for(stream: TextIO) -> ProgressDisplay | None:
     """
     if not interactive(stream):
         return None
+    from rich.console import Console
+
     return ProgressDisplay(Console(file=stream, force_terminal=True, highlight=False))
