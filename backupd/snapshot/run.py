@@ -114,6 +114,8 @@ def snapshot_source(
         # Its jobs count against the budget from here: the state read ahead is held too.
         weight = _Weight(budget, budget.admit())
         stored = None if stop.is_set() else _read_ahead(repo, target)
+        if (size := stored_size(stored)) is not None:
+            weight.sized(target, size)
         if index == 0:
             admission.first_exports_all(exports_all(options, stored))
         turn = admission.enter(index, stop)
@@ -203,6 +205,14 @@ def snapshot_source(
             observer.finished(outcome)
         results.append(outcome)
     return results
+
+
+def stored_size(stored: StoredState | None) -> int | None:
+    """The jobs a workspace held at its last snapshot, which sizes it before it is listed;
+    None when it was never stored (its folder is new: nothing is known of its size)."""
+    if stored is None or not stored.baseline.files:
+        return None
+    return len(stored.layout.jobs)
 
 
 def exports_all(options: SnapshotOptions, stored: StoredState | None) -> bool:
@@ -362,20 +372,21 @@ JOBS_IN_FLIGHT = 16_000
 class _JobBudget:
     """The jobs the workspaces in flight hold, kept under a limit.
 
-    A workspace's size is known only once it is listed, and several list at once: each is
-    admitted holding the mean size of those listed so far, then resized. Admitting on what
-    is held now instead would let every waiting workspace in before any of them is listed.
+    A workspace's size is known once its stored state is read (its size at the last
+    snapshot) and again once it is listed, and several list at once: each is admitted
+    holding the mean size of those known so far, then resized. Admitting on what is held
+    now instead would let every waiting workspace in before any of them is sized.
     """
 
     def __init__(self, limit: int) -> None:
         self._limit = limit
         self._used = 0
-        self._listed_jobs = 0
-        self._listed = 0
+        self._known_jobs = 0  # the sizes known, of ``_known`` workspaces
+        self._known = 0
         self._changed = threading.Condition()
 
     def _estimate(self) -> int:
-        return self._listed_jobs // self._listed if self._listed else 0
+        return self._known_jobs // self._known if self._known else 0
 
     def admit(self) -> int:
         """Wait until one more workspace fits (or none is in flight); returns what it holds."""
@@ -387,12 +398,13 @@ class _JobBudget:
             self._used += held
             return held
 
-    def resize(self, held: int, jobs: int) -> None:
-        """A workspace admitted holding ``held`` jobs was listed with ``jobs``."""
+    def resize(self, held: int, jobs: int, *, first: bool) -> None:
+        """A workspace holding ``held`` jobs holds ``jobs``; ``first``: its size was not
+        known before (``held`` was an estimate)."""
         with self._changed:
             self._used += jobs - held
-            self._listed_jobs += jobs
-            self._listed += 1
+            self._known_jobs += jobs if first else jobs - held
+            self._known += int(first)
             self._changed.notify_all()
 
     def release(self, jobs: int) -> None:
@@ -407,10 +419,11 @@ class _Weight(SnapshotObserver):
     def __init__(self, budget: _JobBudget, held: int) -> None:
         self._budget = budget
         self.jobs = held
+        self._known = False
 
     def sized(self, target: WorkspaceTarget, jobs: int) -> None:
-        self._budget.resize(self.jobs, jobs)
-        self.jobs = jobs
+        self._budget.resize(self.jobs, jobs, first=not self._known)
+        self.jobs, self._known = jobs, True
 
     def release(self) -> None:
         jobs, self.jobs = self.jobs, 0
