@@ -41,6 +41,7 @@ from backupd.snapshot.optional import OptionalParts
 from backupd.snapshot.options import SnapshotOptions
 from backupd.snapshot.plan import is_full_snapshot
 from backupd.snapshot.publish import push_snapshots, tag_snapshot
+from backupd.snapshot.stage import job_weight
 from backupd.snapshot.workspace import (
     PreparedWorkspace,
     StoredState,
@@ -208,11 +209,11 @@ def snapshot_source(
 
 
 def stored_size(stored: StoredState | None) -> int | None:
-    """The jobs a workspace held at its last snapshot, which sizes it before it is listed;
-    None when it was never stored (its folder is new: nothing is known of its size)."""
+    """What a workspace held at its last snapshot (``job_weight``), which sizes it before it
+    is listed; None when it was never stored (a new folder: nothing is known of its size)."""
     if stored is None or not stored.baseline.files:
         return None
-    return len(stored.layout.jobs)
+    return job_weight(len(stored.layout.jobs), len(stored.baseline.files))
 
 
 def exports_all(options: SnapshotOptions, stored: StoredState | None) -> bool:

@@ -124,6 +124,12 @@ def _moved(files: StoredFiles, moves: Mapping[str, str]) -> StoredFiles:
     )
 
 
+def job_weight(jobs: int, stored_files: int) -> int:
+    """What a workspace holds in memory while in flight, in jobs: its jobs, or a quarter of
+    its stored files where those are more (a job's folder holds about four)."""
+    return max(jobs, stored_files // 4)
+
+
 def stage_workspace(
     client: JobSource,
     target: WorkspaceTarget,
@@ -164,7 +170,7 @@ def stage_workspace(
         listed.resources if listed.resources_listed else None,
         listed.read_again,
     )
-    observer.sized(target, max(len(jobs), len(baseline.files) // 4))
+    observer.sized(target, job_weight(len(jobs), len(baseline.files)))
     full = is_full_snapshot(options, baseline, time.time() if now is None else now)
     names = plan_exports(jobs, baseline, listed.changed_scripts, full=full, stored=stored)
     naming = _JobNaming(

@@ -83,3 +83,5 @@ def test_a_workspace_is_sized_by_its_stored_jobs_only_once_it_was_stored() -> No
     files = StoredFiles([("jobs/a/a.job", "0" * 40), ("jobs/b/b.job", "1" * 40)])
     stored = StoredState(Baseline(files=files), StoredLayout(jobs={"a": record, "b": record}))
     assert stored_size(stored) == 2
+    many = StoredFiles([(f"jobs/a/{n}.sql", "2" * 40) for n in range(20)])
+    assert stored_size(StoredState(Baseline(files=many), stored.layout)) == 5  # 20 files / 4
