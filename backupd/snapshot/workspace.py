@@ -213,14 +213,6 @@ def finish_workspace(
         retries=client.retries - prepared.retries_before,
         problems=staged.problems,
     )
-    for problem in staged.problems:
-        log(
-            logger,
-            "snapshot.partial",
-            level=logging.WARNING,
-            workspace=target.label,
-            problem=problem,
-        )
     log(
         logger,
         "snapshot.done",

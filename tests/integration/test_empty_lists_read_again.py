@@ -4,6 +4,7 @@ is then no call on the way to the workspace's exports."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -62,7 +63,7 @@ def test_empty_lists_are_read_again_while_the_jobs_are_listed(
 
 
 def test_new_items_an_empty_answer_hid_make_the_snapshot_partial(
-    tmp_path: Path, simulator: Simulator
+    tmp_path: Path, simulator: Simulator, caplog: pytest.LogCaptureFixture
 ) -> None:
     source = SlowJobList(simulator, empty_first_resources=True)
     with simulator:
@@ -70,8 +71,12 @@ def test_new_items_an_empty_answer_hid_make_the_snapshot_partial(
         assert snapshot_from(config, source)[0].ok
         simulator.add_resource(A, "lib.jar")
         source.calls.clear()
-        (result,) = snapshot_from(config, source)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            (result,) = snapshot_from(config, source)
     assert result.partial
     assert result.problems == (
         "resources: the list came back empty, then held 1; not recorded this time: lib.jar",
     )
+    # One log line for the problem, not one before the snapshot's line and one after.
+    assert [r.getMessage() for r in caplog.records].count("snapshot.partial") == 1
