@@ -305,9 +305,11 @@ class _Admission:
         """Wait for workspace ``index``'s turn; it is then listing."""
         with self._changed:
             # The export rate climbs back after a 429, and the client proves the credentials,
-            # without telling: look again now and then (soon, while the first is listing).
+            # without telling: look again now and then (soon, while the first one's answer
+            # is all the next one waits for).
             while not self._may_start(index, stop):
-                self._changed.wait(0.25 if self._first_listed else 0.01)
+                soon = not (self._first_listed or self._first_exports_all)
+                self._changed.wait(0.01 if soon else 0.25)
             self._next += 1
             self._listing += 1
             self._changed.notify_all()
