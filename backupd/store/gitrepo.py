@@ -204,6 +204,10 @@ REPOSITORY_CONFIG = (
     # Tens of thousands of files: each commit rewrites only a small split of the index
     # instead of all of it.
     "core.splitindex\ntrue",
+    # ... and the whole of it (a shared index) only now and then, leaving the one before
+    # unused: kept two weeks by default, and then removed only when another is written, a
+    # first snapshot of 8 x 8,000 jobs left 84 MB of them beside a 41 MB index.
+    "splitindex.sharedindexexpire\nnow",
 )
 
 

@@ -48,7 +48,12 @@ def test_git_environment_adds_the_extra_variables_and_c_messages() -> None:
 def test_the_repository_settings_are_made_true_at_every_open(tmp_path: Path) -> None:
     """Signing (which would block an unattended run), quoted paths and a whole-index rewrite
     per commit are turned off in the repository, also when someone turned them back on."""
-    wanted = {"commit.gpgsign": "false", "core.quotepath": "false", "core.splitindex": "true"}
+    wanted = {
+        "commit.gpgsign": "false",
+        "core.quotepath": "false",
+        "core.splitindex": "true",
+        "splitindex.sharedindexexpire": "now",
+    }
     with GitRepo.open(tmp_path / "repo", branch="main") as repo:
         repo.prepare(ME)
         for key, value in wanted.items():
@@ -59,3 +64,19 @@ def test_the_repository_settings_are_made_true_at_every_open(tmp_path: Path) -> 
         repo.prepare(ME)
         for key, value in wanted.items():
             assert git(repo.path, "config", "--local", key).strip() == value
+
+
+def test_a_growing_index_leaves_one_shared_index(tmp_path: Path) -> None:
+    """Each commit that grows the index by more than a fifth writes it whole (a shared index
+    of the split index); the ones it replaces are removed, not left for two weeks."""
+    with GitRepo.open(tmp_path / "repo", branch="main") as repo:
+        repo.prepare(ME)
+        for round_ in range(4):
+            names = [f"r{round_}/{n}.txt" for n in range(40 * (round_ + 1))]
+            for name in names:
+                (repo.path / name).parent.mkdir(exist_ok=True)
+                (repo.path / name).write_text(name)
+            repo.stage(names)
+            assert repo.commit(f"round {round_}", author=ME, committer=ME) is not None
+        shared = list((repo.path / ".git").glob("sharedindex.*"))
+    assert len(shared) == 1, shared
