@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 from backupd.snapshot.plan import Baseline
 from backupd.snapshot.run import _JobBudget, stored_size
@@ -51,8 +50,7 @@ def test_a_listing_smaller_than_expected_lets_the_next_one_in() -> None:
     budget = _JobBudget(1000)
     budget.resize(budget.admit(), 600, first=True)
     admitted, held = _admit_in_background(budget)
-    time.sleep(0.1)
-    assert not admitted.is_set()  # 600 + 600 expected > 1000
+    assert not admitted.wait(0.1)  # 600 + 600 expected > 1000
     budget.release(600)  # the first committed
     assert admitted.wait(5)
     assert held == [600]
