@@ -86,14 +86,14 @@ def snapshot_source(
     listing than the job list's budget keeps busy, and while the batches listed but not
     exported yet would keep the export budget busy for less than the time a listing takes
     (``_Admission``). The first workspace lists alone until its first answer proved the
-    credentials; until it is listed when it exports every job (a first or a full snapshot:
-    the exports are then the bound, and its own start soonest). A workspace's calls rank
-    by its place in line (``ranked``):
-    the listings that share a budget end one after another, not all together, late. At
-    most ``2 x parallel`` workspaces are staged or staging at once, which bounds the disk
-    staging may use, and a workspace starts only while those hold fewer than
-    ``JOBS_IN_FLIGHT`` jobs, which bounds memory. Rejected credentials end
-    the source's run: workspaces not started yet are reported with the same error instead of
+    credentials, or, when it exports every job (a first or a full snapshot: the exports are
+    then the bound, and its own start soonest), until it is listed. A workspace's calls
+    rank by its place in line (``ranked``): the listings that share a budget end one after
+    another, not all together, late. At most ``2 x parallel`` workspaces are staged or
+    staging at once, which bounds the disk staging may use, and a workspace starts only
+    while those hold fewer than ``JOBS_IN_FLIGHT`` jobs (each counted at its stored size,
+    or the mean, until it is listed), which bounds memory. Rejected credentials end the
+    source's run: workspaces not started yet are reported with the same error instead of
     asking again (same credentials, same answer).
 
     ``commit_lock`` (a daemon's) is held only to apply and commit; ``cancel`` (a stop) ends
