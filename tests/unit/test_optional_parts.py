@@ -36,8 +36,7 @@ def test_side_by_side_workspaces_ask_an_absent_api_once() -> None:
     until(lambda: parts.waiting(RESOURCES) == 1, "the second workspace waits for the first")
     assert asked == ["w1"]  # it waits instead of asking too
     answer.set()
-    first.join(10)
-    second.join(10)
+    until(lambda: not first.is_alive() and not second.is_alive(), "both workspaces answered")
     assert asked == ["w1"]  # not published: the second took the first's answer
     later = parts.lister(RESOURCES, list_all)
     assert later("w3") == [] and later.reason is not None and asked == ["w1"]
