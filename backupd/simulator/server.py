@@ -796,7 +796,8 @@ GLITCH_KINDS = ("empty", "total", "drop")
 class Glitch:
     """One list answer that misbehaves once (or ``times`` times), then is used up.
 
-    A glitch fires on a successful answer of the list it names and rewrites that answer:
+    A glitch fires on a successful answer of the list it names (of one workspace, when it
+    names one) and rewrites that answer:
     ``"empty"`` -> no rows and a total of 0 (``{"total":0,"jobs":[]}``); ``"total"`` -> the
     rows as they are, the total replaced by ``total``; ``"drop"`` -> the first ``rows`` rows
     left out, the total unchanged. Armed glitches are tried in order; at most one fires per
@@ -812,6 +813,7 @@ class Glitch:
     total: int = 0  # kind "total": the total the answer reports
     rows: int = 1  # kind "drop": how many rows, from the page's start, are left out
     times: int = 1  # how many answers it spoils before it is used up
+    workspace: str | None = None  # only answers for this workspace id (None: any)
 
     def __post_init__(self) -> None:
         if self.list not in GLITCH_LISTS:
@@ -2039,7 +2041,7 @@ class Simulator:
         except ValueError:
             return response
         with self._lock:
-            glitch = self._take_glitch(lists, offset)
+            glitch = self._take_glitch(lists, offset, request.header("workspace"))
         if glitch is None:
             return response
         body = json.loads(response.body)
@@ -2060,11 +2062,13 @@ class Simulator:
             body[rows_key] = body[rows_key][glitch.rows :]
         return _Response(200, _to_json_bytes(body), headers=response.headers)
 
-    def _take_glitch(self, lists: set[str], offset: int) -> Glitch | None:
+    def _take_glitch(self, lists: set[str], offset: int, workspace: str | None) -> Glitch | None:
         """The glitch that fires for this answer, used up by one (caller holds the lock)."""
         armed = self.faults.glitches
         for glitch in list(armed):
             if glitch.list not in lists or glitch.offset not in (None, offset):
+                continue
+            if glitch.workspace not in (None, workspace):
                 continue
             if glitch.skip > 0:
                 glitch.skip -= 1

@@ -5,6 +5,7 @@ Real HTTP to the simulator, real git, nothing mocked."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -23,6 +24,8 @@ from backupd.snapshot.plan import PROGRESS_DIR
 from tests.helpers import commit_count, expected_tree, git, make_config, read_tree, workspace_id
 
 A, B = workspace_id(41), workspace_id(42)
+# Glitches name workspace a: b lists beside it once a's first answer proved the credentials,
+# and a glitch of any workspace would fire on whichever asked first.
 SOURCE: dict[str, Any] = {
     "page_size": 10,  # several pages from few jobs
     "retry": {"attempts": 2, "base_delay": 0.01, "max_delay": 0.02},
@@ -107,7 +110,7 @@ def test_a_transient_empty_list_deletes_nothing_and_the_run_is_partial(
     kind: str,
 ) -> None:
     before, commits = read_tree(folder(two, "a")), commit_count(two.parent / "repo")
-    simulator.faults.glitches.append(glitch)
+    simulator.faults.glitches.append(dataclasses.replace(glitch, workspace=A))
 
     assert cli(two) == EXIT_PARTIAL
 
@@ -126,7 +129,7 @@ def test_an_empty_job_type_with_real_deletions_records_those_in_the_same_run(
     realtime, batch = kinds(simulator, A, "REAL_TIME"), kinds(simulator, A, "BATCH")
     simulator.delete_job(A, realtime[-1])
     simulator.delete_job(A, batch[0])
-    simulator.faults.glitches.append(Glitch("REAL_TIME"))
+    simulator.faults.glitches.append(Glitch("REAL_TIME", workspace=A))
 
     result = run(two)["a"]
 
@@ -163,7 +166,7 @@ def test_an_empty_list_that_hides_new_items_is_read_again(
     assert cli(config_path) == EXIT_OK
     simulator.add_job(A, "stream_1", job_type="REAL_TIME")
     simulator.add_job(A, "stream_2", job_type="REAL_TIME")
-    simulator.faults.glitches.append(Glitch("REAL_TIME"))
+    simulator.faults.glitches.append(Glitch("REAL_TIME", workspace=A))
 
     result = run(config_path)["a"]
 
@@ -194,7 +197,7 @@ def test_a_lowered_total_or_an_empty_later_page_is_read_again(
     simulator: Simulator, two: Path, glitch: Glitch
 ) -> None:
     before = read_tree(folder(two, "a"))
-    simulator.faults.glitches.append(glitch)
+    simulator.faults.glitches.append(dataclasses.replace(glitch, workspace=A))
 
     result = run(two)["a"]
 
@@ -230,7 +233,7 @@ def test_an_empty_list_beyond_the_proof_cap_is_read_again_not_asked_item_by_item
     assert run(config_path)["a"].ok
     before = read_tree(folder(config_path, "a"))
     simulator.clear_calls()
-    simulator.faults.glitches.append(Glitch("scripts"))
+    simulator.faults.glitches.append(Glitch("scripts", workspace=A))
 
     result = run(config_path)["a"]
 
@@ -351,7 +354,7 @@ def test_after_a_partial_run_the_next_one_reconciles_fully(simulator: Simulator,
     repo = two.parent / "repo"
     progress = repo / ".git" / PROGRESS_DIR / "prod" / "a.json"
     assert json.loads(progress.read_text())["partial"] is False
-    simulator.faults.glitches.append(Glitch("scripts"))
+    simulator.faults.glitches.append(Glitch("scripts", workspace=A))
     assert run(two)["a"].partial
     assert json.loads(progress.read_text())["partial"] is True
 

@@ -7,6 +7,7 @@ suite relies on these answers; here they are pinned down without the pipeline.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import struct
@@ -715,6 +716,19 @@ def _names(body: dict[str, Any], key: str = "jobs") -> list[str]:
     return [row["name"] for row in body[key]]
 
 
+def test_a_glitch_naming_a_workspace_spares_the_others() -> None:
+    sim = populated(jobs=12)
+    other = "f" * 32
+    sim.add_workspace(other, "finance")
+    sim.populate(other, 4)
+    sim.faults.glitches.append(Glitch("BATCH", workspace=other))
+    with running(sim) as http:
+        spared = http.get(JOBS, params={"limit": 100}).json()
+        spoiled = http.get(JOBS, params={"limit": 100}, headers={"workspace": other}).json()
+    assert spared["total"] > 0 and _names(spared)
+    assert spoiled == {"total": 0, "jobs": []}
+
+
 def test_an_empty_answer_for_one_job_type_only() -> None:
     sim = populated(jobs=12)
     sim.faults.glitches.append(Glitch("REAL_TIME"))
@@ -769,7 +783,7 @@ def test_an_empty_answer_to_the_offset_probe(offset_mode: str) -> None:
     sim = populated(jobs=30, offset_mode=offset_mode)
     with running(sim) as http:
         reply = http.post("/_sim/faults", json={"glitches": [{"list": "jobs", "offset": 1}]})
-        assert reply.json()["result"]["glitches"] == [dataclass_dict(Glitch("jobs", offset=1))]
+        assert reply.json()["result"]["glitches"] == [dataclasses.asdict(Glitch("jobs", offset=1))]
         first = http.get(JOBS, params={"limit": 5, "offset": 0}).json()
         probe = http.get(JOBS, params={"limit": 5, "offset": 1}).json()
         again = http.get(JOBS, params={"limit": 5, "offset": 1}).json()
@@ -782,18 +796,6 @@ def test_an_empty_answer_to_the_offset_probe(offset_mode: str) -> None:
             start : start + 5
         ]
     )
-
-
-def dataclass_dict(glitch: Glitch) -> dict[str, Any]:
-    return {
-        "list": glitch.list,
-        "kind": glitch.kind,
-        "offset": glitch.offset,
-        "skip": glitch.skip,
-        "total": glitch.total,
-        "rows": glitch.rows,
-        "times": glitch.times,
-    }
 
 
 def test_skip_and_times_target_one_call_and_count_down() -> None:
