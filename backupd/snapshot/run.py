@@ -258,9 +258,16 @@ class _Admission:
         self._first_listed = False
         self._first_exports_all = True  # until told otherwise
         self._listing_time = FIRST_LISTING_GUESS  # running average, seconds
+        self._waiters = 0  # callers of ``approach`` or ``enter`` waiting
 
     def now(self) -> float:
         return self._clock()
+
+    @property
+    def waiting(self) -> int:
+        """Workspaces waiting in ``approach`` or ``enter``."""
+        with self._changed:
+            return self._waiters
 
     def listers(self) -> int:
         """Workspaces listing at once: as many as the job list's budget has calls in flight,
@@ -298,8 +305,10 @@ class _Admission:
         its stored state, while the ones before it list, instead of after its turn came.
         Only the next one: each holds its whole stored layout meanwhile."""
         with self._changed:
+            self._waiters += 1
             while index > self._next and not stop.is_set():
                 self._changed.wait(0.25)
+            self._waiters -= 1
 
     def enter(self, index: int, stop: threading.Event) -> _Turn:
         """Wait for workspace ``index``'s turn; it is then listing."""
@@ -307,9 +316,11 @@ class _Admission:
             # The export rate climbs back after a 429, and the client proves the credentials,
             # without telling: look again now and then (soon, while the first one's answer
             # is all the next one waits for).
+            self._waiters += 1
             while not self._may_start(index, stop):
                 soon = not (self._first_listed or self._first_exports_all)
                 self._changed.wait(0.01 if soon else 0.25)
+            self._waiters -= 1
             self._next += 1
             self._listing += 1
             self._changed.notify_all()
@@ -386,7 +397,14 @@ class _JobBudget:
         self._used = 0
         self._known_jobs = 0  # the sizes known, of ``_known`` workspaces
         self._known = 0
+        self._waiting = 0  # callers of ``admit`` waiting for room
         self._changed = threading.Condition()
+
+    @property
+    def waiting(self) -> int:
+        """Workspaces waiting in ``admit`` for room."""
+        with self._changed:
+            return self._waiting
 
     def _estimate(self) -> int:
         return self._known_jobs // self._known if self._known else 0
@@ -394,9 +412,11 @@ class _JobBudget:
     def admit(self) -> int:
         """Wait until one more workspace fits (or none is in flight); returns what it holds."""
         with self._changed:
+            self._waiting += 1
             self._changed.wait_for(
                 lambda: self._used == 0 or self._used + self._estimate() <= self._limit
             )
+            self._waiting -= 1
             held = self._estimate()
             self._used += held
             return held

@@ -12,6 +12,7 @@ from backupd.dataarts.client import DataArtsClient
 from backupd.model import WorkspaceTarget
 from backupd.snapshot.export_queue import ExportQueue
 from backupd.snapshot.run import _Admission, _Turn
+from tests.helpers import until
 
 TARGET = WorkspaceTarget("prod", "0" * 32, "sales")
 
@@ -64,19 +65,26 @@ def enter_in_background(gate: _Admission, index: int) -> tuple[threading.Event, 
     return entered, turns
 
 
+def assert_waits(gate: _Admission, entered: threading.Event) -> None:
+    """The workspace waits for its turn (or to approach), not let in: a state, not a time
+    waited."""
+    until(lambda: gate.waiting == 1, "the workspace waits for its turn")
+    assert not entered.is_set()
+
+
 def test_the_first_workspace_lists_alone_then_others_list_side_by_side() -> None:
     clock = Clock()
     gate = admission(FakeClient(listers=4), clock)  # four calls in flight: four listing
     first = gate.enter(0, threading.Event())
     second, _ = enter_in_background(gate, 1)
-    assert not second.wait(0.3)  # the first lists alone (it proves the credentials)
+    assert_waits(gate, second)  # the first lists alone (it proves the credentials)
     clock.now = 0.5
     first.listed(TARGET, jobs=0, batches=0)  # nothing to export (a no-change snapshot)
     assert second.wait(5)
     others = [enter_in_background(gate, index)[0] for index in (2, 3, 4)]
     assert all(entered.wait(5) for entered in others)  # four listing at once
     sixth, _ = enter_in_background(gate, 5)
-    assert not sixth.wait(0.3)
+    assert_waits(gate, sixth)
 
 
 def test_after_an_incremental_first_workspace_proved_the_credentials_the_next_one_goes() -> None:
@@ -85,7 +93,7 @@ def test_after_an_incremental_first_workspace_proved_the_credentials_the_next_on
     gate.first_exports_all(False)  # it exports what changed: the listing is the bound
     gate.enter(0, threading.Event())
     second, _ = enter_in_background(gate, 1)
-    assert not second.wait(0.3)  # no answer yet: the credentials are not proven
+    assert_waits(gate, second)  # no answer yet: the credentials are not proven
     client.credentials_proven.set()
     assert second.wait(5)  # the first one is still listing, ahead in every budget's line
 
@@ -97,7 +105,7 @@ def test_a_first_workspace_that_exports_every_job_lists_alone_to_the_end() -> No
     gate.first_exports_all(True)
     first = gate.enter(0, threading.Event())
     second, _ = enter_in_background(gate, 1)
-    assert not second.wait(0.3)
+    assert_waits(gate, second)
     first.listed(TARGET, jobs=10, batches=1)
     assert second.wait(5)
 
@@ -107,7 +115,7 @@ def test_workspaces_are_admitted_in_order() -> None:
     gate = admission(FakeClient(listers=5), clock)
     gate.enter(0, threading.Event()).listed(TARGET, jobs=0, batches=0)
     later, _ = enter_in_background(gate, 2)
-    assert not later.wait(0.3)  # workspace 1 has not started yet
+    assert_waits(gate, later)  # workspace 1 has not started yet
     gate.enter(1, threading.Event())
     assert later.wait(5)
 
@@ -122,9 +130,9 @@ def test_the_next_workspace_in_line_may_read_its_stored_state_before_its_turn() 
         near.set()
 
     threading.Thread(target=approach_third, daemon=True).start()
-    assert not near.wait(0.3)  # two ahead of it: not yet (each reader holds its layout)
+    assert_waits(gate, near)  # two ahead of it: not yet (each reader holds its layout)
     gate.enter(0, threading.Event()).listed(TARGET, jobs=0, batches=0)
-    assert not near.wait(0.3)
+    assert_waits(gate, near)
     gate.enter(1, threading.Event())
     assert near.wait(5)  # next in line now, while 0 and 1 list
 
@@ -152,10 +160,10 @@ def test_a_workspace_starts_when_the_listed_batches_run_low() -> None:
     clock.now = 2.0
     first.listed(TARGET, jobs=8000, batches=80)
     second, _ = enter_in_background(gate, 1)
-    assert not second.wait(0.3)  # 80 batches at 10/s: 8 s of exports listed already
+    assert_waits(gate, second)  # 80 batches at 10/s: 8 s of exports listed already
     for _ in range(25):
         gate.downloaded(0)  # (unpacking them is not export work)
-    assert not second.wait(0.3)  # 55 batches: 5.5 s, still enough ...
+    assert_waits(gate, second)  # 55 batches: 5.5 s, still enough ...
     gate.downloaded(0)
     assert second.wait(5)  # ... and one fewer is not
 
@@ -166,7 +174,7 @@ def test_a_failed_workspace_gives_back_what_it_held() -> None:
     first = gate.enter(0, threading.Event())
     first.listed(TARGET, jobs=8000, batches=80)
     second, _ = enter_in_background(gate, 1)
-    assert not second.wait(0.3)
+    assert_waits(gate, second)
     first.done()  # its export failed: its batches are no longer coming
     assert second.wait(5)
 

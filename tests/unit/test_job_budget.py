@@ -10,6 +10,7 @@ from backupd.snapshot.workspace import StoredState
 from backupd.store.index import JobRecord
 from backupd.store.layout import StoredLayout
 from backupd.store.staging import StoredFiles
+from tests.helpers import until
 
 
 def _admit_in_background(budget: _JobBudget) -> tuple[threading.Event, list[int]]:
@@ -22,13 +23,19 @@ def _admit_in_background(budget: _JobBudget) -> tuple[threading.Event, list[int]
     return admitted, held
 
 
+def assert_waits(budget: _JobBudget, admitted: threading.Event) -> None:
+    """The workspace is waiting for room, not let in (a state, not a time waited)."""
+    until(lambda: budget.waiting == 1, "the workspace waits for room")
+    assert not admitted.is_set()
+
+
 def test_one_workspace_always_goes_however_large() -> None:
     budget = _JobBudget(1000)
     held = budget.admit()  # nothing in flight: admitted at once
     assert held == 0  # nothing listed yet to estimate its size from
     budget.resize(held, 50_000, first=True)  # one huge workspace is in flight
     admitted, _ = _admit_in_background(budget)
-    assert not admitted.wait(0.2)  # the next waits for it
+    assert_waits(budget, admitted)  # the next waits for it
     budget.release(50_000)
     assert admitted.wait(5)
 
@@ -41,7 +48,7 @@ def test_workspaces_listing_at_once_are_admitted_by_their_expected_size() -> Non
     assert budget.admit() == 300
     assert budget.admit() == 300  # 900 held: three fit
     admitted, _ = _admit_in_background(budget)
-    assert not admitted.wait(0.2)  # a fourth would hold 1200
+    assert_waits(budget, admitted)  # a fourth would hold 1200
     budget.release(300)
     assert admitted.wait(5)
 
@@ -50,7 +57,7 @@ def test_a_listing_smaller_than_expected_lets_the_next_one_in() -> None:
     budget = _JobBudget(1000)
     budget.resize(budget.admit(), 600, first=True)
     admitted, held = _admit_in_background(budget)
-    assert not admitted.wait(0.1)  # 600 + 600 expected > 1000
+    assert_waits(budget, admitted)  # 600 + 600 expected > 1000
     budget.release(600)  # the first committed
     assert admitted.wait(5)
     assert held == [600]
@@ -67,7 +74,7 @@ def test_a_size_known_before_the_listing_counts_once() -> None:
     first = budget.admit()
     budget.resize(first, 800, first=True)  # its stored state: 800 jobs
     admitted, held = _admit_in_background(budget)
-    assert not admitted.wait(0.2)  # 800 + 800 expected > 1000
+    assert_waits(budget, admitted)  # 800 + 800 expected > 1000
     budget.resize(800, 400, first=False)  # listed: 400 now
     assert admitted.wait(5)
     assert held == [400]  # the mean of one workspace, 400
