@@ -103,6 +103,8 @@ class RateLimiter:
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
+        self._tokens = math.inf  # a full bucket, whatever its size
+        self._refilled_at = clock()
         self.rate = rate
 
     @property
@@ -117,10 +119,13 @@ class RateLimiter:
             # 0.93 s would let through ten in 1.0 s); below 1/s, one call per 1/rate seconds.
             self._limit = max(1, math.floor(rate)) if rate > 0 else 0
             self._window = max(1.0, self._limit / rate) + self._margin if rate > 0 else 0.0
-            # Paced: also at most ``burst`` calls in the same share of a window, so a second's
-            # calls are spread over it rather than sent at once.
+            # Paced: a bucket of ``burst`` starts refilled at the window's rate, so a second's
+            # calls are spread over it rather than sent at once. A bucket, not "``burst``
+            # calls in a tenth of a window": a start late by a few milliseconds (a thread
+            # waiting for the GIL) then does not push back every start after it.
             self._burst = max(2, self._limit // 10) if self._paced else self._limit
-            self._burst_window = self._window * self._burst / max(1, self._limit)
+            self._refill = self._limit / self._window if self._window > 0 else 0.0
+            self._tokens = min(self._tokens, float(self._burst))
 
     @property
     def limit(self) -> int:
@@ -153,10 +158,12 @@ class RateLimiter:
                 wait = starts[-self._limit] + self._window - now
                 if wait > 0:
                     return wait
-            if self._burst < self._limit and len(starts) >= self._burst:
-                wait = starts[-self._burst] + self._burst_window - now
-                if wait > 0:
-                    return wait
+            if self._burst < self._limit:
+                refilled = self._tokens + max(0.0, now - self._refilled_at) * self._refill
+                self._tokens, self._refilled_at = min(float(self._burst), refilled), now
+                if self._tokens < 1.0 - 1e-6:  # (a wait of 1e-17 s would never end)
+                    return (1.0 - self._tokens) / self._refill
+                self._tokens = max(0.0, self._tokens - 1.0)
             starts.append(now)
             return 0.0
 

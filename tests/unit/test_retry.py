@@ -107,12 +107,14 @@ class _Clock:
         self.now += seconds
 
 
-def _starts(limiter: RateLimiter, clock: _Clock, count: int, late: float = 0.0) -> list[float]:
+def _starts(
+    limiter: RateLimiter, clock: _Clock, count: int, late: float = 0.0, late_at: int = 3
+) -> list[float]:
     starts = []
     for index in range(count):
         limiter.acquire()
         starts.append(clock.now)
-        if index == 3:
+        if index == late_at:
             clock.now += late  # this caller was slow to make its next request
     return starts
 
@@ -134,6 +136,27 @@ def test_a_late_call_does_not_push_the_later_ones_back() -> None:
     limiter = RateLimiter(10, margin=0.0, clock=clock, sleep=clock.sleep)
     late = _starts(limiter, clock, 41, late=0.05)
     assert late[-1] == pytest.approx(on_time[-1])
+
+
+def test_paced_calls_are_spread_over_the_window_and_a_late_one_pushes_none_back() -> None:
+    # 30/s paced: three at once, then one every 1/30 s (not 30 at once), never more in a
+    # second.
+    clock = _Clock()
+    limiter = RateLimiter(30, margin=0.0, paced=True, clock=clock, sleep=clock.sleep)
+    on_time = _starts(limiter, clock, 91)
+    assert on_time[:4] == pytest.approx([100.0, 100.0, 100.0, 100.0 + 1 / 30])
+    for index, start in enumerate(on_time):
+        assert sum(1 for t in on_time[index:] if t < start + 0.1) <= 6
+        assert sum(1 for t in on_time[index:] if t < start + 1.0) <= 30
+    assert on_time[-1] - on_time[0] == pytest.approx(3.0)
+    # A call late (a thread waiting for the GIL) delays no other: pacing by "three in a
+    # tenth of a window" did, each late start pushing back every start after it.
+    clock = _Clock()
+    limiter = RateLimiter(30, margin=0.0, paced=True, clock=clock, sleep=clock.sleep)
+    late = _starts(limiter, clock, 91, late=0.12, late_at=2)
+    assert late[-1] == pytest.approx(on_time[-1])
+    for index, start in enumerate(late):
+        assert sum(1 for t in late[index:] if t < start + 1.0) <= 30
 
 
 def test_a_fractional_rate_spaces_single_calls() -> None:
