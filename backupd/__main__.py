@@ -1,3 +1,3 @@
-from backupd.cli import main
+from backupd.cli import process_main
 
-raise SystemExit(main())
+raise SystemExit(process_main())

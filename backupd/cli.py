@@ -8,6 +8,7 @@ service).
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import logging
 import os
@@ -446,6 +447,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()  # here, where a closed pipe can still be told apart
     except BrokenPipeError:
         return reader_went_away()
+    return code
+
+
+def process_main() -> int:
+    """:func:`main` as the whole process (``backupd``, ``python -m backupd``), which ends with
+    it: the objects left are frozen out of the collector, so that the interpreter's exit
+    does not search them for garbage (60-100 ms after a snapshot of 10,000 jobs, measured;
+    2-14 ms frozen). Not in :func:`main`, which tests call in their own process."""
+    code = main()
+    gc.freeze()
     return code
 
 
