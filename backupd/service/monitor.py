@@ -111,8 +111,8 @@ class Monitor(SnapshotObserver):
         changed = save
         for label in labels:
             record = self._records.get(label)
-            deadline = self._deadline(label, record)
-            stale = deadline is not None and now > deadline
+            deadline = self._passed_deadline(label, record, now)
+            stale = deadline is not None
             if stale and deadline is not None:
                 self._stale.setdefault(label, deadline)
             else:
@@ -133,6 +133,19 @@ class Monitor(SnapshotObserver):
         if changed:
             self._save()
         return events
+
+    def _passed_deadline(
+        self, label: str, record: WorkspaceStatus | None, now: datetime
+    ) -> datetime | None:
+        """When the workspace turned stale, if it is at ``now`` (None: it is not)."""
+        reference = None if record is None else record.last_success or record.failing_since
+        if reference is not None and reference >= now:
+            # It just ran: its deadline is later whatever the schedule. Not worked out for
+            # each workspace a snapshot finishes: a cron's first period imports APScheduler
+            # and steps through an hour of fire times (~0.1 s), beside the listings.
+            return None
+        deadline = self._deadline(label, record)
+        return deadline if deadline is not None and now > deadline else None
 
     def _deadline(self, label: str, record: WorkspaceStatus | None) -> datetime | None:
         spec = self._schedule_of(label)

@@ -111,6 +111,32 @@ def test_status_file_is_written_atomically_private_and_survives_damage(tmp_path:
     assert store.read()["x/y"] == WorkspaceStatus("x/y")  # odd values: defaults
 
 
+def test_a_workspace_that_just_finished_is_not_stale_without_working_out_its_schedule(
+    tmp_path: Path,
+) -> None:
+    # A cron's period costs an APScheduler import and an hour of fire times; a snapshot
+    # reports each workspace as it finishes, beside the others' listings.
+    now = [T0]
+    asked: list[str] = []
+    spec = ScheduleSpec(cron="*/10 * * * *", interval=None)
+
+    def schedule_of(label: str) -> ScheduleSpec:
+        asked.append(label)
+        return spec
+
+    monitor = Monitor(
+        StatusStore(tmp_path), schedule_of=schedule_of, deliver=list().append, clock=lambda: now[0]
+    )
+    monitor.finished(ok())
+    monitor.finished(failed())
+    assert asked == []
+    assert monitor.stale() == {}
+    now[0] = T0 + timedelta(minutes=21)  # twice the period after the last success
+    assert monitor.check(["prod/sales"]) == ["prod/sales"]
+    assert monitor.stale() == {"prod/sales": T0 + timedelta(minutes=20)}
+    assert asked
+
+
 def test_monitor_alerts_once_per_change_and_flags_stale(tmp_path: Path) -> None:
     now = [T0]
     sent: list[AlertEvent] = []
