@@ -332,9 +332,19 @@ class DataArtsClient:
         self, workspace_id: str, job_types: Sequence[str] = JOB_TYPES
     ) -> list[JobSummary]:
         """Every job of the workspace (of ``job_types``: both by default), unique by name,
-        sorted."""
-        jobs: dict[str, JobSummary] = {}
-        for job_type in job_types:
+        sorted.
+
+        The other job types are listed beside the first once its first page came: one
+        after the other, the last workspace's second list waited for the first one's last
+        page, then asked its own pages in turn, after the rate would have allowed them. A
+        first list that fails before its first page (a server down) leaves them unasked.
+        """
+        answered = threading.Event()  # the first type's first page came, or its listing ended
+        first_failed: list[bool] = []
+
+        def listed(
+            job_type: str, first_page: threading.Event | None = None
+        ) -> dict[str, JobSummary]:
             listing = self._dlf_listing(
                 "jobs",
                 workspace_id,
@@ -343,7 +353,30 @@ class DataArtsClient:
                 # A summary per row as each page arrives: a raw row is ten times its size.
                 condense=functools.partial(job_summary, job_type=job_type),
             )
-            for summary in self._list_all(listing, _as_is).values():
+            return self._list_all(listing, _as_is, first_page)
+
+        def listed_after_first(job_type: str) -> dict[str, JobSummary]:
+            answered.wait()
+            return {} if first_failed else listed(job_type)
+
+        first, *others = job_types
+        with ThreadPoolExecutor(max(1, len(others)), thread_name_prefix="job-type") as pool:
+            # In copies of this context: the calls keep the caller's rank (CALL_RANK).
+            futures = [
+                pool.submit(contextvars.copy_context().run, listed_after_first, job_type)
+                for job_type in others
+            ]
+            try:
+                by_type = [listed(first, answered)]
+            except BaseException:
+                first_failed.append(True)
+                raise
+            finally:
+                answered.set()
+            by_type += [future.result() for future in futures]
+        jobs: dict[str, JobSummary] = {}
+        for listing in by_type:  # the first type's summary of a name, as before
+            for summary in listing.values():
                 jobs.setdefault(summary.name, summary)
         return [jobs[name] for name in sorted(jobs)]
 
@@ -624,7 +657,12 @@ class DataArtsClient:
             exact=False,
         )
 
-    def _list_all(self, listing: _Listing[_Row], keep: Callable[[_Row], _Kept]) -> dict[str, _Kept]:
+    def _list_all(
+        self,
+        listing: _Listing[_Row],
+        keep: Callable[[_Row], _Kept],
+        first_page: threading.Event | None = None,
+    ) -> dict[str, _Kept]:
         """Every entry of a list by its key, from a complete listing (dlf-api.md §2.3).
 
         Offset paging shifts when entries are created or deleted meanwhile: an entry can be
@@ -635,10 +673,11 @@ class DataArtsClient:
         new; a page that does not is read again (bounded), and a listing that still does
         not agree runs once more, then fails. ``keep``: what to hold of the first row of
         each name, made in listing order as pages arrive (``listing.condense`` is made of
-        every row in the thread that fetched its page).
+        every row in the thread that fetched its page). ``first_page`` is set once a first
+        page came.
         """
         for attempt in range(1, LIST_PASSES + 1):
-            items, problem = self._page_through(listing, keep)
+            items, problem = self._page_through(listing, keep, first_page)
             if problem is None:
                 return items
             log(
@@ -655,7 +694,10 @@ class DataArtsClient:
         )
 
     def _page_through(
-        self, listing: _Listing[_Row], keep: Callable[[_Row], _Kept]
+        self,
+        listing: _Listing[_Row],
+        keep: Callable[[_Row], _Kept],
+        first_page: threading.Event | None = None,
     ) -> tuple[dict[str, _Kept], str | None]:
         """One pass over a listing: the entries by key, and what made it incomplete (None:
         complete). The one paging loop of the client, for every list."""
@@ -671,6 +713,8 @@ class DataArtsClient:
         first = self._first_page(listing)
         if isinstance(first, str):
             return seen, first
+        if first_page is not None:
+            first_page.set()
         page, size = first
         del first
         take(page)
@@ -880,6 +924,12 @@ class DataArtsClient:
             # slot must not take a start and later burst with others. And no slot held
             # while waiting for the rate: backoff sleeps happen outside, holding neither,
             # but keeping the call's place in line (the budget's ``line``: lower ranks first).
+            if not self._credentials_proven.is_set():
+                # While the first call is out, another waits for its answer (``_send``): it
+                # waits here, before it takes a start, or the service would count it as
+                # late as it was sent while we counted it as early as it started.
+                with self._first_call:
+                    pass
             with chosen.line() as ticket:
                 while True:
                     if self._cancel is not None and self._cancel.is_set():
