@@ -30,7 +30,8 @@ class _HoldingLastBatchPages(Simulator):
 
 
 def test_the_second_job_type_is_listed_before_the_first_one_ends() -> None:
-    with _HoldingLastBatchPages() as sim:
+    sim = _HoldingLastBatchPages()
+    with sim:
         sim.add_workspace(WID, "ws")
         names = sim.populate(WID, 500, realtime_fraction=0.2)
         with client_for(sim.url) as client:
