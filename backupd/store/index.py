@@ -24,6 +24,7 @@ import io
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring
 from types import MappingProxyType
 from typing import Any
 
@@ -127,6 +128,14 @@ def _str_or_none(value: Any) -> str | None:
 
 
 def _json(value: object) -> str:
+    """``json.dumps(value, ensure_ascii=False)``; a string, an int and None without its
+    overhead (the same C escaper it uses): an index of 10,000 jobs encodes ~80,000 values."""
+    if isinstance(value, str):
+        return encode_basestring(value)
+    if value is None:
+        return "null"
+    if type(value) is int:  # not a bool
+        return str(value)
     return json.dumps(value, ensure_ascii=False)
 
 
@@ -141,7 +150,7 @@ def _job_row(record: JobRecord) -> str:
     ]
     if record.path is not None:
         fields.append(("path", _json(record.path)))
-    inner = ",\n".join(f"      {_json(key)}: {value}" for key, value in fields)
+    inner = ",\n".join(f'      "{key}": {value}' for key, value in fields)  # plain keys
     return "{\n" + inner + "\n    }"
 
 
