@@ -113,7 +113,7 @@ class Monitor(SnapshotObserver):
             record = self._records.get(label)
             deadline = self._passed_deadline(label, record, now)
             stale = deadline is not None
-            if stale and deadline is not None:
+            if deadline is not None:
                 self._stale.setdefault(label, deadline)
             else:
                 self._stale.pop(label, None)
