@@ -25,7 +25,7 @@ class _HoldingLastBatchPages(Simulator):
         if query.get("jobType") == "REAL_TIME":
             self.real_time_asked.set()
         elif int(query.get("offset") or 0) >= 2:
-            self.held.append(self.real_time_asked.wait(15))
+            self.held.append(self.real_time_asked.wait(30))  # a bound for a broken client only
         return super()._list_jobs(call)
 
 
