@@ -8,6 +8,7 @@ together at its end. A later workspace's batches fill any gap the first one leav
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import threading
@@ -26,10 +27,17 @@ _LOOK_AGAIN = 0.25
 
 
 class ExportQueue:
-    """``workers`` threads running submitted calls, lowest priority number first, then in
-    the order they were submitted, at most ``running()`` of them at once (the export
+    """Up to ``workers`` threads running submitted calls, lowest priority number first, then
+    in the order they were submitted, at most ``running()`` of them at once (the export
     budget's calls in flight: more would only wait inside the client, out of order).
-    Closing runs what is queued, then stops the threads."""
+    Closing runs what is queued, then stops the threads.
+
+    A thread starts only when a call is queued and no thread is free to take it: the queue
+    has the threads its calls in flight need, plus one spare that looks again as the limit
+    grows, not ``workers`` from the start. Each thread keeps a cache of freed memory of its
+    own (glibc's tcache): 28 threads taking turns held 3-4 MB more at the end of a first
+    snapshot of 10 x 8,000 jobs than the few the calls need.
+    """
 
     def __init__(
         self,
@@ -48,12 +56,9 @@ class ExportQueue:
         self._workers = max(1, workers)
         self._limit = running or (lambda: self._workers)
         self._finished = finished
-        self._threads = [
-            threading.Thread(target=self._work, name=f"{name}_{number}", daemon=True)
-            for number in range(self._workers)
-        ]
-        for thread in self._threads:
-            thread.start()
+        self._name = name
+        self._threads: list[threading.Thread] = []
+        self._idle = 0  # threads waiting in _next
 
     @property
     def limit(self) -> int:
@@ -68,14 +73,31 @@ class ExportQueue:
         with self._changed:
             heapq.heappush(self._tasks, (priority, next(self._order), (future, call)))
             self._changed.notify()
+            self._add_thread_if_needed()
         return future
 
     def close(self) -> None:
         with self._changed:
             self._closing = True
             self._changed.notify_all()
-        for thread in self._threads:
+        joined = 0
+        while True:  # a thread may still start while the queue empties
+            with self._changed:
+                if joined == len(self._threads):
+                    return
+                thread = self._threads[joined]
             thread.join()
+            joined += 1
+
+    def _add_thread_if_needed(self) -> None:
+        """Start a thread when calls wait and none is free to take them (lock held)."""
+        if self._tasks and not self._idle and len(self._threads) < self._workers:
+            thread = threading.Thread(
+                target=self._work, name=f"{self._name}_{len(self._threads)}", daemon=True
+            )
+            thread.start()  # it waits for the lock held here to look at the queue
+            self._threads.append(thread)
+            self._idle += 1  # free until it takes a call
 
     def __enter__(self) -> ExportQueue:
         return self
@@ -95,10 +117,16 @@ class ExportQueue:
             while True:
                 if self._tasks and self._running < self.limit:
                     self._running += 1
+                    self._idle -= 1
                     priority, _, task = heapq.heappop(self._tasks)
+                    # The spare, for the calls left; none to be had (RuntimeError), the
+                    # running threads take them.
+                    with contextlib.suppress(RuntimeError):
+                        self._add_thread_if_needed()
                     return priority, task
                 if self._closing and not self._tasks:
                     self._changed.notify_all()
+                    self._idle -= 1
                     return None
                 self._changed.wait(_LOOK_AGAIN if self._tasks else None)
 
@@ -110,6 +138,7 @@ class ExportQueue:
             finally:
                 with self._changed:
                     self._running -= 1
+                    self._idle += 1
                     self._changed.notify()
                 if self._finished is not None:
                     self._finished(priority)

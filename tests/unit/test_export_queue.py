@@ -71,3 +71,17 @@ def test_an_idle_worker_does_not_hold_on_to_the_last_call() -> None:
         while finished() is not None and time.monotonic() < deadline:
             time.sleep(0.01)  # the worker may still be on its way back to the queue
         assert finished() is None
+
+
+def test_threads_start_as_calls_need_them_not_all_at_once() -> None:
+    # Each thread keeps freed memory of its own: the queue runs the calls in flight and one
+    # spare, not its 28 possible threads taking turns.
+    gate = threading.Event()
+    with ExportQueue(28, running=lambda: 2, name="as_needed") as exports:
+        futures = [exports.submit(0, gate.wait) for _ in range(10)]
+        gate.set()
+        for future in futures:
+            future.result(timeout=10)
+        started = [t for t in threading.enumerate() if t.name.startswith("as_needed_")]
+        assert 2 <= len(started) <= 3
+    assert not [t for t in threading.enumerate() if t.name.startswith("as_needed_")]
